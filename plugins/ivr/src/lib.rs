@@ -1,0 +1,93 @@
+//! Sample auto-attendant: greeting, a one-key department menu with retries,
+//! then a fallback branch. Everything the caller hears comes from the route's
+//! config (see `plugins/ivr/README.md`), not from code.
+
+use hookline_sdk::menu::{Menu, MenuOutcome};
+use hookline_sdk::{data, media, routing, CallError, CallInfo, Plugin};
+use serde::Deserialize;
+
+/// The route config the IVR reads (JSON from `hookline.toml`).
+#[derive(Debug, Deserialize)]
+pub struct IvrConfig {
+    #[serde(default)]
+    pub greeting: Vec<String>,
+    pub menu: Vec<String>,
+    #[serde(default)]
+    pub invalid: Vec<String>,
+    #[serde(default)]
+    pub no_input: Vec<String>,
+    #[serde(default = "default_attempts")]
+    pub attempts: u32,
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u32,
+    pub options: Vec<MenuOption>,
+    pub fallback: Branch,
+}
+
+/// One key of the menu.
+#[derive(Debug, Deserialize)]
+pub struct MenuOption {
+    pub digit: char,
+    #[serde(flatten)]
+    pub branch: Branch,
+}
+
+/// Where a choice leads: its name in the call record and what the caller hears.
+#[derive(Debug, Deserialize)]
+pub struct Branch {
+    pub name: String,
+    #[serde(default)]
+    pub prompts: Vec<String>,
+}
+
+fn default_attempts() -> u32 {
+    3
+}
+
+fn default_timeout_ms() -> u32 {
+    5000
+}
+
+struct Ivr;
+
+impl Plugin for Ivr {
+    fn handle_call(info: CallInfo) -> Result<(), String> {
+        let config: IvrConfig =
+            serde_json::from_str(&info.config).map_err(|e| format!("bad ivr config: {e}"))?;
+        match run(&config) {
+            Ok(()) | Err(CallError::HungUp) => Ok(()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
+fn run(config: &IvrConfig) -> Result<(), CallError> {
+    media::answer()?;
+    if !config.greeting.is_empty() {
+        media::play(&config.greeting, true)?;
+    }
+    let choices: String = config.options.iter().map(|o| o.digit).collect();
+    let menu = Menu {
+        prompts: &config.menu,
+        choices: &choices,
+        attempts: config.attempts,
+        timeout_ms: config.timeout_ms,
+        invalid_prompts: &config.invalid,
+        timeout_prompts: &config.no_input,
+    };
+    let branch = match menu.run()? {
+        MenuOutcome::Chosen(key) => config
+            .options
+            .iter()
+            .find(|o| o.digit == key)
+            .map(|o| &o.branch)
+            .unwrap_or(&config.fallback),
+        MenuOutcome::NoChoice => &config.fallback,
+    };
+    data::mark(&format!("branch:{}", branch.name));
+    // Until dialling exists, a branch plays its department's prompt and ends the call.
+    media::play(&branch.prompts, false)?;
+    routing::hangup()
+}
+
+hookline_sdk::export!(Ivr);
