@@ -1,0 +1,14 @@
+//! Hookline media node: SIP/RTP media server whose call logic runs in
+//! sandboxed WebAssembly plugins (see `DESIGN.md` in the shared docs).
+
+pub mod api;
+pub mod call;
+pub mod codec;
+pub mod config;
+pub mod media;
+pub mod node;
+pub mod plugin;
+pub mod prompts;
+pub mod rtp;
+pub mod sip;
+pub mod store;

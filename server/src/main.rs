@@ -1,1 +1,91 @@
-fn main(){}
+//! `hookline`: the media node binary.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use hookline::node::{self, ServeOptions};
+
+#[derive(Parser)]
+#[command(
+    name = "hookline",
+    version,
+    about = "Hookline media node: SIP/RTP with WebAssembly call logic"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run a media node.
+    Serve {
+        /// SIP listen address (UDP).
+        #[arg(long, default_value = "0.0.0.0:5060")]
+        sip: SocketAddr,
+        /// RTP port range, A-B.
+        #[arg(long, default_value = "20000-29999", value_parser = node::parse_port_range)]
+        rtp_ports: (u16, u16),
+        /// HTTP API listen address.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        http: SocketAddr,
+        /// Data directory: SQLite database, prompt cache, recordings.
+        #[arg(long, default_value = "./data")]
+        data: PathBuf,
+        /// Routes and plugins.
+        #[arg(long, default_value = "hookline.toml")]
+        config: PathBuf,
+    },
+    /// Prompt catalog tools.
+    Prompts {
+        #[command(subcommand)]
+        command: PromptsCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum PromptsCmd {
+    /// Render the catalog's prompts into the data directory's cache.
+    Build {
+        #[arg(long, default_value = "./data")]
+        data: PathBuf,
+        #[arg(long, default_value = "hookline.toml")]
+        config: PathBuf,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,wasmtime=warn,cranelift=warn".into()),
+        )
+        .init();
+    match Cli::parse().command {
+        Cmd::Serve {
+            sip,
+            rtp_ports,
+            http,
+            data,
+            config,
+        } => {
+            let rt = tokio::runtime::Runtime::new()?;
+            rt.block_on(node::serve(ServeOptions {
+                sip,
+                rtp_ports,
+                http,
+                data,
+                config,
+            }))
+        }
+        Cmd::Prompts {
+            command: PromptsCmd::Build { data, config },
+        } => {
+            let config = hookline::config::Config::load(&config)?;
+            let set = node::prepare_prompts(&config, &data)?;
+            println!("{} prompts ready in {}", set.len(), data.display());
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,251 @@
+//! Call control: the SIP driver task, routing of new calls to plugins, and the
+//! per-call task that runs a plugin and writes the call record.
+
+pub mod collect;
+pub mod session;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr, UdpSocket as StdUdpSocket};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
+
+use crate::config::Config;
+use crate::media::prompt::PromptSet;
+use crate::media::worker::{LegSetup, MediaEngine, PortPool};
+use crate::plugin::{CallInfo, Outcome, PluginHost};
+use crate::sip::endpoint::{Endpoint, Event, Incoming, Output};
+use crate::sip::sdp;
+use crate::store::Store;
+use session::{CallEvent, CallSession, SessionParts};
+
+/// What call tasks ask of the SIP driver.
+#[derive(Debug)]
+pub enum SipCommand {
+    Answer {
+        call_id: String,
+        sdp: String,
+    },
+    Hangup {
+        call_id: String,
+    },
+    /// The call task is done; forget its event channel.
+    Finished {
+        call_id: String,
+    },
+}
+
+/// Everything shared by the node's tasks.
+pub struct Node {
+    pub config: Config,
+    pub media: Arc<MediaEngine>,
+    pub ports: PortPool,
+    pub plugins: PluginHost,
+    pub prompts: Arc<PromptSet>,
+    pub store: Store,
+    pub active_calls: AtomicUsize,
+    pub sip_addr: SocketAddr,
+}
+
+impl Node {
+    /// The address to put in SDP for media towards `peer`.
+    fn media_ip_for(&self, peer: SocketAddr) -> IpAddr {
+        if let Some(ip) = self.config.node.advertise_ip {
+            return ip;
+        }
+        if !self.sip_addr.ip().is_unspecified() {
+            return self.sip_addr.ip();
+        }
+        // Ask the kernel which local address routes to the peer (no packet is sent).
+        let probe = StdUdpSocket::bind((if peer.is_ipv4() { "0.0.0.0" } else { "::" }, 0))
+            .and_then(|s| s.connect(peer).map(|_| s))
+            .and_then(|s| s.local_addr());
+        probe.map(|a| a.ip()).unwrap_or(peer.ip())
+    }
+}
+
+/// Runs the SIP side of the node until the socket fails.
+pub async fn run_sip(node: Arc<Node>, socket: UdpSocket) -> std::io::Result<()> {
+    let local = match node.config.node.advertise_ip {
+        Some(ip) => SocketAddr::new(ip, node.sip_addr.port()),
+        None if node.sip_addr.ip().is_unspecified() => SocketAddr::new(
+            node.media_ip_for("127.0.0.1:5060".parse().unwrap_or(node.sip_addr)),
+            node.sip_addr.port(),
+        ),
+        None => node.sip_addr,
+    };
+    let mut endpoint = Endpoint::new(local);
+    let (cmd_tx, mut cmd_rx) = mpsc::unbounded_channel::<SipCommand>();
+    let mut calls: HashMap<String, UnboundedSender<CallEvent>> = HashMap::new();
+    let mut buf = vec![0u8; 65536];
+    let mut timer = tokio::time::interval(Duration::from_millis(50));
+    timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            r = socket.recv_from(&mut buf) => match r {
+                Ok((n, from)) => endpoint.handle_datagram(Instant::now(), from, &buf[..n]),
+                // ICMP errors from earlier sends surface here on Linux; they are not ours to act on.
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}
+                Err(e) => {
+                    tracing::warn!("SIP socket: {e}");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            },
+            Some(cmd) = cmd_rx.recv() => match cmd {
+                SipCommand::Answer { call_id, sdp } => {
+                    endpoint.answer(Instant::now(), &call_id, sdp);
+                }
+                SipCommand::Hangup { call_id } => endpoint.hangup(Instant::now(), &call_id),
+                SipCommand::Finished { call_id } => {
+                    calls.remove(&call_id);
+                }
+            },
+            _ = timer.tick() => endpoint.handle_timeout(Instant::now()),
+        }
+        while let Some(out) = endpoint.poll_output() {
+            match out {
+                Output::Transmit { to, data } => {
+                    if let Err(e) = socket.send_to(&data, to).await {
+                        tracing::debug!("SIP send to {to}: {e}");
+                    }
+                }
+                Output::Event(Event::Incoming(inc)) => match start_call(&node, &cmd_tx, inc) {
+                    Ok((call_id, tx)) => {
+                        endpoint.ringing(&call_id);
+                        calls.insert(call_id, tx);
+                    }
+                    Err((call_id, code)) => endpoint.reject(Instant::now(), &call_id, code),
+                },
+                Output::Event(Event::Ended { call_id, cause }) => {
+                    if let Some(tx) = calls.get(&call_id) {
+                        let _ = tx.send(CallEvent::Ended(cause));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Routes a new call, binds its media and starts its plugin. Errors carry the SIP code.
+fn start_call(
+    node: &Arc<Node>,
+    sip: &UnboundedSender<SipCommand>,
+    inc: Incoming,
+) -> Result<(String, UnboundedSender<CallEvent>), (String, u16)> {
+    let call_id = inc.call_id.clone();
+    let Some(route) = node.config.route(&inc.callee) else {
+        tracing::info!(call = %call_id, callee = %inc.callee, "no route");
+        node.store
+            .call_started(&call_id, &inc.caller, &inc.callee, None);
+        node.store.call_ended(&call_id, "no-route", vec![]);
+        return Err((call_id, 404));
+    };
+    let Some(plugin) = node.plugins.get(&route.plugin) else {
+        return Err((call_id, 500));
+    };
+    if node.active_calls.fetch_add(1, Ordering::SeqCst) >= node.config.node.max_calls {
+        node.active_calls.fetch_sub(1, Ordering::SeqCst);
+        return Err((call_id, 503));
+    }
+    let (socket, port) = match node.ports.bind() {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(call = %call_id, "RTP port: {e}");
+            node.active_calls.fetch_sub(1, Ordering::SeqCst);
+            return Err((call_id, 503));
+        }
+    };
+    let leg = next_leg_id();
+    let local = SocketAddr::new(node.media_ip_for(inc.source), port);
+    let answer = sdp::answer(local, &inc.offer, leg);
+    let (tx, rx) = mpsc::unbounded_channel();
+    let media_tx = tx.clone();
+    node.media.add_leg(LegSetup {
+        id: leg,
+        socket,
+        remote: inc.offer.remote,
+        codec: inc.offer.codec,
+        dtmf_pt: inc.offer.dtmf_pt,
+        events: Box::new(move |e| {
+            let _ = media_tx.send(CallEvent::Media(e));
+        }),
+    });
+    node.store
+        .call_started(&call_id, &inc.caller, &inc.callee, Some(&plugin.name));
+    let session = CallSession::new(SessionParts {
+        call_id: call_id.clone(),
+        plugin: plugin.name.clone(),
+        leg,
+        media: node.media.clone(),
+        prompts: node.prompts.clone(),
+        sip: sip.clone(),
+        events: rx,
+        store: node.store.clone(),
+        answer_sdp: answer,
+    });
+    let info = CallInfo {
+        call_id: call_id.clone(),
+        caller: inc.caller,
+        callee: inc.callee,
+        caller_name: inc.caller_name,
+        config: serde_json::to_string(&route.config).unwrap_or_else(|_| "{}".into()),
+    };
+    let node = node.clone();
+    let sip = sip.clone();
+    tokio::spawn(async move {
+        let (outcome, session) = node.plugins.run(&plugin, session, info).await;
+        let cause = match (&session.ended, &outcome) {
+            (Some(cause), _) => cause.clone(),
+            (None, Outcome::Done) => "plugin-return".to_string(),
+            (None, Outcome::Failed(reason)) => {
+                tracing::warn!(call = %session.call_id, plugin = %session.plugin, "plugin failed: {reason}");
+                "plugin-error".to_string()
+            }
+            (None, Outcome::Trapped(trap)) => {
+                tracing::warn!(call = %session.call_id, plugin = %session.plugin, "plugin trapped: {trap}");
+                "plugin-trap".to_string()
+            }
+        };
+        if session.ended.is_none() {
+            let _ = sip.send(SipCommand::Hangup {
+                call_id: session.call_id.clone(),
+            });
+        }
+        node.media.remove_leg(leg);
+        node.ports.release(port);
+        node.active_calls.fetch_sub(1, Ordering::SeqCst);
+        let _ = sip.send(SipCommand::Finished {
+            call_id: session.call_id.clone(),
+        });
+        node.store
+            .call_ended(&session.call_id, &cause, session.path);
+    });
+    Ok((call_id, tx))
+}
+
+fn next_leg_id() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Lets tests build a session with no network behind it.
+pub fn detached_session(node: &Node, plugin: &str) -> (CallSession, UnboundedReceiver<SipCommand>) {
+    let (sip, sip_rx) = mpsc::unbounded_channel();
+    let (tx, rx) = mpsc::unbounded_channel();
+    drop(tx);
+    let session = CallSession::new(SessionParts {
+        call_id: "detached".into(),
+        plugin: plugin.into(),
+        leg: 0,
+        media: node.media.clone(),
+        prompts: node.prompts.clone(),
+        sip,
+        events: rx,
+        store: node.store.clone(),
+        answer_sdp: String::new(),
+    });
+    (session, sip_rx)
+}

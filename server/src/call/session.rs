@@ -1,0 +1,280 @@
+//! One call as its plugin sees it: the verbs, as async code over the call's
+//! SIP dialog and media leg. Every verb returns `hung-up` once the caller is gone.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+
+use super::collect::{CollectSpec, DigitCollector, End};
+use super::SipCommand;
+use crate::media::prompt::PromptSet;
+use crate::media::worker::{LegId, MediaEngine, MediaEvent};
+use crate::plugin::hookline::call::data::LogLevel;
+use crate::plugin::hookline::call::media::CollectOptions;
+use crate::plugin::CallError;
+use crate::sip::endpoint::EndCause;
+use crate::store::Store;
+
+/// What reaches a call from the network and the media engine.
+#[derive(Debug)]
+pub enum CallEvent {
+    Media(MediaEvent),
+    Ended(EndCause),
+}
+
+/// Longest route path kept in a call record, and longest step.
+const MAX_PATH: usize = 256;
+const MAX_STEP: usize = 200;
+
+/// The plugin-facing side of a call.
+pub struct CallSession {
+    pub call_id: String,
+    pub plugin: String,
+    leg: LegId,
+    media: Arc<MediaEngine>,
+    prompts: Arc<PromptSet>,
+    sip: UnboundedSender<SipCommand>,
+    events: UnboundedReceiver<CallEvent>,
+    store: Store,
+    answer_sdp: Option<String>,
+    answered: bool,
+    /// Why the call ended, once it has (caller gone or plugin hung up).
+    pub ended: Option<String>,
+    digits: VecDeque<char>,
+    next_token: u64,
+    /// The route path for the call record.
+    pub path: Vec<String>,
+}
+
+/// Everything a session is built from.
+pub struct SessionParts {
+    pub call_id: String,
+    pub plugin: String,
+    pub leg: LegId,
+    pub media: Arc<MediaEngine>,
+    pub prompts: Arc<PromptSet>,
+    pub sip: UnboundedSender<SipCommand>,
+    pub events: UnboundedReceiver<CallEvent>,
+    pub store: Store,
+    pub answer_sdp: String,
+}
+
+impl CallSession {
+    pub fn new(p: SessionParts) -> Self {
+        CallSession {
+            call_id: p.call_id,
+            plugin: p.plugin,
+            leg: p.leg,
+            media: p.media,
+            prompts: p.prompts,
+            sip: p.sip,
+            events: p.events,
+            store: p.store,
+            answer_sdp: Some(p.answer_sdp),
+            answered: false,
+            ended: None,
+            digits: VecDeque::new(),
+            next_token: 0,
+            path: Vec::new(),
+        }
+    }
+
+    pub fn is_answered(&self) -> bool {
+        self.answered
+    }
+
+    fn check_live(&mut self) -> Result<(), CallError> {
+        // Pick up a hang-up that arrived while the plugin was busy elsewhere.
+        while let Ok(ev) = self.events.try_recv() {
+            self.absorb(ev);
+        }
+        match self.ended {
+            Some(_) => Err(CallError::HungUp),
+            None => Ok(()),
+        }
+    }
+
+    /// Applies an event that no verb is waiting for.
+    fn absorb(&mut self, ev: CallEvent) {
+        match ev {
+            CallEvent::Media(MediaEvent::Dtmf(k)) => self.digits.push_back(k),
+            CallEvent::Media(MediaEvent::PlayDone { .. }) => {}
+            CallEvent::Ended(cause) => self.end(cause.as_str()),
+        }
+    }
+
+    fn end(&mut self, cause: &str) {
+        if self.ended.is_none() {
+            self.ended = Some(cause.to_string());
+        }
+    }
+
+    /// Waits for the next event; a closed channel means the node is shutting down.
+    async fn next_event(&mut self) -> CallEvent {
+        match self.events.recv().await {
+            Some(ev) => ev,
+            None => CallEvent::Ended(EndCause::CallerBye),
+        }
+    }
+
+    pub fn mark(&mut self, step: &str) {
+        if self.path.len() < MAX_PATH {
+            let mut s = step.to_string();
+            s.truncate(s.floor_char_boundary_compat(MAX_STEP));
+            self.path.push(s);
+        }
+    }
+
+    pub fn log(&self, level: LogLevel, message: &str) {
+        let msg = &message[..message.floor_char_boundary_compat(4096)];
+        let (call, plugin) = (&self.call_id, &self.plugin);
+        match level {
+            LogLevel::Debug => tracing::debug!(%call, %plugin, "{msg}"),
+            LogLevel::Info => tracing::info!(%call, %plugin, "{msg}"),
+            LogLevel::Warn => tracing::warn!(%call, %plugin, "{msg}"),
+            LogLevel::Error => tracing::error!(%call, %plugin, "{msg}"),
+        }
+    }
+
+    pub fn answer(&mut self) -> Result<(), CallError> {
+        self.check_live()?;
+        if let Some(sdp) = self.answer_sdp.take() {
+            let _ = self.sip.send(SipCommand::Answer {
+                call_id: self.call_id.clone(),
+                sdp,
+            });
+            self.answered = true;
+            self.store.call_answered(&self.call_id);
+        }
+        Ok(())
+    }
+
+    /// Plays prompts; `Ok(true)` when a key interrupted them.
+    pub async fn play(&mut self, ids: &[String], barge_in: bool) -> Result<bool, CallError> {
+        self.check_live()?;
+        let mut prompts = Vec::with_capacity(ids.len());
+        for id in ids {
+            let p = self
+                .prompts
+                .get(id)
+                .ok_or_else(|| CallError::InvalidArgument(format!("unknown prompt id {id:?}")))?;
+            prompts.push(p.clone());
+        }
+        self.answer()?;
+        if barge_in && !self.digits.is_empty() {
+            return Ok(true); // type-ahead: the caller already chose
+        }
+        for id in ids {
+            self.mark(&format!("prompt:{id}"));
+        }
+        self.next_token += 1;
+        let token = self.next_token;
+        self.media.play(self.leg, prompts, token);
+        loop {
+            match self.next_event().await {
+                CallEvent::Media(MediaEvent::PlayDone { token: t, .. }) if t == token => {
+                    return Ok(false)
+                }
+                CallEvent::Media(MediaEvent::Dtmf(k)) => {
+                    self.digits.push_back(k);
+                    if barge_in {
+                        self.media.stop(self.leg);
+                        return Ok(true);
+                    }
+                }
+                ev @ CallEvent::Ended(_) => {
+                    self.absorb(ev);
+                    return Err(CallError::HungUp);
+                }
+                CallEvent::Media(MediaEvent::PlayDone { .. }) => {}
+            }
+        }
+    }
+
+    pub async fn collect_digits(&mut self, o: &CollectOptions) -> Result<(String, End), CallError> {
+        self.check_live()?;
+        if o.max_digits == 0 || o.min_digits > o.max_digits || o.max_digits > 64 {
+            return Err(CallError::InvalidArgument(format!(
+                "need 1 <= min-digits ({}) <= max-digits ({}) <= 64",
+                o.min_digits, o.max_digits
+            )));
+        }
+        let terminator = match o.terminator.as_deref() {
+            None | Some("") => None,
+            Some(t) if t.chars().count() == 1 => t.chars().next(),
+            Some(t) => {
+                return Err(CallError::InvalidArgument(format!(
+                    "terminator {t:?} is not one key"
+                )))
+            }
+        };
+        self.answer()?;
+        let spec = CollectSpec {
+            max_digits: o.max_digits,
+            first_digit_timeout: Duration::from_millis(o.first_digit_timeout_ms.into()),
+            inter_digit_timeout: Duration::from_millis(o.inter_digit_timeout_ms.into()),
+            terminator,
+        };
+        let mut c = DigitCollector::new(spec, Instant::now());
+        let mut result = None;
+        while result.is_none() {
+            if let Some(k) = self.digits.pop_front() {
+                result = c.on_digit(k, Instant::now());
+                continue;
+            }
+            let deadline = tokio::time::Instant::from_std(c.deadline());
+            tokio::select! {
+                ev = self.next_event() => match ev {
+                    CallEvent::Media(MediaEvent::Dtmf(k)) => result = c.on_digit(k, Instant::now()),
+                    ev @ CallEvent::Ended(_) => {
+                        self.absorb(ev);
+                        return Err(CallError::HungUp);
+                    }
+                    CallEvent::Media(MediaEvent::PlayDone { .. }) => {}
+                },
+                _ = tokio::time::sleep_until(deadline) => result = c.on_time(Instant::now()),
+            }
+        }
+        let (digits, end) = result.unwrap_or_default_entry();
+        self.mark(&format!("digits:{digits}"));
+        Ok((digits, end))
+    }
+
+    pub fn hangup(&mut self) -> Result<(), CallError> {
+        self.check_live()?;
+        let _ = self.sip.send(SipCommand::Hangup {
+            call_id: self.call_id.clone(),
+        });
+        self.end("plugin-hangup");
+        Ok(())
+    }
+}
+
+trait EntryExt {
+    fn unwrap_or_default_entry(self) -> (String, End);
+}
+
+impl EntryExt for Option<(String, End)> {
+    fn unwrap_or_default_entry(self) -> (String, End) {
+        self.unwrap_or((String::new(), End::Timeout))
+    }
+}
+
+trait CharBoundary {
+    fn floor_char_boundary_compat(&self, max: usize) -> usize;
+}
+
+impl CharBoundary for str {
+    /// The largest char boundary not above `max` (str::floor_char_boundary is unstable).
+    fn floor_char_boundary_compat(&self, max: usize) -> usize {
+        if max >= self.len() {
+            return self.len();
+        }
+        (0..=max)
+            .rev()
+            .find(|i| self.is_char_boundary(*i))
+            .unwrap_or(0)
+    }
+}

@@ -1,0 +1,228 @@
+//! `hookline.toml`: plugins, routes and node settings.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Parse {
+        path: String,
+        source: Box<toml::de::Error>,
+    },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub node: NodeConfig,
+    #[serde(default)]
+    pub prompts: PromptsConfig,
+    #[serde(default)]
+    pub plugins: Vec<PluginConfig>,
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
+    /// Directory the relative paths above are resolved against (the file's own).
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Calls beyond this are refused with 503.
+    #[serde(default = "default_max_calls")]
+    pub max_calls: usize,
+    /// Media worker threads; 0 = one per core.
+    #[serde(default)]
+    pub media_threads: usize,
+    /// Address written into SDP and Contact when the node sits behind NAT or
+    /// listens on 0.0.0.0. Default: the local address that routes to the caller.
+    pub advertise_ip: Option<IpAddr>,
+    /// Bearer token required by the HTTP API; none = open (bind it to localhost).
+    pub api_token: Option<String>,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            max_calls: default_max_calls(),
+            media_threads: 0,
+            advertise_ip: None,
+            api_token: None,
+        }
+    }
+}
+
+fn default_max_calls() -> usize {
+    4000
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PromptsConfig {
+    /// The prompt catalog (id -> text per language).
+    #[serde(default = "default_catalog")]
+    pub catalog: PathBuf,
+    /// Recorded WAV overrides: `<dir>/<lang>/<id>.wav`.
+    #[serde(default = "default_recorded")]
+    pub recorded: PathBuf,
+    /// Language of calls (until a plugin picks one).
+    #[serde(default = "default_language")]
+    pub language: String,
+}
+
+impl Default for PromptsConfig {
+    fn default() -> Self {
+        PromptsConfig {
+            catalog: default_catalog(),
+            recorded: default_recorded(),
+            language: default_language(),
+        }
+    }
+}
+
+fn default_catalog() -> PathBuf {
+    "prompts/catalog.toml".into()
+}
+fn default_recorded() -> PathBuf {
+    "prompts/recorded".into()
+}
+fn default_language() -> String {
+    "en".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginConfig {
+    pub name: String,
+    /// The component (`.wasm`).
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Dialled number: exact (`100`), prefix (`55*`) or anything (`*`).
+    pub number: String,
+    pub plugin: String,
+    /// Handed to the plugin as JSON.
+    #[serde(default = "empty_table")]
+    pub config: toml::Value,
+}
+
+fn empty_table() -> toml::Value {
+    toml::Value::Table(Default::default())
+}
+
+impl RouteConfig {
+    pub fn matches(&self, number: &str) -> bool {
+        match self.number.strip_suffix('*') {
+            Some(prefix) => number.starts_with(prefix),
+            None => self.number == number,
+        }
+    }
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let mut config = Config::parse(&text).map_err(|e| match e {
+            ConfigError::Parse { source, .. } => ConfigError::Parse {
+                path: path.display().to_string(),
+                source,
+            },
+            other => other,
+        })?;
+        config.base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Ok(config)
+    }
+
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|source| ConfigError::Parse {
+            path: String::new(),
+            source: Box::new(source),
+        })?;
+        for route in &config.routes {
+            if !config.plugins.iter().any(|p| p.name == route.plugin) {
+                return Err(ConfigError::Invalid(format!(
+                    "route {:?} names plugin {:?}, which is not in [[plugins]]",
+                    route.number, route.plugin
+                )));
+            }
+        }
+        if config.node.max_calls == 0 {
+            return Err(ConfigError::Invalid(
+                "node.max_calls must be at least 1".into(),
+            ));
+        }
+        Ok(config)
+    }
+
+    /// Resolves a path from the file against the file's directory.
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base_dir.join(p)
+        }
+    }
+
+    /// The first route matching a dialled number.
+    pub fn route(&self, number: &str) -> Option<&RouteConfig> {
+        self.routes.iter().find(|r| r.matches(number))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_match_in_order() {
+        let c = Config::parse(
+            r#"
+            [[plugins]]
+            name = "ivr"
+            path = "x.wasm"
+            [[routes]]
+            number = "100"
+            plugin = "ivr"
+            config = { a = 1 }
+            [[routes]]
+            number = "55*"
+            plugin = "ivr"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.route("100").unwrap().config["a"].as_integer(), Some(1));
+        assert!(c.route("5512").is_some());
+        assert!(c.route("7").is_none());
+    }
+
+    #[test]
+    fn wrong_config_is_a_clear_error() {
+        let e = Config::parse("[[routes]]\nnumber='*'\nplugin='nope'\n").unwrap_err();
+        assert!(e.to_string().contains("nope"), "{e}");
+        assert!(Config::parse("[node]\nmax_calls = -1").is_err());
+        assert!(Config::parse("[node]\nbogus = 1")
+            .unwrap_err()
+            .to_string()
+            .contains("bogus"));
+    }
+}

@@ -1,0 +1,5 @@
+//! The media engine: prompts decoded once and shared, and per-core workers
+//! that pace RTP on a 20 ms tick.
+
+pub mod prompt;
+pub mod worker;

@@ -1,0 +1,489 @@
+//! Media workers: one thread per core owns a shard of legs and wakes every
+//! 20 ms to read each leg's socket and send its next frame. No task, timer or
+//! allocation per packet; prompts are pre-encoded and shared.
+
+use std::collections::VecDeque;
+use std::io::ErrorKind;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, TryRecvError};
+
+use super::prompt::{Prompt, FRAME};
+use crate::codec::g711::G711;
+use crate::rtp::dtmf::DtmfReceiver;
+use crate::rtp::packet::{self, RtpPacket};
+use crate::rtp::reorder::ReorderBuffer;
+
+/// Identifies a leg across the engine.
+pub type LegId = u64;
+
+const TICK: Duration = Duration::from_millis(20);
+/// Streams tracked per leg (audio and DTMF may come on separate SSRCs).
+const MAX_STREAMS: usize = 4;
+
+/// What a leg reports to its call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MediaEvent {
+    /// A key was pressed (RFC 4733).
+    Dtmf(char),
+    /// The prompts of play request `token` ended.
+    PlayDone { token: u64, interrupted: bool },
+}
+
+/// Where a leg's events go (called on the media thread; must not block).
+pub type EventSink = Box<dyn Fn(MediaEvent) + Send>;
+
+/// Everything a worker needs to run a leg.
+pub struct LegSetup {
+    pub id: LegId,
+    pub socket: UdpSocket,
+    pub remote: SocketAddr,
+    pub codec: G711,
+    pub dtmf_pt: Option<u8>,
+    pub events: EventSink,
+}
+
+enum Command {
+    Add(Box<LegSetup>),
+    Play {
+        leg: LegId,
+        prompts: Vec<Arc<Prompt>>,
+        token: u64,
+    },
+    Stop {
+        leg: LegId,
+    },
+    Remove {
+        leg: LegId,
+    },
+}
+
+/// Engine-wide counters.
+#[derive(Debug, Default)]
+pub struct MediaStats {
+    pub packets_in: AtomicU64,
+    pub packets_out: AtomicU64,
+    pub lost: AtomicU64,
+    pub late: AtomicU64,
+    pub malformed: AtomicU64,
+    /// Ticks that started more than one tick late (the worker was overloaded).
+    pub late_ticks: AtomicU64,
+    pub legs: AtomicU64,
+}
+
+/// Hands out RTP ports from a range, least recently used first.
+pub struct PortPool {
+    ip: IpAddr,
+    free: Mutex<VecDeque<u16>>,
+}
+
+impl PortPool {
+    /// Even ports of `first..=last` (odd ones are left for RTCP).
+    pub fn new(ip: IpAddr, first: u16, last: u16) -> Self {
+        let free = (first..=last).filter(|p| p % 2 == 0).collect();
+        PortPool {
+            ip,
+            free: Mutex::new(free),
+        }
+    }
+
+    /// Binds a non-blocking socket on the next free port.
+    pub fn bind(&self) -> std::io::Result<(UdpSocket, u16)> {
+        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        for _ in 0..free.len().min(64) {
+            let Some(port) = free.pop_front() else { break };
+            match UdpSocket::bind((self.ip, port)) {
+                Ok(s) => {
+                    s.set_nonblocking(true)?;
+                    return Ok((s, port));
+                }
+                Err(_) => free.push_back(port),
+            }
+        }
+        Err(std::io::Error::new(
+            ErrorKind::AddrNotAvailable,
+            "no free RTP port",
+        ))
+    }
+
+    pub fn release(&self, port: u16) {
+        self.free
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push_back(port);
+    }
+}
+
+/// The set of media workers.
+pub struct MediaEngine {
+    workers: Vec<Sender<Command>>,
+    pub stats: Arc<MediaStats>,
+}
+
+impl MediaEngine {
+    /// Starts `threads` workers (one per core is the intent).
+    pub fn start(threads: usize) -> Self {
+        let stats = Arc::new(MediaStats::default());
+        let workers = (0..threads.max(1))
+            .map(|i| {
+                let (tx, rx) = crossbeam_channel::unbounded();
+                let stats = stats.clone();
+                thread::Builder::new()
+                    .name(format!("media-{i}"))
+                    .spawn(move || {
+                        Worker {
+                            rx,
+                            legs: Vec::new(),
+                            stats,
+                        }
+                        .run()
+                    })
+                    .expect("spawn media worker");
+                tx
+            })
+            .collect();
+        MediaEngine { workers, stats }
+    }
+
+    fn shard(&self, leg: LegId) -> &Sender<Command> {
+        &self.workers[(leg % self.workers.len() as u64) as usize]
+    }
+
+    pub fn add_leg(&self, setup: LegSetup) {
+        let _ = self.shard(setup.id).send(Command::Add(Box::new(setup)));
+    }
+
+    /// Plays prompts back to back; `PlayDone { token }` follows.
+    pub fn play(&self, leg: LegId, prompts: Vec<Arc<Prompt>>, token: u64) {
+        let _ = self.shard(leg).send(Command::Play {
+            leg,
+            prompts,
+            token,
+        });
+    }
+
+    pub fn stop(&self, leg: LegId) {
+        let _ = self.shard(leg).send(Command::Stop { leg });
+    }
+
+    pub fn remove_leg(&self, leg: LegId) {
+        let _ = self.shard(leg).send(Command::Remove { leg });
+    }
+}
+
+struct Stream {
+    source: SocketAddr,
+    ssrc: u32,
+    reorder: ReorderBuffer,
+    dtmf: DtmfReceiver,
+    last_tick: u64,
+}
+
+struct Leg {
+    setup: LegSetup,
+    streams: Vec<Stream>,
+    ssrc: u32,
+    seq: u16,
+    timestamp: u32,
+    queue: VecDeque<Arc<Prompt>>,
+    pos: usize,
+    token: u64,
+    talking: bool,
+}
+
+impl Leg {
+    fn new(setup: LegSetup) -> Self {
+        Leg {
+            setup,
+            streams: Vec::with_capacity(2),
+            ssrc: rand::random(),
+            seq: rand::random(),
+            timestamp: rand::random(),
+            queue: VecDeque::new(),
+            pos: 0,
+            token: 0,
+            talking: false,
+        }
+    }
+
+    fn finish_play(&mut self, interrupted: bool) {
+        if !self.queue.is_empty() || self.talking {
+            self.queue.clear();
+            self.pos = 0;
+            (self.setup.events)(MediaEvent::PlayDone {
+                token: self.token,
+                interrupted,
+            });
+        }
+        self.talking = false;
+    }
+
+    fn receive(&mut self, buf: &mut [u8], tick: u64, stats: &MediaStats) {
+        loop {
+            let (n, from) = match self.setup.socket.recv_from(buf) {
+                Ok(r) => r,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                // ICMP port unreachable from an earlier send: the peer is not
+                // listening (yet); the call goes on.
+                Err(e) if e.kind() == ErrorKind::ConnectionRefused => continue,
+                Err(_) => return,
+            };
+            let data = &buf[..n];
+            if packet::is_rtcp(data) {
+                continue;
+            }
+            let Ok(pkt) = RtpPacket::parse(data) else {
+                stats.malformed.fetch_add(1, Ordering::Relaxed);
+                continue;
+            };
+            stats.packets_in.fetch_add(1, Ordering::Relaxed);
+            let idx = match self
+                .streams
+                .iter()
+                .position(|s| s.source == from && s.ssrc == pkt.ssrc)
+            {
+                Some(i) => i,
+                None => {
+                    if self.streams.len() == MAX_STREAMS {
+                        let oldest = (0..MAX_STREAMS)
+                            .min_by_key(|i| self.streams[*i].last_tick)
+                            .unwrap_or(0);
+                        self.streams.swap_remove(oldest);
+                    }
+                    self.streams.push(Stream {
+                        source: from,
+                        ssrc: pkt.ssrc,
+                        reorder: ReorderBuffer::new(3),
+                        dtmf: DtmfReceiver::default(),
+                        last_tick: tick,
+                    });
+                    self.streams.len() - 1
+                }
+            };
+            let Stream {
+                reorder,
+                dtmf,
+                last_tick,
+                ..
+            } = &mut self.streams[idx];
+            *last_tick = tick;
+            let before = reorder.stats();
+            let dtmf_pt = self.setup.dtmf_pt;
+            let events = &self.setup.events;
+            reorder.push(&pkt, |r| {
+                if Some(r.payload_type) == dtmf_pt {
+                    if let Some(key) = dtmf.on_payload(r.timestamp, r.payload) {
+                        events(MediaEvent::Dtmf(key));
+                    }
+                }
+                // Audio has no consumer on an IVR leg yet (recording/ASR come later).
+            });
+            let after = reorder.stats();
+            stats
+                .lost
+                .fetch_add(after.lost - before.lost, Ordering::Relaxed);
+            stats
+                .late
+                .fetch_add(after.late - before.late, Ordering::Relaxed);
+        }
+    }
+
+    fn send(&mut self, out: &mut [u8; 12 + FRAME], stats: &MediaStats) {
+        self.timestamp = self.timestamp.wrapping_add(FRAME as u32);
+        if self.queue.is_empty() {
+            return;
+        }
+        let codec = self.setup.codec;
+        let mut filled = 0;
+        while filled < FRAME {
+            let Some(prompt) = self.queue.front() else {
+                break;
+            };
+            let audio = prompt.encoded(codec);
+            let n = (audio.len() - self.pos).min(FRAME - filled);
+            out[12 + filled..12 + filled + n].copy_from_slice(&audio[self.pos..self.pos + n]);
+            filled += n;
+            self.pos += n;
+            if self.pos >= audio.len() {
+                self.queue.pop_front();
+                self.pos = 0;
+            }
+        }
+        out[12 + filled..].fill(codec.silence());
+        let marker = !self.talking;
+        self.talking = true;
+        packet::write_header(
+            &mut out[..12],
+            marker,
+            codec.payload_type(),
+            self.seq,
+            self.timestamp,
+            self.ssrc,
+        );
+        self.seq = self.seq.wrapping_add(1);
+        match self.setup.socket.send_to(&out[..], self.setup.remote) {
+            Ok(_) => {
+                stats.packets_out.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+            Err(_) => {} // e.g. ECONNREFUSED from an earlier ICMP: keep going.
+        }
+        if self.queue.is_empty() {
+            self.finish_play(false);
+        }
+    }
+}
+
+struct Worker {
+    rx: Receiver<Command>,
+    legs: Vec<Leg>,
+    stats: Arc<MediaStats>,
+}
+
+impl Worker {
+    fn leg(&mut self, id: LegId) -> Option<&mut Leg> {
+        self.legs.iter_mut().find(|l| l.setup.id == id)
+    }
+
+    /// Applies queued commands; false once the engine is gone.
+    fn commands(&mut self) -> bool {
+        loop {
+            match self.rx.try_recv() {
+                Ok(Command::Add(setup)) => {
+                    self.stats.legs.fetch_add(1, Ordering::Relaxed);
+                    self.legs.push(Leg::new(*setup));
+                }
+                Ok(Command::Play {
+                    leg,
+                    prompts,
+                    token,
+                }) => {
+                    if let Some(l) = self.leg(leg) {
+                        l.finish_play(true);
+                        l.queue = prompts.into_iter().filter(|p| !p.ulaw.is_empty()).collect();
+                        l.pos = 0;
+                        l.token = token;
+                        if l.queue.is_empty() {
+                            (l.setup.events)(MediaEvent::PlayDone {
+                                token,
+                                interrupted: false,
+                            });
+                        }
+                    }
+                }
+                Ok(Command::Stop { leg }) => {
+                    if let Some(l) = self.leg(leg) {
+                        l.finish_play(true);
+                    }
+                }
+                Ok(Command::Remove { leg }) => {
+                    if let Some(i) = self.legs.iter().position(|l| l.setup.id == leg) {
+                        self.legs.swap_remove(i);
+                        self.stats.legs.fetch_sub(1, Ordering::Relaxed);
+                    }
+                }
+                Err(TryRecvError::Empty) => return true,
+                Err(TryRecvError::Disconnected) => return false,
+            }
+        }
+    }
+
+    fn run(mut self) {
+        let mut buf = vec![0u8; 2048];
+        let mut out = [0u8; 12 + FRAME];
+        let mut next = Instant::now() + TICK;
+        let mut tick = 0u64;
+        while self.commands() {
+            tick += 1;
+            for leg in &mut self.legs {
+                leg.receive(&mut buf, tick, &self.stats);
+                leg.send(&mut out, &self.stats);
+            }
+            let now = Instant::now();
+            if next > now {
+                thread::sleep(next - now);
+                next += TICK;
+            } else {
+                if now - next > TICK {
+                    // Overloaded: resynchronise rather than bursting to catch up.
+                    self.stats.late_ticks.fetch_add(1, Ordering::Relaxed);
+                    next = now;
+                }
+                next += TICK;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::sync::mpsc;
+
+    #[test]
+    fn plays_a_prompt_and_hears_a_digit_through_real_sockets() {
+        let engine = MediaEngine::start(1);
+        let pool = PortPool::new("127.0.0.1".parse().unwrap(), 31000, 31100);
+        let (socket, port) = pool.bind().unwrap();
+        let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+        peer.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        engine.add_leg(LegSetup {
+            id: 1,
+            socket,
+            remote: peer.local_addr().unwrap(),
+            codec: G711::Ulaw(0),
+            dtmf_pt: Some(101),
+            events: Box::new(move |e| {
+                let _ = tx.send(e);
+            }),
+        });
+        // 50 ms of audio: three packets, the last padded with silence.
+        let prompt = Arc::new(Prompt::from_pcm("p", vec![1000; 400]));
+        engine.play(1, vec![prompt], 7);
+        let mut buf = [0u8; 512];
+        let mut seqs = Vec::new();
+        for _ in 0..3 {
+            let n = peer.recv(&mut buf).unwrap();
+            let p = RtpPacket::parse(&buf[..n]).unwrap();
+            assert_eq!(p.payload.len(), FRAME);
+            seqs.push(p.sequence);
+        }
+        assert_eq!(seqs[1], seqs[0].wrapping_add(1));
+        // A digit from the peer, sent twice (redundant end packets).
+        let mut pkt = [0u8; 16];
+        packet::write_header(&mut pkt, true, 101, 1, 4000, 9);
+        pkt[12..].copy_from_slice(&[2, 0x8a, 0, 160]);
+        peer.send_to(&pkt, ("127.0.0.1", port)).unwrap();
+        packet::write_header(&mut pkt, false, 101, 2, 4000, 9);
+        peer.send_to(&pkt, ("127.0.0.1", port)).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let mut events = Vec::new();
+        while Instant::now() < deadline && events.len() < 2 {
+            while let Ok(e) = rx.try_recv() {
+                events.push(e);
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+        assert!(
+            events.contains(&MediaEvent::PlayDone {
+                token: 7,
+                interrupted: false
+            }),
+            "{events:?}"
+        );
+        assert_eq!(
+            events
+                .iter()
+                .filter(|e| **e == MediaEvent::Dtmf('2'))
+                .count(),
+            1,
+            "{events:?}"
+        );
+        engine.remove_leg(1);
+    }
+}

@@ -1,0 +1,135 @@
+//! Assembling and running a media node from its options.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+
+use crate::call::{self, Node};
+use crate::config::Config;
+use crate::media::worker::{MediaEngine, PortPool};
+use crate::plugin::PluginHost;
+use crate::prompts::{self, Catalog};
+use crate::store::Store;
+
+/// `hookline serve` options.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub sip: SocketAddr,
+    pub rtp_ports: (u16, u16),
+    pub http: SocketAddr,
+    pub data: PathBuf,
+    pub config: PathBuf,
+}
+
+/// Parses `A-B`.
+pub fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
+    let (a, b) = s.split_once('-').ok_or("expected A-B, e.g. 20000-29999")?;
+    let a: u16 = a.trim().parse().map_err(|e| format!("{a}: {e}"))?;
+    let b: u16 = b.trim().parse().map_err(|e| format!("{b}: {e}"))?;
+    if a > b || b - a < 1 {
+        return Err(format!("empty port range {a}-{b}"));
+    }
+    Ok((a, b))
+}
+
+/// Renders (if needed) and loads the configured language's prompts.
+pub fn prepare_prompts(
+    config: &Config,
+    data: &std::path::Path,
+) -> anyhow::Result<crate::media::prompt::PromptSet> {
+    let catalog_path = config.resolve(&config.prompts.catalog);
+    let catalog = Catalog::load(&catalog_path)?;
+    let lang = &config.prompts.language;
+    let rendered = prompts::render(&catalog, data, lang)?;
+    if rendered > 0 {
+        tracing::info!(
+            "rendered {rendered} prompts ({lang}) into {}",
+            data.display()
+        );
+    }
+    let set = prompts::load_set(
+        &catalog,
+        data,
+        &config.resolve(&config.prompts.recorded),
+        lang,
+    )?;
+    tracing::info!("{} prompts loaded ({lang})", set.len());
+    Ok(set)
+}
+
+/// Builds the node: config, store, prompts, plugins, media workers.
+pub fn build(opts: &ServeOptions) -> anyhow::Result<Arc<Node>> {
+    let config = Config::load(&opts.config)?;
+    std::fs::create_dir_all(&opts.data)
+        .with_context(|| format!("creating data directory {}", opts.data.display()))?;
+    let store = Store::open(&opts.data.join("hookline.db"))?;
+    let prompts = prepare_prompts(&config, &opts.data)?;
+    let mut plugins = PluginHost::new(config.node.max_calls as u32 + 16)?;
+    for p in &config.plugins {
+        let path = config.resolve(&p.path);
+        if !path.exists() {
+            bail!(
+                "plugin {} not found at {} (build it: cargo build --release --target wasm32-wasip2 -p hookline-{})",
+                p.name,
+                path.display(),
+                p.name
+            );
+        }
+        plugins.load(&p.name, &path)?;
+        tracing::info!("plugin {} loaded from {}", p.name, path.display());
+    }
+    let threads = match config.node.media_threads {
+        0 => std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
+        n => n,
+    };
+    let rtp_ip = if opts.sip.ip().is_unspecified() {
+        opts.sip.ip()
+    } else {
+        opts.sip.ip()
+    };
+    Ok(Arc::new(Node {
+        media: Arc::new(MediaEngine::start(threads)),
+        ports: PortPool::new(rtp_ip, opts.rtp_ports.0, opts.rtp_ports.1),
+        plugins,
+        prompts: Arc::new(prompts),
+        store,
+        active_calls: AtomicUsize::new(0),
+        sip_addr: opts.sip,
+        config,
+    }))
+}
+
+/// Runs the node until SIGINT/SIGTERM.
+pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
+    let node = build(&opts)?;
+    let sip = tokio::net::UdpSocket::bind(opts.sip)
+        .await
+        .with_context(|| format!("binding SIP to {}", opts.sip))?;
+    let http = tokio::net::TcpListener::bind(opts.http)
+        .await
+        .with_context(|| format!("binding HTTP to {}", opts.http))?;
+    tracing::info!(
+        "hookline serving: SIP udp {} | RTP {}-{} | HTTP http://{} | data {}",
+        opts.sip,
+        opts.rtp_ports.0,
+        opts.rtp_ports.1,
+        opts.http,
+        opts.data.display()
+    );
+    let api = crate::api::router(node.clone());
+    let mut sip_task = tokio::spawn(call::run_sip(node.clone(), sip));
+    let mut http_task = tokio::spawn(async move { axum::serve(http, api).await });
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = &mut sip_task => bail!("SIP task ended: {r:?}"),
+        r = &mut http_task => bail!("HTTP task ended: {r:?}"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted"),
+        _ = term.recv() => tracing::info!("terminated"),
+    }
+    Ok(())
+}

@@ -1,0 +1,5 @@
+//! Sans-IO RTP: packet format, per-stream reordering and RFC 4733 telephone events.
+
+pub mod dtmf;
+pub mod packet;
+pub mod reorder;

@@ -1,0 +1,779 @@
+//! The UAS side of the node, sans-IO: datagrams, commands and time go in,
+//! datagrams to send and call events come out (`poll_output`).
+//!
+//! It owns every inbound dialog, keyed by Call-ID, with the INVITE server
+//! transaction folded in: provisional and final responses are resent when the
+//! INVITE is retransmitted, a final response is retransmitted until its ACK
+//! (timer G, given up after timer H), and a BYE we send is retransmitted until
+//! answered (timers E/F). A dialog that ended lingers as a tombstone for 32 s so
+//! late retransmissions are answered instead of getting 481.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use rsip::headers::UntypedHeader;
+use rsip::prelude::HeadersExt;
+use rsip::{Header, Method, SipMessage};
+
+use super::message::{self, Echo, OutRequest};
+use super::sdp::{self, Negotiated, SdpError};
+
+const T1: Duration = Duration::from_millis(500);
+const T2: Duration = Duration::from_secs(4);
+const TIMER_H: Duration = Duration::from_secs(32);
+const ALLOW: &str = "Allow: INVITE, ACK, BYE, CANCEL, OPTIONS, INFO";
+
+/// What the endpoint wants done.
+#[derive(Debug)]
+pub enum Output {
+    /// Send this datagram.
+    Transmit { to: SocketAddr, data: Vec<u8> },
+    /// Tell call control.
+    Event(Event),
+}
+
+/// What happened to a call, for call control.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A new call with an acceptable offer. 100 Trying was sent already; call
+    /// control answers with `ringing`/`answer`/`reject`.
+    Incoming(Incoming),
+    /// The call ended from the network side.
+    Ended { call_id: String, cause: EndCause },
+}
+
+/// A new inbound call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Incoming {
+    pub call_id: String,
+    pub caller: String,
+    pub caller_name: Option<String>,
+    pub callee: String,
+    pub source: SocketAddr,
+    pub offer: Negotiated,
+}
+
+/// Why the network ended a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndCause {
+    /// The caller sent BYE.
+    CallerBye,
+    /// The caller cancelled before answer.
+    Cancelled,
+    /// Our 200 OK was never acknowledged (we sent BYE).
+    AckTimeout,
+}
+
+impl EndCause {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndCause::CallerBye => "caller-bye",
+            EndCause::Cancelled => "caller-cancel",
+            EndCause::AckTimeout => "ack-timeout",
+        }
+    }
+}
+
+/// Counters of what the endpoint refused or dropped.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Stats {
+    /// Datagrams that could not be answered at all (not SIP, or no way to reply).
+    pub dropped: u64,
+    /// Requests answered 400.
+    pub bad_requests: u64,
+}
+
+/// A retransmitted message (final response or BYE).
+#[derive(Debug)]
+struct Retx {
+    data: Vec<u8>,
+    next: Instant,
+    interval: Duration,
+    deadline: Instant,
+}
+
+impl Retx {
+    fn new(now: Instant, data: Vec<u8>) -> Self {
+        Retx {
+            data,
+            next: now + T1,
+            interval: T1,
+            deadline: now + TIMER_H,
+        }
+    }
+}
+
+#[derive(Debug)]
+enum State {
+    /// INVITE received, provisional responses sent.
+    Early,
+    /// 2xx sent, waiting for ACK.
+    Answered(Retx),
+    /// Non-2xx final response sent, waiting for ACK.
+    Rejected(Retx),
+    /// ACK received: the call is up.
+    Confirmed,
+    /// We sent BYE and wait for its response.
+    Closing(Retx),
+    /// Ended; absorbs retransmissions until the instant.
+    Gone(Instant),
+}
+
+#[derive(Debug)]
+struct Dialog {
+    echo: Echo,
+    invite_cseq: u32,
+    peer: SocketAddr,
+    local_tag: String,
+    /// Where in-dialog requests go (the caller's Contact).
+    remote_target: String,
+    local_cseq: u32,
+    /// Last response to the INVITE, resent on retransmission.
+    last_response: Vec<u8>,
+    /// The 2xx, for answering a re-INVITE with the same session.
+    answer_sdp: Option<String>,
+    state: State,
+}
+
+/// The node's SIP user-agent server.
+pub struct Endpoint {
+    /// host:port placed in Via and Contact.
+    local: String,
+    dialogs: HashMap<String, Dialog>,
+    out: VecDeque<Output>,
+    stats: Stats,
+    next_id: u64,
+}
+
+impl Endpoint {
+    /// `local` is the address peers reach this node's SIP at (Contact, Via).
+    pub fn new(local: SocketAddr) -> Self {
+        Endpoint {
+            local: local.to_string(),
+            dialogs: HashMap::new(),
+            out: VecDeque::new(),
+            stats: Stats::default(),
+            next_id: rand::random::<u32>() as u64,
+        }
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// Number of dialogs held, tombstones included.
+    pub fn dialog_count(&self) -> usize {
+        self.dialogs.len()
+    }
+
+    /// The next thing to do, until `None`.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    fn token(&mut self) -> String {
+        self.next_id += 1;
+        format!("{:x}{:08x}", self.next_id, rand::random::<u32>())
+    }
+
+    fn send(&mut self, to: SocketAddr, data: Vec<u8>) {
+        self.out.push_back(Output::Transmit { to, data });
+    }
+
+    fn reply(&mut self, to: SocketAddr, echo: &Echo, code: u16, extra: &[String]) {
+        let data = message::response(echo, code, None, extra, None);
+        self.send(to, data);
+    }
+
+    /// Takes one received datagram.
+    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
+        if data.iter().all(|b| b.is_ascii_whitespace()) {
+            return; // keep-alive (RFC 5626 CRLF ping)
+        }
+        let msg = match SipMessage::try_from(data) {
+            Ok(m) => m,
+            Err(_) => return self.malformed(from, data),
+        };
+        match msg {
+            SipMessage::Request(req) => match Echo::from_request(&req) {
+                Some(echo) => self.on_request(now, from, req, echo),
+                None => self.malformed(from, data),
+            },
+            SipMessage::Response(resp) => self.on_response(now, resp),
+        }
+    }
+
+    fn malformed(&mut self, from: SocketAddr, data: &[u8]) {
+        match Echo::from_raw(data) {
+            Some(echo) => {
+                self.stats.bad_requests += 1;
+                self.reply(from, &echo, 400, &[]);
+            }
+            None => self.stats.dropped += 1,
+        }
+    }
+
+    fn on_request(&mut self, now: Instant, from: SocketAddr, req: rsip::Request, echo: Echo) {
+        let Some(cseq) = parse_cseq(&echo.cseq) else {
+            self.stats.bad_requests += 1;
+            return self.reply(from, &echo, 400, &[]);
+        };
+        match (&req.method, self.dialogs.contains_key(&echo.call_id)) {
+            (Method::Invite, false) => self.on_new_invite(now, from, &req, echo, cseq),
+            (Method::Options, _) => self.reply(from, &echo, 200, &[ALLOW.to_string()]),
+            (Method::Ack, false) => {}
+            (_, true) => self.on_in_dialog(now, from, &req, echo, cseq),
+            (Method::Register, false) | (_, false) => {
+                let code = match req.method {
+                    Method::Bye | Method::Cancel | Method::Info => 481,
+                    _ => 501,
+                };
+                self.reply(from, &echo, code, &[ALLOW.to_string()]);
+            }
+        }
+    }
+
+    fn on_new_invite(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        req: &rsip::Request,
+        echo: Echo,
+        cseq: u32,
+    ) {
+        if message::has_tag(&echo.to) {
+            return self.reply(from, &echo, 481, &[]);
+        }
+        let local_tag = self.token();
+        let remote_target = req
+            .headers
+            .iter()
+            .find_map(|h| match h {
+                Header::Contact(c) => Some(message::uri_of(c.value()).to_string()),
+                _ => None,
+            })
+            .unwrap_or_else(|| message::uri_of(&echo.from).to_string());
+        let caller_uri = message::uri_of(&echo.from).to_string();
+        let callee = message::user_of(&req.uri.to_string()).to_string();
+        let mut dialog = Dialog {
+            echo: echo.clone(),
+            invite_cseq: cseq,
+            peer: from,
+            local_tag,
+            remote_target,
+            local_cseq: 0,
+            last_response: Vec::new(),
+            answer_sdp: None,
+            state: State::Early,
+        };
+        let is_sdp = req.headers.iter().any(|h| match h {
+            Header::ContentType(ct) => ct.value().trim().eq_ignore_ascii_case("application/sdp"),
+            _ => false,
+        });
+        let offer = if req.body.is_empty() {
+            // Late offer (offer in our 200, answer in ACK) is not supported yet.
+            Err((
+                488,
+                "Warning: 399 hookline \"INVITE without SDP offer\"".to_string(),
+            ))
+        } else if !is_sdp {
+            Err((415, "Accept: application/sdp".to_string()))
+        } else {
+            sdp::negotiate(&req.body).map_err(|e| match e {
+                SdpError::Malformed(m) => (
+                    400,
+                    format!("Warning: 399 hookline \"{}\"", m.replace('"', "'")),
+                ),
+                SdpError::NoCommonCodec => (
+                    488,
+                    "Warning: 304 hookline \"Media type not available\"".to_string(),
+                ),
+            })
+        };
+        match offer {
+            Ok(offer) => {
+                let trying = message::response(&echo, 100, None, &[], None);
+                dialog.last_response = trying.clone();
+                self.send(from, trying);
+                self.dialogs.insert(echo.call_id.clone(), dialog);
+                self.out.push_back(Output::Event(Event::Incoming(Incoming {
+                    call_id: echo.call_id.clone(),
+                    caller: message::user_of(&caller_uri).to_string(),
+                    caller_name: message::display_name_of(&echo.from),
+                    callee,
+                    source: from,
+                    offer,
+                })));
+            }
+            Err((code, extra)) => {
+                if code == 400 {
+                    self.stats.bad_requests += 1;
+                }
+                let call_id = echo.call_id.clone();
+                self.dialogs.insert(call_id.clone(), dialog);
+                self.finish_with(now, &call_id, code, &[extra]);
+            }
+        }
+    }
+
+    fn on_in_dialog(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        req: &rsip::Request,
+        echo: Echo,
+        cseq: u32,
+    ) {
+        let call_id = echo.call_id.clone();
+        let Some(d) = self.dialogs.get_mut(&call_id) else {
+            return;
+        };
+        match req.method {
+            Method::Invite if cseq == d.invite_cseq => {
+                // Retransmitted INVITE: repeat our latest response.
+                let data = d.last_response.clone();
+                self.send(from, data);
+            }
+            Method::Invite => {
+                // Re-INVITE (refresh, hold): keep the session as it is for now.
+                let answer = d.answer_sdp.clone();
+                let tag = d.local_tag.clone();
+                let contact = format!("Contact: <sip:hookline@{}>", self.local);
+                let data = match (&d.state, answer) {
+                    (State::Confirmed, Some(sdp)) => message::response(
+                        &echo,
+                        200,
+                        Some(&tag),
+                        &[contact],
+                        Some(("application/sdp", &sdp)),
+                    ),
+                    _ => message::response(&echo, 491, Some(&tag), &[], None),
+                };
+                self.send(from, data);
+            }
+            Method::Ack => match &d.state {
+                State::Answered(_) => d.state = State::Confirmed,
+                State::Rejected(_) => d.state = State::Gone(now + TIMER_H),
+                _ => {}
+            },
+            Method::Cancel => {
+                let early = matches!(d.state, State::Early);
+                self.reply(from, &echo, 200, &[]);
+                if early {
+                    self.finish_with(now, &call_id, 487, &[]);
+                    self.ended(&call_id, EndCause::Cancelled);
+                }
+            }
+            Method::Bye => {
+                let tag = d.local_tag.clone();
+                let was_live = !matches!(d.state, State::Gone(_) | State::Rejected(_));
+                d.state = State::Gone(now + TIMER_H);
+                let data = message::response(&echo, 200, Some(&tag), &[], None);
+                self.send(from, data);
+                if was_live {
+                    self.ended(&call_id, EndCause::CallerBye);
+                }
+            }
+            Method::Info | Method::Update | Method::Notify => {
+                let tag = d.local_tag.clone();
+                let data = message::response(&echo, 200, Some(&tag), &[], None);
+                self.send(from, data);
+            }
+            _ => self.reply(from, &echo, 501, &[ALLOW.to_string()]),
+        }
+    }
+
+    fn on_response(&mut self, now: Instant, resp: rsip::Response) {
+        let Ok(call_id) = resp.call_id_header().map(|c| c.value().to_string()) else {
+            self.stats.dropped += 1;
+            return;
+        };
+        let is_bye = resp
+            .cseq_header()
+            .map(|c| c.value().to_ascii_uppercase().ends_with("BYE"))
+            .unwrap_or(false);
+        let code = resp.status_code.code();
+        if let Some(d) = self.dialogs.get_mut(&call_id) {
+            if is_bye && code >= 200 && matches!(d.state, State::Closing(_)) {
+                d.state = State::Gone(now + TIMER_H);
+            }
+        }
+    }
+
+    fn ended(&mut self, call_id: &str, cause: EndCause) {
+        self.out.push_back(Output::Event(Event::Ended {
+            call_id: call_id.to_string(),
+            cause,
+        }));
+    }
+
+    /// Sends a final non-2xx response to the INVITE and waits for its ACK.
+    fn finish_with(&mut self, now: Instant, call_id: &str, code: u16, extra: &[String]) {
+        let Some(d) = self.dialogs.get_mut(call_id) else {
+            return;
+        };
+        let data = message::response(&d.echo, code, Some(&d.local_tag), extra, None);
+        d.last_response = data.clone();
+        d.state = State::Rejected(Retx::new(now, data.clone()));
+        let peer = d.peer;
+        self.send(peer, data);
+    }
+
+    /// Sends 180 Ringing (call control found a route).
+    pub fn ringing(&mut self, call_id: &str) {
+        let Some(d) = self.dialogs.get_mut(call_id) else {
+            return;
+        };
+        if !matches!(d.state, State::Early) {
+            return;
+        }
+        let contact = format!("Contact: <sip:hookline@{}>", self.local);
+        let data = message::response(&d.echo, 180, Some(&d.local_tag), &[contact], None);
+        d.last_response = data.clone();
+        let peer = d.peer;
+        self.send(peer, data);
+    }
+
+    /// Answers with 200 OK and the SDP answer. Returns false when the call is gone.
+    pub fn answer(&mut self, now: Instant, call_id: &str, sdp: String) -> bool {
+        let Some(d) = self.dialogs.get_mut(call_id) else {
+            return false;
+        };
+        if !matches!(d.state, State::Early) {
+            return matches!(d.state, State::Answered(_) | State::Confirmed);
+        }
+        let contact = format!("Contact: <sip:hookline@{}>", self.local);
+        let data = message::response(
+            &d.echo,
+            200,
+            Some(&d.local_tag),
+            &[contact, ALLOW.to_string()],
+            Some(("application/sdp", &sdp)),
+        );
+        d.answer_sdp = Some(sdp);
+        d.last_response = data.clone();
+        d.state = State::Answered(Retx::new(now, data.clone()));
+        let peer = d.peer;
+        self.send(peer, data);
+        true
+    }
+
+    /// Refuses an unanswered call with a final response (404, 480, 486, 503 ...).
+    pub fn reject(&mut self, now: Instant, call_id: &str, code: u16) {
+        if matches!(
+            self.dialogs.get(call_id).map(|d| &d.state),
+            Some(State::Early)
+        ) {
+            self.finish_with(now, call_id, code, &[]);
+        }
+    }
+
+    /// Ends the call from our side: BYE once answered, 480 before.
+    pub fn hangup(&mut self, now: Instant, call_id: &str) {
+        let Some(d) = self.dialogs.get_mut(call_id) else {
+            return;
+        };
+        match d.state {
+            State::Early => self.finish_with(now, call_id, 480, &[]),
+            State::Answered(_) | State::Confirmed => self.send_bye(now, call_id),
+            _ => {}
+        }
+    }
+
+    fn send_bye(&mut self, now: Instant, call_id: &str) {
+        let branch = format!("z9hG4bK{}", self.token());
+        let Some(d) = self.dialogs.get_mut(call_id) else {
+            return;
+        };
+        d.local_cseq += 1;
+        // We are the UAS: our From is their To (with our tag) and vice versa.
+        let from = if message::has_tag(&d.echo.to) {
+            d.echo.to.clone()
+        } else {
+            format!("{};tag={}", d.echo.to, d.local_tag)
+        };
+        let data = OutRequest {
+            method: "BYE",
+            uri: &d.remote_target,
+            via_host: &self.local,
+            branch: &branch,
+            from: &from,
+            to: &d.echo.from,
+            call_id,
+            cseq: d.local_cseq,
+        }
+        .to_bytes();
+        d.state = State::Closing(Retx::new(now, data.clone()));
+        let peer = d.peer;
+        self.send(peer, data);
+    }
+
+    /// Runs retransmission and expiry timers. Call at least every 100 ms.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let mut resend = Vec::new();
+        let mut ack_lost = Vec::new();
+        self.dialogs.retain(|call_id, d| match &mut d.state {
+            State::Gone(until) => *until > now,
+            State::Answered(r) | State::Rejected(r) | State::Closing(r) => {
+                if now >= r.deadline {
+                    match d.state {
+                        State::Answered(_) => ack_lost.push(call_id.clone()),
+                        _ => d.state = State::Gone(now + TIMER_H),
+                    }
+                } else if now >= r.next {
+                    resend.push((d.peer, r.data.clone()));
+                    r.interval = (r.interval * 2).min(T2);
+                    r.next = now + r.interval;
+                }
+                true
+            }
+            State::Early | State::Confirmed => true,
+        });
+        for (to, data) in resend {
+            self.send(to, data);
+        }
+        for call_id in ack_lost {
+            self.send_bye(now, &call_id);
+            self.ended(&call_id, EndCause::AckTimeout);
+        }
+    }
+}
+
+fn parse_cseq(value: &str) -> Option<u32> {
+    value.split_whitespace().next()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OFFER: &str = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+        m=audio 6000 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n";
+
+    fn invite(call_id: &str, body: &str) -> Vec<u8> {
+        format!(
+            "INVITE sip:100@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-1\r\n\
+             From: \"Al\" <sip:alice@127.0.0.1:5070>;tag=a1\r\nTo: <sip:100@127.0.0.1>\r\n\
+             Call-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: <sip:alice@127.0.0.1:5070>\r\n\
+             Max-Forwards: 70\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    }
+
+    fn in_dialog(method: &str, call_id: &str, cseq: u32, to_tag: &str) -> Vec<u8> {
+        format!(
+            "{method} sip:hookline@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-{cseq}{method}\r\n\
+             From: <sip:alice@127.0.0.1:5070>;tag=a1\r\nTo: <sip:100@127.0.0.1>;tag={to_tag}\r\n\
+             Call-ID: {call_id}\r\nCSeq: {cseq} {method}\r\nContent-Length: 0\r\n\r\n"
+        )
+        .into_bytes()
+    }
+
+    fn peer() -> SocketAddr {
+        "127.0.0.1:5070".parse().unwrap()
+    }
+
+    struct Drained {
+        sent: Vec<String>,
+        events: Vec<Event>,
+    }
+
+    fn drain(ep: &mut Endpoint) -> Drained {
+        let mut d = Drained {
+            sent: vec![],
+            events: vec![],
+        };
+        while let Some(o) = ep.poll_output() {
+            match o {
+                Output::Transmit { data, .. } => d.sent.push(String::from_utf8(data).unwrap()),
+                Output::Event(e) => d.events.push(e),
+            }
+        }
+        d
+    }
+
+    fn status(msg: &str) -> &str {
+        msg.split(' ').nth(1).unwrap_or("")
+    }
+
+    fn to_tag(msg: &str) -> String {
+        let to = msg.lines().find(|l| l.starts_with("To:")).unwrap();
+        message::tag_of(&to[3..]).unwrap().to_string()
+    }
+
+    fn new_call(ep: &mut Endpoint, now: Instant) -> Drained {
+        ep.handle_datagram(now, peer(), &invite("c1", OFFER));
+        drain(ep)
+    }
+
+    #[test]
+    fn invite_answer_ack_bye() {
+        let t0 = Instant::now();
+        let mut ep = Endpoint::new("127.0.0.1:5060".parse().unwrap());
+        let d = new_call(&mut ep, t0);
+        assert_eq!(status(&d.sent[0]), "100");
+        let Event::Incoming(inc) = &d.events[0] else {
+            panic!()
+        };
+        assert_eq!((inc.caller.as_str(), inc.callee.as_str()), ("alice", "100"));
+        assert_eq!(inc.caller_name.as_deref(), Some("Al"));
+        assert_eq!(inc.offer.dtmf_pt, Some(101));
+        ep.ringing("c1");
+        assert!(ep.answer(t0, "c1", "v=0\r\n".into()));
+        let d = drain(&mut ep);
+        assert_eq!(status(&d.sent[0]), "180");
+        assert_eq!(status(&d.sent[1]), "200");
+        let tag = to_tag(&d.sent[1]);
+        assert_eq!(tag, to_tag(&d.sent[0]), "one dialog, one tag");
+        ep.handle_datagram(t0, peer(), &in_dialog("ACK", "c1", 1, &tag));
+        // No retransmission once acknowledged.
+        ep.handle_timeout(t0 + Duration::from_secs(2));
+        assert!(drain(&mut ep).sent.is_empty());
+        ep.handle_datagram(t0, peer(), &in_dialog("BYE", "c1", 2, &tag));
+        let d = drain(&mut ep);
+        assert_eq!(status(&d.sent[0]), "200");
+        assert_eq!(
+            d.events,
+            vec![Event::Ended {
+                call_id: "c1".into(),
+                cause: EndCause::CallerBye
+            }]
+        );
+        // A retransmitted BYE is answered again, without a second event.
+        ep.handle_datagram(t0, peer(), &in_dialog("BYE", "c1", 2, &tag));
+        let d = drain(&mut ep);
+        assert_eq!(status(&d.sent[0]), "200");
+        assert!(d.events.is_empty());
+        ep.handle_timeout(t0 + Duration::from_secs(40));
+        assert_eq!(ep.dialog_count(), 0);
+    }
+
+    #[test]
+    fn lost_ack_retransmits_200_then_gives_up_with_bye() {
+        let t0 = Instant::now();
+        let mut ep = Endpoint::new("127.0.0.1:5060".parse().unwrap());
+        new_call(&mut ep, t0);
+        ep.answer(t0, "c1", "v=0\r\n".into());
+        drain(&mut ep);
+        let mut retransmits = 0;
+        let mut t = t0;
+        while t < t0 + Duration::from_secs(31) {
+            t += Duration::from_millis(100);
+            ep.handle_timeout(t);
+            retransmits += drain(&mut ep)
+                .sent
+                .iter()
+                .filter(|m| status(m) == "200")
+                .count();
+        }
+        // 0.5, 1.5, 3.5, 7.5, 11.5, ... 31.5: T1 doubling, capped at T2.
+        assert_eq!(retransmits, 9);
+        ep.handle_timeout(t0 + Duration::from_secs(33));
+        let d = drain(&mut ep);
+        assert!(
+            d.sent[0].starts_with("BYE sip:alice@127.0.0.1:5070 SIP/2.0"),
+            "{}",
+            d.sent[0]
+        );
+        assert_eq!(
+            d.events,
+            vec![Event::Ended {
+                call_id: "c1".into(),
+                cause: EndCause::AckTimeout
+            }]
+        );
+    }
+
+    #[test]
+    fn retransmitted_invite_gets_last_response() {
+        let t0 = Instant::now();
+        let mut ep = Endpoint::new("127.0.0.1:5060".parse().unwrap());
+        new_call(&mut ep, t0);
+        ep.ringing("c1");
+        drain(&mut ep);
+        ep.handle_datagram(t0, peer(), &invite("c1", OFFER));
+        let d = drain(&mut ep);
+        assert_eq!(d.sent.len(), 1);
+        assert_eq!(status(&d.sent[0]), "180");
+        assert!(d.events.is_empty(), "no second call");
+    }
+
+    #[test]
+    fn cancel_before_answer_gives_487() {
+        let t0 = Instant::now();
+        let mut ep = Endpoint::new("127.0.0.1:5060".parse().unwrap());
+        new_call(&mut ep, t0);
+        ep.handle_datagram(t0, peer(), &in_dialog("CANCEL", "c1", 1, "x"));
+        let d = drain(&mut ep);
+        assert_eq!(status(&d.sent[0]), "200");
+        assert_eq!(status(&d.sent[1]), "487");
+        assert_eq!(
+            d.events,
+            vec![Event::Ended {
+                call_id: "c1".into(),
+                cause: EndCause::Cancelled
+            }]
+        );
+        // Answering afterwards is refused.
+        assert!(!ep.answer(t0, "c1", "v=0\r\n".into()));
+        // 487 is retransmitted until the ACK.
+        ep.handle_timeout(t0 + Duration::from_millis(600));
+        assert_eq!(status(&drain(&mut ep).sent[0]), "487");
+        ep.handle_datagram(t0, peer(), &in_dialog("ACK", "c1", 1, "x"));
+        ep.handle_timeout(t0 + Duration::from_secs(2));
+        assert!(drain(&mut ep).sent.is_empty());
+    }
+
+    #[test]
+    fn no_common_codec_is_488_and_garbage_is_400_or_dropped() {
+        let t0 = Instant::now();
+        let mut ep = Endpoint::new("127.0.0.1:5060".parse().unwrap());
+        let g722 = OFFER.replace("RTP/AVP 0 101", "RTP/AVP 9");
+        ep.handle_datagram(t0, peer(), &invite("c2", &g722));
+        let d = drain(&mut ep);
+        assert_eq!(status(&d.sent[0]), "488");
+        assert!(d.events.is_empty());
+        ep.handle_datagram(t0, peer(), &invite("c3", "not sdp at all"));
+        assert_eq!(status(&drain(&mut ep).sent[0]), "400");
+        // Broken request line but echoable headers: 400.
+        let mut broken = invite("c4", OFFER);
+        broken[0..6].copy_from_slice(b"INV@TE");
+        ep.handle_datagram(t0, peer(), &broken);
+        let sent = drain(&mut ep).sent;
+        assert!(sent.is_empty() || status(&sent[0]) == "400");
+        ep.handle_datagram(t0, peer(), b"\x00\x01garbage");
+        assert!(drain(&mut ep).sent.is_empty());
+        assert!(ep.stats().dropped >= 1);
+    }
+
+    #[test]
+    fn options_and_local_hangup() {
+        let t0 = Instant::now();
+        let mut ep = Endpoint::new("127.0.0.1:5060".parse().unwrap());
+        ep.handle_datagram(t0, peer(), &in_dialog("OPTIONS", "o1", 1, "x"));
+        assert_eq!(status(&drain(&mut ep).sent[0]), "200");
+        new_call(&mut ep, t0);
+        ep.answer(t0, "c1", "v=0\r\n".into());
+        let tag = to_tag(&drain(&mut ep).sent[0]);
+        ep.handle_datagram(t0, peer(), &in_dialog("ACK", "c1", 1, &tag));
+        ep.hangup(t0, "c1");
+        let bye = drain(&mut ep).sent.remove(0);
+        assert!(
+            bye.contains(&format!("From: <sip:100@127.0.0.1>;tag={tag}\r\n")),
+            "{bye}"
+        );
+        assert!(
+            bye.contains("To: \"Al\" <sip:alice@127.0.0.1:5070>;tag=a1\r\n"),
+            "{bye}"
+        );
+        // Unanswered BYE is retransmitted.
+        ep.handle_timeout(t0 + Duration::from_millis(600));
+        assert!(drain(&mut ep).sent[0].starts_with("BYE "));
+        let ok = "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKx\r\nFrom: <sip:100@127.0.0.1>;tag=t\r\nTo: <sip:alice@127.0.0.1:5070>;tag=a1\r\nCall-ID: c1\r\nCSeq: 1 BYE\r\nContent-Length: 0\r\n\r\n";
+        ep.handle_datagram(t0, peer(), ok.as_bytes());
+        ep.handle_timeout(t0 + Duration::from_secs(5));
+        assert!(drain(&mut ep).sent.is_empty());
+    }
+}

@@ -1,0 +1,5 @@
+//! Sans-IO SIP: message helpers, SDP offer/answer and the UAS endpoint.
+
+pub mod endpoint;
+pub mod message;
+pub mod sdp;

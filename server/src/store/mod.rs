@@ -1,0 +1,240 @@
+//! Persistence: call records in SQLite (embedded, bundled).
+//!
+//! Writes go through one writer thread that batches whatever is queued into a
+//! transaction, so call setup never waits on the disk.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rusqlite::{params, Connection};
+use serde::Serialize;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("database {path}: {source}")]
+    Sqlite {
+        path: String,
+        source: rusqlite::Error,
+    },
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as i64
+}
+
+fn rfc3339(ms: Option<i64>) -> Option<String> {
+    let ms = ms?;
+    let t = UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
+    Some(humantime::format_rfc3339_millis(t).to_string())
+}
+
+/// One call as the API shows it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct CallRecord {
+    pub id: String,
+    pub started_at: Option<String>,
+    pub answered_at: Option<String>,
+    pub ended_at: Option<String>,
+    pub caller: String,
+    pub callee: String,
+    pub plugin: Option<String>,
+    pub hangup_cause: Option<String>,
+    /// Steps in order: `prompt:<id>`, `digits:<keys>`, `branch:<name>`, ...
+    pub path: Vec<String>,
+}
+
+enum Op {
+    Start {
+        id: String,
+        at: i64,
+        caller: String,
+        callee: String,
+        plugin: Option<String>,
+    },
+    Answer {
+        id: String,
+        at: i64,
+    },
+    End {
+        id: String,
+        at: i64,
+        cause: String,
+        path: Vec<String>,
+    },
+}
+
+/// Handle to the call-record store.
+#[derive(Clone)]
+pub struct Store {
+    tx: mpsc::Sender<Op>,
+    path: PathBuf,
+}
+
+const SCHEMA: &str = "
+    PRAGMA journal_mode = WAL;
+    PRAGMA synchronous = NORMAL;
+    CREATE TABLE IF NOT EXISTS calls (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        started_ms INTEGER NOT NULL,
+        answered_ms INTEGER,
+        ended_ms INTEGER,
+        caller TEXT NOT NULL,
+        callee TEXT NOT NULL,
+        plugin TEXT,
+        hangup_cause TEXT,
+        path TEXT NOT NULL DEFAULT '[]'
+    );";
+
+impl Store {
+    /// Opens (creating) the database and starts its writer thread.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let err = |source| StoreError::Sqlite {
+            path: path.display().to_string(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(err)?;
+        conn.execute_batch(SCHEMA).map_err(err)?;
+        let (tx, rx) = mpsc::channel();
+        thread::Builder::new()
+            .name("store".into())
+            .spawn(move || writer(conn, rx))
+            .expect("spawn store writer");
+        Ok(Store {
+            tx,
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn call_started(&self, id: &str, caller: &str, callee: &str, plugin: Option<&str>) {
+        let _ = self.tx.send(Op::Start {
+            id: id.into(),
+            at: now_ms(),
+            caller: caller.into(),
+            callee: callee.into(),
+            plugin: plugin.map(Into::into),
+        });
+    }
+
+    pub fn call_answered(&self, id: &str) {
+        let _ = self.tx.send(Op::Answer {
+            id: id.into(),
+            at: now_ms(),
+        });
+    }
+
+    pub fn call_ended(&self, id: &str, cause: &str, path: Vec<String>) {
+        let _ = self.tx.send(Op::End {
+            id: id.into(),
+            at: now_ms(),
+            cause: cause.into(),
+            path,
+        });
+    }
+
+    /// The newest calls first (reads on its own connection).
+    pub fn recent_calls(&self, limit: u32) -> Result<Vec<CallRecord>, StoreError> {
+        let err = |source| StoreError::Sqlite {
+            path: self.path.display().to_string(),
+            source,
+        };
+        let conn = Connection::open(&self.path).map_err(err)?;
+        let mut stmt = conn
+            .prepare(
+                "SELECT id, started_ms, answered_ms, ended_ms, caller, callee, plugin, hangup_cause, path
+                 FROM calls ORDER BY seq DESC LIMIT ?1",
+            )
+            .map_err(err)?;
+        let rows = stmt
+            .query_map([limit], |r| {
+                let path: String = r.get(8)?;
+                Ok(CallRecord {
+                    id: r.get(0)?,
+                    started_at: rfc3339(r.get(1)?),
+                    answered_at: rfc3339(r.get(2)?),
+                    ended_at: rfc3339(r.get(3)?),
+                    caller: r.get(4)?,
+                    callee: r.get(5)?,
+                    plugin: r.get(6)?,
+                    hangup_cause: r.get(7)?,
+                    path: serde_json::from_str(&path).unwrap_or_default(),
+                })
+            })
+            .map_err(err)?;
+        rows.collect::<Result<_, _>>().map_err(err)
+    }
+}
+
+fn writer(mut conn: Connection, rx: mpsc::Receiver<Op>) {
+    while let Ok(first) = rx.recv() {
+        let tx = match conn.transaction() {
+            Ok(tx) => tx,
+            Err(e) => {
+                tracing::error!("call records: {e}");
+                continue;
+            }
+        };
+        let mut op = Some(first);
+        while let Some(o) = op {
+            if let Err(e) = apply(&tx, o) {
+                tracing::error!("call records: {e}");
+            }
+            op = rx.try_recv().ok();
+        }
+        if let Err(e) = tx.commit() {
+            tracing::error!("call records: commit: {e}");
+        }
+    }
+}
+
+fn apply(conn: &Connection, op: Op) -> rusqlite::Result<usize> {
+    match op {
+        Op::Start { id, at, caller, callee, plugin } => conn.execute(
+            "INSERT OR IGNORE INTO calls (id, started_ms, caller, callee, plugin) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![id, at, caller, callee, plugin],
+        ),
+        Op::Answer { id, at } => {
+            conn.execute("UPDATE calls SET answered_ms = ?2 WHERE id = ?1 AND answered_ms IS NULL", params![id, at])
+        }
+        Op::End { id, at, cause, path } => conn.execute(
+            "UPDATE calls SET ended_ms = ?2, hangup_cause = ?3, path = ?4 WHERE id = ?1",
+            params![id, at, cause, serde_json::to_string(&path).unwrap_or_else(|_| "[]".into())],
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_a_call_and_lists_newest_first() {
+        let dir = std::env::temp_dir().join(format!("hookline-store-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = Store::open(&dir.join("t.db")).unwrap();
+        store.call_started("a", "alice", "100", Some("ivr"));
+        store.call_answered("a");
+        store.call_ended("a", "caller-bye", vec!["digits:2".into()]);
+        store.call_started("b", "bob", "100", None);
+        let mut calls = Vec::new();
+        for _ in 0..100 {
+            calls = store.recent_calls(10).unwrap();
+            if calls.len() == 2 && calls[1].ended_at.is_some() {
+                break;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(calls[0].id, "b");
+        assert_eq!(calls[1].path, vec!["digits:2".to_string()]);
+        assert_eq!(calls[1].hangup_cause.as_deref(), Some("caller-bye"));
+        assert!(calls[1].answered_at.as_deref().unwrap().ends_with('Z'));
+        std::fs::remove_dir_all(dir).ok();
+    }
+}
