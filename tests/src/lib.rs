@@ -1,1 +1,452 @@
+//! Test kit: runs a real `hookline` node process and real peers (SIPp,
+//! baresip) against it, and reads back what the node did (call records, RTP).
 
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+
+/// The repository root.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
+}
+
+/// The node binary: `$HOOKLINE_BIN`, else `target/<profile>/hookline`.
+pub fn hookline_bin(profile: &str) -> PathBuf {
+    if let Ok(p) = std::env::var("HOOKLINE_BIN") {
+        return p.into();
+    }
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| workspace_root().join("target"));
+    target.join(profile).join("hookline")
+}
+
+/// The sample IVR component.
+pub fn ivr_wasm() -> PathBuf {
+    workspace_root().join("target/wasm32-wasip2/release/hookline_ivr.wasm")
+}
+
+pub fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("free UDP port")
+}
+
+pub fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("free TCP port")
+}
+
+/// Whether a command is installed (tests that need a peer say so when it is missing).
+pub fn have(cmd: &str) -> bool {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {cmd}"))
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+/// A node process with its own data directory and ports.
+pub struct TestNode {
+    child: Child,
+    pub sip: SocketAddr,
+    pub http: SocketAddr,
+    pub data: tempfile::TempDir,
+    pub log: PathBuf,
+}
+
+/// How to start a node.
+pub struct NodeSpec<'a> {
+    /// Binary profile directory: "debug" for tests, "release" for benchmarks.
+    pub profile: &'a str,
+    /// TOML routes placed before the sample config's catch-all route.
+    pub extra_routes: &'a str,
+    /// `[node]` lines replacing the sample's.
+    pub node_section: Option<&'a str>,
+    pub rtp_ports: (u16, u16),
+}
+
+impl Default for NodeSpec<'_> {
+    fn default() -> Self {
+        let base = 30000 + (std::process::id() % 300) as u16 * 100;
+        NodeSpec {
+            profile: "debug",
+            extra_routes: "",
+            node_section: None,
+            rtp_ports: (base, base + 99),
+        }
+    }
+}
+
+impl TestNode {
+    /// Starts a node with the repository's sample config (absolute paths) and waits for its API.
+    pub fn start(spec: NodeSpec<'_>) -> Result<TestNode> {
+        let bin = hookline_bin(spec.profile);
+        if !bin.exists() {
+            bail!(
+                "{} is missing: run the README's test command (it builds the node first)",
+                bin.display()
+            );
+        }
+        if !ivr_wasm().exists() {
+            bail!(
+                "{} is missing: run the README's test command (it builds the plugins)",
+                ivr_wasm().display()
+            );
+        }
+        let root = workspace_root();
+        let sample = std::fs::read_to_string(root.join("hookline.toml"))?;
+        let mut config = sample
+            .replace("\"prompts/", &format!("\"{}/prompts/", root.display()))
+            .replace("\"target/", &format!("\"{}/target/", root.display()));
+        if let Some(node) = spec.node_section {
+            let start = config.find("[node]").context("sample config has [node]")?;
+            let end = config[start..]
+                .find("\n[prompts]")
+                .map(|i| start + i)
+                .context("[prompts] follows [node]")?;
+            config.replace_range(start..end, &format!("[node]\n{node}\n"));
+        }
+        let at = config
+            .find("[[routes]]")
+            .context("sample config has routes")?;
+        config.insert_str(at, &format!("{}\n", spec.extra_routes));
+        let data = tempfile::tempdir()?;
+        let config_path = data.path().join("hookline.toml");
+        std::fs::write(&config_path, config)?;
+        let sip: SocketAddr = format!("127.0.0.1:{}", free_udp_port()).parse()?;
+        let http: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse()?;
+        let log = data.path().join("node.log");
+        let child = Command::new(&bin)
+            .args([
+                "serve",
+                "--sip",
+                &sip.to_string(),
+                "--http",
+                &http.to_string(),
+            ])
+            .arg("--rtp-ports")
+            .arg(format!("{}-{}", spec.rtp_ports.0, spec.rtp_ports.1))
+            .arg("--data")
+            .arg(data.path().join("data"))
+            .arg("--config")
+            .arg(&config_path)
+            .env("RUST_LOG", "info,wasmtime=warn,cranelift=warn")
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&log)?)
+            .stderr(std::fs::File::create(data.path().join("node.err"))?)
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        let mut node = TestNode {
+            child,
+            sip,
+            http,
+            data,
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            if let Ok((200, _)) = http_get(node.http, "/health", None) {
+                return Ok(node);
+            }
+            if let Some(status) = node.child.try_wait()? {
+                bail!("node exited with {status} during startup:\n{}", node.logs());
+            }
+            if Instant::now() > deadline {
+                bail!("node did not come up:\n{}", node.logs());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The node's stdout and stderr so far.
+    pub fn logs(&self) -> String {
+        let out = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let err = std::fs::read_to_string(self.data.path().join("node.err")).unwrap_or_default();
+        format!("{out}{err}")
+    }
+
+    /// A rendered prompt's WAV in the node's cache.
+    pub fn prompt_wav(&self, id: &str) -> PathBuf {
+        self.data
+            .path()
+            .join("data/prompts/en")
+            .join(format!("{id}.wav"))
+    }
+
+    /// `GET /api/calls` as JSON.
+    pub fn calls(&self) -> Result<Vec<Value>> {
+        let (status, body) = http_get(self.http, "/api/calls", None)?;
+        if status != 200 {
+            bail!("GET /api/calls: {status} {body}");
+        }
+        Ok(serde_json::from_str(&body)?)
+    }
+
+    /// Waits until a call record satisfies `pred` (records are written asynchronously).
+    pub fn wait_for_call(&self, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Result<Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let calls = self.calls()?;
+            if let Some(c) = calls.iter().find(|c| pred(c)) {
+                return Ok(c.clone());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "no matching call record; have {calls:#?}\nnode log:\n{}",
+                    self.logs()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A minimal HTTP/1.1 GET (the kit avoids an HTTP client dependency).
+pub fn http_get(addr: SocketAddr, path: &str, token: Option<&str>) -> Result<(u16, String)> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n"
+    )?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp)?;
+    let status = resp
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .context("HTTP status")?;
+    let body = resp
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    let body = if resp
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(&body)
+    } else {
+        body
+    };
+    Ok((status, body))
+}
+
+fn dechunk(body: &str) -> String {
+    let mut out = String::new();
+    let mut rest = body;
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if n == 0 || after.len() < n {
+            break;
+        }
+        out.push_str(&after[..n]);
+        rest = after[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// One RTP packet as received by a sink.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub marker: bool,
+    pub payload_type: u8,
+    pub sequence: u16,
+    pub payload: Vec<u8>,
+}
+
+/// A UDP socket that records every RTP packet sent to it, on its own thread.
+pub struct RtpSink {
+    pub port: u16,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<Vec<Received>>>,
+}
+
+impl RtpSink {
+    pub fn bind() -> Result<RtpSink> {
+        let socket = UdpSocket::bind("127.0.0.1:0")?;
+        socket.set_read_timeout(Some(Duration::from_millis(50)))?;
+        let port = socket.local_addr()?.port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            let mut buf = [0u8; 2048];
+            while !flag.load(Ordering::Relaxed) {
+                if let Ok(n) = socket.recv(&mut buf) {
+                    if n >= 12 && buf[0] >> 6 == 2 {
+                        got.push(Received {
+                            marker: buf[1] & 0x80 != 0,
+                            payload_type: buf[1] & 0x7f,
+                            sequence: u16::from_be_bytes([buf[2], buf[3]]),
+                            payload: buf[12..n].to_vec(),
+                        });
+                    }
+                }
+            }
+            got
+        });
+        Ok(RtpSink {
+            port,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Stops listening and returns what arrived.
+    pub fn finish(mut self) -> Vec<Received> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread
+            .take()
+            .map(|t| t.join().unwrap_or_default())
+            .unwrap_or_default()
+    }
+}
+
+/// G.711 A-law to linear (ITU-T G.711, written here independently of the node's tables).
+pub fn alaw_to_linear(a: u8) -> i16 {
+    let a = a ^ 0x55;
+    let seg = (a & 0x70) >> 4;
+    let mut t = ((a & 0x0f) as i32) << 4;
+    t += 8;
+    if seg > 0 {
+        t += 0x100;
+    }
+    if seg > 1 {
+        t <<= seg - 1;
+    }
+    (if a & 0x80 != 0 { t } else { -t }) as i16
+}
+
+/// G.711 µ-law to linear.
+pub fn ulaw_to_linear(u: u8) -> i16 {
+    let u = !u;
+    let t = ((((u & 0x0f) as i32) << 3) + 0x84) << ((u & 0x70) >> 4);
+    (if u & 0x80 != 0 { 0x84 - t } else { t - 0x84 }) as i16
+}
+
+/// Root-mean-square level of samples.
+pub fn rms(samples: &[i16]) -> f64 {
+    if samples.is_empty() {
+        return 0.0;
+    }
+    (samples.iter().map(|s| (*s as f64).powi(2)).sum::<f64>() / samples.len() as f64).sqrt()
+}
+
+/// Splits received audio into talkspurts at marker bits (one per prompt played).
+pub fn talkspurts(packets: &[Received], payload_type: u8) -> Vec<Vec<&Received>> {
+    let mut spurts: Vec<Vec<&Received>> = Vec::new();
+    for p in packets.iter().filter(|p| p.payload_type == payload_type) {
+        if p.marker || spurts.is_empty() {
+            spurts.push(Vec::new());
+        }
+        if let Some(last) = spurts.last_mut() {
+            last.push(p);
+        }
+    }
+    spurts
+}
+
+/// Duration of a WAV file in milliseconds (read from its header, no decoding).
+pub fn wav_duration_ms(path: &Path) -> Result<u64> {
+    let bytes = std::fs::read(path)?;
+    let find = |tag: &[u8]| bytes.windows(4).position(|w| w == tag);
+    let fmt = find(b"fmt ").context("WAV fmt chunk")?;
+    let channels = u16::from_le_bytes([bytes[fmt + 10], bytes[fmt + 11]]) as u64;
+    let rate = u32::from_le_bytes(bytes[fmt + 12..fmt + 16].try_into()?) as u64;
+    let bits = u16::from_le_bytes([bytes[fmt + 22], bytes[fmt + 23]]) as u64;
+    let data = find(b"data").context("WAV data chunk")?;
+    let mut len = u32::from_le_bytes(bytes[data + 4..data + 8].try_into()?) as u64;
+    if len == 0 || len == u32::MAX as u64 {
+        len = (bytes.len() - data - 8) as u64; // streamed WAV (espeak-ng to a pipe)
+    }
+    Ok(len * 1000 / (rate * channels * bits / 8))
+}
+
+/// Runs one SIPp scenario from `tests/scenarios` against the node.
+pub fn sipp(
+    node: &TestNode,
+    scenario: &str,
+    service: &str,
+    keys: &[(&str, String)],
+) -> Result<Output> {
+    let dir = tempfile::tempdir()?;
+    let mut cmd = Command::new("sipp");
+    cmd.arg(node.sip.to_string())
+        .arg("-sf")
+        .arg(workspace_root().join("tests/scenarios").join(scenario))
+        .args(["-s", service, "-m", "1", "-l", "1", "-i", "127.0.0.1"])
+        .args([
+            "-p",
+            &free_udp_port().to_string(),
+            "-mp",
+            &free_udp_port().to_string(),
+        ])
+        .args([
+            "-timeout",
+            "60s",
+            "-timeout_error",
+            "-max_recv_loops",
+            "1000",
+        ])
+        .args(["-trace_err", "-error_file"])
+        .arg(dir.path().join("errors.log"));
+    for (k, v) in keys {
+        cmd.args(["-key", k, v]);
+    }
+    let out = cmd
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .output()
+        .context("running sipp (apt sip-tester)")?;
+    if !out.status.success() {
+        let errors = std::fs::read_to_string(dir.path().join("errors.log")).unwrap_or_default();
+        bail!(
+            "sipp {scenario} failed ({}):\n{errors}\n{}\nnode log:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .rev()
+                .take(30)
+                .collect::<Vec<_>>()
+                .join("\n"),
+            node.logs()
+        );
+    }
+    Ok(out)
+}

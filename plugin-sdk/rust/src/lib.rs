@@ -34,19 +34,7 @@ pub use bindings::hookline::call::{data, media, routing};
 /// The trait a plugin implements: one `handle_call` per call.
 pub use bindings::Guest as Plugin;
 
-impl std::fmt::Display for CallError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            CallError::HungUp => f.write_str("caller hung up"),
-            CallError::Unavailable => f.write_str("verb unavailable on this node"),
-            CallError::NotAllowed => f.write_str("not allowed by the plugin's grants"),
-            CallError::InvalidArgument(m) => write!(f, "invalid argument: {m}"),
-            CallError::Failed(m) => write!(f, "failed: {m}"),
-        }
-    }
-}
-
-impl std::error::Error for CallError {}
+// `CallError` implements Display and Error through the generated bindings.
 
 /// Logs at info level.
 pub fn info(message: &str) {

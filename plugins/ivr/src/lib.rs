@@ -22,6 +22,9 @@ pub struct IvrConfig {
     pub timeout_ms: u32,
     pub options: Vec<MenuOption>,
     pub fallback: Branch,
+    /// Let the caller hear ringing this long before answering.
+    #[serde(default)]
+    pub ring_ms: u32,
 }
 
 /// One key of the menu.
@@ -62,6 +65,9 @@ impl Plugin for Ivr {
 }
 
 fn run(config: &IvrConfig) -> Result<(), CallError> {
+    if config.ring_ms > 0 {
+        media::sleep(config.ring_ms)?;
+    }
     media::answer()?;
     if !config.greeting.is_empty() {
         media::play(&config.greeting, true)?;

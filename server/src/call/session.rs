@@ -242,6 +242,22 @@ impl CallSession {
         Ok((digits, end))
     }
 
+    pub async fn sleep(&mut self, ms: u32) -> Result<(), CallError> {
+        self.check_live()?;
+        let until = tokio::time::Instant::now() + Duration::from_millis(ms.min(600_000).into());
+        loop {
+            tokio::select! {
+                ev = self.next_event() => {
+                    self.absorb(ev);
+                    if self.ended.is_some() {
+                        return Err(CallError::HungUp);
+                    }
+                }
+                _ = tokio::time::sleep_until(until) => return Ok(()),
+            }
+        }
+    }
+
     pub fn hangup(&mut self) -> Result<(), CallError> {
         self.check_live()?;
         let _ = self.sip.send(SipCommand::Hangup {

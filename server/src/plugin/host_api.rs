@@ -38,6 +38,10 @@ impl media::Host for CallState {
         };
         Ok(media::Collected { digits, end })
     }
+
+    async fn sleep(&mut self, ms: u32) -> Result<(), CallError> {
+        self.session.sleep(ms).await
+    }
 }
 
 impl routing::Host for CallState {

@@ -1,0 +1,130 @@
+//! The IVR end to end with SIPp as the caller (a real SIP peer).
+
+use std::time::Duration;
+
+use hookline_tests::{
+    alaw_to_linear, rms, sipp, talkspurts, ulaw_to_linear, wav_duration_ms, NodeSpec, RtpSink,
+    TestNode,
+};
+use serde_json::Value;
+
+fn path_of(call: &Value) -> Vec<String> {
+    call["path"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn caller_presses_2_hears_support_and_the_record_shows_it() {
+    let node = TestNode::start(NodeSpec::default()).unwrap();
+    let sink = RtpSink::bind().unwrap();
+    sipp(
+        &node,
+        "uac_ivr_dtmf.xml",
+        "100",
+        &[("rtp_sink", sink.port.to_string())],
+    )
+    .unwrap();
+    let packets = sink.finish();
+
+    let call = node
+        .wait_for_call(Duration::from_secs(10), |c| c["hangup_cause"].is_string())
+        .unwrap();
+    let path = path_of(&call);
+    assert_eq!(call["caller"], "sipp");
+    assert_eq!(call["callee"], "100");
+    assert_eq!(call["plugin"], "ivr");
+    assert!(
+        call["answered_at"].is_string() && call["ended_at"].is_string(),
+        "{call:#}"
+    );
+    assert!(path.contains(&"digits:2".to_string()), "{path:?}");
+    assert!(path.contains(&"branch:support".to_string()), "{path:?}");
+    assert_eq!(
+        path.last().map(String::as_str),
+        Some("prompt:support"),
+        "{path:?}"
+    );
+    assert_eq!(call["hangup_cause"], "plugin-hangup");
+
+    // What the caller heard: the greeting (cut by the key press), then the support prompt in full.
+    let spurts = talkspurts(&packets, 8);
+    assert!(
+        spurts.len() >= 2,
+        "expected greeting and support prompt, got {} talkspurts",
+        spurts.len()
+    );
+    let support = spurts.last().unwrap();
+    let pcm: Vec<i16> = support
+        .iter()
+        .flat_map(|p| p.payload.iter().map(|b| alaw_to_linear(*b)))
+        .collect();
+    let heard_ms = support.len() as u64 * 20;
+    let prompt_ms = wav_duration_ms(&node.prompt_wav("support")).unwrap();
+    assert!(
+        heard_ms.abs_diff(prompt_ms) <= 60,
+        "support prompt is {prompt_ms} ms, the caller heard {heard_ms} ms"
+    );
+    assert!(
+        rms(&pcm) > 500.0,
+        "support prompt is too quiet: RMS {}",
+        rms(&pcm)
+    );
+    // Consecutive sequence numbers: paced, nothing dropped by the node.
+    for w in support.windows(2) {
+        assert_eq!(w[1].sequence, w[0].sequence.wrapping_add(1));
+    }
+}
+
+#[test]
+fn caller_hangs_up_during_greeting_and_the_call_is_recorded() {
+    let node = TestNode::start(NodeSpec::default()).unwrap();
+    let sink = RtpSink::bind().unwrap();
+    sipp(
+        &node,
+        "uac_hangup_early.xml",
+        "100",
+        &[("rtp_sink", sink.port.to_string())],
+    )
+    .unwrap();
+    let packets = sink.finish();
+    let call = node
+        .wait_for_call(Duration::from_secs(10), |c| {
+            c["caller"] == "early" && c["hangup_cause"].is_string()
+        })
+        .unwrap();
+    assert_eq!(call["hangup_cause"], "caller-bye", "{call:#}");
+    assert_eq!(path_of(&call)[0], "prompt:welcome");
+    // PCMU was negotiated and the greeting was audible.
+    let pcm: Vec<i16> = packets
+        .iter()
+        .filter(|p| p.payload_type == 0)
+        .flat_map(|p| p.payload.iter().map(|b| ulaw_to_linear(*b)))
+        .collect();
+    assert!(pcm.len() >= 8000 / 2, "heard only {} samples", pcm.len());
+    assert!(
+        rms(&pcm) > 500.0,
+        "greeting is too quiet: RMS {}",
+        rms(&pcm)
+    );
+}
+
+#[test]
+fn cancel_before_answer_gets_487() {
+    let node = TestNode::start(NodeSpec {
+        extra_routes: "[[routes]]\nnumber = \"ring*\"\nplugin = \"ivr\"\nconfig = { ring_ms = 20000, menu = [\"main_menu\"], options = [], fallback = { name = \"none\" } }\n",
+        ..NodeSpec::default()
+    })
+    .unwrap();
+    sipp(&node, "uac_cancel.xml", "ring1", &[]).unwrap();
+    let call = node
+        .wait_for_call(Duration::from_secs(10), |c| {
+            c["callee"] == "ring1" && c["hangup_cause"].is_string()
+        })
+        .unwrap();
+    assert_eq!(call["hangup_cause"], "caller-cancel");
+    assert!(call["answered_at"].is_null());
+}
