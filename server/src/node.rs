@@ -87,11 +87,8 @@ pub fn build(opts: &ServeOptions) -> anyhow::Result<Arc<Node>> {
             .unwrap_or(1),
         n => n,
     };
-    let rtp_ip = if opts.sip.ip().is_unspecified() {
-        opts.sip.ip()
-    } else {
-        opts.sip.ip()
-    };
+    // RTP listens on the SIP address (all interfaces when SIP does).
+    let rtp_ip = opts.sip.ip();
     Ok(Arc::new(Node {
         media: Arc::new(MediaEngine::start(threads)),
         ports: PortPool::new(rtp_ip, opts.rtp_ports.0, opts.rtp_ports.1),

@@ -88,8 +88,8 @@ impl PluginHost {
     pub fn new(max_instances: u32) -> Result<Self, PluginError> {
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(max_instances)
-            .total_memories(max_instances)
-            .total_tables(max_instances)
+            .total_memories(max_instances * 2)
+            .total_tables(max_instances * 4)
             .total_stacks(max_instances)
             .total_core_instances(max_instances * 4)
             .max_memory_size(MAX_MEMORY)

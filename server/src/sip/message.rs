@@ -45,12 +45,11 @@ impl Echo {
         let text = String::from_utf8_lossy(data);
         let mut lines = text.split('\n').map(|l| l.trim_end_matches('\r'));
         let first = lines.next()?;
-        let mut parts = first.split(' ');
-        let method = parts.next()?;
+        let method = first.split(' ').next()?;
         if method.is_empty()
             || method == "ACK"
             || !method.bytes().all(|b| b.is_ascii_uppercase())
-            || parts.last() != Some("SIP/2.0")
+            || !first.ends_with(" SIP/2.0")
         {
             return None;
         }

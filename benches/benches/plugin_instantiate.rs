@@ -1,0 +1,44 @@
+//! Plugin instantiate + first entry: a fresh instance of the sample IVR from its
+//! `InstancePre` (pooling allocator), `handle-call` entered, `answer` and `play`
+//! called; the call is already gone, so `play` returns `hung-up` and the plugin returns.
+//!
+//! Last line: `bench=plugin_instantiate iterations=N instantiate_first_entry_us=X`
+
+use hookline::call::detached_session;
+use hookline::node::{build, ServeOptions};
+
+fn main() -> anyhow::Result<()> {
+    let data = tempfile_dir()?;
+    let root = hookline_tests::workspace_root();
+    let node = build(&ServeOptions {
+        sip: "127.0.0.1:0".parse()?,
+        rtp_ports: (45000, 45100),
+        http: "127.0.0.1:0".parse()?,
+        data: data.clone(),
+        config: root.join("hookline.toml"),
+    })?;
+    let plugin = node
+        .plugins
+        .get("ivr")
+        .ok_or_else(|| anyhow::anyhow!("sample config has no ivr plugin"))?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let make = || detached_session(&node, "ivr").0;
+    let iterations = 5000;
+    let us = rt.block_on(async {
+        node.plugins.instantiate_micros(&plugin, make, 200).await; // warm-up
+        node.plugins
+            .instantiate_micros(&plugin, make, iterations)
+            .await
+    });
+    std::fs::remove_dir_all(&data).ok();
+    println!("bench=plugin_instantiate iterations={iterations} instantiate_first_entry_us={us:.1}");
+    Ok(())
+}
+
+fn tempfile_dir() -> std::io::Result<std::path::PathBuf> {
+    let d = std::env::temp_dir().join(format!("hookline-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&d)?;
+    Ok(d)
+}

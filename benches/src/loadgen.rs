@@ -1,0 +1,665 @@
+//! A light SIP/RTP load generator: one thread, one SIP socket, one media socket
+//! shared by all calls, RTP sent and received in batches (sendmmsg/recvmmsg)
+//! from buffers allocated once. SIPp saturates near 1,000 calls on two cores;
+//! this goes further while leaving the cores to the node under test.
+
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::time::{Duration, Instant};
+
+const FRAME: usize = 160;
+const PKT: usize = 12 + FRAME;
+const RECV_BATCH: usize = 64;
+const TICK: Duration = Duration::from_millis(20);
+/// A packet this much behind the stream's best transit time would miss a 60 ms jitter buffer.
+const LATE_MS: f64 = 60.0;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct LoadConfig {
+    /// The node's SIP address.
+    pub node: SocketAddr,
+    /// Dialled number.
+    pub service: String,
+    pub calls: usize,
+    /// How long all calls are held up together (the measured window).
+    pub hold: Duration,
+    /// Call attempts per second while ramping up.
+    pub cps: u32,
+}
+
+/// Where the run is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Every call is up; the measured window starts.
+    HoldStart,
+    /// The measured window ends; calls are torn down next.
+    HoldEnd,
+}
+
+/// What happened.
+#[derive(Debug, Default, Clone)]
+pub struct LoadReport {
+    pub attempted: usize,
+    pub answered: usize,
+    /// Answered, held, and ended by our BYE with 200 OK.
+    pub completed: usize,
+    pub failed: usize,
+    /// Calls the node hung up during the run.
+    pub ended_by_node: usize,
+    /// Media during the hold window.
+    pub rtp_sent: u64,
+    pub rtp_received: u64,
+    pub rtp_lost: u64,
+    pub rtp_late: u64,
+    /// Mean INVITE-to-200 time.
+    pub setup_ms_avg: f64,
+    pub held: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum St {
+    Idle,
+    Inviting,
+    Up,
+    Byeing,
+    Done,
+    Failed,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Rx {
+    counting: bool,
+    first: Option<u64>,
+    highest: u64,
+    received: u64,
+    base_transit: f64,
+    late: u64,
+}
+
+impl Rx {
+    fn on_packet(&mut self, seq: u16, ts: u32, arrival_ms: f64) {
+        if !self.counting {
+            return;
+        }
+        let transit = arrival_ms - ts as f64 / 8.0;
+        match self.first {
+            None => {
+                let ext = 65536 + seq as u64;
+                self.first = Some(ext);
+                self.highest = ext;
+                self.base_transit = transit;
+            }
+            Some(_) => {
+                let delta = seq.wrapping_sub(self.highest as u16) as i16 as i64;
+                self.highest = (self.highest as i64 + delta).max(self.highest as i64) as u64;
+                // The base creeps up slowly so a lasting clock step is not counted forever.
+                self.base_transit = (self.base_transit + 0.05).min(transit);
+                if transit - self.base_transit > LATE_MS {
+                    self.late += 1;
+                }
+            }
+        }
+        self.received += 1;
+    }
+
+    fn lost(&self) -> u64 {
+        match self.first {
+            Some(first) => (self.highest - first + 1).saturating_sub(self.received),
+            None => 0,
+        }
+    }
+}
+
+struct Call {
+    st: St,
+    call_id: String,
+    from_tag: String,
+    to_tag: String,
+    node_rtp: Option<SocketAddrV4>,
+    sent_at: Instant,
+    invited_at: Instant,
+    tries: u32,
+    seq: u16,
+    ts: u32,
+    rx: Rx,
+}
+
+fn header<'a>(msg: &'a str, names: &[&str]) -> Option<&'a str> {
+    msg.lines().take_while(|l| !l.is_empty()).find_map(|l| {
+        let (n, v) = l.split_once(':')?;
+        names
+            .iter()
+            .any(|x| n.trim().eq_ignore_ascii_case(x))
+            .then(|| v.trim())
+    })
+}
+
+fn tag(value: &str) -> Option<&str> {
+    let after = value.rfind('>').map(|i| &value[i..]).unwrap_or(value);
+    after.split(';').find_map(|p| p.trim().strip_prefix("tag="))
+}
+
+/// The RTP address in an SDP body.
+fn sdp_addr(msg: &str) -> Option<SocketAddrV4> {
+    let body = msg.split_once("\r\n\r\n")?.1;
+    let ip: Ipv4Addr = body
+        .lines()
+        .find_map(|l| l.strip_prefix("c=IN IP4 "))?
+        .trim()
+        .parse()
+        .ok()?;
+    let port: u16 = body
+        .lines()
+        .find_map(|l| l.strip_prefix("m=audio "))?
+        .split(' ')
+        .next()?
+        .parse()
+        .ok()?;
+    Some(SocketAddrV4::new(ip, port))
+}
+
+struct Gen {
+    cfg: LoadConfig,
+    sip: UdpSocket,
+    media: UdpSocket,
+    local_sip: SocketAddr,
+    media_port: u16,
+    calls: Vec<Call>,
+    by_port: Vec<u32>,
+    report: LoadReport,
+    setup_total_ms: f64,
+    epoch: Instant,
+    // Batch buffers, allocated once.
+    out_bufs: Vec<[u8; PKT]>,
+    out_addrs: Vec<libc::sockaddr_in>,
+    out_iov: Vec<libc::iovec>,
+    out_msgs: Vec<libc::mmsghdr>,
+    in_bufs: Vec<[u8; 256]>,
+    in_addrs: Vec<libc::sockaddr_in>,
+    in_iov: Vec<libc::iovec>,
+    in_msgs: Vec<libc::mmsghdr>,
+}
+
+/// Runs the load and reports; `on_phase` is called at the edges of the hold window.
+pub fn run(cfg: &LoadConfig, mut on_phase: impl FnMut(Phase)) -> io::Result<LoadReport> {
+    let sip = UdpSocket::bind("127.0.0.1:0")?;
+    sip.set_nonblocking(true)?;
+    let media = UdpSocket::bind("127.0.0.1:0")?;
+    media.set_nonblocking(true)?;
+    set_buffers(&media, 8 << 20);
+    set_buffers(&sip, 4 << 20);
+    let local_sip = sip.local_addr()?;
+    let media_port = media.local_addr()?.port();
+    let now = Instant::now();
+    let pid = std::process::id();
+    let calls = (0..cfg.calls)
+        .map(|i| Call {
+            st: St::Idle,
+            call_id: format!("lg-{i}-{pid}"),
+            from_tag: format!("lg{i}"),
+            to_tag: String::new(),
+            node_rtp: None,
+            sent_at: now,
+            invited_at: now,
+            tries: 0,
+            seq: (i as u16).wrapping_mul(7919),
+            ts: (i as u32).wrapping_mul(104_729),
+            rx: Rx::default(),
+        })
+        .collect();
+    let n = cfg.calls;
+    let mut g = Gen {
+        cfg: cfg.clone(),
+        sip,
+        media,
+        local_sip,
+        media_port,
+        calls,
+        by_port: vec![u32::MAX; 65536],
+        report: LoadReport {
+            attempted: 0,
+            ..Default::default()
+        },
+        setup_total_ms: 0.0,
+        epoch: now,
+        out_bufs: vec![[0u8; PKT]; n],
+        // SAFETY: these libc structs are plain data for which all-zero is valid.
+        out_addrs: vec![unsafe { std::mem::zeroed() }; n],
+        out_iov: vec![
+            libc::iovec {
+                iov_base: std::ptr::null_mut(),
+                iov_len: 0
+            };
+            n
+        ],
+        out_msgs: vec![unsafe { std::mem::zeroed() }; n],
+        in_bufs: vec![[0u8; 256]; RECV_BATCH],
+        in_addrs: vec![unsafe { std::mem::zeroed() }; RECV_BATCH],
+        in_iov: vec![
+            libc::iovec {
+                iov_base: std::ptr::null_mut(),
+                iov_len: 0
+            };
+            RECV_BATCH
+        ],
+        in_msgs: vec![unsafe { std::mem::zeroed() }; RECV_BATCH],
+    };
+    for (i, b) in g.out_bufs.iter_mut().enumerate() {
+        b[0] = 0x80;
+        b[1] = 8;
+        b[8..12].copy_from_slice(&(0x1000_0000u32 + i as u32).to_be_bytes());
+        b[12..].fill(0xd5); // A-law silence
+    }
+    g.run(&mut on_phase)?;
+    Ok(g.report)
+}
+
+fn set_buffers(s: &UdpSocket, bytes: libc::c_int) {
+    use std::os::fd::AsRawFd;
+    for opt in [libc::SO_RCVBUF, libc::SO_SNDBUF] {
+        // SAFETY: valid fd and a c_int option value of the right size.
+        unsafe {
+            libc::setsockopt(
+                s.as_raw_fd(),
+                libc::SOL_SOCKET,
+                opt,
+                &bytes as *const _ as *const libc::c_void,
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+        }
+    }
+}
+
+impl Gen {
+    fn run(&mut self, on_phase: &mut impl FnMut(Phase)) -> io::Result<()> {
+        let start = Instant::now();
+        let mut next_tick = start;
+        let mut started = 0usize;
+        let mut budget = 0.0f64;
+        let setup_deadline = start
+            + Duration::from_secs(30)
+            + Duration::from_secs_f64(self.cfg.calls as f64 / self.cfg.cps.max(1) as f64);
+        // Ramp up.
+        loop {
+            let now = Instant::now();
+            if now >= next_tick {
+                budget += self.cfg.cps as f64 * TICK.as_secs_f64();
+                while budget >= 1.0 && started < self.calls.len() {
+                    self.invite(started, now)?;
+                    started += 1;
+                    budget -= 1.0;
+                }
+                self.retransmit(now)?;
+                self.send_media();
+                next_tick += TICK;
+            }
+            self.poll(now)?;
+            let settled = self
+                .calls
+                .iter()
+                .all(|c| matches!(c.st, St::Up | St::Failed | St::Done));
+            if (started == self.calls.len() && settled) || now > setup_deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        for c in &mut self.calls {
+            if c.st == St::Inviting {
+                c.st = St::Failed;
+                self.report.failed += 1;
+            }
+            c.rx.counting = true;
+        }
+        // Hold: media both ways, measured.
+        on_phase(Phase::HoldStart);
+        let hold_start = Instant::now();
+        let sent_before = self.report.rtp_sent;
+        while hold_start.elapsed() < self.cfg.hold {
+            let now = Instant::now();
+            if now >= next_tick {
+                self.send_media();
+                next_tick += TICK;
+                if now > next_tick + TICK * 5 {
+                    next_tick = now; // we fell behind; do not burst
+                }
+            }
+            self.poll(now)?;
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        self.report.held = hold_start.elapsed();
+        on_phase(Phase::HoldEnd);
+        self.report.rtp_sent -= sent_before;
+        for c in &mut self.calls {
+            c.rx.counting = false;
+            self.report.rtp_received += c.rx.received;
+            self.report.rtp_lost += c.rx.lost();
+            self.report.rtp_late += c.rx.late;
+        }
+        // Tear down.
+        let now = Instant::now();
+        for i in 0..self.calls.len() {
+            if self.calls[i].st == St::Up {
+                self.bye(i, now)?;
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline && self.calls.iter().any(|c| c.st == St::Byeing) {
+            let now = Instant::now();
+            self.retransmit(now)?;
+            self.poll(now)?;
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        self.report.failed += self.calls.iter().filter(|c| c.st == St::Byeing).count();
+        if self.report.answered > 0 {
+            self.report.setup_ms_avg = self.setup_total_ms / self.report.answered as f64;
+        }
+        Ok(())
+    }
+
+    fn send_sip(&self, msg: &str) -> io::Result<()> {
+        match self.sip.send_to(msg.as_bytes(), self.cfg.node) {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()), // retransmission covers it
+            Err(e) => Err(e),
+        }
+    }
+
+    fn invite_text(&self, i: usize) -> String {
+        let c = &self.calls[i];
+        let local = self.local_sip;
+        let sdp = format!(
+            "v=0\r\no=load {i} 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+             m=audio {} RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\n",
+            self.media_port
+        );
+        format!(
+            "INVITE sip:{svc}@{node} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK-{id}-inv;rport\r\n\
+             From: <sip:load@{local}>;tag={ft}\r\nTo: <sip:{svc}@{node}>\r\nCall-ID: {id}\r\nCSeq: 1 INVITE\r\n\
+             Contact: <sip:load@{local}>\r\nMax-Forwards: 70\r\nContent-Type: application/sdp\r\n\
+             Content-Length: {len}\r\n\r\n{sdp}",
+            svc = self.cfg.service,
+            node = self.cfg.node,
+            id = c.call_id,
+            ft = c.from_tag,
+            len = sdp.len()
+        )
+    }
+
+    fn in_dialog(&self, i: usize, method: &str, cseq: u32) -> String {
+        let c = &self.calls[i];
+        let local = self.local_sip;
+        format!(
+            "{method} sip:{svc}@{node} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK-{id}-{m};rport\r\n\
+             From: <sip:load@{local}>;tag={ft}\r\nTo: <sip:{svc}@{node}>;tag={tt}\r\nCall-ID: {id}\r\n\
+             CSeq: {cseq} {method}\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+            svc = self.cfg.service,
+            node = self.cfg.node,
+            id = c.call_id,
+            ft = c.from_tag,
+            tt = c.to_tag,
+            m = method.to_ascii_lowercase(),
+        )
+    }
+
+    fn invite(&mut self, i: usize, now: Instant) -> io::Result<()> {
+        let msg = self.invite_text(i);
+        self.send_sip(&msg)?;
+        let c = &mut self.calls[i];
+        c.st = St::Inviting;
+        c.invited_at = now;
+        c.sent_at = now;
+        c.tries = 1;
+        self.report.attempted += 1;
+        Ok(())
+    }
+
+    fn bye(&mut self, i: usize, now: Instant) -> io::Result<()> {
+        let msg = self.in_dialog(i, "BYE", 2);
+        self.send_sip(&msg)?;
+        let c = &mut self.calls[i];
+        c.st = St::Byeing;
+        c.sent_at = now;
+        c.tries = 1;
+        Ok(())
+    }
+
+    fn retransmit(&mut self, now: Instant) -> io::Result<()> {
+        for i in 0..self.calls.len() {
+            let c = &self.calls[i];
+            if !matches!(c.st, St::Inviting | St::Byeing)
+                || now - c.sent_at < Duration::from_secs(1)
+            {
+                continue;
+            }
+            if c.tries >= 6 {
+                let was_invite = c.st == St::Inviting;
+                self.calls[i].st = St::Failed;
+                if was_invite {
+                    self.report.failed += 1;
+                }
+                continue;
+            }
+            let msg = if c.st == St::Inviting {
+                self.invite_text(i)
+            } else {
+                self.in_dialog(i, "BYE", 2)
+            };
+            self.send_sip(&msg)?;
+            let c = &mut self.calls[i];
+            c.sent_at = now;
+            c.tries += 1;
+        }
+        Ok(())
+    }
+
+    fn poll(&mut self, now: Instant) -> io::Result<()> {
+        let mut buf = [0u8; 8192];
+        loop {
+            match self.sip.recv_from(&mut buf) {
+                Ok((n, _)) => {
+                    let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+                    self.on_sip(&msg, now)?;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.recv_media(now);
+        Ok(())
+    }
+
+    fn index_of(&self, msg: &str) -> Option<usize> {
+        let id = header(msg, &["Call-ID", "i"])?;
+        let i: usize = id.strip_prefix("lg-")?.split('-').next()?.parse().ok()?;
+        (i < self.calls.len() && self.calls[i].call_id == id).then_some(i)
+    }
+
+    fn on_sip(&mut self, msg: &str, now: Instant) -> io::Result<()> {
+        let Some(i) = self.index_of(msg) else {
+            return Ok(());
+        };
+        let cseq = header(msg, &["CSeq"]).unwrap_or("");
+        if let Some(status) = msg.strip_prefix("SIP/2.0 ") {
+            let code: u16 = status.get(..3).and_then(|c| c.parse().ok()).unwrap_or(0);
+            let is_invite = cseq.ends_with("INVITE");
+            if is_invite && code >= 200 {
+                if let Some(t) = header(msg, &["To", "t"]).and_then(tag) {
+                    self.calls[i].to_tag = t.to_string();
+                }
+                let ack = self.in_dialog(i, "ACK", 1);
+                self.send_sip(&ack)?;
+                let c = &mut self.calls[i];
+                if c.st == St::Inviting {
+                    if (200..300).contains(&code) {
+                        c.st = St::Up;
+                        c.node_rtp = sdp_addr(msg);
+                        if let Some(a) = c.node_rtp {
+                            self.by_port[a.port() as usize] = i as u32;
+                        }
+                        self.report.answered += 1;
+                        self.setup_total_ms += (now - c.invited_at).as_secs_f64() * 1000.0;
+                    } else {
+                        c.st = St::Failed;
+                        self.report.failed += 1;
+                    }
+                }
+            } else if cseq.ends_with("BYE") && code >= 200 && self.calls[i].st == St::Byeing {
+                self.calls[i].st = St::Done;
+                self.report.completed += 1;
+                if let Some(a) = self.calls[i].node_rtp {
+                    self.by_port[a.port() as usize] = u32::MAX;
+                }
+            }
+        } else if msg.starts_with("BYE ") {
+            let mut resp = String::from("SIP/2.0 200 OK\r\n");
+            for l in msg.lines().take_while(|l| !l.is_empty()) {
+                let name = l
+                    .split(':')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase();
+                if ["via", "v", "from", "f", "to", "t", "call-id", "i", "cseq"]
+                    .contains(&name.as_str())
+                {
+                    resp.push_str(l);
+                    resp.push_str("\r\n");
+                }
+            }
+            resp.push_str("Content-Length: 0\r\n\r\n");
+            self.send_sip(&resp)?;
+            let c = &mut self.calls[i];
+            if c.st == St::Up {
+                c.st = St::Done;
+                self.report.ended_by_node += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// One 20 ms frame to every call that is up, in sendmmsg batches.
+    fn send_media(&mut self) {
+        use std::os::fd::AsRawFd;
+        let mut n = 0;
+        for (i, c) in self.calls.iter_mut().enumerate() {
+            let (St::Up, Some(dst)) = (c.st, c.node_rtp) else {
+                continue;
+            };
+            c.seq = c.seq.wrapping_add(1);
+            c.ts = c.ts.wrapping_add(FRAME as u32);
+            let b = &mut self.out_bufs[i];
+            b[2..4].copy_from_slice(&c.seq.to_be_bytes());
+            b[4..8].copy_from_slice(&c.ts.to_be_bytes());
+            self.out_addrs[n] = sockaddr(dst);
+            self.out_iov[n] = libc::iovec {
+                iov_base: b.as_mut_ptr() as *mut libc::c_void,
+                iov_len: PKT,
+            };
+            n += 1;
+        }
+        for k in 0..n {
+            let m = &mut self.out_msgs[k];
+            m.msg_hdr.msg_name = &mut self.out_addrs[k] as *mut _ as *mut libc::c_void;
+            m.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            m.msg_hdr.msg_iov = &mut self.out_iov[k];
+            m.msg_hdr.msg_iovlen = 1;
+        }
+        let mut off = 0;
+        while off < n {
+            // SAFETY: msgs[off..n] point at live buffers, addresses and iovecs owned by self.
+            let r = unsafe {
+                libc::sendmmsg(
+                    self.media.as_raw_fd(),
+                    self.out_msgs.as_mut_ptr().add(off),
+                    (n - off) as libc::c_uint,
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            if r <= 0 {
+                break; // buffer full or ICMP error: the rest of this tick is dropped and shows up as loss
+            }
+            off += r as usize;
+            self.report.rtp_sent += r as u64;
+        }
+    }
+
+    fn recv_media(&mut self, now: Instant) {
+        use std::os::fd::AsRawFd;
+        let arrival_ms = (now - self.epoch).as_secs_f64() * 1000.0;
+        loop {
+            for k in 0..RECV_BATCH {
+                self.in_iov[k] = libc::iovec {
+                    iov_base: self.in_bufs[k].as_mut_ptr() as *mut libc::c_void,
+                    iov_len: 256,
+                };
+                let m = &mut self.in_msgs[k];
+                m.msg_hdr.msg_name = &mut self.in_addrs[k] as *mut _ as *mut libc::c_void;
+                m.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+                m.msg_hdr.msg_iov = &mut self.in_iov[k];
+                m.msg_hdr.msg_iovlen = 1;
+            }
+            // SAFETY: every message points at a live buffer, address and iovec owned by self.
+            let r = unsafe {
+                libc::recvmmsg(
+                    self.media.as_raw_fd(),
+                    self.in_msgs.as_mut_ptr(),
+                    RECV_BATCH as libc::c_uint,
+                    libc::MSG_DONTWAIT,
+                    std::ptr::null_mut(),
+                )
+            };
+            if r <= 0 {
+                return;
+            }
+            for k in 0..r as usize {
+                let len = self.in_msgs[k].msg_len as usize;
+                let b = &self.in_bufs[k];
+                if len < 12 || b[0] >> 6 != 2 {
+                    continue;
+                }
+                let port = u16::from_be(self.in_addrs[k].sin_port);
+                let idx = self.by_port[port as usize];
+                if idx == u32::MAX {
+                    continue;
+                }
+                let seq = u16::from_be_bytes([b[2], b[3]]);
+                let ts = u32::from_be_bytes([b[4], b[5], b[6], b[7]]);
+                self.calls[idx as usize].rx.on_packet(seq, ts, arrival_ms);
+            }
+            if (r as usize) < RECV_BATCH {
+                return;
+            }
+        }
+    }
+}
+
+fn sockaddr(a: SocketAddrV4) -> libc::sockaddr_in {
+    // SAFETY: all-zero is a valid sockaddr_in; the fields are then set.
+    let mut s: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+    s.sin_family = libc::AF_INET as libc::sa_family_t;
+    s.sin_port = a.port().to_be();
+    s.sin_addr = libc::in_addr {
+        s_addr: u32::from(*a.ip()).to_be(),
+    };
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loss_and_late_accounting() {
+        let mut rx = Rx {
+            counting: true,
+            ..Default::default()
+        };
+        rx.on_packet(65535, 0, 100.0);
+        rx.on_packet(1, 320, 140.0); // seq 0 lost
+        rx.on_packet(2, 480, 300.0); // 140 ms behind
+        assert_eq!(rx.lost(), 1);
+        assert_eq!(rx.late, 1);
+    }
+}

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs what Hookline needs, idempotently: Debian packages, the wasm32-wasip2
+# Rust target, and the sample plugins. `--test` adds the real peers the tests use.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(espeak-ng)
+if [ "${1:-}" = "--test" ]; then
+  packages+=(sip-tester baresip-core sox)
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo=sudo
+  echo "setup: installing ${missing[*]}"
+  $sudo apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+if ! rustup target list --installed | grep -qx wasm32-wasip2; then
+  rustup target add wasm32-wasip2
+fi
+
+# The sample plugins are WebAssembly components.
+cargo build --release --target wasm32-wasip2 -p hookline-ivr

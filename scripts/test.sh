@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Runs every check and test: formatting, lints, unit tests, and end-to-end tests
+# against real peers (SIPp, baresip) and a real node process.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh --test
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
+cargo clippy --target wasm32-wasip2 -p hookline-sdk -p hookline-ivr -- -D warnings
+# The end-to-end tests run the node binaries (debug for tests, release for the load smoke test).
+cargo build -p hookline
+cargo build --release -p hookline
+cargo test --workspace
