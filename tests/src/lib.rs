@@ -450,3 +450,137 @@ pub fn sipp(
     }
     Ok(out)
 }
+
+/// Samples of a 16-bit PCM WAV file (mono, or the first channel).
+pub fn read_wav_i16(path: &Path) -> Result<Vec<i16>> {
+    let bytes = std::fs::read(path)?;
+    let find = |tag: &[u8]| bytes.windows(4).position(|w| w == tag);
+    let fmt = find(b"fmt ").context("WAV fmt chunk")?;
+    let channels = u16::from_le_bytes([bytes[fmt + 10], bytes[fmt + 11]]).max(1) as usize;
+    let bits = u16::from_le_bytes([bytes[fmt + 22], bytes[fmt + 23]]);
+    if bits != 16 {
+        bail!("{} is {bits}-bit, expected 16", path.display());
+    }
+    let data = find(b"data").context("WAV data chunk")? + 8;
+    Ok(bytes[data..]
+        .chunks_exact(2 * channels)
+        .map(|c| i16::from_le_bytes([c[0], c[1]]))
+        .collect())
+}
+
+/// Writes a 16-bit mono WAV.
+pub fn write_wav_i16(path: &Path, rate: u32, samples: &[i16]) -> Result<()> {
+    let data_len = (samples.len() * 2) as u32;
+    let mut b = Vec::with_capacity(44 + data_len as usize);
+    b.extend_from_slice(b"RIFF");
+    b.extend_from_slice(&(36 + data_len).to_le_bytes());
+    b.extend_from_slice(b"WAVEfmt ");
+    b.extend_from_slice(&16u32.to_le_bytes());
+    b.extend_from_slice(&1u16.to_le_bytes());
+    b.extend_from_slice(&1u16.to_le_bytes());
+    b.extend_from_slice(&rate.to_le_bytes());
+    b.extend_from_slice(&(rate * 2).to_le_bytes());
+    b.extend_from_slice(&2u16.to_le_bytes());
+    b.extend_from_slice(&16u16.to_le_bytes());
+    b.extend_from_slice(b"data");
+    b.extend_from_slice(&data_len.to_le_bytes());
+    for s in samples {
+        b.extend_from_slice(&s.to_le_bytes());
+    }
+    std::fs::write(path, b)?;
+    Ok(())
+}
+
+/// A headless baresip user agent (apt baresip-core) driven over its ctrl_tcp socket.
+pub struct Baresip {
+    child: Child,
+    ctrl: SocketAddr,
+    pub dir: tempfile::TempDir,
+}
+
+impl Baresip {
+    /// Starts baresip with a silent microphone, recording what it hears and sends under `dir/rec`.
+    pub fn start(dial: &str) -> Result<Baresip> {
+        let dir = tempfile::tempdir()?;
+        let d = dir.path();
+        std::fs::create_dir_all(d.join("cfg"))?;
+        std::fs::create_dir_all(d.join("rec"))?;
+        // The call ends when the source file does: 60 s of near-silence.
+        write_wav_i16(&d.join("mic.wav"), 8000, &vec![0i16; 8000 * 60])?;
+        let ctrl: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse()?;
+        let config = format!(
+            "poll_method poll\nsip_listen 127.0.0.1:{sip}\nnet_interface 127.0.0.1\n\
+             audio_player aubridge,nil\naudio_source aufile,{mic}\naudio_alert aubridge,nil\n\
+             module_path /usr/lib/baresip/modules\nmodule g711.so\nmodule aufile.so\nmodule aubridge.so\n\
+             module sndfile.so\nmodule_app account.so\nmodule_app menu.so\nmodule ctrl_tcp.so\n\
+             ctrl_tcp_listen {ctrl}\nsnd_path {rec}\n",
+            sip = free_udp_port(),
+            mic = d.join("mic.wav").display(),
+            rec = d.join("rec").display(),
+        );
+        std::fs::write(d.join("cfg/config"), config)?;
+        std::fs::write(d.join("cfg/accounts"), "<sip:bs@127.0.0.1>;regint=0\n")?;
+        let child = Command::new("baresip")
+            .arg("-f")
+            .arg(d.join("cfg"))
+            .args(["-e", &format!("/dial {dial}"), "-t", "60"])
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(d.join("baresip.log"))?)
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting baresip (apt baresip-core)")?;
+        Ok(Baresip { child, ctrl, dir })
+    }
+
+    /// Sends a ctrl_tcp command (netstring-framed JSON) and returns the raw reply.
+    pub fn command(&self, command: &str, params: &str) -> Result<String> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut s = loop {
+            match TcpStream::connect(self.ctrl) {
+                Ok(s) => break s,
+                Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
+                Err(e) => return Err(e).context("baresip ctrl_tcp"),
+            }
+        };
+        s.set_read_timeout(Some(Duration::from_secs(5)))?;
+        let json = format!(r#"{{"command":"{command}","params":"{params}","token":"t"}}"#);
+        write!(s, "{}:{json},", json.len())?;
+        let mut buf = [0u8; 4096];
+        let n = s.read(&mut buf).unwrap_or(0);
+        Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
+    }
+
+    /// The WAV of what baresip heard (sndfile's decode dump).
+    pub fn heard(&self) -> Option<PathBuf> {
+        std::fs::read_dir(self.dir.path().join("rec"))
+            .ok()?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .find(|p| p.to_string_lossy().ends_with("-dec.wav"))
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("baresip.log")).unwrap_or_default()
+    }
+
+    /// Asks baresip to quit and waits for it (so its WAV files are complete).
+    pub fn quit(mut self) -> Result<Baresip> {
+        let _ = self.command("quit", "");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if self.child.try_wait()?.is_some() {
+                return Ok(self);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        Ok(self)
+    }
+}
+
+impl Drop for Baresip {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

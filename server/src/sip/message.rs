@@ -49,7 +49,7 @@ impl Echo {
         if method.is_empty()
             || method == "ACK"
             || !method.bytes().all(|b| b.is_ascii_uppercase())
-            || !first.ends_with(" SIP/2.0")
+            || first.split(' ').count() < 3
         {
             return None;
         }

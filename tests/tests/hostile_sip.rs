@@ -1,0 +1,74 @@
+//! Malformed and hostile SIP over a real socket: the node answers 400 where it
+//! can, drops what it cannot answer, never crashes, and keeps taking calls.
+
+use std::net::UdpSocket;
+use std::time::Duration;
+
+use hookline_tests::{NodeSpec, TestNode};
+
+fn exchange(sock: &UdpSocket, to: std::net::SocketAddr, msg: &[u8]) -> Option<String> {
+    sock.send_to(msg, to).unwrap();
+    let mut buf = [0u8; 65536];
+    sock.recv(&mut buf).ok().map(|n| String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
+#[test]
+fn garbage_gets_400_or_silence_and_the_node_stays_up() {
+    let mut node = TestNode::start(NodeSpec::default()).unwrap();
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    let me = sock.local_addr().unwrap();
+    let headers = format!(
+        "Via: SIP/2.0/UDP {me};branch=z9hG4bK-h1\r\nFrom: <sip:x@{me}>;tag=1\r\nTo: <sip:100@n>\r\nCall-ID: hostile-1\r\nCSeq: 1 INVITE\r\n"
+    );
+    // Broken request line, answerable headers: 400.
+    let r = exchange(&sock, node.sip, format!("INVITE sip:100@n SIP/9.9 garbage\r\n{headers}\r\n").as_bytes());
+    assert!(r.as_deref().unwrap_or("").starts_with("SIP/2.0 400"), "{r:?}");
+    // Valid request, SDP that is not SDP: 400.
+    let body = "this is not sdp";
+    let msg = format!("INVITE sip:100@n SIP/2.0\r\n{headers}Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+    let mut replies = Vec::new();
+    sock.send_to(msg.as_bytes(), node.sip).unwrap();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = sock.recv(&mut buf) {
+        replies.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        if replies.last().unwrap().starts_with("SIP/2.0 400") {
+            break;
+        }
+    }
+    assert!(replies.iter().any(|r| r.starts_with("SIP/2.0 400")), "{replies:?}");
+    // Binary junk, huge header floods, lone CRLFs: no reply, no crash.
+    for junk in [vec![0xffu8; 1400], b"\r\n\r\n".to_vec(), vec![b'A'; 60000], format!("OPTIONS sip:n SIP/2.0\r\n{}", "X-Flood: y\r\n".repeat(4000)).into_bytes()] {
+        sock.send_to(&junk, node.sip).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(node.is_running(), "node died:\n{}", node.logs());
+    // Still serving: OPTIONS gets 200 (drain anything left first).
+    while sock.recv(&mut buf).is_ok() {}
+    let opts = format!(
+        "OPTIONS sip:n SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-o\r\nFrom: <sip:x@{me}>;tag=2\r\nTo: <sip:n>\r\nCall-ID: ping\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+    );
+    let r = exchange(&sock, node.sip, opts.as_bytes());
+    assert!(r.as_deref().unwrap_or("").starts_with("SIP/2.0 200"), "{r:?}");
+}
+
+#[test]
+fn no_common_codec_is_488() {
+    let node = TestNode::start(NodeSpec::default()).unwrap();
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(1000))).unwrap();
+    let me = sock.local_addr().unwrap();
+    let invite = |call_id: &str, codecs: &str| {
+        let sdp = format!("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 7000 RTP/AVP {codecs}\r\n");
+        format!(
+            "INVITE sip:100@n SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-{call_id}\r\nFrom: <sip:x@{me}>;tag=1\r\nTo: <sip:100@n>\r\n\
+             Call-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+            sdp.len()
+        )
+    };
+    let r = exchange(&sock, node.sip, invite("g722only", "9").as_bytes()).unwrap();
+    assert!(r.starts_with("SIP/2.0 488"), "{r}");
+    // Acknowledge the 488 so the node stops retransmitting it; then a good offer is accepted.
+    let r = exchange(&sock, node.sip, invite("pcmu", "0").as_bytes()).unwrap();
+    assert!(r.starts_with("SIP/2.0 100") || r.starts_with("SIP/2.0 488"), "{r}");
+}
