@@ -9,10 +9,20 @@ use hookline_tests::{NodeSpec, TestNode};
 
 #[test]
 fn twenty_ivr_calls_hold_media_and_tear_down() {
-    let node = TestNode::start(NodeSpec { profile: "release", ..NodeSpec::default() }).unwrap();
+    let node = TestNode::start(NodeSpec {
+        profile: "release",
+        ..NodeSpec::default()
+    })
+    .unwrap();
     let mut phases = Vec::new();
     let report = loadgen::run(
-        &LoadConfig { node: node.sip, service: "100".into(), calls: 20, hold: Duration::from_secs(2), cps: 50 },
+        &LoadConfig {
+            node: node.sip,
+            service: "100".into(),
+            calls: 20,
+            hold: Duration::from_secs(2),
+            cps: 50,
+        },
         |p| phases.push(p),
     )
     .unwrap();
@@ -24,6 +34,9 @@ fn twenty_ivr_calls_hold_media_and_tear_down() {
     assert!(report.rtp_received > 20 * 50, "{report:?}");
     assert!(report.rtp_sent > 20 * 50, "{report:?}");
     // And the node wrote a record for each.
-    let calls = node.wait_for_call(Duration::from_secs(10), |_| true).map(|_| node.calls().unwrap()).unwrap();
+    let calls = node
+        .wait_for_call(Duration::from_secs(10), |_| true)
+        .map(|_| node.calls().unwrap())
+        .unwrap();
     assert!(calls.iter().filter(|c| c["caller"] == "load").count() >= 20);
 }

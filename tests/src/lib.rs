@@ -538,7 +538,9 @@ impl Baresip {
         let mut s = loop {
             match TcpStream::connect(self.ctrl) {
                 Ok(s) => break s,
-                Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
+                Err(_) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(100))
+                }
                 Err(e) => return Err(e).context("baresip ctrl_tcp"),
             }
         };

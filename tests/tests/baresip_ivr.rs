@@ -16,19 +16,40 @@ fn baresip_hears_the_menu_and_reaches_sales() {
     let reply = phone.command("sndcode", "1").unwrap();
     assert!(reply.contains("\"ok\":true"), "{reply}");
     let call = node
-        .wait_for_call(Duration::from_secs(30), |c| c["caller"] == "bs" && c["hangup_cause"].is_string())
+        .wait_for_call(Duration::from_secs(30), |c| {
+            c["caller"] == "bs" && c["hangup_cause"].is_string()
+        })
         .unwrap_or_else(|e| panic!("{e}\nbaresip log:\n{}", phone.log()));
-    let path: Vec<&str> = call["path"].as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect();
+    let path: Vec<&str> = call["path"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
     assert!(path.contains(&"digits:1"), "{path:?}");
     assert!(path.contains(&"branch:sales"), "{path:?}");
     assert_eq!(call["hangup_cause"], "plugin-hangup");
 
     let phone = phone.quit().unwrap();
-    let heard = phone.heard().unwrap_or_else(|| panic!("baresip recorded nothing\n{}", phone.log()));
+    let heard = phone
+        .heard()
+        .unwrap_or_else(|| panic!("baresip recorded nothing\n{}", phone.log()));
     let pcm = read_wav_i16(&heard).unwrap();
-    let speech: Vec<i16> = pcm.iter().copied().filter(|s| s.unsigned_abs() > 300).collect();
+    let speech: Vec<i16> = pcm
+        .iter()
+        .copied()
+        .filter(|s| s.unsigned_abs() > 300)
+        .collect();
     // The greeting (1.5 s) and the sales prompt (~4 s) reached the phone as audible audio.
     assert!(pcm.len() > 8000 * 3, "heard only {} samples", pcm.len());
-    assert!(rms(&pcm) > 300.0, "what baresip heard is silence: RMS {}", rms(&pcm));
-    assert!(speech.len() > 8000, "too little speech-level audio: {} samples", speech.len());
+    assert!(
+        rms(&pcm) > 300.0,
+        "what baresip heard is silence: RMS {}",
+        rms(&pcm)
+    );
+    assert!(
+        speech.len() > 8000,
+        "too little speech-level audio: {} samples",
+        speech.len()
+    );
 }

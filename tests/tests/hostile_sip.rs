@@ -9,21 +9,31 @@ use hookline_tests::{NodeSpec, TestNode};
 fn exchange(sock: &UdpSocket, to: std::net::SocketAddr, msg: &[u8]) -> Option<String> {
     sock.send_to(msg, to).unwrap();
     let mut buf = [0u8; 65536];
-    sock.recv(&mut buf).ok().map(|n| String::from_utf8_lossy(&buf[..n]).into_owned())
+    sock.recv(&mut buf)
+        .ok()
+        .map(|n| String::from_utf8_lossy(&buf[..n]).into_owned())
 }
 
 #[test]
 fn garbage_gets_400_or_silence_and_the_node_stays_up() {
     let mut node = TestNode::start(NodeSpec::default()).unwrap();
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
     let me = sock.local_addr().unwrap();
     let headers = format!(
         "Via: SIP/2.0/UDP {me};branch=z9hG4bK-h1\r\nFrom: <sip:x@{me}>;tag=1\r\nTo: <sip:100@n>\r\nCall-ID: hostile-1\r\nCSeq: 1 INVITE\r\n"
     );
     // Broken request line, answerable headers: 400.
-    let r = exchange(&sock, node.sip, format!("INVITE sip:100@n SIP/9.9 garbage\r\n{headers}\r\n").as_bytes());
-    assert!(r.as_deref().unwrap_or("").starts_with("SIP/2.0 400"), "{r:?}");
+    let r = exchange(
+        &sock,
+        node.sip,
+        format!("INVITE sip:100@n SIP/9.9 garbage\r\n{headers}\r\n").as_bytes(),
+    );
+    assert!(
+        r.as_deref().unwrap_or("").starts_with("SIP/2.0 400"),
+        "{r:?}"
+    );
     // Valid request, SDP that is not SDP: 400.
     let body = "this is not sdp";
     let msg = format!("INVITE sip:100@n SIP/2.0\r\n{headers}Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}", body.len());
@@ -36,9 +46,17 @@ fn garbage_gets_400_or_silence_and_the_node_stays_up() {
             break;
         }
     }
-    assert!(replies.iter().any(|r| r.starts_with("SIP/2.0 400")), "{replies:?}");
+    assert!(
+        replies.iter().any(|r| r.starts_with("SIP/2.0 400")),
+        "{replies:?}"
+    );
     // Binary junk, huge header floods, lone CRLFs: no reply, no crash.
-    for junk in [vec![0xffu8; 1400], b"\r\n\r\n".to_vec(), vec![b'A'; 60000], format!("OPTIONS sip:n SIP/2.0\r\n{}", "X-Flood: y\r\n".repeat(4000)).into_bytes()] {
+    for junk in [
+        vec![0xffu8; 1400],
+        b"\r\n\r\n".to_vec(),
+        vec![b'A'; 60000],
+        format!("OPTIONS sip:n SIP/2.0\r\n{}", "X-Flood: y\r\n".repeat(4000)).into_bytes(),
+    ] {
         sock.send_to(&junk, node.sip).unwrap();
     }
     std::thread::sleep(Duration::from_millis(300));
@@ -49,14 +67,18 @@ fn garbage_gets_400_or_silence_and_the_node_stays_up() {
         "OPTIONS sip:n SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-o\r\nFrom: <sip:x@{me}>;tag=2\r\nTo: <sip:n>\r\nCall-ID: ping\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
     );
     let r = exchange(&sock, node.sip, opts.as_bytes());
-    assert!(r.as_deref().unwrap_or("").starts_with("SIP/2.0 200"), "{r:?}");
+    assert!(
+        r.as_deref().unwrap_or("").starts_with("SIP/2.0 200"),
+        "{r:?}"
+    );
 }
 
 #[test]
 fn no_common_codec_is_488() {
     let node = TestNode::start(NodeSpec::default()).unwrap();
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(1000))).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(1000)))
+        .unwrap();
     let me = sock.local_addr().unwrap();
     let invite = |call_id: &str, codecs: &str| {
         let sdp = format!("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 7000 RTP/AVP {codecs}\r\n");
@@ -70,5 +92,8 @@ fn no_common_codec_is_488() {
     assert!(r.starts_with("SIP/2.0 488"), "{r}");
     // Acknowledge the 488 so the node stops retransmitting it; then a good offer is accepted.
     let r = exchange(&sock, node.sip, invite("pcmu", "0").as_bytes()).unwrap();
-    assert!(r.starts_with("SIP/2.0 100") || r.starts_with("SIP/2.0 488"), "{r}");
+    assert!(
+        r.starts_with("SIP/2.0 100") || r.starts_with("SIP/2.0 488"),
+        "{r}"
+    );
 }
