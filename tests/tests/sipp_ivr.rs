@@ -128,3 +128,106 @@ fn cancel_before_answer_gets_487() {
     assert_eq!(call["hangup_cause"], "caller-cancel");
     assert!(call["answered_at"].is_null());
 }
+
+/// A menu that gives up quickly: two attempts, 1 s to answer.
+const QUICK_MENU: &str = r#"[[routes]]
+number = "quick"
+plugin = "ivr"
+config = { menu = ["main_menu"], invalid = ["invalid_choice"], no_input = ["no_input"], attempts = 2, timeout_ms = 1000, options = [{ digit = "1", name = "sales", prompts = ["sales"] }, { digit = "2", name = "support", prompts = ["support"] }], fallback = { name = "operator", prompts = ["operator"] } }
+"#;
+
+#[test]
+fn silent_caller_hears_the_menu_twice_then_the_fallback() {
+    let node = TestNode::start(NodeSpec {
+        extra_routes: QUICK_MENU,
+        ..NodeSpec::default()
+    })
+    .unwrap();
+    let sink = RtpSink::bind().unwrap();
+    sipp(
+        &node,
+        "uac_ivr_silent.xml",
+        "quick",
+        &[("rtp_sink", sink.port.to_string())],
+    )
+    .unwrap();
+    drop(sink.finish());
+    let call = node
+        .wait_for_call(Duration::from_secs(10), |c| {
+            c["caller"] == "silent" && c["hangup_cause"].is_string()
+        })
+        .unwrap();
+    let path = path_of(&call);
+    assert_eq!(
+        path,
+        [
+            "prompt:main_menu",
+            "digits:",
+            "prompt:no_input",
+            "prompt:main_menu",
+            "digits:",
+            "branch:operator",
+            "prompt:operator"
+        ],
+        "{call:#}"
+    );
+}
+
+#[test]
+fn wrong_key_is_refused_then_fallback() {
+    let node = TestNode::start(NodeSpec {
+        extra_routes: QUICK_MENU,
+        ..NodeSpec::default()
+    })
+    .unwrap();
+    let sink = RtpSink::bind().unwrap();
+    sipp(
+        &node,
+        "uac_ivr_wrong_key.xml",
+        "quick",
+        &[("rtp_sink", sink.port.to_string())],
+    )
+    .unwrap();
+    drop(sink.finish());
+    let call = node
+        .wait_for_call(Duration::from_secs(10), |c| {
+            c["caller"] == "wrongkey" && c["hangup_cause"].is_string()
+        })
+        .unwrap();
+    let path = path_of(&call);
+    assert!(path.contains(&"digits:9".to_string()), "{path:?}");
+    assert!(
+        path.contains(&"prompt:invalid_choice".to_string()),
+        "{path:?}"
+    );
+    assert_eq!(
+        path.last().map(String::as_str),
+        Some("prompt:operator"),
+        "{path:?}"
+    );
+}
+
+#[test]
+fn icmp_port_unreachable_from_the_caller_does_not_break_the_call() {
+    let node = TestNode::start(NodeSpec::default()).unwrap();
+    // Nobody listens on this port: every RTP packet the node sends draws ICMP port unreachable.
+    let closed = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    sipp(
+        &node,
+        "uac_ivr_dtmf.xml",
+        "100",
+        &[("rtp_sink", closed.to_string())],
+    )
+    .unwrap();
+    let call = node
+        .wait_for_call(Duration::from_secs(10), |c| c["hangup_cause"].is_string())
+        .unwrap();
+    // The digit still arrived and the IVR ran to its end.
+    let path = path_of(&call);
+    assert!(path.contains(&"branch:support".to_string()), "{path:?}");
+    assert_eq!(call["hangup_cause"], "plugin-hangup");
+}
