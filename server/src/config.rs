@@ -45,6 +45,12 @@ pub struct NodeConfig {
     /// Calls beyond this are refused with 503.
     #[serde(default = "default_max_calls")]
     pub max_calls: usize,
+    /// New calls per second beyond this are refused with 503; 0 = no limit.
+    #[serde(default)]
+    pub max_cps: u32,
+    /// On SIGTERM, how long running calls may take to finish.
+    #[serde(default = "default_drain_timeout")]
+    pub drain_timeout_s: u64,
     /// Media worker threads; 0 = one per core.
     #[serde(default)]
     pub media_threads: usize,
@@ -59,6 +65,8 @@ impl Default for NodeConfig {
     fn default() -> Self {
         NodeConfig {
             max_calls: default_max_calls(),
+            max_cps: 0,
+            drain_timeout_s: default_drain_timeout(),
             media_threads: 0,
             advertise_ip: None,
             api_token: None,
@@ -68,6 +76,10 @@ impl Default for NodeConfig {
 
 fn default_max_calls() -> usize {
     4000
+}
+
+fn default_drain_timeout() -> u64 {
+    30
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -121,6 +133,12 @@ pub struct RouteConfig {
     /// Handed to the plugin as JSON.
     #[serde(default = "empty_table")]
     pub config: toml::Value,
+    /// Calls on this route at once; 0 = only the node's limit.
+    #[serde(default)]
+    pub max_calls: usize,
+    /// New calls per second on this route; 0 = only the node's limit.
+    #[serde(default)]
+    pub max_cps: u32,
 }
 
 fn empty_table() -> toml::Value {
@@ -185,7 +203,12 @@ impl Config {
 
     /// The first route matching a dialled number.
     pub fn route(&self, number: &str) -> Option<&RouteConfig> {
-        self.routes.iter().find(|r| r.matches(number))
+        self.route_index(number).map(|i| &self.routes[i])
+    }
+
+    /// Index of the first route matching a dialled number.
+    pub fn route_index(&self, number: &str) -> Option<usize> {
+        self.routes.iter().position(|r| r.matches(number))
     }
 }
 

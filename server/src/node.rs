@@ -2,11 +2,13 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::AtomicUsize;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
+use crate::call::admission::Admission;
 use crate::call::{self, Node};
 use crate::config::Config;
 use crate::media::worker::{MediaEngine, PortPool};
@@ -95,7 +97,14 @@ pub fn build(opts: &ServeOptions) -> anyhow::Result<Arc<Node>> {
         plugins,
         prompts: Arc::new(prompts),
         store,
-        active_calls: AtomicUsize::new(0),
+        admission: Mutex::new(Admission::new(config.node.max_calls, config.node.max_cps)),
+        route_admission: config
+            .routes
+            .iter()
+            .map(|r| Mutex::new(Admission::new(r.max_calls, r.max_cps)))
+            .collect(),
+        draining: AtomicBool::new(false),
+        refused: AtomicU64::new(0),
         sip_addr: opts.sip,
         config,
     }))
@@ -126,7 +135,17 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         r = &mut sip_task => bail!("SIP task ended: {r:?}"),
         r = &mut http_task => bail!("HTTP task ended: {r:?}"),
         _ = tokio::signal::ctrl_c() => tracing::info!("interrupted"),
-        _ = term.recv() => tracing::info!("terminated"),
+        _ = term.recv() => {
+            // Graceful drain: refuse new calls (503), let running calls finish, bounded.
+            node.draining.store(true, Ordering::SeqCst);
+            let limit = Duration::from_secs(node.config.node.drain_timeout_s);
+            tracing::info!("draining: {} calls in progress, waiting up to {limit:?}", node.active_calls());
+            let start = Instant::now();
+            while node.active_calls() > 0 && start.elapsed() < limit {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            tracing::info!("drained ({} calls left)", node.active_calls());
+        }
     }
     Ok(())
 }

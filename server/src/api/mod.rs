@@ -61,8 +61,9 @@ async fn metrics(State(node): State<Arc<Node>>) -> String {
     format!(
         "hookline_active_calls {}\nhookline_media_legs {}\nhookline_rtp_packets_in_total {}\n\
          hookline_rtp_packets_out_total {}\nhookline_rtp_lost_total {}\nhookline_rtp_late_total {}\n\
-         hookline_rtp_malformed_total {}\nhookline_media_late_ticks_total {}\n",
-        node.active_calls.load(Ordering::Relaxed),
+         hookline_rtp_malformed_total {}\nhookline_media_late_ticks_total {}\nhookline_calls_refused_total {}\n\
+         hookline_draining {}\n",
+        node.active_calls(),
         g(&m.legs),
         g(&m.packets_in),
         g(&m.packets_out),
@@ -70,5 +71,7 @@ async fn metrics(State(node): State<Arc<Node>>) -> String {
         g(&m.late),
         g(&m.malformed),
         g(&m.late_ticks),
+        node.refused.load(Ordering::Relaxed),
+        node.draining.load(Ordering::Relaxed) as u8,
     )
 }

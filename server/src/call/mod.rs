@@ -1,13 +1,14 @@
 //! Call control: the SIP driver task, routing of new calls to plugins, and the
 //! per-call task that runs a plugin and writes the call record.
 
+pub mod admission;
 pub mod collect;
 pub mod session;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, UdpSocket as StdUdpSocket};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::net::UdpSocket;
@@ -20,6 +21,7 @@ use crate::plugin::{CallInfo, Outcome, PluginHost};
 use crate::sip::endpoint::{Endpoint, Event, Incoming, Output};
 use crate::sip::sdp;
 use crate::store::Store;
+use admission::{Admission, Refusal};
 use session::{CallEvent, CallSession, SessionParts};
 
 /// What call tasks ask of the SIP driver.
@@ -46,11 +48,45 @@ pub struct Node {
     pub plugins: PluginHost,
     pub prompts: Arc<PromptSet>,
     pub store: Store,
-    pub active_calls: AtomicUsize,
+    /// Node-wide call and CPS limits.
+    pub admission: Mutex<Admission>,
+    /// Per-route limits, by route index.
+    pub route_admission: Vec<Mutex<Admission>>,
+    /// Set on SIGTERM: new calls get 503, running calls finish.
+    pub draining: AtomicBool,
+    pub refused: AtomicU64,
     pub sip_addr: SocketAddr,
 }
 
 impl Node {
+    /// Calls in progress.
+    pub fn active_calls(&self) -> usize {
+        lock(&self.admission).active()
+    }
+
+    /// Admits a call on the node and on its route, or says why not.
+    fn admit(&self, route: usize) -> Result<(), Refusal> {
+        if self.draining.load(Ordering::SeqCst) {
+            return Err(Refusal::Draining);
+        }
+        let now = Instant::now();
+        lock(&self.admission).admit(now)?;
+        if let Some(r) = self.route_admission.get(route) {
+            if let Err(e) = lock(r).admit(now) {
+                lock(&self.admission).release();
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    fn release(&self, route: usize) {
+        lock(&self.admission).release();
+        if let Some(r) = self.route_admission.get(route) {
+            lock(r).release();
+        }
+    }
+
     /// The address to put in SDP for media towards `peer`.
     fn media_ip_for(&self, peer: SocketAddr) -> IpAddr {
         if let Some(ip) = self.config.node.advertise_ip {
@@ -103,7 +139,10 @@ pub async fn run_sip(node: Arc<Node>, socket: UdpSocket) -> std::io::Result<()> 
                     calls.remove(&call_id);
                 }
             },
-            _ = timer.tick() => endpoint.handle_timeout(Instant::now()),
+            _ = timer.tick() => {
+                endpoint.set_draining(node.draining.load(Ordering::Relaxed));
+                endpoint.handle_timeout(Instant::now());
+            }
         }
         while let Some(out) = endpoint.poll_output() {
             match out {
@@ -117,7 +156,9 @@ pub async fn run_sip(node: Arc<Node>, socket: UdpSocket) -> std::io::Result<()> 
                         endpoint.ringing(&call_id);
                         calls.insert(call_id, tx);
                     }
-                    Err((call_id, code)) => endpoint.reject(Instant::now(), &call_id, code),
+                    Err((call_id, code, retry_after)) => {
+                        endpoint.reject(Instant::now(), &call_id, code, retry_after)
+                    }
                 },
                 Output::Event(Event::Ended { call_id, cause }) => {
                     if let Some(tx) = calls.get(&call_id) {
@@ -134,28 +175,31 @@ fn start_call(
     node: &Arc<Node>,
     sip: &UnboundedSender<SipCommand>,
     inc: Incoming,
-) -> Result<(String, UnboundedSender<CallEvent>), (String, u16)> {
+) -> Result<(String, UnboundedSender<CallEvent>), (String, u16, Option<u32>)> {
     let call_id = inc.call_id.clone();
-    let Some(route) = node.config.route(&inc.callee) else {
+    let Some(route_idx) = node.config.route_index(&inc.callee) else {
         tracing::info!(call = %call_id, callee = %inc.callee, "no route");
         node.store
             .call_started(&call_id, &inc.caller, &inc.callee, None);
         node.store.call_ended(&call_id, "no-route", vec![]);
-        return Err((call_id, 404));
+        return Err((call_id, 404, None));
     };
+    let route = &node.config.routes[route_idx];
     let Some(plugin) = node.plugins.get(&route.plugin) else {
-        return Err((call_id, 500));
+        return Err((call_id, 500, None));
     };
-    if node.active_calls.fetch_add(1, Ordering::SeqCst) >= node.config.node.max_calls {
-        node.active_calls.fetch_sub(1, Ordering::SeqCst);
-        return Err((call_id, 503));
+    if let Err(refusal) = node.admit(route_idx) {
+        // No call record: under overload, refusing must stay cheap.
+        node.refused.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(call = %call_id, "refused: {}", refusal.as_str());
+        return Err((call_id, 503, Some(refusal.retry_after())));
     }
     let (socket, port) = match node.ports.bind() {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(call = %call_id, "RTP port: {e}");
-            node.active_calls.fetch_sub(1, Ordering::SeqCst);
-            return Err((call_id, 503));
+            node.release(route_idx);
+            return Err((call_id, 503, Some(5)));
         }
     };
     let leg = next_leg_id();
@@ -216,7 +260,7 @@ fn start_call(
         }
         node.media.remove_leg(leg);
         node.ports.release(port);
-        node.active_calls.fetch_sub(1, Ordering::SeqCst);
+        node.release(route_idx);
         let _ = sip.send(SipCommand::Finished {
             call_id: session.call_id.clone(),
         });
@@ -248,4 +292,9 @@ pub fn detached_session(node: &Node, plugin: &str) -> (CallSession, UnboundedRec
         answer_sdp: String::new(),
     });
     (session, sip_rx)
+}
+
+/// Locks a mutex, ignoring poisoning (the guarded counters stay consistent).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }

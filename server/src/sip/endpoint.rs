@@ -144,6 +144,7 @@ pub struct Endpoint {
     out: VecDeque<Output>,
     stats: Stats,
     next_id: u64,
+    draining: bool,
 }
 
 impl Endpoint {
@@ -155,6 +156,7 @@ impl Endpoint {
             out: VecDeque::new(),
             stats: Stats::default(),
             next_id: rand::random::<u32>() as u64,
+            draining: false,
         }
     }
 
@@ -221,6 +223,13 @@ impl Endpoint {
         };
         match (&req.method, self.dialogs.contains_key(&echo.call_id)) {
             (Method::Invite, false) => self.on_new_invite(now, from, &req, echo, cseq),
+            // A draining node says so to load balancers' OPTIONS probes.
+            (Method::Options, _) if self.draining => self.reply(
+                from,
+                &echo,
+                503,
+                &[ALLOW.to_string(), "Retry-After: 60".to_string()],
+            ),
             (Method::Options, _) => self.reply(from, &echo, 200, &[ALLOW.to_string()]),
             (Method::Ack, false) => {}
             (_, true) => self.on_in_dialog(now, from, &req, echo, cseq),
@@ -460,13 +469,23 @@ impl Endpoint {
     }
 
     /// Refuses an unanswered call with a final response (404, 480, 486, 503 ...).
-    pub fn reject(&mut self, now: Instant, call_id: &str, code: u16) {
+    /// `retry_after` adds a Retry-After header (seconds), as a 503 should carry.
+    pub fn reject(&mut self, now: Instant, call_id: &str, code: u16, retry_after: Option<u32>) {
         if matches!(
             self.dialogs.get(call_id).map(|d| &d.state),
             Some(State::Early)
         ) {
-            self.finish_with(now, call_id, code, &[]);
+            let extra: Vec<String> = retry_after
+                .map(|s| format!("Retry-After: {s}"))
+                .into_iter()
+                .collect();
+            self.finish_with(now, call_id, code, &extra);
         }
+    }
+
+    /// Marks the node as draining: OPTIONS probes get 503 so load balancers stop sending calls.
+    pub fn set_draining(&mut self, draining: bool) {
+        self.draining = draining;
     }
 
     /// Ends the call from our side: BYE once answered, 480 before.
