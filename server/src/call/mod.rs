@@ -170,12 +170,15 @@ pub async fn run_sip(node: Arc<Node>, socket: UdpSocket) -> std::io::Result<()> 
     }
 }
 
+/// A refused call: its Call-ID, the SIP status, and the Retry-After seconds if any.
+type Rejection = (String, u16, Option<u32>);
+
 /// Routes a new call, binds its media and starts its plugin. Errors carry the SIP code.
 fn start_call(
     node: &Arc<Node>,
     sip: &UnboundedSender<SipCommand>,
     inc: Incoming,
-) -> Result<(String, UnboundedSender<CallEvent>), (String, u16, Option<u32>)> {
+) -> Result<(String, UnboundedSender<CallEvent>), Rejection> {
     let call_id = inc.call_id.clone();
     let Some(route_idx) = node.config.route_index(&inc.callee) else {
         tracing::info!(call = %call_id, callee = %inc.callee, "no route");
