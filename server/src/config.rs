@@ -48,6 +48,16 @@ pub struct NodeConfig {
     /// New calls per second beyond this are refused with 503; 0 = no limit.
     #[serde(default)]
     pub max_cps: u32,
+    /// Hang up a call after this long without RTP from the caller; 0 = never.
+    #[serde(default = "default_rtp_timeout")]
+    pub rtp_timeout_s: u64,
+    /// Symmetric RTP: send media where the caller's media comes from (NAT).
+    #[serde(default = "yes")]
+    pub rtp_latch: bool,
+    /// How callers' keys are heard: `auto` (RFC 4733 when offered, else tones
+    /// in the audio), `rfc4733`, or `inband`. SIP INFO is always accepted.
+    #[serde(default)]
+    pub dtmf: DtmfMode,
     /// On SIGTERM, how long running calls may take to finish.
     #[serde(default = "default_drain_timeout")]
     pub drain_timeout_s: u64,
@@ -67,6 +77,9 @@ impl Default for NodeConfig {
             max_calls: default_max_calls(),
             max_cps: 0,
             drain_timeout_s: default_drain_timeout(),
+            rtp_timeout_s: default_rtp_timeout(),
+            rtp_latch: true,
+            dtmf: DtmfMode::default(),
             media_threads: 0,
             advertise_ip: None,
             api_token: None,
@@ -80,6 +93,24 @@ fn default_max_calls() -> usize {
 
 fn default_drain_timeout() -> u64 {
     30
+}
+
+fn default_rtp_timeout() -> u64 {
+    60
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// How a call's DTMF is received.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DtmfMode {
+    #[default]
+    Auto,
+    Rfc4733,
+    Inband,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -501,12 +501,16 @@ pub struct Baresip {
 impl Baresip {
     /// Starts baresip with a silent microphone, recording what it hears and sends under `dir/rec`.
     pub fn start(dial: &str) -> Result<Baresip> {
+        Self::start_with_mic(dial, &vec![0i16; 8000 * 60])
+    }
+
+    /// Starts baresip sending `mic` (8 kHz samples) as its microphone; the call ends when it does.
+    pub fn start_with_mic(dial: &str, mic: &[i16]) -> Result<Baresip> {
         let dir = tempfile::tempdir()?;
         let d = dir.path();
         std::fs::create_dir_all(d.join("cfg"))?;
         std::fs::create_dir_all(d.join("rec"))?;
-        // The call ends when the source file does: 60 s of near-silence.
-        write_wav_i16(&d.join("mic.wav"), 8000, &vec![0i16; 8000 * 60])?;
+        write_wav_i16(&d.join("mic.wav"), 8000, mic)?;
         let ctrl: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse()?;
         let config = format!(
             "poll_method poll\nsip_listen 127.0.0.1:{sip}\nnet_interface 127.0.0.1\n\
@@ -601,6 +605,26 @@ pub fn to_tag(msg: &str) -> String {
         .and_then(|l| l.split(";tag=").nth(1))
         .map(|t| t.split(';').next().unwrap_or(t).trim().to_string())
         .unwrap_or_default()
+}
+
+/// A DTMF key as audio: both tones, `ms` long, at 8 kHz.
+pub fn dtmf_tone(key: char, ms: usize) -> Vec<i16> {
+    let rows = [697.0, 770.0, 852.0, 941.0];
+    let cols = [1209.0, 1336.0, 1477.0, 1633.0];
+    let keys = ["123A", "456B", "789C", "*0#D"];
+    let r = keys
+        .iter()
+        .position(|k| k.contains(key))
+        .expect("a DTMF key");
+    let c = keys[r].find(key).expect("a DTMF key");
+    (0..ms * 8)
+        .map(|n| {
+            let t = n as f64 / 8000.0;
+            let v = (2.0 * std::f64::consts::PI * rows[r] * t).sin()
+                + (2.0 * std::f64::consts::PI * cols[c] * t).sin();
+            (v * 7000.0) as i16
+        })
+        .collect()
 }
 
 impl SipUa {

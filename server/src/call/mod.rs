@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 
-use crate::config::Config;
+use crate::config::{Config, DtmfMode};
 use crate::media::prompt::PromptSet;
-use crate::media::worker::{LegSetup, MediaEngine, PortPool};
+use crate::media::worker::{LegSetup, MediaEngine, MediaEvent, PortPool};
 use crate::plugin::{CallInfo, Outcome, PluginHost};
 use crate::sip::endpoint::{Endpoint, Event, Incoming, Output};
 use crate::sip::sdp;
@@ -165,6 +165,11 @@ pub async fn run_sip(node: Arc<Node>, socket: UdpSocket) -> std::io::Result<()> 
                         let _ = tx.send(CallEvent::Ended(cause));
                     }
                 }
+                Output::Event(Event::Dtmf { call_id, key }) => {
+                    if let Some(tx) = calls.get(&call_id) {
+                        let _ = tx.send(CallEvent::Media(MediaEvent::Dtmf(key)));
+                    }
+                }
             }
         }
     }
@@ -207,15 +212,29 @@ fn start_call(
     };
     let leg = next_leg_id();
     let local = SocketAddr::new(node.media_ip_for(inc.source), port);
-    let answer = sdp::answer(local, &inc.offer, leg);
+    let node_cfg = &node.config.node;
+    let mut offer = inc.offer.clone();
+    if node_cfg.dtmf == DtmfMode::Inband {
+        offer.dtmf_pt = None; // not offered back: the caller sends tones in the audio
+    }
+    let inband_dtmf = match node_cfg.dtmf {
+        DtmfMode::Auto => offer.dtmf_pt.is_none(),
+        DtmfMode::Rfc4733 => false,
+        DtmfMode::Inband => true,
+    };
+    let answer = sdp::answer(local, &offer, leg);
     let (tx, rx) = mpsc::unbounded_channel();
     let media_tx = tx.clone();
     node.media.add_leg(LegSetup {
         id: leg,
         socket,
         remote: inc.offer.remote,
-        codec: inc.offer.codec,
-        dtmf_pt: inc.offer.dtmf_pt,
+        codec: offer.codec,
+        dtmf_pt: offer.dtmf_pt,
+        inband_dtmf,
+        rtp_timeout: (node_cfg.rtp_timeout_s > 0)
+            .then(|| Duration::from_secs(node_cfg.rtp_timeout_s)),
+        latch: node_cfg.rtp_latch,
         events: Box::new(move |e| {
             let _ = media_tx.send(CallEvent::Media(e));
         }),

@@ -88,6 +88,7 @@ impl CallSession {
     fn check_live(&mut self) -> Result<(), CallError> {
         // Pick up a hang-up that arrived while the plugin was busy elsewhere.
         while let Ok(ev) = self.events.try_recv() {
+            let ev = self.convert(ev);
             self.absorb(ev);
         }
         match self.ended {
@@ -100,7 +101,7 @@ impl CallSession {
     fn absorb(&mut self, ev: CallEvent) {
         match ev {
             CallEvent::Media(MediaEvent::Dtmf(k)) => self.digits.push_back(k),
-            CallEvent::Media(MediaEvent::PlayDone { .. }) => {}
+            CallEvent::Media(MediaEvent::PlayDone { .. } | MediaEvent::RtpTimeout) => {}
             CallEvent::Ended(cause) => self.end(cause.as_str()),
         }
     }
@@ -114,8 +115,23 @@ impl CallSession {
     /// Waits for the next event; a closed channel means the node is shutting down.
     async fn next_event(&mut self) -> CallEvent {
         match self.events.recv().await {
-            Some(ev) => ev,
+            Some(ev) => self.convert(ev),
             None => CallEvent::Ended(EndCause::CallerBye),
+        }
+    }
+
+    /// Dead media ends the call: hang up and report it like a hang-up.
+    fn convert(&mut self, ev: CallEvent) -> CallEvent {
+        match ev {
+            CallEvent::Media(MediaEvent::RtpTimeout) => {
+                if self.ended.is_none() {
+                    let _ = self.sip.send(SipCommand::Hangup {
+                        call_id: self.call_id.clone(),
+                    });
+                }
+                CallEvent::Ended(EndCause::RtpTimeout)
+            }
+            ev => ev,
         }
     }
 
@@ -188,7 +204,7 @@ impl CallSession {
                     self.absorb(ev);
                     return Err(CallError::HungUp);
                 }
-                CallEvent::Media(MediaEvent::PlayDone { .. }) => {}
+                CallEvent::Media(MediaEvent::PlayDone { .. } | MediaEvent::RtpTimeout) => {}
             }
         }
     }
@@ -232,7 +248,7 @@ impl CallSession {
                         self.absorb(ev);
                         return Err(CallError::HungUp);
                     }
-                    CallEvent::Media(MediaEvent::PlayDone { .. }) => {}
+                    CallEvent::Media(MediaEvent::PlayDone { .. } | MediaEvent::RtpTimeout) => {}
                 },
                 _ = tokio::time::sleep_until(deadline) => result = c.on_time(Instant::now()),
             }

@@ -1,5 +1,6 @@
 //! The media engine: prompts decoded once and shared, and per-core workers
 //! that pace RTP on a 20 ms tick.
 
+pub mod dtmf_detect;
 pub mod prompt;
 pub mod worker;

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 
+use super::dtmf_detect::DtmfDetector;
 use super::prompt::{Prompt, FRAME};
 use crate::codec::g711::G711;
 use crate::rtp::dtmf::DtmfReceiver;
@@ -32,6 +33,8 @@ pub enum MediaEvent {
     Dtmf(char),
     /// The prompts of play request `token` ended.
     PlayDone { token: u64, interrupted: bool },
+    /// No RTP arrived for the leg's timeout: the peer is gone.
+    RtpTimeout,
 }
 
 /// Where a leg's events go (called on the media thread; must not block).
@@ -44,6 +47,12 @@ pub struct LegSetup {
     pub remote: SocketAddr,
     pub codec: G711,
     pub dtmf_pt: Option<u8>,
+    /// Detect key tones in the audio (peers without RFC 4733).
+    pub inband_dtmf: bool,
+    /// Report `RtpTimeout` after this long without RTP.
+    pub rtp_timeout: Option<Duration>,
+    /// Send to where the peer's RTP comes from (symmetric RTP, for phones behind NAT).
+    pub latch: bool,
     pub events: EventSink,
 }
 
@@ -139,6 +148,7 @@ impl MediaEngine {
                             rx,
                             legs: Vec::new(),
                             stats,
+                            tick: 0,
                         }
                         .run()
                     })
@@ -185,6 +195,14 @@ struct Stream {
 
 struct Leg {
     setup: LegSetup,
+    /// Where media goes: the SDP address until symmetric RTP latches.
+    remote: SocketAddr,
+    latched: Option<SocketAddr>,
+    last_latched_tick: u64,
+    last_rx_tick: u64,
+    timeout_ticks: Option<u64>,
+    timed_out: bool,
+    inband: Option<Box<DtmfDetector>>,
     streams: Vec<Stream>,
     ssrc: u32,
     seq: u16,
@@ -196,8 +214,17 @@ struct Leg {
 }
 
 impl Leg {
-    fn new(setup: LegSetup) -> Self {
+    fn new(setup: LegSetup, tick: u64) -> Self {
         Leg {
+            remote: setup.remote,
+            latched: None,
+            last_latched_tick: tick,
+            last_rx_tick: tick,
+            timeout_ticks: setup
+                .rtp_timeout
+                .map(|t| (t.as_millis() / TICK.as_millis()).max(1) as u64),
+            timed_out: false,
+            inband: setup.inband_dtmf.then(Box::default),
             setup,
             streams: Vec::with_capacity(2),
             ssrc: rand::random(),
@@ -241,6 +268,10 @@ impl Leg {
                 continue;
             };
             stats.packets_in.fetch_add(1, Ordering::Relaxed);
+            self.last_rx_tick = tick;
+            if self.setup.latch {
+                self.latch(from, tick);
+            }
             let idx = match self
                 .streams
                 .iter()
@@ -273,14 +304,23 @@ impl Leg {
             *last_tick = tick;
             let before = reorder.stats();
             let dtmf_pt = self.setup.dtmf_pt;
+            let codec = self.setup.codec;
             let events = &self.setup.events;
+            let inband = &mut self.inband;
             reorder.push(&pkt, |r| {
                 if Some(r.payload_type) == dtmf_pt {
                     if let Some(key) = dtmf.on_payload(r.timestamp, r.payload) {
                         events(MediaEvent::Dtmf(key));
                     }
+                } else if r.payload_type == codec.payload_type() {
+                    // Audio is decoded only when something listens to it.
+                    if let Some(det) = inband.as_deref_mut() {
+                        let mut pcm = [0i16; super::super::rtp::reorder::MAX_PAYLOAD];
+                        let pcm = &mut pcm[..r.payload.len()];
+                        codec.decode(r.payload, pcm);
+                        det.feed(pcm, |k| events(MediaEvent::Dtmf(k)));
+                    }
                 }
-                // Audio has no consumer on an IVR leg yet (recording/ASR come later).
             });
             let after = reorder.stats();
             stats
@@ -289,6 +329,30 @@ impl Leg {
             stats
                 .late
                 .fetch_add(after.late - before.late, Ordering::Relaxed);
+        }
+    }
+
+    /// Symmetric RTP: follow the peer's source address. Once latched, move only
+    /// if the latched source has been silent for a second (a NAT rebinding), so
+    /// a stray sender cannot take the stream over.
+    fn latch(&mut self, from: SocketAddr, tick: u64) {
+        match self.latched {
+            Some(l) if l == from => self.last_latched_tick = tick,
+            Some(_) if tick - self.last_latched_tick < 50 => {}
+            _ => {
+                self.latched = Some(from);
+                self.remote = from;
+                self.last_latched_tick = tick;
+            }
+        }
+    }
+
+    fn check_timeout(&mut self, tick: u64) {
+        if let Some(limit) = self.timeout_ticks {
+            if !self.timed_out && tick - self.last_rx_tick > limit {
+                self.timed_out = true;
+                (self.setup.events)(MediaEvent::RtpTimeout);
+            }
         }
     }
 
@@ -325,7 +389,7 @@ impl Leg {
             self.ssrc,
         );
         self.seq = self.seq.wrapping_add(1);
-        match self.setup.socket.send_to(&out[..], self.setup.remote) {
+        match self.setup.socket.send_to(&out[..], self.remote) {
             Ok(_) => {
                 stats.packets_out.fetch_add(1, Ordering::Relaxed);
             }
@@ -342,6 +406,7 @@ struct Worker {
     rx: Receiver<Command>,
     legs: Vec<Leg>,
     stats: Arc<MediaStats>,
+    tick: u64,
 }
 
 impl Worker {
@@ -355,7 +420,7 @@ impl Worker {
             match self.rx.try_recv() {
                 Ok(Command::Add(setup)) => {
                     self.stats.legs.fetch_add(1, Ordering::Relaxed);
-                    self.legs.push(Leg::new(*setup));
+                    self.legs.push(Leg::new(*setup, self.tick));
                 }
                 Ok(Command::Play {
                     leg,
@@ -396,11 +461,12 @@ impl Worker {
         let mut buf = vec![0u8; 2048];
         let mut out = [0u8; 12 + FRAME];
         let mut next = Instant::now() + TICK;
-        let mut tick = 0u64;
         while self.commands() {
-            tick += 1;
+            self.tick += 1;
+            let tick = self.tick;
             for leg in &mut self.legs {
                 leg.receive(&mut buf, tick, &self.stats);
+                leg.check_timeout(tick);
                 leg.send(&mut out, &self.stats);
             }
             let now = Instant::now();
@@ -438,6 +504,9 @@ mod tests {
             remote: peer.local_addr().unwrap(),
             codec: G711::Ulaw(0),
             dtmf_pt: Some(101),
+            inband_dtmf: false,
+            rtp_timeout: None,
+            latch: false,
             events: Box::new(move |e| {
                 let _ = tx.send(e);
             }),

@@ -41,6 +41,8 @@ pub enum Event {
     Incoming(Incoming),
     /// The call ended from the network side.
     Ended { call_id: String, cause: EndCause },
+    /// A key arrived by SIP INFO (`application/dtmf-relay` or `application/dtmf`).
+    Dtmf { call_id: String, key: char },
 }
 
 /// A new inbound call.
@@ -63,6 +65,8 @@ pub enum EndCause {
     Cancelled,
     /// Our 200 OK was never acknowledged (we sent BYE).
     AckTimeout,
+    /// No media from the caller for the RTP timeout (we sent BYE).
+    RtpTimeout,
 }
 
 impl EndCause {
@@ -71,6 +75,7 @@ impl EndCause {
             EndCause::CallerBye => "caller-bye",
             EndCause::Cancelled => "caller-cancel",
             EndCause::AckTimeout => "ack-timeout",
+            EndCause::RtpTimeout => "rtp-timeout",
         }
     }
 }
@@ -386,8 +391,18 @@ impl Endpoint {
             }
             Method::Info | Method::Update | Method::Notify => {
                 let tag = d.local_tag.clone();
+                let live = matches!(
+                    d.state,
+                    State::Answered(_) | State::Confirmed | State::Early
+                );
                 let data = message::response(&echo, 200, Some(&tag), &[], None);
                 self.send(from, data);
+                if req.method == Method::Info && live {
+                    if let Some(key) = info_dtmf(req) {
+                        self.out
+                            .push_back(Output::Event(Event::Dtmf { call_id, key }));
+                    }
+                }
             }
             _ => self.reply(from, &echo, 501, &[ALLOW.to_string()]),
         }
@@ -556,6 +571,32 @@ impl Endpoint {
             self.send_bye(now, &call_id);
             self.ended(&call_id, EndCause::AckTimeout);
         }
+    }
+}
+
+/// The key carried by a DTMF INFO body, if the body is one.
+fn info_dtmf(req: &rsip::Request) -> Option<char> {
+    let content_type = req.headers.iter().find_map(|h| match h {
+        Header::ContentType(ct) => Some(ct.value().trim().to_ascii_lowercase()),
+        _ => None,
+    })?;
+    let body = std::str::from_utf8(&req.body).ok()?;
+    let signal = match content_type.split(';').next()?.trim() {
+        "application/dtmf-relay" => body.lines().find_map(|l| {
+            let (k, v) = l.split_once('=')?;
+            k.trim().eq_ignore_ascii_case("signal").then(|| v.trim())
+        })?,
+        "application/dtmf" => body.trim(),
+        _ => return None,
+    };
+    match signal {
+        "10" => Some('*'),
+        "11" => Some('#'),
+        s if s.len() == 1 => {
+            let c = s.chars().next()?.to_ascii_uppercase();
+            "0123456789*#ABCD".contains(c).then_some(c)
+        }
+        _ => None,
     }
 }
 
@@ -765,6 +806,44 @@ mod tests {
         ep.handle_datagram(t0, peer(), b"\x00\x01garbage");
         assert!(drain(&mut ep).sent.is_empty());
         assert!(ep.stats().dropped >= 1);
+    }
+
+    #[test]
+    fn info_dtmf_relay_and_plain_dtmf_become_keys() {
+        let t0 = Instant::now();
+        let mut ep = Endpoint::new("127.0.0.1:5060".parse().unwrap());
+        new_call(&mut ep, t0);
+        ep.answer(t0, "c1", "v=0\r\n".into());
+        drain(&mut ep);
+        for (ct, body, key) in [
+            (
+                "application/dtmf-relay",
+                "Signal=5\r\nDuration=160\r\n",
+                Some('5'),
+            ),
+            ("application/dtmf-relay", "Signal= 11\r\n", Some('#')),
+            ("application/dtmf", "*", Some('*')),
+            ("application/dtmf", "x", None),
+            ("text/plain", "5", None),
+        ] {
+            let msg = String::from_utf8(in_dialog("INFO", "c1", 3, "t"))
+                .unwrap()
+                .replace(
+                    "Content-Length: 0\r\n\r\n",
+                    &format!(
+                        "Content-Type: {ct}\r\nContent-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    ),
+                );
+            ep.handle_datagram(t0, peer(), msg.as_bytes());
+            let d = drain(&mut ep);
+            assert_eq!(status(&d.sent[0]), "200");
+            let got = d.events.iter().find_map(|e| match e {
+                Event::Dtmf { key, .. } => Some(*key),
+                _ => None,
+            });
+            assert_eq!(got, key, "{ct} {body:?}");
+        }
     }
 
     #[test]
