@@ -67,6 +67,18 @@ fn main() -> anyhow::Result<()> {
             }
         },
     )?;
+    if report.completed < report.answered {
+        std::thread::sleep(Duration::from_secs(2));
+        let calls = node.calls_limit(calls + 10)?;
+        let mut causes = std::collections::BTreeMap::new();
+        for c in &calls {
+            *causes.entry(c["hangup_cause"].to_string()).or_insert(0) += 1;
+        }
+        eprintln!(
+            "{} calls not completed; node's hangup causes: {causes:?}",
+            report.answered - report.completed
+        );
+    }
     if report.failed > 0 {
         let logs = node.logs();
         let tail: Vec<&str> = logs.lines().rev().take(20).collect();

@@ -336,16 +336,26 @@ impl Gen {
             self.report.rtp_lost += c.rx.lost();
             self.report.rtp_late += c.rx.late;
         }
-        // Tear down.
-        let now = Instant::now();
-        for i in 0..self.calls.len() {
-            if self.calls[i].st == St::Up {
-                self.bye(i, now)?;
-            }
-        }
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline && self.calls.iter().any(|c| c.st == St::Byeing) {
+        // Tear down at the same pace as calls were set up.
+        let mut next_bye = 0;
+        let mut budget = 0.0f64;
+        let mut last = Instant::now();
+        let deadline = last
+            + Duration::from_secs(15)
+            + Duration::from_secs_f64(self.cfg.calls as f64 / self.cfg.cps.max(1) as f64);
+        while Instant::now() < deadline
+            && (next_bye < self.calls.len() || self.calls.iter().any(|c| c.st == St::Byeing))
+        {
             let now = Instant::now();
+            budget += (now - last).as_secs_f64() * self.cfg.cps as f64;
+            last = now;
+            while budget >= 1.0 && next_bye < self.calls.len() {
+                if self.calls[next_bye].st == St::Up {
+                    self.bye(next_bye, now)?;
+                    budget -= 1.0;
+                }
+                next_bye += 1;
+            }
             self.retransmit(now)?;
             self.poll(now)?;
             std::thread::sleep(Duration::from_millis(2));
@@ -433,11 +443,8 @@ impl Gen {
                 continue;
             }
             if c.tries >= 6 {
-                let was_invite = c.st == St::Inviting;
                 self.calls[i].st = St::Failed;
-                if was_invite {
-                    self.report.failed += 1;
-                }
+                self.report.failed += 1;
                 continue;
             }
             let msg = if c.st == St::Inviting {

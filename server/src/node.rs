@@ -110,12 +110,24 @@ pub fn build(opts: &ServeOptions) -> anyhow::Result<Arc<Node>> {
     }))
 }
 
+/// Binds the SIP socket with a large receive buffer: call bursts (a BYE per
+/// call at the end of a campaign, a trunk's failover) arrive faster than one
+/// task reads them, and the default buffer holds only ~100 datagrams.
+fn bind_sip(addr: SocketAddr) -> std::io::Result<tokio::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    // Capped by net.core.rmem_max; best effort.
+    let _ = socket.set_recv_buffer_size(8 << 20);
+    let _ = socket.set_send_buffer_size(4 << 20);
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    tokio::net::UdpSocket::from_std(socket.into())
+}
+
 /// Runs the node until SIGINT/SIGTERM.
 pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let node = build(&opts)?;
-    let sip = tokio::net::UdpSocket::bind(opts.sip)
-        .await
-        .with_context(|| format!("binding SIP to {}", opts.sip))?;
+    let sip = bind_sip(opts.sip).with_context(|| format!("binding SIP to {}", opts.sip))?;
     let http = tokio::net::TcpListener::bind(opts.http)
         .await
         .with_context(|| format!("binding HTTP to {}", opts.http))?;

@@ -195,7 +195,12 @@ impl TestNode {
 
     /// `GET /api/calls` as JSON.
     pub fn calls(&self) -> Result<Vec<Value>> {
-        let (status, body) = http_get(self.http, "/api/calls", None)?;
+        self.calls_limit(100)
+    }
+
+    /// The newest `limit` call records.
+    pub fn calls_limit(&self, limit: usize) -> Result<Vec<Value>> {
+        let (status, body) = http_get(self.http, &format!("/api/calls?limit={limit}"), None)?;
         if status != 200 {
             bail!("GET /api/calls: {status} {body}");
         }
