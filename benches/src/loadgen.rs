@@ -125,6 +125,24 @@ struct Call {
     rx: Rx,
 }
 
+impl Call {
+    fn new(i: usize, pid: u32, now: Instant) -> Call {
+        Call {
+            st: St::Idle,
+            call_id: format!("lg-{i}-{pid}"),
+            from_tag: format!("lg{i}"),
+            to_tag: String::new(),
+            node_rtp: None,
+            sent_at: now,
+            invited_at: now,
+            tries: 0,
+            seq: (i as u16).wrapping_mul(7919),
+            ts: (i as u32).wrapping_mul(104_729),
+            rx: Rx::default(),
+        }
+    }
+}
+
 fn header<'a>(msg: &'a str, names: &[&str]) -> Option<&'a str> {
     msg.lines().take_while(|l| !l.is_empty()).find_map(|l| {
         let (n, v) = l.split_once(':')?;
@@ -169,6 +187,8 @@ struct Gen {
     by_port: Vec<u32>,
     report: LoadReport,
     setup_total_ms: f64,
+    /// Setup benchmark: BYE as soon as the call is answered.
+    immediate_bye: bool,
     epoch: Instant,
     // Batch buffers, allocated once.
     out_bufs: Vec<[u8; PKT]>,
@@ -183,76 +203,81 @@ struct Gen {
 
 /// Runs the load and reports; `on_phase` is called at the edges of the hold window.
 pub fn run(cfg: &LoadConfig, mut on_phase: impl FnMut(Phase)) -> io::Result<LoadReport> {
-    let sip = UdpSocket::bind("127.0.0.1:0")?;
-    sip.set_nonblocking(true)?;
-    let media = UdpSocket::bind("127.0.0.1:0")?;
-    media.set_nonblocking(true)?;
-    set_buffers(&media, 8 << 20);
-    set_buffers(&sip, 4 << 20);
-    let local_sip = sip.local_addr()?;
-    let media_port = media.local_addr()?.port();
-    let now = Instant::now();
-    let pid = std::process::id();
-    let calls = (0..cfg.calls)
-        .map(|i| Call {
-            st: St::Idle,
-            call_id: format!("lg-{i}-{pid}"),
-            from_tag: format!("lg{i}"),
-            to_tag: String::new(),
-            node_rtp: None,
-            sent_at: now,
-            invited_at: now,
-            tries: 0,
-            seq: (i as u16).wrapping_mul(7919),
-            ts: (i as u32).wrapping_mul(104_729),
-            rx: Rx::default(),
-        })
-        .collect();
-    let n = cfg.calls;
-    let mut g = Gen {
-        cfg: cfg.clone(),
-        sip,
-        media,
-        local_sip,
-        media_port,
-        calls,
-        by_port: vec![u32::MAX; 65536],
-        report: LoadReport {
-            attempted: 0,
-            ..Default::default()
-        },
-        setup_total_ms: 0.0,
-        epoch: now,
-        out_bufs: vec![[0u8; PKT]; n],
-        // SAFETY: these libc structs are plain data for which all-zero is valid.
-        out_addrs: vec![unsafe { std::mem::zeroed() }; n],
-        out_iov: vec![
-            libc::iovec {
-                iov_base: std::ptr::null_mut(),
-                iov_len: 0
-            };
-            n
-        ],
-        out_msgs: vec![unsafe { std::mem::zeroed() }; n],
-        in_bufs: vec![[0u8; 256]; RECV_BATCH],
-        in_addrs: vec![unsafe { std::mem::zeroed() }; RECV_BATCH],
-        in_iov: vec![
-            libc::iovec {
-                iov_base: std::ptr::null_mut(),
-                iov_len: 0
-            };
-            RECV_BATCH
-        ],
-        in_msgs: vec![unsafe { std::mem::zeroed() }; RECV_BATCH],
-    };
-    for (i, b) in g.out_bufs.iter_mut().enumerate() {
-        b[0] = 0x80;
-        b[1] = 8;
-        b[8..12].copy_from_slice(&(0x1000_0000u32 + i as u32).to_be_bytes());
-        b[12..].fill(0xd5); // A-law silence
-    }
+    let mut g = Gen::new(cfg)?;
     g.run(&mut on_phase)?;
     Ok(g.report)
+}
+
+/// Call setups per second: each call is INVITE, 200, ACK and at once BYE, 200.
+/// Returns the report and how long the whole run took.
+pub fn run_setups(cfg: &LoadConfig) -> io::Result<(LoadReport, Duration)> {
+    let mut g = Gen::new(cfg)?;
+    g.immediate_bye = true;
+    let took = g.run_setups()?;
+    Ok((g.report, took))
+}
+
+impl Gen {
+    /// Binds the two sockets and allocates every buffer the run will use.
+    fn new(cfg: &LoadConfig) -> io::Result<Gen> {
+        let sip = UdpSocket::bind("127.0.0.1:0")?;
+        sip.set_nonblocking(true)?;
+        let media = UdpSocket::bind("127.0.0.1:0")?;
+        media.set_nonblocking(true)?;
+        let pid = std::process::id();
+        let start = Instant::now();
+        let calls = (0..cfg.calls).map(|i| Call::new(i, pid, start)).collect();
+        set_buffers(&media, 8 << 20);
+        set_buffers(&sip, 4 << 20);
+        let local_sip = sip.local_addr()?;
+        let media_port = media.local_addr()?.port();
+        let now = Instant::now();
+        let n = cfg.calls;
+        let mut g = Gen {
+            cfg: cfg.clone(),
+            sip,
+            media,
+            local_sip,
+            media_port,
+            calls,
+            by_port: vec![u32::MAX; 65536],
+            report: LoadReport {
+                attempted: 0,
+                ..Default::default()
+            },
+            setup_total_ms: 0.0,
+            immediate_bye: false,
+            epoch: now,
+            out_bufs: vec![[0u8; PKT]; n],
+            // SAFETY: these libc structs are plain data for which all-zero is valid.
+            out_addrs: vec![unsafe { std::mem::zeroed() }; n],
+            out_iov: vec![
+                libc::iovec {
+                    iov_base: std::ptr::null_mut(),
+                    iov_len: 0
+                };
+                n
+            ],
+            out_msgs: vec![unsafe { std::mem::zeroed() }; n],
+            in_bufs: vec![[0u8; 256]; RECV_BATCH],
+            in_addrs: vec![unsafe { std::mem::zeroed() }; RECV_BATCH],
+            in_iov: vec![
+                libc::iovec {
+                    iov_base: std::ptr::null_mut(),
+                    iov_len: 0
+                };
+                RECV_BATCH
+            ],
+            in_msgs: vec![unsafe { std::mem::zeroed() }; RECV_BATCH],
+        };
+        for (i, b) in g.out_bufs.iter_mut().enumerate() {
+            b[0] = 0x80;
+            b[1] = 8;
+            b[8..12].copy_from_slice(&(0x1000_0000u32 + i as u32).to_be_bytes());
+            b[12..].fill(0xd5); // A-law silence
+        }
+        Ok(g)
+    }
 }
 
 fn set_buffers(s: &UdpSocket, bytes: libc::c_int) {
@@ -365,6 +390,48 @@ impl Gen {
             self.report.setup_ms_avg = self.setup_total_ms / self.report.answered as f64;
         }
         Ok(())
+    }
+
+    fn run_setups(&mut self) -> io::Result<Duration> {
+        let start = Instant::now();
+        let mut next_tick = start;
+        let mut started = 0usize;
+        let mut budget = 0.0f64;
+        let deadline = start
+            + Duration::from_secs(30)
+            + Duration::from_secs_f64(self.cfg.calls as f64 / self.cfg.cps.max(1) as f64);
+        loop {
+            let now = Instant::now();
+            if now >= next_tick {
+                budget += self.cfg.cps as f64 * TICK.as_secs_f64();
+                while budget >= 1.0 && started < self.calls.len() {
+                    self.invite(started, now)?;
+                    started += 1;
+                    budget -= 1.0;
+                }
+                self.retransmit(now)?;
+                next_tick += TICK;
+            }
+            self.poll(now)?;
+            let settled = self
+                .calls
+                .iter()
+                .all(|c| matches!(c.st, St::Done | St::Failed));
+            if (started == self.calls.len() && settled) || now > deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let took = start.elapsed();
+        self.report.failed += self
+            .calls
+            .iter()
+            .filter(|c| matches!(c.st, St::Inviting | St::Byeing))
+            .count();
+        if self.report.answered > 0 {
+            self.report.setup_ms_avg = self.setup_total_ms / self.report.answered as f64;
+        }
+        Ok(took)
     }
 
     fn send_sip(&self, msg: &str) -> io::Result<()> {
@@ -507,6 +574,9 @@ impl Gen {
                         }
                         self.report.answered += 1;
                         self.setup_total_ms += (now - c.invited_at).as_secs_f64() * 1000.0;
+                        if self.immediate_bye {
+                            self.bye(i, now)?;
+                        }
                     } else {
                         c.st = St::Failed;
                         self.report.failed += 1;

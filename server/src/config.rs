@@ -34,6 +34,9 @@ pub struct Config {
     pub plugins: Vec<PluginConfig>,
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
+    /// Extensions (agents' phones) that may REGISTER, with their credentials.
+    #[serde(default)]
+    pub extensions: Vec<ExtensionConfig>,
     /// Directory the relative paths above are resolved against (the file's own).
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -67,6 +70,9 @@ pub struct NodeConfig {
     /// Address written into SDP and Contact when the node sits behind NAT or
     /// listens on 0.0.0.0. Default: the local address that routes to the caller.
     pub advertise_ip: Option<IpAddr>,
+    /// Digest authentication realm.
+    #[serde(default = "default_realm")]
+    pub realm: String,
     /// Bearer token required by the HTTP API; none = open (bind it to localhost).
     pub api_token: Option<String>,
 }
@@ -82,6 +88,7 @@ impl Default for NodeConfig {
             dtmf: DtmfMode::default(),
             media_threads: 0,
             advertise_ip: None,
+            realm: default_realm(),
             api_token: None,
         }
     }
@@ -93,6 +100,10 @@ fn default_max_calls() -> usize {
 
 fn default_drain_timeout() -> u64 {
     30
+}
+
+fn default_realm() -> String {
+    "hookline".into()
 }
 
 fn default_rtp_timeout() -> u64 {
@@ -145,6 +156,15 @@ fn default_recorded() -> PathBuf {
 }
 fn default_language() -> String {
     "en".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExtensionConfig {
+    /// The extension number (user part of its address).
+    pub user: String,
+    /// Digest password.
+    pub password: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -14,6 +14,7 @@ use crate::config::Config;
 use crate::media::worker::{MediaEngine, PortPool};
 use crate::plugin::PluginHost;
 use crate::prompts::{self, Catalog};
+use crate::sip::registrar::Registrar;
 use crate::store::Store;
 
 /// `hookline serve` options.
@@ -105,6 +106,15 @@ pub fn build(opts: &ServeOptions) -> anyhow::Result<Arc<Node>> {
             .collect(),
         draining: AtomicBool::new(false),
         refused: AtomicU64::new(0),
+        registrar: Arc::new(Mutex::new(Registrar::new(
+            &config.node.realm,
+            config
+                .extensions
+                .iter()
+                .map(|e| (e.user.clone(), e.password.clone()))
+                .collect(),
+            format!("{:032x}", rand::random::<u128>()),
+        ))),
         sip_addr: opts.sip,
         config,
     }))

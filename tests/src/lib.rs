@@ -511,6 +511,16 @@ impl Baresip {
 
     /// Starts baresip sending `mic` (8 kHz samples) as its microphone; the call ends when it does.
     pub fn start_with_mic(dial: &str, mic: &[i16]) -> Result<Baresip> {
+        Self::spawn("<sip:bs@127.0.0.1>;regint=0", Some(dial), mic)
+    }
+
+    /// Starts baresip as an extension that registers with `account` (a baresip
+    /// account line, e.g. `<sip:201@127.0.0.1:5060>;auth_pass=secret`).
+    pub fn register(account: &str) -> Result<Baresip> {
+        Self::spawn(account, None, &vec![0i16; 8000 * 60])
+    }
+
+    fn spawn(account: &str, dial: Option<&str>, mic: &[i16]) -> Result<Baresip> {
         let dir = tempfile::tempdir()?;
         let d = dir.path();
         std::fs::create_dir_all(d.join("cfg"))?;
@@ -528,11 +538,13 @@ impl Baresip {
             rec = d.join("rec").display(),
         );
         std::fs::write(d.join("cfg/config"), config)?;
-        std::fs::write(d.join("cfg/accounts"), "<sip:bs@127.0.0.1>;regint=0\n")?;
-        let child = Command::new("baresip")
-            .arg("-f")
-            .arg(d.join("cfg"))
-            .args(["-e", &format!("/dial {dial}"), "-t", "60"])
+        std::fs::write(d.join("cfg/accounts"), format!("{account}\n"))?;
+        let mut cmd = Command::new("baresip");
+        cmd.arg("-f").arg(d.join("cfg")).args(["-t", "60"]);
+        if let Some(dial) = dial {
+            cmd.args(["-e", &format!("/dial {dial}")]);
+        }
+        let child = cmd
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(d.join("baresip.log"))?)
             .stderr(Stdio::null())

@@ -24,6 +24,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/health", get(|| async { "ok" }))
         .route("/metrics", get(metrics))
         .route("/api/calls", get(calls))
+        .route("/api/registrations", get(registrations))
         .layer(middleware::from_fn_with_state(node.clone(), auth))
         .with_state(node)
 }
@@ -53,6 +54,17 @@ async fn calls(State(node): State<Arc<Node>>, Query(q): Query<ListQuery>) -> Res
         Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
     }
+}
+
+/// Extensions registered now, with where they are.
+async fn registrations(State(node): State<Arc<Node>>) -> Response {
+    let now = crate::store::now_ms() as u64 / 1000;
+    let list = node
+        .registrar
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .all(now);
+    Json(list).into_response()
 }
 
 async fn metrics(State(node): State<Arc<Node>>) -> String {

@@ -19,6 +19,7 @@ use crate::media::prompt::PromptSet;
 use crate::media::worker::{LegSetup, MediaEngine, MediaEvent, PortPool};
 use crate::plugin::{CallInfo, Outcome, PluginHost};
 use crate::sip::endpoint::{Endpoint, Event, Incoming, Output};
+use crate::sip::registrar::Registrar;
 use crate::sip::sdp;
 use crate::store::Store;
 use admission::{Admission, Refusal};
@@ -55,6 +56,7 @@ pub struct Node {
     /// Set on SIGTERM: new calls get 503, running calls finish.
     pub draining: AtomicBool,
     pub refused: AtomicU64,
+    pub registrar: Arc<Mutex<Registrar>>,
     pub sip_addr: SocketAddr,
 }
 
@@ -113,7 +115,7 @@ pub async fn run_sip(node: Arc<Node>, socket: UdpSocket) -> std::io::Result<()> 
         ),
         None => node.sip_addr,
     };
-    let mut endpoint = Endpoint::new(local);
+    let mut endpoint = Endpoint::new(local).with_registrar(node.registrar.clone());
     let (cmd_tx, mut cmd_rx) = mpsc::unbounded_channel::<SipCommand>();
     let mut calls: HashMap<String, UnboundedSender<CallEvent>> = HashMap::new();
     let mut buf = vec![0u8; 65536];

@@ -10,19 +10,21 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rsip::headers::UntypedHeader;
 use rsip::prelude::HeadersExt;
 use rsip::{Header, Method, SipMessage};
 
 use super::message::{self, Echo, OutRequest};
+use super::registrar::{RegisterOutcome, RegisterRequest, Registrar};
 use super::sdp::{self, Negotiated, SdpError};
 
 const T1: Duration = Duration::from_millis(500);
 const T2: Duration = Duration::from_secs(4);
 const TIMER_H: Duration = Duration::from_secs(32);
-const ALLOW: &str = "Allow: INVITE, ACK, BYE, CANCEL, OPTIONS, INFO";
+const ALLOW: &str = "Allow: INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, REGISTER";
 
 /// What the endpoint wants done.
 #[derive(Debug)]
@@ -150,6 +152,11 @@ pub struct Endpoint {
     stats: Stats,
     next_id: u64,
     draining: bool,
+    /// Extensions' registrations; shared with the API, which lists them.
+    registrar: Option<Arc<Mutex<Registrar>>>,
+    /// Wall-clock seconds at `epoch`, so registrations get Unix times from the
+    /// monotonic `now` callers pass in.
+    epoch: (Instant, u64),
 }
 
 impl Endpoint {
@@ -162,7 +169,85 @@ impl Endpoint {
             stats: Stats::default(),
             next_id: rand::random::<u32>() as u64,
             draining: false,
+            registrar: None,
+            epoch: (
+                Instant::now(),
+                SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0),
+            ),
         }
+    }
+
+    /// Answers REGISTER with this registrar (without one, REGISTER gets 501).
+    pub fn with_registrar(mut self, registrar: Arc<Mutex<Registrar>>) -> Self {
+        self.registrar = Some(registrar);
+        self
+    }
+
+    fn unix(&self, now: Instant) -> u64 {
+        self.epoch.1 + now.saturating_duration_since(self.epoch.0).as_secs()
+    }
+
+    fn on_register(&mut self, now: Instant, from: SocketAddr, req: &rsip::Request, echo: &Echo) {
+        let Some(registrar) = self.registrar.clone() else {
+            return self.reply(from, echo, 501, &[ALLOW.to_string()]);
+        };
+        let user = message::user_of(message::uri_of(&echo.to)).to_string();
+        let contacts: Vec<&str> = req
+            .headers
+            .iter()
+            .filter_map(|h| match h {
+                Header::Contact(c) => Some(c.value()),
+                _ => None,
+            })
+            .collect();
+        let authorization = req.headers.iter().find_map(|h| match h {
+            Header::Authorization(a) => Some(a.value()),
+            _ => None,
+        });
+        let expires = req.headers.iter().find_map(|h| match h {
+            Header::Expires(e) => e.value().trim().parse().ok(),
+            _ => None,
+        });
+        let request = RegisterRequest {
+            source: from,
+            user: &user,
+            authorization,
+            contacts,
+            expires,
+        };
+        let outcome = registrar
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .register(self.unix(now), &request);
+        let tag = self.token();
+        let data = match outcome {
+            RegisterOutcome::Challenge(value) => message::response(
+                echo,
+                401,
+                Some(&tag),
+                &[format!("WWW-Authenticate: {value}")],
+                None,
+            ),
+            RegisterOutcome::Ok(list) => {
+                let lines: Vec<String> = list
+                    .iter()
+                    .map(|(c, e)| format!("Contact: <{c}>;expires={e}"))
+                    .collect();
+                message::response(echo, 200, Some(&tag), &lines, None)
+            }
+            RegisterOutcome::Forbidden => message::response(echo, 403, Some(&tag), &[], None),
+            RegisterOutcome::IntervalTooBrief(min) => message::response(
+                echo,
+                423,
+                Some(&tag),
+                &[format!("Min-Expires: {min}")],
+                None,
+            ),
+        };
+        self.send(from, data);
     }
 
     pub fn stats(&self) -> Stats {
@@ -236,9 +321,10 @@ impl Endpoint {
                 &[ALLOW.to_string(), "Retry-After: 60".to_string()],
             ),
             (Method::Options, _) => self.reply(from, &echo, 200, &[ALLOW.to_string()]),
+            (Method::Register, _) => self.on_register(now, from, &req, &echo),
             (Method::Ack, false) => {}
             (_, true) => self.on_in_dialog(now, from, &req, echo, cseq),
-            (Method::Register, false) | (_, false) => {
+            (_, false) => {
                 let code = match req.method {
                     Method::Bye | Method::Cancel | Method::Info => 481,
                     _ => 501,

@@ -1,5 +1,7 @@
 //! Sans-IO SIP: message helpers, SDP offer/answer and the UAS endpoint.
 
+pub mod digest;
 pub mod endpoint;
 pub mod message;
+pub mod registrar;
 pub mod sdp;

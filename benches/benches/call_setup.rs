@@ -1,0 +1,57 @@
+//! Call setups per second through the full path: INVITE, 100/180/200 with the
+//! IVR plugin instantiated and answering, ACK, BYE, 200, call record written.
+//!
+//! `cargo bench -p hookline-benches --bench call_setup -- --calls 6000 --cps 600`
+//! Last line: `bench=call_setups ... achieved_cps=X node_cpu_pct=Y cpu_ms_per_call=Z`
+
+use std::time::Duration;
+
+use hookline_benches::loadgen::{self, LoadConfig};
+use hookline_benches::proc_stats::cpu_seconds;
+use hookline_tests::{NodeSpec, TestNode};
+
+fn arg(args: &[String], name: &str, default: u64) -> u64 {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let calls = arg(&args, "--calls", 6000) as usize;
+    let cps = arg(&args, "--cps", 600) as u32;
+    let node_section = format!("max_calls = {}", calls + 100);
+    let node = TestNode::start(NodeSpec {
+        profile: "release",
+        node_section: Some(&node_section),
+        rtp_ports: (40000, 59999),
+        ..NodeSpec::default()
+    })?;
+    let pid = node.pid();
+    std::thread::sleep(Duration::from_millis(500));
+    let cpu0 = cpu_seconds(pid);
+    let (report, took) = loadgen::run_setups(&LoadConfig {
+        node: node.sip,
+        service: "100".into(),
+        calls,
+        hold: Duration::ZERO,
+        cps,
+    })?;
+    let cpu = cpu_seconds(pid) - cpu0;
+    let secs = took.as_secs_f64().max(1e-9);
+    println!(
+        "bench=call_setups calls_attempted={} calls_completed={} calls_failed={} target_cps={} achieved_cps={:.0} \
+         setup_ms_avg={:.2} node_cpu_pct={:.1} cpu_ms_per_call={:.3}",
+        report.attempted,
+        report.completed,
+        report.failed,
+        cps,
+        report.completed as f64 / secs,
+        report.setup_ms_avg,
+        cpu / secs * 100.0,
+        cpu * 1000.0 / report.completed.max(1) as f64,
+    );
+    Ok(())
+}

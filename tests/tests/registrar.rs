@@ -1,0 +1,108 @@
+//! Extensions register with digest authentication: baresip (a real phone)
+//! registers, shows up in the location service, and unregisters on exit.
+
+use std::time::{Duration, Instant};
+
+use hookline_tests::{http_get, Baresip, NodeSpec, SipUa, TestNode};
+use serde_json::Value;
+
+const EXTENSIONS: &str = "[[extensions]]\nuser = \"201\"\npassword = \"s3cret\"\n\n";
+
+fn registrations(node: &TestNode) -> Vec<Value> {
+    let (status, body) = http_get(node.http, "/api/registrations", None).unwrap();
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    false
+}
+
+#[test]
+fn baresip_registers_with_digest_and_unregisters_on_exit() {
+    let node = TestNode::start(NodeSpec {
+        extra_routes: EXTENSIONS,
+        ..NodeSpec::default()
+    })
+    .unwrap();
+    let phone = Baresip::register(&format!(
+        "<sip:201@{}>;auth_pass=s3cret;regint=600",
+        node.sip
+    ))
+    .unwrap();
+    let registered = wait_until(Duration::from_secs(15), || {
+        registrations(&node).iter().any(|r| r["user"] == "201")
+    });
+    assert!(
+        registered,
+        "baresip did not register:\n{}\n{}",
+        phone.log(),
+        node.logs()
+    );
+    let reg = registrations(&node)
+        .into_iter()
+        .find(|r| r["user"] == "201")
+        .unwrap();
+    let contact = reg["contact"].as_str().unwrap();
+    assert!(
+        contact.starts_with("sip:201") && contact.contains("@127.0.0.1:"),
+        "{reg}"
+    );
+    let phone = phone.quit().unwrap();
+    let gone = wait_until(Duration::from_secs(10), || registrations(&node).is_empty());
+    assert!(
+        gone,
+        "still registered after baresip quit:\n{}",
+        phone.log()
+    );
+}
+
+#[test]
+fn wrong_password_never_registers_and_repeated_failures_are_blocked() {
+    let node = TestNode::start(NodeSpec {
+        extra_routes: EXTENSIONS,
+        ..NodeSpec::default()
+    })
+    .unwrap();
+    let ua = SipUa::new(node.sip).unwrap();
+    let register = |cseq: u32, auth: &str| {
+        ua.request(
+            "REGISTER",
+            "reg-1",
+            "",
+            cseq,
+            &format!("Contact: <sip:201@127.0.0.1:9>\r\nExpires: 600\r\n{auth}"),
+            "",
+        )
+        .unwrap();
+        ua.expect("reg-1", "SIP/2.0 ", Duration::from_secs(5))
+            .unwrap()
+    };
+    let first = register(1, "");
+    assert!(first.starts_with("SIP/2.0 401"), "{first}");
+    let nonce = first
+        .split("nonce=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    let bad = format!(
+        "Authorization: Digest username=\"201\", realm=\"hookline\", nonce=\"{nonce}\", uri=\"sip:n\", response=\"00000000000000000000000000000000\"\r\n"
+    );
+    let mut codes = Vec::new();
+    for cseq in 2..14 {
+        codes.push(register(cseq, &bad)[8..11].to_string());
+    }
+    assert!(codes[..8].iter().all(|c| c == "401"), "{codes:?}");
+    assert_eq!(codes.last().unwrap(), "403", "{codes:?}");
+    assert!(registrations(&node).is_empty());
+}
