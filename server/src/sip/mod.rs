@@ -5,3 +5,4 @@ pub mod endpoint;
 pub mod message;
 pub mod registrar;
 pub mod sdp;
+pub mod uac;
