@@ -54,7 +54,8 @@ pub struct NodeConfig {
     /// Hang up a call after this long without RTP from the caller; 0 = never.
     #[serde(default = "default_rtp_timeout")]
     pub rtp_timeout_s: u64,
-    /// Symmetric RTP: send media where the caller's media comes from (NAT).
+    /// Symmetric RTP for callers behind NAT (their SDP address differs from
+    /// their signalling address): send media where theirs comes from.
     #[serde(default = "yes")]
     pub rtp_latch: bool,
     /// How callers' keys are heard: `auto` (RFC 4733 when offered, else tones

@@ -654,8 +654,20 @@ impl SipUa {
 
     /// Sends an INVITE offering PCMU and telephone-event, media to `rtp_port`.
     pub fn invite(&self, call_id: &str, number: &str, rtp_port: u16) -> Result<()> {
+        self.invite_with_media_ip(call_id, number, "127.0.0.1", rtp_port)
+    }
+
+    /// Like `invite`, with the SDP naming `media_ip` (a phone behind NAT names
+    /// an address other than the one its signalling comes from).
+    pub fn invite_with_media_ip(
+        &self,
+        call_id: &str,
+        number: &str,
+        media_ip: &str,
+        rtp_port: u16,
+    ) -> Result<()> {
         let sdp = format!(
-            "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+            "v=0\r\no=- 1 1 IN IP4 {media_ip}\r\ns=-\r\nc=IN IP4 {media_ip}\r\nt=0 0\r\n\
              m=audio {rtp_port} RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n"
         );
         let me = self.me;

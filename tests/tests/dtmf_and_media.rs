@@ -64,8 +64,10 @@ fn inband_tones_from_baresip_reach_the_ivr() {
 fn symmetric_rtp_latches_to_where_the_callers_media_comes_from() {
     let node = TestNode::start(NodeSpec::default()).unwrap();
     let ua = SipUa::new(node.sip).unwrap();
-    // The SDP names a port nobody listens on (a NAT'd phone's private address, say).
-    ua.invite("nat", "100", 9).unwrap();
+    // The SDP names an address the phone is not at (its address inside a NAT;
+    // 127.0.0.2 keeps the test on loopback), unlike its signalling's 127.0.0.1.
+    ua.invite_with_media_ip("nat", "100", "127.0.0.2", 9)
+        .unwrap();
     let ok = ua
         .expect("nat", "SIP/2.0 200", Duration::from_secs(10))
         .unwrap();

@@ -167,6 +167,11 @@ pub async fn run_sip(node: Arc<Node>, socket: UdpSocket) -> std::io::Result<()> 
                         let _ = tx.send(CallEvent::Ended(cause));
                     }
                 }
+                Output::Event(Event::Outbound { call_id, event }) => {
+                    if let Some(tx) = calls.get(&call_id) {
+                        let _ = tx.send(CallEvent::Outbound { call_id, event });
+                    }
+                }
                 Output::Event(Event::Dtmf { call_id, key }) => {
                     if let Some(tx) = calls.get(&call_id) {
                         let _ = tx.send(CallEvent::Media(MediaEvent::Dtmf(key)));
@@ -212,7 +217,7 @@ fn start_call(
             return Err((call_id, 503, Some(5)));
         }
     };
-    let leg = next_leg_id();
+    let leg = node.media.new_leg_id(None);
     let local = SocketAddr::new(node.media_ip_for(inc.source), port);
     let node_cfg = &node.config.node;
     let mut offer = inc.offer.clone();
@@ -236,7 +241,10 @@ fn start_call(
         inband_dtmf,
         rtp_timeout: (node_cfg.rtp_timeout_s > 0)
             .then(|| Duration::from_secs(node_cfg.rtp_timeout_s)),
-        latch: node_cfg.rtp_latch,
+        // Latch only when the caller looks NATed: its SDP names another address
+        // than the one its signalling came from (RFC 4961 symmetric RTP, as
+        // SBCs apply it). Otherwise a stray sender could divert the media.
+        latch: node_cfg.rtp_latch && offer.remote.ip() != inc.source.ip(),
         events: Box::new(move |e| {
             let _ = media_tx.send(CallEvent::Media(e));
         }),
@@ -292,11 +300,6 @@ fn start_call(
             .call_ended(&session.call_id, &cause, session.path);
     });
     Ok((call_id, tx))
-}
-
-fn next_leg_id() -> u64 {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-    NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
 /// Lets tests build a session with no network behind it.

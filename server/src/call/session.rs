@@ -15,6 +15,7 @@ use crate::plugin::hookline::call::data::LogLevel;
 use crate::plugin::hookline::call::media::CollectOptions;
 use crate::plugin::CallError;
 use crate::sip::endpoint::EndCause;
+use crate::sip::uac::UacEvent;
 use crate::store::Store;
 
 /// What reaches a call from the network and the media engine.
@@ -22,6 +23,11 @@ use crate::store::Store;
 pub enum CallEvent {
     Media(MediaEvent),
     Ended(EndCause),
+    /// Progress of one of this call's outbound legs (dial).
+    Outbound {
+        call_id: String,
+        event: UacEvent,
+    },
 }
 
 /// Longest route path kept in a call record, and longest step.
@@ -103,6 +109,7 @@ impl CallSession {
             CallEvent::Media(MediaEvent::Dtmf(k)) => self.digits.push_back(k),
             CallEvent::Media(MediaEvent::PlayDone { .. } | MediaEvent::RtpTimeout) => {}
             CallEvent::Ended(cause) => self.end(cause.as_str()),
+            CallEvent::Outbound { .. } => {}
         }
     }
 
@@ -204,7 +211,8 @@ impl CallSession {
                     self.absorb(ev);
                     return Err(CallError::HungUp);
                 }
-                CallEvent::Media(MediaEvent::PlayDone { .. } | MediaEvent::RtpTimeout) => {}
+                CallEvent::Media(MediaEvent::PlayDone { .. } | MediaEvent::RtpTimeout)
+                | CallEvent::Outbound { .. } => {}
             }
         }
     }
@@ -248,7 +256,7 @@ impl CallSession {
                         self.absorb(ev);
                         return Err(CallError::HungUp);
                     }
-                    CallEvent::Media(MediaEvent::PlayDone { .. } | MediaEvent::RtpTimeout) => {}
+                    CallEvent::Media(MediaEvent::PlayDone { .. } | MediaEvent::RtpTimeout) | CallEvent::Outbound { .. } => {}
                 },
                 _ = tokio::time::sleep_until(deadline) => result = c.on_time(Instant::now()),
             }

@@ -2,7 +2,7 @@
 //! 20 ms to read each leg's socket and send its next frame. No task, timer or
 //! allocation per packet; prompts are pre-encoded and shared.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::io::ErrorKind;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -67,6 +67,26 @@ enum Command {
         leg: LegId,
     },
     Remove {
+        leg: LegId,
+    },
+    /// The peer answered: where its media goes and in which format.
+    SetRemote {
+        leg: LegId,
+        remote: SocketAddr,
+        codec: G711,
+        dtmf_pt: Option<u8>,
+    },
+    /// Relay media between two legs of the same worker (both directions).
+    Bridge {
+        a: LegId,
+        b: LegId,
+    },
+    Unbridge {
+        a: LegId,
+        b: LegId,
+    },
+    /// Repeat the current prompts until stopped (ringback, music on hold).
+    Loop {
         leg: LegId,
     },
 }
@@ -147,6 +167,7 @@ impl MediaEngine {
                         Worker {
                             rx,
                             legs: Vec::new(),
+                            index: HashMap::new(),
                             stats,
                             tick: 0,
                         }
@@ -160,7 +181,44 @@ impl MediaEngine {
     }
 
     fn shard(&self, leg: LegId) -> &Sender<Command> {
-        &self.workers[(leg % self.workers.len() as u64) as usize]
+        &self.workers[((leg & 0xff) % self.workers.len() as u64) as usize]
+    }
+
+    /// A new leg id. Legs that will be bridged share a worker, so media is
+    /// relayed without crossing threads: pass the other leg as `near`.
+    /// The low byte of an id picks its worker.
+    pub fn new_leg_id(&self, near: Option<LegId>) -> LegId {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let shard = match near {
+            Some(leg) => leg & 0xff,
+            None => n % self.workers.len() as u64,
+        };
+        (n << 8) | shard
+    }
+
+    /// Sets where an outbound leg's media goes once the callee answered.
+    pub fn set_remote(&self, leg: LegId, remote: SocketAddr, codec: G711, dtmf_pt: Option<u8>) {
+        let _ = self.shard(leg).send(Command::SetRemote {
+            leg,
+            remote,
+            codec,
+            dtmf_pt,
+        });
+    }
+
+    /// Connects two legs' media; both must come from `new_leg_id` with one `near` the other.
+    pub fn bridge(&self, a: LegId, b: LegId) {
+        let _ = self.shard(a).send(Command::Bridge { a, b });
+    }
+
+    pub fn unbridge(&self, a: LegId, b: LegId) {
+        let _ = self.shard(a).send(Command::Unbridge { a, b });
+    }
+
+    /// Makes the leg's current play request repeat until `stop` (ringback).
+    pub fn loop_play(&self, leg: LegId) {
+        let _ = self.shard(leg).send(Command::Loop { leg });
     }
 
     pub fn add_leg(&self, setup: LegSetup) {
@@ -203,6 +261,11 @@ struct Leg {
     timeout_ticks: Option<u64>,
     timed_out: bool,
     inband: Option<Box<DtmfDetector>>,
+    /// Index (in the worker) of the leg this one's received media is relayed to.
+    bridge: Option<usize>,
+    /// Added to a relayed packet's timestamp to continue this leg's clock.
+    relay_ts_offset: Option<u32>,
+    looped: Vec<Arc<Prompt>>,
     streams: Vec<Stream>,
     ssrc: u32,
     seq: u16,
@@ -225,6 +288,9 @@ impl Leg {
                 .map(|t| (t.as_millis() / TICK.as_millis()).max(1) as u64),
             timed_out: false,
             inband: setup.inband_dtmf.then(Box::default),
+            bridge: None,
+            relay_ts_offset: None,
+            looped: Vec::new(),
             setup,
             streams: Vec::with_capacity(2),
             ssrc: rand::random(),
@@ -238,6 +304,7 @@ impl Leg {
     }
 
     fn finish_play(&mut self, interrupted: bool) {
+        self.looped.clear();
         if !self.queue.is_empty() || self.talking {
             self.queue.clear();
             self.pos = 0;
@@ -249,7 +316,13 @@ impl Leg {
         self.talking = false;
     }
 
-    fn receive(&mut self, buf: &mut [u8], tick: u64, stats: &MediaStats) {
+    fn receive(
+        &mut self,
+        buf: &mut [u8],
+        tick: u64,
+        stats: &MediaStats,
+        mut peer: Option<&mut Leg>,
+    ) {
         loop {
             let (n, from) = match self.setup.socket.recv_from(buf) {
                 Ok(r) => r,
@@ -271,6 +344,11 @@ impl Leg {
             self.last_rx_tick = tick;
             if self.setup.latch {
                 self.latch(from, tick);
+            }
+            if let Some(peer) = peer.as_deref_mut() {
+                // Bridged: the far leg hears this leg; nothing here listens meanwhile.
+                peer.relay(&pkt, self.setup.codec, self.setup.dtmf_pt, stats);
+                continue;
             }
             let idx = match self
                 .streams
@@ -332,6 +410,62 @@ impl Leg {
         }
     }
 
+    /// Sends a packet received on the bridged leg out of this one: same codec
+    /// is copied as is, the other G.711 law is transcoded, RFC 4733 events are
+    /// forwarded when this side negotiated them. Seq, SSRC and payload type are
+    /// this leg's; timestamps keep the source's spacing.
+    fn relay(
+        &mut self,
+        pkt: &RtpPacket<'_>,
+        src_codec: G711,
+        src_dtmf: Option<u8>,
+        stats: &MediaStats,
+    ) {
+        let mut out = [0u8; 12 + super::super::rtp::reorder::MAX_PAYLOAD];
+        let n = pkt
+            .payload
+            .len()
+            .min(super::super::rtp::reorder::MAX_PAYLOAD);
+        let payload_type = if pkt.payload_type == src_codec.payload_type() {
+            let dst = self.setup.codec;
+            if std::mem::discriminant(&dst) == std::mem::discriminant(&src_codec) {
+                out[12..12 + n].copy_from_slice(&pkt.payload[..n]);
+            } else {
+                let mut pcm = [0i16; super::super::rtp::reorder::MAX_PAYLOAD];
+                src_codec.decode(&pkt.payload[..n], &mut pcm[..n]);
+                dst.encode(&pcm[..n], &mut out[12..12 + n]);
+            }
+            dst.payload_type()
+        } else if Some(pkt.payload_type) == src_dtmf && self.setup.dtmf_pt.is_some() {
+            out[12..12 + n].copy_from_slice(&pkt.payload[..n]);
+            self.setup.dtmf_pt.unwrap_or(101)
+        } else {
+            return; // comfort noise or unknown: dropped
+        };
+        let offset = *self
+            .relay_ts_offset
+            .get_or_insert(self.timestamp.wrapping_sub(pkt.timestamp));
+        let marker = pkt.marker || !self.talking;
+        self.talking = true;
+        packet::write_header(
+            &mut out[..12],
+            marker,
+            payload_type,
+            self.seq,
+            pkt.timestamp.wrapping_add(offset),
+            self.ssrc,
+        );
+        self.seq = self.seq.wrapping_add(1);
+        if self
+            .setup
+            .socket
+            .send_to(&out[..12 + n], self.remote)
+            .is_ok()
+        {
+            stats.packets_out.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     /// Symmetric RTP: follow the peer's source address. Once latched, move only
     /// if the latched source has been silent for a second (a NAT rebinding), so
     /// a stray sender cannot take the stream over.
@@ -358,7 +492,7 @@ impl Leg {
 
     fn send(&mut self, out: &mut [u8; 12 + FRAME], stats: &MediaStats) {
         self.timestamp = self.timestamp.wrapping_add(FRAME as u32);
-        if self.queue.is_empty() {
+        if self.queue.is_empty() || self.bridge.is_some() {
             return;
         }
         let codec = self.setup.codec;
@@ -397,7 +531,11 @@ impl Leg {
             Err(_) => {} // e.g. ECONNREFUSED from an earlier ICMP: keep going.
         }
         if self.queue.is_empty() {
-            self.finish_play(false);
+            if self.looped.is_empty() {
+                self.finish_play(false);
+            } else {
+                self.queue.extend(self.looped.iter().cloned());
+            }
         }
     }
 }
@@ -405,13 +543,43 @@ impl Leg {
 struct Worker {
     rx: Receiver<Command>,
     legs: Vec<Leg>,
+    /// Leg id -> index in `legs`.
+    index: HashMap<LegId, usize>,
     stats: Arc<MediaStats>,
     tick: u64,
 }
 
 impl Worker {
     fn leg(&mut self, id: LegId) -> Option<&mut Leg> {
-        self.legs.iter_mut().find(|l| l.setup.id == id)
+        let i = *self.index.get(&id)?;
+        self.legs.get_mut(i)
+    }
+
+    fn unbridge(&mut self, id: LegId) {
+        let Some(&i) = self.index.get(&id) else {
+            return;
+        };
+        if let Some(j) = self.legs[i].bridge.take() {
+            self.legs[j].bridge = None;
+            self.legs[j].relay_ts_offset = None;
+        }
+        self.legs[i].relay_ts_offset = None;
+    }
+
+    fn remove(&mut self, id: LegId) {
+        self.unbridge(id);
+        let Some(i) = self.index.remove(&id) else {
+            return;
+        };
+        self.legs.swap_remove(i);
+        self.stats.legs.fetch_sub(1, Ordering::Relaxed);
+        // The last leg moved into slot i: fix its index and its peer's pointer.
+        if let Some(moved) = self.legs.get(i) {
+            self.index.insert(moved.setup.id, i);
+            if let Some(p) = moved.bridge {
+                self.legs[p].bridge = Some(i);
+            }
+        }
     }
 
     /// Applies queued commands; false once the engine is gone.
@@ -420,7 +588,41 @@ impl Worker {
             match self.rx.try_recv() {
                 Ok(Command::Add(setup)) => {
                     self.stats.legs.fetch_add(1, Ordering::Relaxed);
+                    self.index.insert(setup.id, self.legs.len());
                     self.legs.push(Leg::new(*setup, self.tick));
+                }
+                Ok(Command::SetRemote {
+                    leg,
+                    remote,
+                    codec,
+                    dtmf_pt,
+                }) => {
+                    if let Some(l) = self.leg(leg) {
+                        l.remote = remote;
+                        l.setup.remote = remote;
+                        l.setup.codec = codec;
+                        l.setup.dtmf_pt = dtmf_pt;
+                    }
+                }
+                Ok(Command::Bridge { a, b }) => {
+                    self.unbridge(a);
+                    self.unbridge(b);
+                    if let (Some(&i), Some(&j)) = (self.index.get(&a), self.index.get(&b)) {
+                        for (x, y) in [(i, j), (j, i)] {
+                            self.legs[x].finish_play(true);
+                            self.legs[x].bridge = Some(y);
+                            self.legs[x].relay_ts_offset = None;
+                        }
+                    }
+                }
+                Ok(Command::Unbridge { a, b }) => {
+                    self.unbridge(a);
+                    self.unbridge(b);
+                }
+                Ok(Command::Loop { leg }) => {
+                    if let Some(l) = self.leg(leg) {
+                        l.looped = l.queue.iter().cloned().collect();
+                    }
                 }
                 Ok(Command::Play {
                     leg,
@@ -445,12 +647,7 @@ impl Worker {
                         l.finish_play(true);
                     }
                 }
-                Ok(Command::Remove { leg }) => {
-                    if let Some(i) = self.legs.iter().position(|l| l.setup.id == leg) {
-                        self.legs.swap_remove(i);
-                        self.stats.legs.fetch_sub(1, Ordering::Relaxed);
-                    }
-                }
+                Ok(Command::Remove { leg }) => self.remove(leg),
                 Err(TryRecvError::Empty) => return true,
                 Err(TryRecvError::Disconnected) => return false,
             }
@@ -464,8 +661,15 @@ impl Worker {
         while self.commands() {
             self.tick += 1;
             let tick = self.tick;
-            for leg in &mut self.legs {
-                leg.receive(&mut buf, tick, &self.stats);
+            for i in 0..self.legs.len() {
+                match self.legs[i].bridge {
+                    Some(j) => {
+                        let (leg, peer) = pair_mut(&mut self.legs, i, j);
+                        leg.receive(&mut buf, tick, &self.stats, Some(peer));
+                    }
+                    None => self.legs[i].receive(&mut buf, tick, &self.stats, None),
+                }
+                let leg = &mut self.legs[i];
                 leg.check_timeout(tick);
                 leg.send(&mut out, &self.stats);
             }
@@ -482,6 +686,18 @@ impl Worker {
                 next += TICK;
             }
         }
+    }
+}
+
+/// Two distinct elements of a slice, mutably.
+fn pair_mut<T>(v: &mut [T], i: usize, j: usize) -> (&mut T, &mut T) {
+    assert_ne!(i, j);
+    if i < j {
+        let (l, r) = v.split_at_mut(j);
+        (&mut l[i], &mut r[0])
+    } else {
+        let (l, r) = v.split_at_mut(i);
+        (&mut r[0], &mut l[j])
     }
 }
 

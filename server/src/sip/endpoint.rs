@@ -20,6 +20,7 @@ use rsip::{Header, Method, SipMessage};
 use super::message::{self, Echo, OutRequest};
 use super::registrar::{RegisterOutcome, RegisterRequest, Registrar};
 use super::sdp::{self, Negotiated, SdpError};
+use super::uac::{self, Dial, OutboundCall, UacEvent};
 
 const T1: Duration = Duration::from_millis(500);
 const T2: Duration = Duration::from_secs(4);
@@ -45,6 +46,8 @@ pub enum Event {
     Ended { call_id: String, cause: EndCause },
     /// A key arrived by SIP INFO (`application/dtmf-relay` or `application/dtmf`).
     Dtmf { call_id: String, key: char },
+    /// Progress of an outbound leg started with `dial`.
+    Outbound { call_id: String, event: UacEvent },
 }
 
 /// A new inbound call.
@@ -148,6 +151,8 @@ pub struct Endpoint {
     /// host:port placed in Via and Contact.
     local: String,
     dialogs: HashMap<String, Dialog>,
+    /// Outbound legs (we are the UAC), by Call-ID.
+    outbound: HashMap<String, OutboundCall>,
     out: VecDeque<Output>,
     stats: Stats,
     next_id: u64,
@@ -165,6 +170,7 @@ impl Endpoint {
         Endpoint {
             local: local.to_string(),
             dialogs: HashMap::new(),
+            outbound: HashMap::new(),
             out: VecDeque::new(),
             stats: Stats::default(),
             next_id: rand::random::<u32>() as u64,
@@ -311,6 +317,10 @@ impl Endpoint {
             self.stats.bad_requests += 1;
             return self.reply(from, &echo, 400, &[]);
         };
+        if let Some(call) = self.outbound.get_mut(&echo.call_id) {
+            let actions = call.on_request(now, &req.method, &echo);
+            return self.apply(&echo.call_id.clone(), actions);
+        }
         match (&req.method, self.dialogs.contains_key(&echo.call_id)) {
             (Method::Invite, false) => self.on_new_invite(now, from, &req, echo, cseq),
             // A draining node says so to load balancers' OPTIONS probes.
@@ -499,6 +509,14 @@ impl Endpoint {
             self.stats.dropped += 1;
             return;
         };
+        if self.outbound.contains_key(&call_id) {
+            let branch = self.token();
+            let actions = match self.outbound.get_mut(&call_id) {
+                Some(call) => call.on_response(now, &resp, &branch),
+                None => vec![],
+            };
+            return self.apply(&call_id, actions);
+        }
         let is_bye = resp
             .cseq_header()
             .map(|c| c.value().to_ascii_uppercase().ends_with("BYE"))
@@ -589,8 +607,38 @@ impl Endpoint {
         self.draining = draining;
     }
 
-    /// Ends the call from our side: BYE once answered, 480 before.
+    /// Carries out an outbound leg's actions.
+    fn apply(&mut self, call_id: &str, actions: Vec<uac::Action>) {
+        for a in actions {
+            match a {
+                uac::Action::Send(to, data) => self.send(to, data),
+                uac::Action::Event(event) => self.out.push_back(Output::Event(Event::Outbound {
+                    call_id: call_id.to_string(),
+                    event,
+                })),
+            }
+        }
+    }
+
+    /// Starts an outbound leg (INVITE). Its progress arrives as `Event::Outbound`.
+    pub fn dial(&mut self, now: Instant, dial: Dial) {
+        let (tag, branch) = (self.token(), self.token());
+        let call_id = dial.call_id.clone();
+        let (call, actions) = OutboundCall::start(now, &self.local, dial, &tag, &branch);
+        self.outbound.insert(call_id.clone(), call);
+        self.apply(&call_id, actions);
+    }
+
+    /// Ends the call from our side: BYE once answered, 480 before (CANCEL for outbound legs).
     pub fn hangup(&mut self, now: Instant, call_id: &str) {
+        if self.outbound.contains_key(call_id) {
+            let branch = self.token();
+            let actions = match self.outbound.get_mut(call_id) {
+                Some(call) => call.hangup(now, &branch),
+                None => vec![],
+            };
+            return self.apply(call_id, actions);
+        }
         let Some(d) = self.dialogs.get_mut(call_id) else {
             return;
         };
@@ -631,6 +679,15 @@ impl Endpoint {
 
     /// Runs retransmission and expiry timers. Call at least every 100 ms.
     pub fn handle_timeout(&mut self, now: Instant) {
+        let ids: Vec<String> = self.outbound.keys().cloned().collect();
+        for id in ids {
+            let actions = match self.outbound.get_mut(&id) {
+                Some(call) => call.on_timeout(now),
+                None => continue,
+            };
+            self.apply(&id, actions);
+        }
+        self.outbound.retain(|_, c| !c.expired(now));
         let mut resend = Vec::new();
         let mut ack_lost = Vec::new();
         self.dialogs.retain(|call_id, d| match &mut d.state {

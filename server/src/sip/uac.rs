@@ -61,7 +61,12 @@ struct Retx {
 
 impl Retx {
     fn new(now: Instant, data: Vec<u8>) -> Self {
-        Retx { data, next: now + T1, interval: T1, deadline: now + TIMER_B }
+        Retx {
+            data,
+            next: now + T1,
+            interval: T1,
+            deadline: now + TIMER_B,
+        }
     }
 }
 
@@ -99,9 +104,19 @@ pub struct OutboundCall {
 
 impl OutboundCall {
     /// Sends the INVITE. `tag` and `branch` are fresh random tokens.
-    pub fn start(now: Instant, local: &str, dial: Dial, tag: &str, branch: &str) -> (OutboundCall, Vec<Action>) {
+    pub fn start(
+        now: Instant,
+        local: &str,
+        dial: Dial,
+        tag: &str,
+        branch: &str,
+    ) -> (OutboundCall, Vec<Action>) {
         let from = match &dial.from_name {
-            Some(name) => format!("\"{}\" <sip:{}@{local}>;tag={tag}", name.replace('"', ""), dial.from_user),
+            Some(name) => format!(
+                "\"{}\" <sip:{}@{local}>;tag={tag}",
+                name.replace('"', ""),
+                dial.from_user
+            ),
             None => format!("<sip:{}@{local}>;tag={tag}", dial.from_user),
         };
         let to = format!("<{}>", dial.target);
@@ -172,9 +187,17 @@ impl OutboundCall {
     }
 
     /// Handles a response; `branch` makes a fresh branch for the 2xx ACK.
-    pub fn on_response(&mut self, now: Instant, resp: &rsip::Response, branch: &str) -> Vec<Action> {
+    pub fn on_response(
+        &mut self,
+        now: Instant,
+        resp: &rsip::Response,
+        branch: &str,
+    ) -> Vec<Action> {
         let code = resp.status_code.code();
-        let cseq = resp.cseq_header().map(|c| c.value().to_ascii_uppercase()).unwrap_or_default();
+        let cseq = resp
+            .cseq_header()
+            .map(|c| c.value().to_ascii_uppercase())
+            .unwrap_or_default();
         let dest = self.dial.dest;
         if cseq.ends_with("BYE") {
             if code >= 200 && matches!(self.state, State::Closing(_)) {
@@ -232,7 +255,9 @@ impl OutboundCall {
                     out.push(Action::Event(UacEvent::Failed { code: 487 }));
                 } else {
                     self.state = State::Confirmed;
-                    out.push(Action::Event(UacEvent::Answered { sdp: sdp.unwrap_or_default() }));
+                    out.push(Action::Event(UacEvent::Answered {
+                        sdp: sdp.unwrap_or_default(),
+                    }));
                 }
                 out
             }
@@ -317,7 +342,9 @@ impl OutboundCall {
         };
         if now >= retx.deadline {
             self.state = State::Gone(now + TIMER_B);
-            return on_expiry.map(|e| vec![Action::Event(e)]).unwrap_or_default();
+            return on_expiry
+                .map(|e| vec![Action::Event(e)])
+                .unwrap_or_default();
         }
         if now >= retx.next {
             retx.interval = (retx.interval * 2).min(T2);
@@ -386,14 +413,29 @@ mod tests {
         // Lost INVITE: retransmitted after T1.
         assert_eq!(sent(&c.on_timeout(t + Duration::from_millis(600))).len(), 1);
         let out = c.on_response(t, &response(180, "1 INVITE", true, ""), "x");
-        assert_eq!(events(&out), vec![UacEvent::Progress { code: 180, sdp: None }]);
+        assert_eq!(
+            events(&out),
+            vec![UacEvent::Progress {
+                code: 180,
+                sdp: None
+            }]
+        );
         // No retransmission once ringing.
         assert!(c.on_timeout(t + Duration::from_secs(3)).is_empty());
         let out = c.on_response(t, &response(200, "1 INVITE", true, "v=0\r\n"), "a1");
         let msgs = sent(&out);
-        assert!(msgs[0].starts_with("ACK sip:201@127.0.0.1:5071 SIP/2.0"), "{}", msgs[0]);
+        assert!(
+            msgs[0].starts_with("ACK sip:201@127.0.0.1:5071 SIP/2.0"),
+            "{}",
+            msgs[0]
+        );
         assert!(msgs[0].contains("To: <sip:201@127.0.0.1:5070>;tag=callee"));
-        assert_eq!(events(&out), vec![UacEvent::Answered { sdp: "v=0\r\n".into() }]);
+        assert_eq!(
+            events(&out),
+            vec![UacEvent::Answered {
+                sdp: "v=0\r\n".into()
+            }]
+        );
         // A retransmitted 200 gets the same ACK, no new event.
         let again = c.on_response(t, &response(200, "1 INVITE", true, "v=0\r\n"), "a2");
         assert_eq!(sent(&again), vec![msgs[0].clone()]);
@@ -420,7 +462,10 @@ mod tests {
     fn cancel_waits_for_a_provisional_then_487() {
         let t = Instant::now();
         let (mut c, _) = OutboundCall::start(t, "127.0.0.1:5060", dial(), "t", "b1");
-        assert!(c.cancel(t, "c").is_empty(), "no CANCEL before a provisional");
+        assert!(
+            c.cancel(t, "c").is_empty(),
+            "no CANCEL before a provisional"
+        );
         let out = c.on_response(t, &response(180, "1 INVITE", true, ""), "x");
         assert!(sent(&out)[0].starts_with("CANCEL sip:201@127.0.0.1:5070 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKb1;"));
         c.on_response(t, &response(200, "1 CANCEL", true, ""), "x");
