@@ -63,13 +63,33 @@ pub fn prepare_prompts(
     Ok(set)
 }
 
+/// One ringback cadence (ETSI: 425 Hz, 1 s on, 4 s off), looped while a dial rings.
+fn ringback_tone() -> Vec<i16> {
+    let rate = crate::media::prompt::RATE as f64;
+    (0..5 * crate::media::prompt::RATE as usize)
+        .map(|n| {
+            if n < rate as usize {
+                ((n as f64 * 2.0 * std::f64::consts::PI * 425.0 / rate).sin() * 6000.0) as i16
+            } else {
+                0
+            }
+        })
+        .collect()
+}
+
 /// Builds the node: config, store, prompts, plugins, media workers.
 pub fn build(opts: &ServeOptions) -> anyhow::Result<Arc<Node>> {
     let config = Config::load(&opts.config)?;
     std::fs::create_dir_all(&opts.data)
         .with_context(|| format!("creating data directory {}", opts.data.display()))?;
     let store = Store::open(&opts.data.join("hookline.db"))?;
-    let prompts = prepare_prompts(&config, &opts.data)?;
+    let mut prompts = prepare_prompts(&config, &opts.data)?;
+    if prompts.get("ringback").is_none() {
+        prompts.insert(crate::media::prompt::Prompt::from_pcm(
+            "ringback",
+            ringback_tone(),
+        ));
+    }
     let mut plugins = PluginHost::new(config.node.max_calls as u32 + 16)?;
     for p in &config.plugins {
         let path = config.resolve(&p.path);

@@ -520,6 +520,11 @@ impl Baresip {
         Self::spawn(account, None, &vec![0i16; 8000 * 60])
     }
 
+    /// Registers as an extension with `mic` as its microphone.
+    pub fn register_with_mic(account: &str, mic: &[i16]) -> Result<Baresip> {
+        Self::spawn(account, None, mic)
+    }
+
     fn spawn(account: &str, dial: Option<&str>, mic: &[i16]) -> Result<Baresip> {
         let dir = tempfile::tempdir()?;
         let d = dir.path();

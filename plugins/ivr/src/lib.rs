@@ -3,6 +3,7 @@
 //! config (see `plugins/ivr/README.md`), not from code.
 
 use hookline_sdk::menu::{Menu, MenuOutcome};
+use hookline_sdk::routing::{DialOptions, DialStatus, DialTarget};
 use hookline_sdk::{data, media, routing, CallError, CallInfo, Plugin};
 use serde::Deserialize;
 
@@ -35,12 +36,25 @@ pub struct MenuOption {
     pub branch: Branch,
 }
 
-/// Where a choice leads: its name in the call record and what the caller hears.
+/// Where a choice leads: its name in the call record, what the caller hears,
+/// and whom to connect them to.
 #[derive(Debug, Deserialize)]
 pub struct Branch {
     pub name: String,
     #[serde(default)]
     pub prompts: Vec<String>,
+    /// Extensions or SIP URIs (`sip:…`) rung at once after the prompts.
+    #[serde(default)]
+    pub dial: Vec<String>,
+    #[serde(default = "default_dial_timeout_ms")]
+    pub dial_timeout_ms: u32,
+    /// Played when nobody answers the dial (before the call ends).
+    #[serde(default)]
+    pub unanswered: Vec<String>,
+}
+
+fn default_dial_timeout_ms() -> u32 {
+    30_000
 }
 
 fn default_attempts() -> u32 {
@@ -91,8 +105,27 @@ fn run(config: &IvrConfig) -> Result<(), CallError> {
         MenuOutcome::NoChoice => &config.fallback,
     };
     data::mark(&format!("branch:{}", branch.name));
-    // Until dialling exists, a branch plays its department's prompt and ends the call.
-    media::play(&branch.prompts, false)?;
+    if !branch.prompts.is_empty() {
+        media::play(&branch.prompts, false)?;
+    }
+    if !branch.dial.is_empty() {
+        let targets = branch
+            .dial
+            .iter()
+            .map(|t| match t.starts_with("sip:") {
+                true => DialTarget::Uri(t.clone()),
+                false => DialTarget::Extension(t.clone()),
+            })
+            .collect();
+        let result = routing::dial(&DialOptions {
+            targets,
+            timeout_ms: branch.dial_timeout_ms,
+            caller_id: None,
+        })?;
+        if result.status != DialStatus::Completed && !branch.unanswered.is_empty() {
+            media::play(&branch.unanswered, false)?;
+        }
+    }
     routing::hangup()
 }
 

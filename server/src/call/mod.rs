@@ -3,6 +3,7 @@
 
 pub mod admission;
 pub mod collect;
+pub mod dial;
 pub mod session;
 
 use std::collections::HashMap;
@@ -21,6 +22,7 @@ use crate::plugin::{CallInfo, Outcome, PluginHost};
 use crate::sip::endpoint::{Endpoint, Event, Incoming, Output};
 use crate::sip::registrar::Registrar;
 use crate::sip::sdp;
+use crate::sip::uac::Dial;
 use crate::store::Store;
 use admission::{Admission, Refusal};
 use session::{CallEvent, CallSession, SessionParts};
@@ -38,6 +40,11 @@ pub enum SipCommand {
     /// The call task is done; forget its event channel.
     Finished {
         call_id: String,
+    },
+    /// Start an outbound leg; its progress goes to `events`.
+    Dial {
+        dial: Dial,
+        events: UnboundedSender<CallEvent>,
     },
 }
 
@@ -90,7 +97,7 @@ impl Node {
     }
 
     /// The address to put in SDP for media towards `peer`.
-    fn media_ip_for(&self, peer: SocketAddr) -> IpAddr {
+    pub(crate) fn media_ip_for(&self, peer: SocketAddr) -> IpAddr {
         if let Some(ip) = self.config.node.advertise_ip {
             return ip;
         }
@@ -139,6 +146,10 @@ pub async fn run_sip(node: Arc<Node>, socket: UdpSocket) -> std::io::Result<()> 
                 SipCommand::Hangup { call_id } => endpoint.hangup(Instant::now(), &call_id),
                 SipCommand::Finished { call_id } => {
                     calls.remove(&call_id);
+                }
+                SipCommand::Dial { dial, events } => {
+                    calls.insert(dial.call_id.clone(), events);
+                    endpoint.dial(Instant::now(), dial);
                 }
             },
             _ = timer.tick() => {
@@ -259,6 +270,10 @@ fn start_call(
         prompts: node.prompts.clone(),
         sip: sip.clone(),
         events: rx,
+        events_tx: tx.clone(),
+        node: node.clone(),
+        caller: inc.caller.clone(),
+        codec: offer.codec,
         store: node.store.clone(),
         answer_sdp: answer,
     });
@@ -302,11 +317,15 @@ fn start_call(
     Ok((call_id, tx))
 }
 
-/// Lets tests build a session with no network behind it.
-pub fn detached_session(node: &Node, plugin: &str) -> (CallSession, UnboundedReceiver<SipCommand>) {
+/// Lets benchmarks build a session with no network behind it: the call has
+/// already ended, so the first verb that waits returns `hung-up`.
+pub fn detached_session(
+    node: &Arc<Node>,
+    plugin: &str,
+) -> (CallSession, UnboundedReceiver<SipCommand>) {
     let (sip, sip_rx) = mpsc::unbounded_channel();
     let (tx, rx) = mpsc::unbounded_channel();
-    drop(tx);
+    let _ = tx.send(CallEvent::Ended(crate::sip::endpoint::EndCause::CallerBye));
     let session = CallSession::new(SessionParts {
         call_id: "detached".into(),
         plugin: plugin.into(),
@@ -315,6 +334,10 @@ pub fn detached_session(node: &Node, plugin: &str) -> (CallSession, UnboundedRec
         prompts: node.prompts.clone(),
         sip,
         events: rx,
+        events_tx: tx,
+        node: node.clone(),
+        caller: "bench".into(),
+        codec: crate::codec::g711::G711::Ulaw(0),
         store: node.store.clone(),
         answer_sdp: String::new(),
     });

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
 use super::collect::{CollectSpec, DigitCollector, End};
-use super::SipCommand;
+use super::{Node, SipCommand};
+use crate::codec::g711::G711;
 use crate::media::prompt::PromptSet;
 use crate::media::worker::{LegId, MediaEngine, MediaEvent};
 use crate::plugin::hookline::call::data::LogLevel;
@@ -38,12 +39,18 @@ const MAX_STEP: usize = 200;
 pub struct CallSession {
     pub call_id: String,
     pub plugin: String,
-    leg: LegId,
-    media: Arc<MediaEngine>,
-    prompts: Arc<PromptSet>,
-    sip: UnboundedSender<SipCommand>,
-    events: UnboundedReceiver<CallEvent>,
-    store: Store,
+    pub(crate) leg: LegId,
+    pub(crate) media: Arc<MediaEngine>,
+    pub(crate) prompts: Arc<PromptSet>,
+    pub(crate) sip: UnboundedSender<SipCommand>,
+    pub(crate) events: UnboundedReceiver<CallEvent>,
+    /// A sender into `events`, for outbound legs' progress.
+    pub(crate) events_tx: UnboundedSender<CallEvent>,
+    pub(crate) node: Arc<Node>,
+    /// The caller's user part (default caller ID when dialling).
+    pub(crate) caller: String,
+    pub(crate) codec: G711,
+    pub(crate) store: Store,
     answer_sdp: Option<String>,
     answered: bool,
     /// Why the call ended, once it has (caller gone or plugin hung up).
@@ -63,6 +70,10 @@ pub struct SessionParts {
     pub prompts: Arc<PromptSet>,
     pub sip: UnboundedSender<SipCommand>,
     pub events: UnboundedReceiver<CallEvent>,
+    pub events_tx: UnboundedSender<CallEvent>,
+    pub node: Arc<Node>,
+    pub caller: String,
+    pub codec: G711,
     pub store: Store,
     pub answer_sdp: String,
 }
@@ -77,6 +88,10 @@ impl CallSession {
             prompts: p.prompts,
             sip: p.sip,
             events: p.events,
+            events_tx: p.events_tx,
+            node: p.node,
+            caller: p.caller,
+            codec: p.codec,
             store: p.store,
             answer_sdp: Some(p.answer_sdp),
             answered: false,
@@ -91,7 +106,7 @@ impl CallSession {
         self.answered
     }
 
-    fn check_live(&mut self) -> Result<(), CallError> {
+    pub(crate) fn check_live(&mut self) -> Result<(), CallError> {
         // Pick up a hang-up that arrived while the plugin was busy elsewhere.
         while let Ok(ev) = self.events.try_recv() {
             let ev = self.convert(ev);
@@ -104,7 +119,7 @@ impl CallSession {
     }
 
     /// Applies an event that no verb is waiting for.
-    fn absorb(&mut self, ev: CallEvent) {
+    pub(crate) fn absorb(&mut self, ev: CallEvent) {
         match ev {
             CallEvent::Media(MediaEvent::Dtmf(k)) => self.digits.push_back(k),
             CallEvent::Media(MediaEvent::PlayDone { .. } | MediaEvent::RtpTimeout) => {}
@@ -120,7 +135,7 @@ impl CallSession {
     }
 
     /// Waits for the next event; a closed channel means the node is shutting down.
-    async fn next_event(&mut self) -> CallEvent {
+    pub(crate) async fn next_event(&mut self) -> CallEvent {
         match self.events.recv().await {
             Some(ev) => self.convert(ev),
             None => CallEvent::Ended(EndCause::CallerBye),

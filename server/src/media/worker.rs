@@ -771,4 +771,85 @@ mod tests {
         );
         engine.remove_leg(1);
     }
+
+    #[test]
+    fn bridge_relays_and_transcodes_between_laws() {
+        let engine = MediaEngine::start(2);
+        let pool = PortPool::new("127.0.0.1".parse().unwrap(), 31200, 31300);
+        let (sock_a, port_a) = pool.bind().unwrap();
+        let (sock_b, _) = pool.bind().unwrap();
+        let phone_a = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let phone_b = UdpSocket::bind("127.0.0.1:0").unwrap();
+        phone_b
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        let a = engine.new_leg_id(None);
+        let b = engine.new_leg_id(Some(a));
+        let setup = |id, socket, remote, codec| LegSetup {
+            id,
+            socket,
+            remote,
+            codec,
+            dtmf_pt: None,
+            inband_dtmf: false,
+            rtp_timeout: None,
+            latch: false,
+            events: Box::new(|_| {}),
+        };
+        engine.add_leg(setup(
+            a,
+            sock_a,
+            phone_a.local_addr().unwrap(),
+            G711::Ulaw(0),
+        ));
+        engine.add_leg(setup(
+            b,
+            sock_b,
+            "127.0.0.1:9".parse().unwrap(),
+            G711::Ulaw(0),
+        ));
+        // The callee answered with A-law at phone_b.
+        engine.set_remote(b, phone_b.local_addr().unwrap(), G711::Alaw(8), None);
+        engine.bridge(a, b);
+        thread::sleep(Duration::from_millis(60));
+        let pcm: Vec<i16> = (0..160)
+            .map(|n| ((n as f64 / 5.0).sin() * 8000.0) as i16)
+            .collect();
+        let mut ulaw = [0u8; 160];
+        G711::Ulaw(0).encode(&pcm, &mut ulaw);
+        let mut pkt = [0u8; 172];
+        pkt[12..].copy_from_slice(&ulaw);
+        for seq in 0..3u16 {
+            packet::write_header(
+                &mut pkt,
+                seq == 0,
+                0,
+                500 + seq,
+                8000 + seq as u32 * 160,
+                77,
+            );
+            phone_a.send_to(&pkt, ("127.0.0.1", port_a)).unwrap();
+        }
+        let mut buf = [0u8; 512];
+        let mut got = Vec::new();
+        for _ in 0..3 {
+            let n = phone_b.recv(&mut buf).unwrap();
+            let p = RtpPacket::parse(&buf[..n]).unwrap();
+            got.push((p.payload_type, p.sequence, p.timestamp, p.payload.to_vec()));
+        }
+        assert!(got.iter().all(|g| g.0 == 8), "relayed as PCMA");
+        assert_eq!(got[1].1, got[0].1.wrapping_add(1));
+        assert_eq!(got[1].2.wrapping_sub(got[0].2), 160, "source timing kept");
+        let mut back = [0i16; 160];
+        G711::Alaw(8).decode(&got[0].3, &mut back);
+        let err: f64 = pcm
+            .iter()
+            .zip(back)
+            .map(|(x, y)| (*x as f64 - y as f64).abs())
+            .sum::<f64>()
+            / 160.0;
+        assert!(err < 150.0, "transcoded audio differs: mean error {err}");
+        engine.remove_leg(a);
+        engine.remove_leg(b);
+    }
 }

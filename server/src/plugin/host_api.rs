@@ -48,6 +48,42 @@ impl routing::Host for CallState {
     async fn hangup(&mut self) -> Result<(), CallError> {
         self.session.hangup()
     }
+
+    async fn dial(
+        &mut self,
+        options: routing::DialOptions,
+    ) -> Result<routing::DialResult, CallError> {
+        use crate::call::dial::{DialStatus, Target};
+        if options.targets.is_empty() || options.targets.len() > 32 {
+            return Err(CallError::InvalidArgument(
+                "dial needs 1 to 32 targets".into(),
+            ));
+        }
+        let targets: Vec<Target> = options
+            .targets
+            .into_iter()
+            .map(|t| match t {
+                routing::DialTarget::Extension(e) => Target::Extension(e),
+                routing::DialTarget::Uri(u) => Target::Uri(u),
+            })
+            .collect();
+        let timeout =
+            std::time::Duration::from_millis(options.timeout_ms.clamp(1000, 600_000).into());
+        let out = self
+            .session
+            .dial(&targets, timeout, options.caller_id)
+            .await?;
+        Ok(routing::DialResult {
+            status: match out.status {
+                DialStatus::Completed => routing::DialStatus::Completed,
+                DialStatus::NoAnswer => routing::DialStatus::NoAnswer,
+                DialStatus::Busy => routing::DialStatus::Busy,
+                DialStatus::Failed => routing::DialStatus::Failed,
+            },
+            answered_target: out.answered_target,
+            talk_seconds: out.talk_seconds,
+        })
+    }
 }
 
 impl data::Host for CallState {

@@ -113,6 +113,23 @@ pub fn answer(local: SocketAddr, neg: &Negotiated, session_id: u64) -> String {
     s
 }
 
+/// Builds an offer for an outbound leg: `prefer` first (so a bridge to a
+/// caller using it needs no transcoding), the other G.711 law, telephone-event.
+pub fn offer(local: SocketAddr, prefer: G711, session_id: u64) -> String {
+    let ip = local.ip();
+    let family = if ip.is_ipv6() { "IP6" } else { "IP4" };
+    let order = match prefer {
+        G711::Ulaw(_) => "0 8",
+        G711::Alaw(_) => "8 0",
+    };
+    format!(
+        "v=0\r\no=hookline {session_id} {session_id} IN {family} {ip}\r\ns=hookline\r\nc=IN {family} {ip}\r\nt=0 0\r\n\
+         m=audio {port} RTP/AVP {order} 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n\
+         a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=ptime:20\r\na=sendrecv\r\n",
+        port = local.port()
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,6 +147,13 @@ mod tests {
         let a = answer("127.0.0.1:20000".parse().unwrap(), &n, 7);
         assert!(a.contains("m=audio 20000 RTP/AVP 8 101\r\n"), "{a}");
         assert!(negotiate(a.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn offer_prefers_the_callers_law() {
+        let o = offer("127.0.0.1:20002".parse().unwrap(), G711::Alaw(8), 1);
+        let n = negotiate(o.as_bytes()).unwrap();
+        assert_eq!((n.codec, n.dtmf_pt), (G711::Alaw(8), Some(101)));
     }
 
     #[test]

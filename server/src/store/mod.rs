@@ -45,6 +45,8 @@ pub struct CallRecord {
     pub caller: String,
     pub callee: String,
     pub plugin: Option<String>,
+    /// For an outbound leg: the call it was dialled from.
+    pub parent: Option<String>,
     pub hangup_cause: Option<String>,
     /// Steps in order: `prompt:<id>`, `digits:<keys>`, `branch:<name>`, ...
     pub path: Vec<String>,
@@ -57,6 +59,7 @@ enum Op {
         caller: String,
         callee: String,
         plugin: Option<String>,
+        parent: Option<String>,
     },
     Answer {
         id: String,
@@ -90,7 +93,8 @@ const SCHEMA: &str = "
         callee TEXT NOT NULL,
         plugin TEXT,
         hangup_cause TEXT,
-        path TEXT NOT NULL DEFAULT '[]'
+        path TEXT NOT NULL DEFAULT '[]',
+        parent TEXT
     );";
 
 impl Store {
@@ -102,6 +106,8 @@ impl Store {
         };
         let conn = Connection::open(path).map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;
+        // Databases from before outbound legs lack the column; adding it twice fails harmlessly.
+        let _ = conn.execute_batch("ALTER TABLE calls ADD COLUMN parent TEXT");
         let (tx, rx) = mpsc::channel();
         thread::Builder::new()
             .name("store".into())
@@ -120,6 +126,19 @@ impl Store {
             caller: caller.into(),
             callee: callee.into(),
             plugin: plugin.map(Into::into),
+            parent: None,
+        });
+    }
+
+    /// An outbound leg dialled from call `parent`.
+    pub fn leg_started(&self, id: &str, caller: &str, callee: &str, parent: &str) {
+        let _ = self.tx.send(Op::Start {
+            id: id.into(),
+            at: now_ms(),
+            caller: caller.into(),
+            callee: callee.into(),
+            plugin: None,
+            parent: Some(parent.into()),
         });
     }
 
@@ -148,7 +167,7 @@ impl Store {
         let conn = Connection::open(&self.path).map_err(err)?;
         let mut stmt = conn
             .prepare(
-                "SELECT id, started_ms, answered_ms, ended_ms, caller, callee, plugin, hangup_cause, path
+                "SELECT id, started_ms, answered_ms, ended_ms, caller, callee, plugin, hangup_cause, path, parent
                  FROM calls ORDER BY seq DESC LIMIT ?1",
             )
             .map_err(err)?;
@@ -164,6 +183,7 @@ impl Store {
                     callee: r.get(5)?,
                     plugin: r.get(6)?,
                     hangup_cause: r.get(7)?,
+                    parent: r.get(9)?,
                     path: serde_json::from_str(&path).unwrap_or_default(),
                 })
             })
@@ -196,9 +216,9 @@ fn writer(mut conn: Connection, rx: mpsc::Receiver<Op>) {
 
 fn apply(conn: &Connection, op: Op) -> rusqlite::Result<usize> {
     match op {
-        Op::Start { id, at, caller, callee, plugin } => conn.execute(
-            "INSERT OR IGNORE INTO calls (id, started_ms, caller, callee, plugin) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![id, at, caller, callee, plugin],
+        Op::Start { id, at, caller, callee, plugin, parent } => conn.execute(
+            "INSERT OR IGNORE INTO calls (id, started_ms, caller, callee, plugin, parent) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![id, at, caller, callee, plugin, parent],
         ),
         Op::Answer { id, at } => {
             conn.execute("UPDATE calls SET answered_ms = ?2 WHERE id = ?1 AND answered_ms IS NULL", params![id, at])

@@ -1,0 +1,340 @@
+//! The `dial` verb: ring targets at once, connect the first to answer, and
+//! hold the bridge until one side hangs up. Each outbound leg gets its own
+//! RTP port and call record (linked to the caller's by `parent`).
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use super::session::{CallEvent, CallSession};
+use super::SipCommand;
+use crate::media::worker::{LegId, LegSetup};
+use crate::plugin::CallError;
+use crate::sip::endpoint::EndCause;
+use crate::sip::uac::{Dial, UacEvent};
+use crate::sip::{message, sdp};
+
+/// Whom to call.
+#[derive(Debug, Clone)]
+pub enum Target {
+    Extension(String),
+    Uri(String),
+}
+
+/// How a dial ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DialStatus {
+    Completed,
+    NoAnswer,
+    Busy,
+    Failed,
+}
+
+/// What `dial` reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DialOutcome {
+    pub status: DialStatus,
+    pub answered_target: Option<u32>,
+    pub talk_seconds: u32,
+}
+
+/// One ringing leg.
+struct Attempt {
+    target: u32,
+    call_id: String,
+    leg: LegId,
+    port: u16,
+    /// Final response received (or cancelled).
+    done: bool,
+    busy: bool,
+}
+
+/// A SIP URI with a numeric host: `sip:user@1.2.3.4:5060` -> the address.
+fn uri_dest(uri: &str) -> Option<SocketAddr> {
+    let rest = uri.strip_prefix("sip:")?;
+    let host_port = rest.rsplit('@').next()?.split(';').next()?;
+    if let Ok(addr) = host_port.parse::<SocketAddr>() {
+        return Some(addr);
+    }
+    host_port
+        .parse::<IpAddr>()
+        .ok()
+        .map(|ip| SocketAddr::new(ip, 5060))
+}
+
+impl CallSession {
+    /// Rings `targets`, connects the first to answer; see the WIT `dial`.
+    pub async fn dial(
+        &mut self,
+        targets: &[Target],
+        timeout: Duration,
+        caller_id: Option<String>,
+    ) -> Result<DialOutcome, CallError> {
+        self.check_live()?;
+        self.answer()?;
+        let node = self.node.clone();
+        let now_unix = crate::store::now_ms() as u64 / 1000;
+        // Every reachable contact of every target.
+        let mut contacts: Vec<(u32, String, SocketAddr)> = Vec::new();
+        for (i, t) in targets.iter().enumerate() {
+            match t {
+                Target::Extension(user) => {
+                    let bindings = node
+                        .registrar
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .lookup(user, now_unix);
+                    contacts.extend(
+                        bindings
+                            .into_iter()
+                            .map(|b| (i as u32, b.contact, b.source)),
+                    );
+                }
+                Target::Uri(uri) => match uri_dest(uri) {
+                    Some(dest) => contacts.push((i as u32, uri.clone(), dest)),
+                    None => {
+                        return Err(CallError::InvalidArgument(format!(
+                            "not a SIP URI with a numeric host: {uri}"
+                        )))
+                    }
+                },
+            }
+        }
+        let label: Vec<String> = targets
+            .iter()
+            .map(|t| match t {
+                Target::Extension(e) => e.clone(),
+                Target::Uri(u) => message::user_of(u).to_string(),
+            })
+            .collect();
+        self.mark(&format!("dial:{}", label.join(",")));
+        if contacts.is_empty() {
+            self.mark("dial:failed");
+            return Ok(DialOutcome {
+                status: DialStatus::Failed,
+                answered_target: None,
+                talk_seconds: 0,
+            });
+        }
+        let from_user = caller_id.unwrap_or_else(|| self.caller.clone());
+        let mut attempts = Vec::new();
+        for (target, uri, dest) in contacts {
+            let Ok((socket, port)) = node.ports.bind() else {
+                continue;
+            };
+            let leg = self.media.new_leg_id(Some(self.leg));
+            let local = SocketAddr::new(node.media_ip_for(dest), port);
+            node.media.add_leg(LegSetup {
+                id: leg,
+                socket,
+                // Nothing is sent on the leg until it answers and `set_remote` says where.
+                remote: SocketAddr::new(local.ip(), 9),
+                codec: self.codec,
+                dtmf_pt: None,
+                inband_dtmf: false,
+                rtp_timeout: None,
+                latch: false,
+                events: Box::new(|_| {}),
+            });
+            let call_id = format!("{:016x}@hookline", rand::random::<u64>());
+            self.store
+                .leg_started(&call_id, &from_user, &label[target as usize], &self.call_id);
+            let _ = self.sip.send(SipCommand::Dial {
+                dial: Dial {
+                    call_id: call_id.clone(),
+                    target: uri,
+                    dest,
+                    from_user: from_user.clone(),
+                    from_name: None,
+                    sdp: sdp::offer(local, self.codec, leg),
+                },
+                events: self.events_tx.clone(),
+            });
+            attempts.push(Attempt {
+                target,
+                call_id,
+                leg,
+                port,
+                done: false,
+                busy: false,
+            });
+        }
+        // Ringback until someone answers.
+        if let Some(tone) = self.prompts.get("ringback").cloned() {
+            self.media.play(self.leg, vec![tone], u64::MAX);
+            self.media.loop_play(self.leg);
+        }
+        let outcome = self.ring_and_talk(&mut attempts, timeout).await;
+        self.media.stop(self.leg);
+        for a in &attempts {
+            node.media.remove_leg(a.leg);
+            node.ports.release(a.port);
+            let _ = self.sip.send(SipCommand::Finished {
+                call_id: a.call_id.clone(),
+            });
+        }
+        match &outcome {
+            Ok(o) => self.mark(&format!("dial:{}", status_str(o.status))),
+            Err(_) => self.mark("dial:caller-hangup"),
+        }
+        outcome
+    }
+
+    async fn ring_and_talk(
+        &mut self,
+        attempts: &mut [Attempt],
+        timeout: Duration,
+    ) -> Result<DialOutcome, CallError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        // Ringing.
+        let winner = loop {
+            if attempts.iter().all(|a| a.done) {
+                let status = if attempts.iter().any(|a| a.busy) {
+                    DialStatus::Busy
+                } else {
+                    DialStatus::Failed
+                };
+                return Ok(DialOutcome {
+                    status,
+                    answered_target: None,
+                    talk_seconds: 0,
+                });
+            }
+            let ev = tokio::select! {
+                ev = self.next_event() => ev,
+                _ = tokio::time::sleep_until(deadline) => {
+                    self.end_attempts(attempts, None, "no-answer");
+                    return Ok(DialOutcome { status: DialStatus::NoAnswer, answered_target: None, talk_seconds: 0 });
+                }
+            };
+            match ev {
+                CallEvent::Outbound { call_id, event } => {
+                    let Some(i) = attempts.iter().position(|a| a.call_id == call_id) else {
+                        continue;
+                    };
+                    match event {
+                        UacEvent::Progress { .. } => {}
+                        UacEvent::Answered { sdp: answer } => {
+                            match sdp::negotiate(answer.as_bytes()) {
+                                Ok(neg) => {
+                                    let a = &attempts[i];
+                                    self.media.set_remote(
+                                        a.leg,
+                                        neg.remote,
+                                        neg.codec,
+                                        neg.dtmf_pt,
+                                    );
+                                    self.media.bridge(self.leg, a.leg);
+                                    self.store.call_answered(&a.call_id);
+                                    break i;
+                                }
+                                Err(e) => {
+                                    tracing::warn!(call = %self.call_id, "callee's SDP answer: {e}");
+                                    let _ = self.sip.send(SipCommand::Hangup {
+                                        call_id: call_id.clone(),
+                                    });
+                                    attempts[i].done = true;
+                                    self.store.call_ended(&call_id, "bad-sdp-answer", vec![]);
+                                }
+                            }
+                        }
+                        UacEvent::Failed { code } => {
+                            attempts[i].done = true;
+                            attempts[i].busy = matches!(code, 486 | 600);
+                            self.store
+                                .call_ended(&call_id, &format!("sip-{code}"), vec![]);
+                        }
+                        UacEvent::RemoteBye => attempts[i].done = true,
+                    }
+                }
+                ev @ CallEvent::Ended(_) => {
+                    self.absorb(ev);
+                    self.end_attempts(attempts, None, "caller-hangup");
+                    return Err(CallError::HungUp);
+                }
+                other => self.absorb(other),
+            }
+        };
+        self.end_attempts(attempts, Some(winner), "answered-elsewhere");
+        let answered_at = Instant::now();
+        let target = attempts[winner].target;
+        let call_id = attempts[winner].call_id.clone();
+        let leg = attempts[winner].leg;
+        // Connected until one side hangs up.
+        loop {
+            match self.next_event().await {
+                CallEvent::Outbound {
+                    call_id: c,
+                    event: UacEvent::RemoteBye,
+                } if c == call_id => {
+                    self.media.unbridge(self.leg, leg);
+                    self.store.call_ended(&call_id, "callee-bye", vec![]);
+                    return Ok(DialOutcome {
+                        status: DialStatus::Completed,
+                        answered_target: Some(target),
+                        talk_seconds: answered_at.elapsed().as_secs() as u32,
+                    });
+                }
+                ev @ CallEvent::Ended(_) => {
+                    let cause = match &ev {
+                        CallEvent::Ended(EndCause::RtpTimeout) => "caller-rtp-timeout",
+                        _ => "caller-bye",
+                    };
+                    self.absorb(ev);
+                    self.media.unbridge(self.leg, leg);
+                    let _ = self.sip.send(SipCommand::Hangup {
+                        call_id: call_id.clone(),
+                    });
+                    self.store.call_ended(&call_id, cause, vec![]);
+                    return Err(CallError::HungUp);
+                }
+                other => self.absorb(other),
+            }
+        }
+    }
+
+    /// Stops every attempt still ringing except `keep`, recording why.
+    fn end_attempts(&mut self, attempts: &mut [Attempt], keep: Option<usize>, cause: &str) {
+        for (i, a) in attempts.iter_mut().enumerate() {
+            if Some(i) == keep || a.done {
+                continue;
+            }
+            a.done = true;
+            let _ = self.sip.send(SipCommand::Hangup {
+                call_id: a.call_id.clone(),
+            });
+            self.store.call_ended(&a.call_id, cause, vec![]);
+        }
+    }
+}
+
+fn status_str(s: DialStatus) -> &'static str {
+    match s {
+        DialStatus::Completed => "completed",
+        DialStatus::NoAnswer => "no-answer",
+        DialStatus::Busy => "busy",
+        DialStatus::Failed => "failed",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uri_destinations() {
+        assert_eq!(
+            uri_dest("sip:a@127.0.0.1:5070"),
+            Some("127.0.0.1:5070".parse().unwrap())
+        );
+        assert_eq!(
+            uri_dest("sip:a@127.0.0.1"),
+            Some("127.0.0.1:5060".parse().unwrap())
+        );
+        assert_eq!(
+            uri_dest("sip:a@127.0.0.1:5070;transport=udp"),
+            Some("127.0.0.1:5070".parse().unwrap())
+        );
+        assert_eq!(uri_dest("sip:a@example.com"), None);
+        assert_eq!(uri_dest("tel:+1"), None);
+    }
+}

@@ -1,0 +1,130 @@
+//! Outbound legs and bridging with real peers: baresip registers as extension
+//! 201 and auto-answers; a SIPp caller presses 1 in the IVR and is connected.
+//! Audio is checked at both ends: what one sends, the other hears.
+
+use std::time::{Duration, Instant};
+
+use hookline_tests::{
+    alaw_to_linear, http_get, read_wav_i16, rms, sipp, Baresip, NodeSpec, RtpSink, TestNode,
+};
+use serde_json::Value;
+
+const SETUP: &str = r#"[[extensions]]
+user = "201"
+password = "agent"
+
+[[routes]]
+number = "sales"
+plugin = "ivr"
+config = { menu = ["main_menu"], attempts = 2, timeout_ms = 3000, options = [{ digit = "1", name = "sales", dial = ["201"], dial_timeout_ms = 15000, unanswered = ["operator"] }], fallback = { name = "operator", prompts = ["operator"] } }
+"#;
+
+/// A 1 kHz tone: what the agent says.
+fn agent_voice(seconds: usize) -> Vec<i16> {
+    (0..8000 * seconds)
+        .map(|n| ((n as f64 * 2.0 * std::f64::consts::PI * 1000.0 / 8000.0).sin() * 8000.0) as i16)
+        .collect()
+}
+
+fn zero_crossings_per_second(pcm: &[i16]) -> f64 {
+    let z = pcm.windows(2).filter(|w| (w[0] < 0) != (w[1] < 0)).count();
+    z as f64 / (pcm.len() as f64 / 8000.0)
+}
+
+#[test]
+fn caller_is_bridged_to_a_registered_agent_with_audio_both_ways() {
+    let node = TestNode::start(NodeSpec {
+        extra_routes: SETUP,
+        ..NodeSpec::default()
+    })
+    .unwrap();
+    let agent = Baresip::register_with_mic(
+        &format!(
+            "<sip:201@{}>;auth_pass=agent;regint=600;answermode=auto",
+            node.sip
+        ),
+        &agent_voice(60),
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (_, body) = http_get(node.http, "/api/registrations", None).unwrap();
+        if body.contains("\"user\":\"201\"") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "agent did not register:\n{}",
+            agent.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    let sink = RtpSink::bind().unwrap();
+    sipp(
+        &node,
+        "uac_bridge.xml",
+        "sales",
+        &[("rtp_sink", sink.port.to_string())],
+    )
+    .unwrap();
+    let packets = sink.finish();
+
+    let caller = node
+        .wait_for_call(Duration::from_secs(10), |c| {
+            c["caller"] == "bridged" && c["parent"].is_null() && c["hangup_cause"].is_string()
+        })
+        .unwrap();
+    let path: Vec<&str> = caller["path"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    assert!(
+        path.contains(&"branch:sales"),
+        "{caller:#}\n{}",
+        node.logs()
+    );
+    assert!(path.contains(&"dial:201"), "{path:?}");
+    assert_eq!(caller["hangup_cause"], "caller-bye", "{caller:#}");
+    let calls = node.calls().unwrap();
+    let leg: &Value = calls
+        .iter()
+        .find(|c| c["parent"] == caller["id"])
+        .unwrap_or_else(|| panic!("no leg record linked to the call: {calls:#?}"));
+    assert_eq!(leg["callee"], "201");
+    assert!(leg["answered_at"].is_string(), "{leg:#}");
+    assert_eq!(leg["hangup_cause"], "caller-bye");
+
+    // The caller heard the agent: a 1 kHz tone (A-law, as the caller negotiated).
+    let pcm: Vec<i16> = packets
+        .iter()
+        .filter(|p| p.payload_type == 8)
+        .flat_map(|p| p.payload.iter().map(|b| alaw_to_linear(*b)))
+        .collect();
+    let last_4s = &pcm[pcm.len().saturating_sub(8000 * 4)..];
+    assert!(
+        rms(last_4s) > 2000.0,
+        "caller heard no agent: RMS {}",
+        rms(last_4s)
+    );
+    let zc = zero_crossings_per_second(last_4s);
+    assert!(
+        (1900.0..2100.0).contains(&zc),
+        "not the agent's 1 kHz tone: {zc} crossings/s"
+    );
+
+    // The agent heard the caller's speech (SIPp's g711a.pcap).
+    let agent = agent.quit().unwrap();
+    let heard = agent
+        .heard()
+        .unwrap_or_else(|| panic!("agent recorded nothing\n{}", agent.log()));
+    let heard = read_wav_i16(&heard).unwrap();
+    let loud = heard.iter().filter(|s| s.unsigned_abs() > 1000).count();
+    assert!(
+        loud > 8000,
+        "agent heard too little of the caller: {loud} loud samples, RMS {}",
+        rms(&heard)
+    );
+}
