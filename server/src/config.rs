@@ -37,6 +37,9 @@ pub struct Config {
     /// Extensions (agents' phones) that may REGISTER, with their credentials.
     #[serde(default)]
     pub extensions: Vec<ExtensionConfig>,
+    /// Carriers for calls to numbers, tried in this order (failover).
+    #[serde(default)]
+    pub trunks: Vec<TrunkConfig>,
     /// Directory the relative paths above are resolved against (the file's own).
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -157,6 +160,22 @@ fn default_recorded() -> PathBuf {
 }
 fn default_language() -> String {
     "en".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrunkConfig {
+    pub name: String,
+    /// The carrier's SIP address (ip:port).
+    pub address: std::net::SocketAddr,
+    /// Digest credentials, when the carrier challenges.
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// Caller ID presented on this trunk (replaces the caller's).
+    pub caller_id: Option<String>,
+    /// Put in front of the dialled number (e.g. a country code or tech prefix).
+    #[serde(default)]
+    pub prefix: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]

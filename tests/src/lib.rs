@@ -403,6 +403,54 @@ pub fn wav_duration_ms(path: &Path) -> Result<u64> {
     Ok(len * 1000 / (rate * channels * bits / 8))
 }
 
+/// A SIPp UAS (a carrier, a phone) listening on `port`, handling one call of
+/// `scenario` in the background; `wait_sipp` collects its result.
+pub fn sipp_uas(scenario: &str, port: u16) -> Result<(Child, tempfile::TempDir)> {
+    let dir = tempfile::tempdir()?;
+    let child = Command::new("sipp")
+        .arg("-sf")
+        .arg(workspace_root().join("tests/scenarios").join(scenario))
+        .args([
+            "-m",
+            "1",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-mp",
+            &free_udp_port().to_string(),
+        ])
+        .args([
+            "-timeout",
+            "60s",
+            "-timeout_error",
+            "-trace_err",
+            "-error_file",
+        ])
+        .arg(dir.path().join("errors.log"))
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("running sipp (apt sip-tester)")?;
+    Ok((child, dir))
+}
+
+/// Waits for a background SIPp; true if its call went through the scenario.
+pub fn wait_sipp(mut child: Child, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            return status.success();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    false
+}
+
 /// Runs one SIPp scenario from `tests/scenarios` against the node.
 pub fn sipp(
     node: &TestNode,

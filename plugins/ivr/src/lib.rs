@@ -43,7 +43,7 @@ pub struct Branch {
     pub name: String,
     #[serde(default)]
     pub prompts: Vec<String>,
-    /// Extensions or SIP URIs (`sip:…`) rung at once after the prompts.
+    /// Extensions, SIP URIs (`sip:…`) or numbers via the trunks (`tel:…`), rung at once after the prompts.
     #[serde(default)]
     pub dial: Vec<String>,
     #[serde(default = "default_dial_timeout_ms")]
@@ -112,9 +112,14 @@ fn run(config: &IvrConfig) -> Result<(), CallError> {
         let targets = branch
             .dial
             .iter()
-            .map(|t| match t.starts_with("sip:") {
-                true => DialTarget::Uri(t.clone()),
-                false => DialTarget::Extension(t.clone()),
+            .map(|t| {
+                if t.starts_with("sip:") {
+                    DialTarget::Uri(t.clone())
+                } else if let Some(number) = t.strip_prefix("tel:") {
+                    DialTarget::Number(number.to_string())
+                } else {
+                    DialTarget::Extension(t.clone())
+                }
             })
             .collect();
         let result = routing::dial(&DialOptions {

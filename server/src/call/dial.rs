@@ -18,6 +18,19 @@ use crate::sip::{message, sdp};
 pub enum Target {
     Extension(String),
     Uri(String),
+    /// A phone number, out through the configured trunks in order.
+    Number(String),
+}
+
+/// One way to reach a target: where to send the INVITE and as whom.
+#[derive(Debug, Clone)]
+struct Route {
+    uri: String,
+    dest: SocketAddr,
+    auth: Option<(String, String)>,
+    caller_id: Option<String>,
+    /// Trunk name, for the call record.
+    via: Option<String>,
 }
 
 /// How a dial ended.
@@ -43,9 +56,19 @@ struct Attempt {
     call_id: String,
     leg: LegId,
     port: u16,
+    local: SocketAddr,
     /// Final response received (or cancelled).
     done: bool,
     busy: bool,
+    /// Further trunks to try if this one fails.
+    failover: std::collections::VecDeque<Route>,
+    /// Caller ID the plugin asked for (kept across failover).
+    from_user: String,
+}
+
+/// Responses that mean "this carrier failed", not "this callee declined".
+fn fails_over(code: u16) -> bool {
+    code == 408 || (500..600).contains(&code)
 }
 
 /// A SIP URI with a numeric host: `sip:user@1.2.3.4:5060` -> the address.
@@ -73,9 +96,17 @@ impl CallSession {
         self.answer()?;
         let node = self.node.clone();
         let now_unix = crate::store::now_ms() as u64 / 1000;
-        // Every reachable contact of every target.
-        let mut contacts: Vec<(u32, String, SocketAddr)> = Vec::new();
+        // Every reachable contact of every target; a number gets its trunks in failover order.
+        let mut contacts: Vec<(u32, Vec<Route>)> = Vec::new();
+        let direct = |uri: String, dest| Route {
+            uri,
+            dest,
+            auth: None,
+            caller_id: None,
+            via: None,
+        };
         for (i, t) in targets.iter().enumerate() {
+            let i = i as u32;
             match t {
                 Target::Extension(user) => {
                     let bindings = node
@@ -86,17 +117,43 @@ impl CallSession {
                     contacts.extend(
                         bindings
                             .into_iter()
-                            .map(|b| (i as u32, b.contact, b.source)),
+                            .map(|b| (i, vec![direct(b.contact, b.source)])),
                     );
                 }
                 Target::Uri(uri) => match uri_dest(uri) {
-                    Some(dest) => contacts.push((i as u32, uri.clone(), dest)),
+                    Some(dest) => contacts.push((i, vec![direct(uri.clone(), dest)])),
                     None => {
                         return Err(CallError::InvalidArgument(format!(
                             "not a SIP URI with a numeric host: {uri}"
                         )))
                     }
                 },
+                Target::Number(number) => {
+                    let valid = !number.is_empty()
+                        && number
+                            .chars()
+                            .all(|c| c.is_ascii_digit() || "+*#".contains(c));
+                    if !valid {
+                        return Err(CallError::InvalidArgument(format!(
+                            "not a phone number: {number:?}"
+                        )));
+                    }
+                    let routes: Vec<Route> = node
+                        .config
+                        .trunks
+                        .iter()
+                        .map(|t| Route {
+                            uri: format!("sip:{}{number}@{}", t.prefix, t.address),
+                            dest: t.address,
+                            auth: t.username.clone().zip(t.password.clone()),
+                            caller_id: t.caller_id.clone(),
+                            via: Some(t.name.clone()),
+                        })
+                        .collect();
+                    if !routes.is_empty() {
+                        contacts.push((i, routes));
+                    }
+                }
             }
         }
         let label: Vec<String> = targets
@@ -104,6 +161,7 @@ impl CallSession {
             .map(|t| match t {
                 Target::Extension(e) => e.clone(),
                 Target::Uri(u) => message::user_of(u).to_string(),
+                Target::Number(n) => n.clone(),
             })
             .collect();
         self.mark(&format!("dial:{}", label.join(",")));
@@ -117,12 +175,16 @@ impl CallSession {
         }
         let from_user = caller_id.unwrap_or_else(|| self.caller.clone());
         let mut attempts = Vec::new();
-        for (target, uri, dest) in contacts {
+        for (target, routes) in contacts {
+            let mut routes: std::collections::VecDeque<Route> = routes.into();
+            let Some(route) = routes.pop_front() else {
+                continue;
+            };
             let Ok((socket, port)) = node.ports.bind() else {
                 continue;
             };
             let leg = self.media.new_leg_id(Some(self.leg));
-            let local = SocketAddr::new(node.media_ip_for(dest), port);
+            let local = SocketAddr::new(node.media_ip_for(route.dest), port);
             node.media.add_leg(LegSetup {
                 id: leg,
                 socket,
@@ -135,27 +197,17 @@ impl CallSession {
                 latch: false,
                 events: Box::new(|_| {}),
             });
-            let call_id = format!("{:016x}@hookline", rand::random::<u64>());
-            self.store
-                .leg_started(&call_id, &from_user, &label[target as usize], &self.call_id);
-            let _ = self.sip.send(SipCommand::Dial {
-                dial: Dial {
-                    call_id: call_id.clone(),
-                    target: uri,
-                    dest,
-                    from_user: from_user.clone(),
-                    from_name: None,
-                    sdp: sdp::offer(local, self.codec, leg),
-                },
-                events: self.events_tx.clone(),
-            });
+            let call_id = self.start_route(&route, &from_user, &label[target as usize], local, leg);
             attempts.push(Attempt {
                 target,
                 call_id,
                 leg,
                 port,
+                local,
                 done: false,
                 busy: false,
+                failover: routes,
+                from_user: from_user.clone(),
             });
         }
         // Ringback until someone answers.
@@ -177,6 +229,40 @@ impl CallSession {
             Err(_) => self.mark("dial:caller-hangup"),
         }
         outcome
+    }
+
+    /// Sends the INVITE for one route of an attempt; returns its Call-ID.
+    fn start_route(
+        &mut self,
+        route: &Route,
+        from_user: &str,
+        label: &str,
+        local: SocketAddr,
+        leg: LegId,
+    ) -> String {
+        let call_id = format!("{:016x}@hookline", rand::random::<u64>());
+        let from_user = route
+            .caller_id
+            .clone()
+            .unwrap_or_else(|| from_user.to_string());
+        self.store
+            .leg_started(&call_id, &from_user, label, &self.call_id);
+        if let Some(trunk) = &route.via {
+            self.mark(&format!("trunk:{trunk}"));
+        }
+        let _ = self.sip.send(SipCommand::Dial {
+            dial: Dial {
+                call_id: call_id.clone(),
+                target: route.uri.clone(),
+                dest: route.dest,
+                from_user,
+                from_name: None,
+                sdp: sdp::offer(local, self.codec, leg),
+                auth: route.auth.clone(),
+            },
+            events: self.events_tx.clone(),
+        });
+        call_id
     }
 
     async fn ring_and_talk(
@@ -238,10 +324,27 @@ impl CallSession {
                             }
                         }
                         UacEvent::Failed { code } => {
-                            attempts[i].done = true;
-                            attempts[i].busy = matches!(code, 486 | 600);
                             self.store
                                 .call_ended(&call_id, &format!("sip-{code}"), vec![]);
+                            let next = if fails_over(code) {
+                                attempts[i].failover.pop_front()
+                            } else {
+                                None
+                            };
+                            match next {
+                                Some(route) => {
+                                    // The carrier failed: the same leg goes out through the next trunk.
+                                    let label = message::user_of(&route.uri).to_string();
+                                    let (local, leg) = (attempts[i].local, attempts[i].leg);
+                                    let from = attempts[i].from_user.clone();
+                                    attempts[i].call_id =
+                                        self.start_route(&route, &from, &label, local, leg);
+                                }
+                                None => {
+                                    attempts[i].done = true;
+                                    attempts[i].busy = matches!(code, 486 | 600);
+                                }
+                            }
                         }
                         UacEvent::RemoteBye => attempts[i].done = true,
                     }

@@ -65,6 +65,7 @@ impl routing::Host for CallState {
             .map(|t| match t {
                 routing::DialTarget::Extension(e) => Target::Extension(e),
                 routing::DialTarget::Uri(u) => Target::Uri(u),
+                routing::DialTarget::Number(n) => Target::Number(n),
             })
             .collect();
         let timeout =

@@ -57,6 +57,76 @@ impl Credentials {
     }
 }
 
+/// A server's `WWW-Authenticate` / `Proxy-Authenticate: Digest ...` challenge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Challenge {
+    pub realm: String,
+    pub nonce: String,
+    /// Set when the server offers `qop=auth`.
+    pub qop_auth: bool,
+    pub opaque: Option<String>,
+}
+
+impl Challenge {
+    pub fn parse(value: &str) -> Option<Challenge> {
+        let rest = value.trim().strip_prefix("Digest")?.trim();
+        let (mut realm, mut nonce, mut qop_auth, mut opaque) = (None, None, false, None);
+        for part in split_params(rest) {
+            let Some((k, v)) = part.split_once('=') else {
+                continue;
+            };
+            let v = v.trim().trim_matches('"').to_string();
+            match k.trim().to_ascii_lowercase().as_str() {
+                "realm" => realm = Some(v),
+                "nonce" => nonce = Some(v),
+                "qop" => qop_auth = v.split(',').any(|q| q.trim().eq_ignore_ascii_case("auth")),
+                "opaque" => opaque = Some(v),
+                "algorithm" if !v.eq_ignore_ascii_case("md5") => return None,
+                _ => {}
+            }
+        }
+        Some(Challenge {
+            realm: realm?,
+            nonce: nonce?,
+            qop_auth,
+            opaque,
+        })
+    }
+
+    /// The `Authorization` value answering this challenge.
+    pub fn answer(
+        &self,
+        user: &str,
+        password: &str,
+        method: &str,
+        uri: &str,
+        cnonce: &str,
+    ) -> String {
+        let mut c = Credentials {
+            username: user.into(),
+            realm: self.realm.clone(),
+            nonce: self.nonce.clone(),
+            uri: uri.into(),
+            response: String::new(),
+            qop: self.qop_auth.then(|| "auth".to_string()),
+            nc: self.qop_auth.then(|| "00000001".to_string()),
+            cnonce: self.qop_auth.then(|| cnonce.to_string()),
+        };
+        c.response = c.expected(method, password);
+        let mut v = format!(
+            "Digest username=\"{user}\", realm=\"{}\", nonce=\"{}\", uri=\"{uri}\", response=\"{}\", algorithm=MD5",
+            c.realm, c.nonce, c.response
+        );
+        if self.qop_auth {
+            v.push_str(&format!(", qop=auth, nc=00000001, cnonce=\"{cnonce}\""));
+        }
+        if let Some(o) = &self.opaque {
+            v.push_str(&format!(", opaque=\"{o}\""));
+        }
+        v
+    }
+}
+
 /// Splits `a="x, y", b=z` on commas outside quotes.
 fn split_params(s: &str) -> Vec<&str> {
     let mut out = Vec::new();
@@ -126,6 +196,24 @@ mod tests {
         .unwrap();
         assert_eq!(c.expected("GET", "Circle Of Life"), c.response);
         assert_ne!(c.expected("GET", "circle of life"), c.response);
+    }
+
+    #[test]
+    fn answering_a_challenge_verifies() {
+        let ch = Challenge::parse(
+            r#"Digest realm="carrier", nonce="n1", qop="auth,auth-int", opaque="o""#,
+        )
+        .unwrap();
+        assert!(ch.qop_auth);
+        let auth = ch.answer("acct", "pw", "INVITE", "sip:555@127.0.0.1", "c1");
+        let creds = Credentials::parse(&auth).unwrap();
+        assert_eq!(creds.expected("INVITE", "pw"), creds.response);
+        assert!(auth.contains("opaque=\"o\""));
+        let plain = Challenge::parse(r#"Digest realm="r", nonce="n""#).unwrap();
+        let creds = Credentials::parse(&plain.answer("u", "p", "INVITE", "sip:x@y", "c")).unwrap();
+        assert_eq!(creds.qop, None);
+        assert_eq!(creds.expected("INVITE", "p"), creds.response);
+        assert!(Challenge::parse("Digest nonce=\"n\"").is_none());
     }
 
     #[test]

@@ -10,6 +10,7 @@ use rsip::headers::UntypedHeader;
 use rsip::prelude::HeadersExt;
 use rsip::Header;
 
+use super::digest::Challenge;
 use super::message::{self, Echo, OutRequest};
 
 const T1: Duration = Duration::from_millis(500);
@@ -29,6 +30,8 @@ pub struct Dial {
     pub from_name: Option<String>,
     /// Our SDP offer.
     pub sdp: String,
+    /// Digest credentials (user, password) for a trunk that challenges.
+    pub auth: Option<(String, String)>,
 }
 
 /// What the outbound leg reports.
@@ -99,6 +102,10 @@ pub struct OutboundCall {
     cancel_pending: bool,
     ack: Option<Vec<u8>>,
     next_cseq: u32,
+    /// CSeq of the current INVITE (2 after answering a challenge).
+    invite_cseq: u32,
+    /// `Authorization: …` or `Proxy-Authorization: …` line once challenged.
+    auth_line: Option<String>,
     state: State,
 }
 
@@ -129,6 +136,8 @@ impl OutboundCall {
             cancel_pending: false,
             ack: None,
             next_cseq: 2,
+            invite_cseq: 1,
+            auth_line: None,
             state: State::Proceeding,
             dial,
         };
@@ -140,9 +149,14 @@ impl OutboundCall {
 
     fn invite(&self) -> Vec<u8> {
         let d = &self.dial;
+        let auth = self
+            .auth_line
+            .as_deref()
+            .map(|l| format!("{l}\r\n"))
+            .unwrap_or_default();
         format!(
             "INVITE {} SIP/2.0\r\nVia: SIP/2.0/UDP {};branch={};rport\r\nMax-Forwards: 70\r\nFrom: {}\r\nTo: {}\r\n\
-             Call-ID: {}\r\nCSeq: 1 INVITE\r\nContact: <sip:hookline@{}>\r\nUser-Agent: Hookline\r\n\
+             Call-ID: {}\r\nCSeq: {} INVITE\r\nContact: <sip:hookline@{}>\r\nUser-Agent: Hookline\r\n{auth}\
              Allow: INVITE, ACK, BYE, CANCEL, OPTIONS, INFO\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{}",
             d.target,
             self.local,
@@ -150,6 +164,7 @@ impl OutboundCall {
             self.from,
             self.to,
             d.call_id,
+            self.invite_cseq,
             self.local,
             d.sdp.len(),
             d.sdp
@@ -161,8 +176,8 @@ impl OutboundCall {
     fn same_transaction(&self, method: &str, to: &str) -> Vec<u8> {
         format!(
             "{method} {} SIP/2.0\r\nVia: SIP/2.0/UDP {};branch={};rport\r\nMax-Forwards: 70\r\nFrom: {}\r\nTo: {to}\r\n\
-             Call-ID: {}\r\nCSeq: 1 {method}\r\nContent-Length: 0\r\n\r\n",
-            self.dial.target, self.local, self.branch, self.from, self.dial.call_id
+             Call-ID: {}\r\nCSeq: {} {method}\r\nContent-Length: 0\r\n\r\n",
+            self.dial.target, self.local, self.branch, self.from, self.dial.call_id, self.invite_cseq
         )
         .into_bytes()
     }
@@ -260,6 +275,51 @@ impl OutboundCall {
                     }));
                 }
                 out
+            }
+            401 | 407
+                if self.auth_line.is_none()
+                    && self.dial.auth.is_some()
+                    && matches!(self.state, State::Calling(_) | State::Proceeding) =>
+            {
+                // Answer the trunk's challenge once: ACK the 401/407, INVITE again with credentials.
+                let to = self.to.clone();
+                let ack = self.same_transaction("ACK", &to);
+                let header = if code == 401 {
+                    "WWW-Authenticate"
+                } else {
+                    "Proxy-Authenticate"
+                };
+                let challenge = resp.headers.iter().find_map(|h| match h {
+                    Header::WwwAuthenticate(v) if code == 401 => Challenge::parse(v.value()),
+                    Header::ProxyAuthenticate(v) if code == 407 => Challenge::parse(v.value()),
+                    Header::Other(name, v) if name.eq_ignore_ascii_case(header) => {
+                        Challenge::parse(v)
+                    }
+                    _ => None,
+                });
+                let (Some(challenge), Some((user, password))) = (challenge, self.dial.auth.clone())
+                else {
+                    self.state = State::Gone(now + TIMER_B);
+                    return vec![
+                        Action::Send(dest, ack),
+                        Action::Event(UacEvent::Failed { code }),
+                    ];
+                };
+                let value = challenge.answer(&user, &password, "INVITE", &self.dial.target, branch);
+                let name = if code == 401 {
+                    "Authorization"
+                } else {
+                    "Proxy-Authorization"
+                };
+                self.auth_line = Some(format!("{name}: {value}"));
+                self.invite_cseq += 1;
+                self.next_cseq = self.invite_cseq + 1;
+                self.branch = format!("z9hG4bK{branch}");
+                // The To of the new INVITE carries no tag.
+                self.to = format!("<{}>", self.dial.target);
+                let invite = self.invite();
+                self.state = State::Calling(Retx::new(now, invite.clone()));
+                vec![Action::Send(dest, ack), Action::Send(dest, invite)]
             }
             _ => {
                 let to = self.to.clone();
@@ -367,6 +427,7 @@ mod tests {
             from_user: "100".into(),
             from_name: Some("Alice".into()),
             sdp: "v=0\r\n".into(),
+            auth: Some(("acct".into(), "pw".into())),
         }
     }
 
@@ -445,6 +506,42 @@ mod tests {
         assert!(sent(&out)[0].contains("CSeq: 2 BYE"));
         c.on_response(t, &response(200, "2 BYE", true, ""), "x");
         assert!(c.expired(t + Duration::from_secs(33)));
+    }
+
+    #[test]
+    fn a_challenge_is_answered_once_with_credentials() {
+        let t = Instant::now();
+        let (mut c, _) = OutboundCall::start(t, "127.0.0.1:5060", dial(), "t", "b1");
+        let raw = "SIP/2.0 407 Proxy Authentication Required\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKb1\r\n\
+            From: <sip:100@127.0.0.1:5060>;tag=t\r\nTo: <sip:201@127.0.0.1:5070>;tag=x\r\nCall-ID: out1\r\nCSeq: 1 INVITE\r\n\
+            Proxy-Authenticate: Digest realm=\"carrier\", nonce=\"n1\", qop=\"auth\"\r\nContent-Length: 0\r\n\r\n";
+        let rsip::SipMessage::Response(resp) = rsip::SipMessage::try_from(raw).unwrap() else {
+            unreachable!()
+        };
+        let out = c.on_response(t, &resp, "b2");
+        let msgs = sent(&out);
+        assert!(msgs[0].starts_with("ACK "), "{}", msgs[0]);
+        assert!(msgs[1].starts_with("INVITE sip:201@127.0.0.1:5070 SIP/2.0"));
+        assert!(msgs[1].contains("CSeq: 2 INVITE"));
+        let line = msgs[1]
+            .lines()
+            .find(|l| l.starts_with("Proxy-Authorization: "))
+            .unwrap();
+        let creds =
+            super::super::digest::Credentials::parse(&line["Proxy-Authorization: ".len()..])
+                .unwrap();
+        assert_eq!(creds.expected("INVITE", "pw"), creds.response);
+        assert!(events(&out).is_empty());
+        // A second challenge means the credentials are wrong: give up.
+        let again = raw.replace("CSeq: 1 INVITE", "CSeq: 2 INVITE");
+        let rsip::SipMessage::Response(resp) = rsip::SipMessage::try_from(again.as_str()).unwrap()
+        else {
+            unreachable!()
+        };
+        assert_eq!(
+            events(&c.on_response(t, &resp, "b3")),
+            vec![UacEvent::Failed { code: 407 }]
+        );
     }
 
     #[test]

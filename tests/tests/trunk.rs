@@ -1,0 +1,95 @@
+//! Calls to numbers go out through trunks in order: the first carrier answers
+//! 503, so the call fails over to the reserve carrier, which challenges for
+//! digest credentials, answers, and is bridged to the caller. Both carriers
+//! are SIPp UAS processes.
+
+use std::time::Duration;
+
+use hookline_tests::{free_udp_port, sipp, sipp_uas, wait_sipp, NodeSpec, RtpSink, TestNode};
+
+#[test]
+fn failing_trunk_fails_over_to_the_reserve_with_digest_auth() {
+    let (port_a, port_b) = (free_udp_port(), free_udp_port());
+    let setup = format!(
+        r#"[[trunks]]
+name = "carrier-a"
+address = "127.0.0.1:{port_a}"
+
+[[trunks]]
+name = "carrier-b"
+address = "127.0.0.1:{port_b}"
+username = "acct"
+password = "pw"
+caller_id = "380441234567"
+
+[[routes]]
+number = "sales"
+plugin = "ivr"
+config = {{ menu = ["main_menu"], attempts = 2, timeout_ms = 3000, options = [{{ digit = "1", name = "sales", dial = ["tel:5551234"], dial_timeout_ms = 15000 }}], fallback = {{ name = "operator", prompts = ["operator"] }} }}
+"#
+    );
+    let node = TestNode::start(NodeSpec {
+        extra_routes: &setup,
+        ..NodeSpec::default()
+    })
+    .unwrap();
+    let (carrier_a, _a) = sipp_uas("uas_503.xml", port_a).unwrap();
+    let (carrier_b, _b) = sipp_uas("uas_auth_answer.xml", port_b).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let sink = RtpSink::bind().unwrap();
+    if let Err(e) = sipp(
+        &node,
+        "uac_bridge.xml",
+        "sales",
+        &[("rtp_sink", sink.port.to_string())],
+    ) {
+        std::thread::sleep(Duration::from_secs(1));
+        panic!("{e}\ncalls: {:#?}", node.calls().unwrap());
+    }
+    drop(sink.finish());
+    assert!(
+        wait_sipp(carrier_a, Duration::from_secs(10)),
+        "carrier A did not see its INVITE/503/ACK"
+    );
+    assert!(
+        wait_sipp(carrier_b, Duration::from_secs(10)),
+        "carrier B did not authenticate, answer and get BYE"
+    );
+
+    let caller = node
+        .wait_for_call(Duration::from_secs(10), |c| {
+            c["caller"] == "bridged" && c["parent"].is_null() && c["hangup_cause"].is_string()
+        })
+        .unwrap();
+    let path: Vec<&str> = caller["path"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    let a = path
+        .iter()
+        .position(|p| *p == "trunk:carrier-a")
+        .unwrap_or_else(|| panic!("{path:?}"));
+    let b = path
+        .iter()
+        .position(|p| *p == "trunk:carrier-b")
+        .unwrap_or_else(|| panic!("{path:?}"));
+    assert!(a < b, "{path:?}");
+    let calls = node.calls().unwrap();
+    let legs: Vec<_> = calls
+        .iter()
+        .filter(|c| c["parent"] == caller["id"])
+        .collect();
+    assert!(
+        legs.iter().any(|l| l["hangup_cause"] == "sip-503"),
+        "{legs:#?}"
+    );
+    let answered = legs
+        .iter()
+        .find(|l| l["answered_at"].is_string())
+        .unwrap_or_else(|| panic!("{legs:#?}"));
+    assert_eq!(answered["callee"], "5551234");
+    assert_eq!(answered["caller"], "380441234567", "the trunk's caller ID");
+    assert_eq!(answered["hangup_cause"], "caller-bye");
+}
