@@ -38,6 +38,8 @@ fn main() -> anyhow::Result<()> {
         calls,
         hold: Duration::ZERO,
         cps,
+        answer_calls: false,
+        sip_port: 0,
     })?;
     let cpu = cpu_seconds(pid) - cpu0;
     let secs = took.as_secs_f64().max(1e-9);

@@ -58,6 +58,8 @@ fn main() -> anyhow::Result<()> {
             calls,
             hold: Duration::from_secs(seconds),
             cps,
+            answer_calls: false,
+            sip_port: 0,
         },
         |phase| {
             let sample = (cpu_seconds(pid), rss_mib(pid), std::time::Instant::now());

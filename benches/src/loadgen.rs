@@ -3,6 +3,7 @@
 //! from buffers allocated once. SIPp saturates near 1,000 calls on two cores;
 //! this goes further while leaving the cores to the node under test.
 
+use std::collections::HashMap;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::time::{Duration, Instant};
@@ -26,6 +27,10 @@ pub struct LoadConfig {
     pub hold: Duration,
     /// Call attempts per second while ramping up.
     pub cps: u32,
+    /// Also answer the node's outbound calls (the agents of bridged calls).
+    pub answer_calls: bool,
+    /// Our SIP port (0: any), so a node's route can dial back to us.
+    pub sip_port: u16,
 }
 
 /// Where the run is.
@@ -47,6 +52,8 @@ pub struct LoadReport {
     pub failed: usize,
     /// Calls the node hung up during the run.
     pub ended_by_node: usize,
+    /// Calls the node placed to us that we answered (the far legs of bridges).
+    pub bridged: usize,
     /// Media during the hold window.
     pub rtp_sent: u64,
     pub rtp_received: u64,
@@ -189,6 +196,10 @@ struct Gen {
     setup_total_ms: f64,
     /// Setup benchmark: BYE as soon as the call is answered.
     immediate_bye: bool,
+    /// Caller legs are `calls[..n]`; legs the node calls us on fill `calls[n..]`.
+    n: usize,
+    next_callee: usize,
+    callee_ids: HashMap<String, usize>,
     epoch: Instant,
     // Batch buffers, allocated once.
     out_bufs: Vec<[u8; PKT]>,
@@ -220,19 +231,24 @@ pub fn run_setups(cfg: &LoadConfig) -> io::Result<(LoadReport, Duration)> {
 impl Gen {
     /// Binds the two sockets and allocates every buffer the run will use.
     fn new(cfg: &LoadConfig) -> io::Result<Gen> {
-        let sip = UdpSocket::bind("127.0.0.1:0")?;
+        let sip = UdpSocket::bind(("127.0.0.1", cfg.sip_port))?;
         sip.set_nonblocking(true)?;
         let media = UdpSocket::bind("127.0.0.1:0")?;
         media.set_nonblocking(true)?;
         let pid = std::process::id();
         let start = Instant::now();
-        let calls = (0..cfg.calls).map(|i| Call::new(i, pid, start)).collect();
+        let legs = if cfg.answer_calls {
+            2 * cfg.calls
+        } else {
+            cfg.calls
+        };
+        let calls = (0..legs).map(|i| Call::new(i, pid, start)).collect();
         set_buffers(&media, 8 << 20);
         set_buffers(&sip, 4 << 20);
         let local_sip = sip.local_addr()?;
         let media_port = media.local_addr()?.port();
         let now = Instant::now();
-        let n = cfg.calls;
+        let n = legs;
         let mut g = Gen {
             cfg: cfg.clone(),
             sip,
@@ -247,6 +263,9 @@ impl Gen {
             },
             setup_total_ms: 0.0,
             immediate_bye: false,
+            n: cfg.calls,
+            next_callee: cfg.calls,
+            callee_ids: HashMap::new(),
             epoch: now,
             out_bufs: vec![[0u8; PKT]; n],
             // SAFETY: these libc structs are plain data for which all-zero is valid.
@@ -310,7 +329,7 @@ impl Gen {
             let now = Instant::now();
             if now >= next_tick {
                 budget += self.cfg.cps as f64 * TICK.as_secs_f64();
-                while budget >= 1.0 && started < self.calls.len() {
+                while budget >= 1.0 && started < self.n {
                     self.invite(started, now)?;
                     started += 1;
                     budget -= 1.0;
@@ -320,11 +339,12 @@ impl Gen {
                 next_tick += TICK;
             }
             self.poll(now)?;
-            let settled = self
-                .calls
+            let settled = self.calls[..self.n]
                 .iter()
                 .all(|c| matches!(c.st, St::Up | St::Failed | St::Done));
-            if (started == self.calls.len() && settled) || now > setup_deadline {
+            let agents_up =
+                !self.cfg.answer_calls || self.next_callee - self.n >= self.report.answered;
+            if (started == self.n && settled && agents_up) || now > setup_deadline {
                 break;
             }
             std::thread::sleep(Duration::from_millis(1));
@@ -369,12 +389,16 @@ impl Gen {
             + Duration::from_secs(15)
             + Duration::from_secs_f64(self.cfg.calls as f64 / self.cfg.cps.max(1) as f64);
         while Instant::now() < deadline
-            && (next_bye < self.calls.len() || self.calls.iter().any(|c| c.st == St::Byeing))
+            && (next_bye < self.n
+                || self.calls.iter().any(|c| {
+                    matches!(c.st, St::Byeing)
+                        || (c.st == St::Up && c.call_id.ends_with("@hookline"))
+                }))
         {
             let now = Instant::now();
             budget += (now - last).as_secs_f64() * self.cfg.cps as f64;
             last = now;
-            while budget >= 1.0 && next_bye < self.calls.len() {
+            while budget >= 1.0 && next_bye < self.n {
                 if self.calls[next_bye].st == St::Up {
                     self.bye(next_bye, now)?;
                     budget -= 1.0;
@@ -546,11 +570,73 @@ impl Gen {
 
     fn index_of(&self, msg: &str) -> Option<usize> {
         let id = header(msg, &["Call-ID", "i"])?;
+        if let Some(i) = self.callee_ids.get(id) {
+            return Some(*i);
+        }
         let i: usize = id.strip_prefix("lg-")?.split('-').next()?.parse().ok()?;
-        (i < self.calls.len() && self.calls[i].call_id == id).then_some(i)
+        (i < self.n && self.calls[i].call_id == id).then_some(i)
+    }
+
+    /// The node calls us (the far leg of a bridge): answer at once.
+    fn on_invite(&mut self, msg: &str) -> io::Result<()> {
+        let Some(id) = header(msg, &["Call-ID", "i"]).map(str::to_string) else {
+            return Ok(());
+        };
+        let i = match self.callee_ids.get(&id) {
+            Some(i) => *i,
+            None if self.next_callee < self.calls.len() => {
+                let i = self.next_callee;
+                self.next_callee += 1;
+                self.callee_ids.insert(id.clone(), i);
+                i
+            }
+            None => return Ok(()),
+        };
+        let sdp = format!(
+            "v=0\r\no=agent {i} 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+             m=audio {} RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\n",
+            self.media_port
+        );
+        let mut resp = String::from("SIP/2.0 200 OK\r\n");
+        for l in msg.lines().take_while(|l| !l.is_empty()) {
+            let name = l
+                .split(':')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
+            match name.as_str() {
+                "via" | "v" | "from" | "f" | "call-id" | "i" | "cseq" => {
+                    resp.push_str(l);
+                    resp.push_str("\r\n");
+                }
+                "to" | "t" => resp.push_str(&format!("{l};tag=agent{i}\r\n")),
+                _ => {}
+            }
+        }
+        resp.push_str(&format!(
+            "Contact: <sip:agent@{}>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+            self.local_sip,
+            sdp.len()
+        ));
+        self.send_sip(&resp)?;
+        let c = &mut self.calls[i];
+        if c.st == St::Idle {
+            c.st = St::Up;
+            c.call_id = id;
+            c.node_rtp = sdp_addr(msg);
+            if let Some(a) = c.node_rtp {
+                self.by_port[a.port() as usize] = i as u32;
+            }
+            self.report.bridged += 1;
+        }
+        Ok(())
     }
 
     fn on_sip(&mut self, msg: &str, now: Instant) -> io::Result<()> {
+        if msg.starts_with("INVITE ") && self.cfg.answer_calls {
+            return self.on_invite(msg);
+        }
         let Some(i) = self.index_of(msg) else {
             return Ok(());
         };
@@ -607,10 +693,16 @@ impl Gen {
             }
             resp.push_str("Content-Length: 0\r\n\r\n");
             self.send_sip(&resp)?;
+            let callee = i >= self.n;
             let c = &mut self.calls[i];
             if c.st == St::Up {
                 c.st = St::Done;
-                self.report.ended_by_node += 1;
+                if let Some(a) = c.node_rtp {
+                    self.by_port[a.port() as usize] = u32::MAX;
+                }
+                if !callee {
+                    self.report.ended_by_node += 1;
+                }
             }
         }
         Ok(())

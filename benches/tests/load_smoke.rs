@@ -22,6 +22,8 @@ fn twenty_ivr_calls_hold_media_and_tear_down() {
             calls: 20,
             hold: Duration::from_secs(2),
             cps: 50,
+            answer_calls: false,
+            sip_port: 0,
         },
         |p| phases.push(p),
     )

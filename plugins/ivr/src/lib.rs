@@ -12,6 +12,9 @@ use serde::Deserialize;
 pub struct IvrConfig {
     #[serde(default)]
     pub greeting: Vec<String>,
+    /// Without a menu (and options) the call goes straight to `fallback`: a
+    /// route that only connects the caller somewhere.
+    #[serde(default)]
     pub menu: Vec<String>,
     #[serde(default)]
     pub invalid: Vec<String>,
@@ -21,6 +24,7 @@ pub struct IvrConfig {
     pub attempts: u32,
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u32,
+    #[serde(default)]
     pub options: Vec<MenuOption>,
     pub fallback: Branch,
     /// Let the caller hear ringing this long before answering.
@@ -86,6 +90,9 @@ fn run(config: &IvrConfig) -> Result<(), CallError> {
     if !config.greeting.is_empty() {
         media::play(&config.greeting, true)?;
     }
+    if config.menu.is_empty() && config.options.is_empty() {
+        return take(&config.fallback);
+    }
     let choices: String = config.options.iter().map(|o| o.digit).collect();
     let menu = Menu {
         prompts: &config.menu,
@@ -104,6 +111,11 @@ fn run(config: &IvrConfig) -> Result<(), CallError> {
             .unwrap_or(&config.fallback),
         MenuOutcome::NoChoice => &config.fallback,
     };
+    take(branch)
+}
+
+/// Runs a branch: its prompts, its dial, then the end of the call.
+fn take(branch: &Branch) -> Result<(), CallError> {
     data::mark(&format!("branch:{}", branch.name));
     if !branch.prompts.is_empty() {
         media::play(&branch.prompts, false)?;
