@@ -289,6 +289,8 @@ fn dechunk(body: &str) -> String {
 /// One RTP packet as received by a sink.
 #[derive(Debug, Clone)]
 pub struct Received {
+    /// When it arrived.
+    pub at: Instant,
     pub marker: bool,
     pub payload_type: u8,
     pub sequence: u16,
@@ -316,6 +318,7 @@ impl RtpSink {
                 if let Ok(n) = socket.recv(&mut buf) {
                     if n >= 12 && buf[0] >> 6 == 2 {
                         got.push(Received {
+                            at: Instant::now(),
                             marker: buf[1] & 0x80 != 0,
                             payload_type: buf[1] & 0x7f,
                             sequence: u16::from_be_bytes([buf[2], buf[3]]),

@@ -231,3 +231,54 @@ fn icmp_port_unreachable_from_the_caller_does_not_break_the_call() {
     assert!(path.contains(&"branch:support".to_string()), "{path:?}");
     assert_eq!(call["hangup_cause"], "plugin-hangup");
 }
+
+#[test]
+fn reinvite_hold_silences_the_prompt_and_resume_brings_it_back() {
+    let node = TestNode::start(NodeSpec::default()).unwrap();
+    let sink = RtpSink::bind().unwrap();
+    // SIPp checks the answers: a=recvonly to the hold, a=sendrecv to the resume.
+    sipp(
+        &node,
+        "uac_hold.xml",
+        "100",
+        &[("rtp_sink", sink.port.to_string())],
+    )
+    .unwrap();
+    let packets: Vec<_> = sink
+        .finish()
+        .into_iter()
+        .filter(|p| p.payload_type == 0)
+        .collect();
+    let call = node
+        .wait_for_call(Duration::from_secs(10), |c| {
+            c["caller"] == "holder" && c["hangup_cause"].is_string()
+        })
+        .unwrap();
+    let path = path_of(&call);
+    let hold = path
+        .iter()
+        .position(|p| p == "hold")
+        .unwrap_or_else(|| panic!("{path:?}"));
+    assert!(path[hold..].contains(&"resume".to_string()), "{path:?}");
+    // The longest silence in what the caller received is the hold (2.5 s).
+    let (gap, after) = packets
+        .windows(2)
+        .map(|w| (w[1].at - w[0].at, &w[1]))
+        .max_by_key(|(gap, _)| *gap)
+        .unwrap();
+    assert!(
+        gap >= Duration::from_millis(2000),
+        "no hold silence: longest gap {gap:?}; {call:#}\n{}",
+        node.logs()
+    );
+    assert!(
+        after.marker,
+        "the first packet after resuming starts a talkspurt"
+    );
+    let before = packets.iter().filter(|p| p.at < after.at).count();
+    assert!(
+        before >= 50 && packets.len() - before >= 50,
+        "audio before {before}, after {}",
+        packets.len() - before
+    );
+}

@@ -183,6 +183,15 @@ pub async fn run_sip(node: Arc<Node>, socket: UdpSocket) -> std::io::Result<()> 
                         let _ = tx.send(CallEvent::Outbound { call_id, event });
                     }
                 }
+                Output::Event(Event::Reinvite {
+                    call_id,
+                    remote,
+                    hold,
+                }) => {
+                    if let Some(tx) = calls.get(&call_id) {
+                        let _ = tx.send(CallEvent::Reinvite { remote, hold });
+                    }
+                }
                 Output::Event(Event::Dtmf { call_id, key }) => {
                     if let Some(tx) = calls.get(&call_id) {
                         let _ = tx.send(CallEvent::Media(MediaEvent::Dtmf(key)));

@@ -29,6 +29,11 @@ pub enum CallEvent {
         call_id: String,
         event: UacEvent,
     },
+    /// The caller re-INVITEd: hold/resume, new media address.
+    Reinvite {
+        remote: std::net::SocketAddr,
+        hold: bool,
+    },
 }
 
 /// Longest route path kept in a call record, and longest step.
@@ -109,8 +114,9 @@ impl CallSession {
     pub(crate) fn check_live(&mut self) -> Result<(), CallError> {
         // Pick up a hang-up that arrived while the plugin was busy elsewhere.
         while let Ok(ev) = self.events.try_recv() {
-            let ev = self.convert(ev);
-            self.absorb(ev);
+            if let Some(ev) = self.convert(ev) {
+                self.absorb(ev);
+            }
         }
         match self.ended {
             Some(_) => Err(CallError::HungUp),
@@ -124,7 +130,7 @@ impl CallSession {
             CallEvent::Media(MediaEvent::Dtmf(k)) => self.digits.push_back(k),
             CallEvent::Media(MediaEvent::PlayDone { .. } | MediaEvent::RtpTimeout) => {}
             CallEvent::Ended(cause) => self.end(cause.as_str()),
-            CallEvent::Outbound { .. } => {}
+            CallEvent::Outbound { .. } | CallEvent::Reinvite { .. } => {}
         }
     }
 
@@ -136,14 +142,21 @@ impl CallSession {
 
     /// Waits for the next event; a closed channel means the node is shutting down.
     pub(crate) async fn next_event(&mut self) -> CallEvent {
-        match self.events.recv().await {
-            Some(ev) => self.convert(ev),
-            None => CallEvent::Ended(EndCause::CallerBye),
+        loop {
+            match self.events.recv().await {
+                Some(ev) => {
+                    if let Some(ev) = self.convert(ev) {
+                        return ev;
+                    }
+                }
+                None => return CallEvent::Ended(EndCause::CallerBye),
+            }
         }
     }
 
-    /// Dead media ends the call: hang up and report it like a hang-up.
-    fn convert(&mut self, ev: CallEvent) -> CallEvent {
+    /// Handles what no verb needs to see (hold), and turns dead media into a
+    /// hang-up: the BYE goes out and verbs see `hung-up`.
+    fn convert(&mut self, ev: CallEvent) -> Option<CallEvent> {
         match ev {
             CallEvent::Media(MediaEvent::RtpTimeout) => {
                 if self.ended.is_none() {
@@ -151,9 +164,14 @@ impl CallSession {
                         call_id: self.call_id.clone(),
                     });
                 }
-                CallEvent::Ended(EndCause::RtpTimeout)
+                Some(CallEvent::Ended(EndCause::RtpTimeout))
             }
-            ev => ev,
+            CallEvent::Reinvite { remote, hold } => {
+                self.media.hold(self.leg, hold, remote);
+                self.mark(if hold { "hold" } else { "resume" });
+                None
+            }
+            ev => Some(ev),
         }
     }
 
@@ -227,7 +245,8 @@ impl CallSession {
                     return Err(CallError::HungUp);
                 }
                 CallEvent::Media(MediaEvent::PlayDone { .. } | MediaEvent::RtpTimeout)
-                | CallEvent::Outbound { .. } => {}
+                | CallEvent::Outbound { .. }
+                | CallEvent::Reinvite { .. } => {}
             }
         }
     }
@@ -271,7 +290,8 @@ impl CallSession {
                         self.absorb(ev);
                         return Err(CallError::HungUp);
                     }
-                    CallEvent::Media(MediaEvent::PlayDone { .. } | MediaEvent::RtpTimeout) | CallEvent::Outbound { .. } => {}
+                    CallEvent::Media(MediaEvent::PlayDone { .. } | MediaEvent::RtpTimeout) | CallEvent::Outbound { .. }
+                | CallEvent::Reinvite { .. } => {}
                 },
                 _ = tokio::time::sleep_until(deadline) => result = c.on_time(Instant::now()),
             }

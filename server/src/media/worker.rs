@@ -89,6 +89,12 @@ enum Command {
     Loop {
         leg: LegId,
     },
+    /// The peer put us on hold (stop sending) or resumed, maybe from a new address.
+    Hold {
+        leg: LegId,
+        hold: bool,
+        remote: SocketAddr,
+    },
 }
 
 /// Engine-wide counters.
@@ -216,6 +222,11 @@ impl MediaEngine {
         let _ = self.shard(a).send(Command::Unbridge { a, b });
     }
 
+    /// Holds or resumes sending to a leg's peer, and moves it to `remote`.
+    pub fn hold(&self, leg: LegId, hold: bool, remote: SocketAddr) {
+        let _ = self.shard(leg).send(Command::Hold { leg, hold, remote });
+    }
+
     /// Makes the leg's current play request repeat until `stop` (ringback).
     pub fn loop_play(&self, leg: LegId) {
         let _ = self.shard(leg).send(Command::Loop { leg });
@@ -266,6 +277,10 @@ struct Leg {
     /// Added to a relayed packet's timestamp to continue this leg's clock.
     relay_ts_offset: Option<u32>,
     looped: Vec<Arc<Prompt>>,
+    /// The peer holds the call: nothing is sent (prompts keep their place in time).
+    held: bool,
+    /// A play request is in progress (its `PlayDone` is still owed).
+    playing: bool,
     streams: Vec<Stream>,
     ssrc: u32,
     seq: u16,
@@ -291,6 +306,8 @@ impl Leg {
             bridge: None,
             relay_ts_offset: None,
             looped: Vec::new(),
+            held: false,
+            playing: false,
             setup,
             streams: Vec::with_capacity(2),
             ssrc: rand::random(),
@@ -305,7 +322,7 @@ impl Leg {
 
     fn finish_play(&mut self, interrupted: bool) {
         self.looped.clear();
-        if !self.queue.is_empty() || self.talking {
+        if std::mem::take(&mut self.playing) {
             self.queue.clear();
             self.pos = 0;
             (self.setup.events)(MediaEvent::PlayDone {
@@ -512,23 +529,29 @@ impl Leg {
             }
         }
         out[12 + filled..].fill(codec.silence());
-        let marker = !self.talking;
-        self.talking = true;
-        packet::write_header(
-            &mut out[..12],
-            marker,
-            codec.payload_type(),
-            self.seq,
-            self.timestamp,
-            self.ssrc,
-        );
-        self.seq = self.seq.wrapping_add(1);
-        match self.setup.socket.send_to(&out[..], self.remote) {
-            Ok(_) => {
-                stats.packets_out.fetch_add(1, Ordering::Relaxed);
+        if self.held {
+            // On hold the prompt keeps its place in time but nothing is sent;
+            // the first packet after resuming carries the marker.
+            self.talking = false;
+        } else {
+            let marker = !self.talking;
+            self.talking = true;
+            packet::write_header(
+                &mut out[..12],
+                marker,
+                codec.payload_type(),
+                self.seq,
+                self.timestamp,
+                self.ssrc,
+            );
+            self.seq = self.seq.wrapping_add(1);
+            match self.setup.socket.send_to(&out[..], self.remote) {
+                Ok(_) => {
+                    stats.packets_out.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                Err(_) => {} // e.g. ECONNREFUSED from an earlier ICMP: keep going.
             }
-            Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-            Err(_) => {} // e.g. ECONNREFUSED from an earlier ICMP: keep going.
         }
         if self.queue.is_empty() {
             if self.looped.is_empty() {
@@ -619,6 +642,15 @@ impl Worker {
                     self.unbridge(a);
                     self.unbridge(b);
                 }
+                Ok(Command::Hold { leg, hold, remote }) => {
+                    if let Some(l) = self.leg(leg) {
+                        l.held = hold;
+                        if l.latched.is_none() {
+                            l.remote = remote;
+                        }
+                        l.setup.remote = remote;
+                    }
+                }
                 Ok(Command::Loop { leg }) => {
                     if let Some(l) = self.leg(leg) {
                         l.looped = l.queue.iter().cloned().collect();
@@ -634,6 +666,7 @@ impl Worker {
                         l.queue = prompts.into_iter().filter(|p| !p.ulaw.is_empty()).collect();
                         l.pos = 0;
                         l.token = token;
+                        l.playing = !l.queue.is_empty();
                         if l.queue.is_empty() {
                             (l.setup.events)(MediaEvent::PlayDone {
                                 token,

@@ -46,6 +46,13 @@ pub enum Event {
     Ended { call_id: String, cause: EndCause },
     /// A key arrived by SIP INFO (`application/dtmf-relay` or `application/dtmf`).
     Dtmf { call_id: String, key: char },
+    /// A re-INVITE changed the caller's media: put on hold (stop sending) or
+    /// resumed, or moved to a new address.
+    Reinvite {
+        call_id: String,
+        remote: SocketAddr,
+        hold: bool,
+    },
     /// Progress of an outbound leg started with `dial`.
     Outbound { call_id: String, event: UacEvent },
 }
@@ -143,6 +150,8 @@ struct Dialog {
     last_response: Vec<u8>,
     /// The 2xx, for answering a re-INVITE with the same session.
     answer_sdp: Option<String>,
+    /// CSeq and response of the last re-INVITE, resent on retransmission.
+    last_reinvite: Option<(u32, Vec<u8>)>,
     state: State,
 }
 
@@ -375,6 +384,7 @@ impl Endpoint {
             local_cseq: 0,
             last_response: Vec::new(),
             answer_sdp: None,
+            last_reinvite: None,
             state: State::Early,
         };
         let is_sdp = req.headers.iter().any(|h| match h {
@@ -446,21 +456,50 @@ impl Endpoint {
                 self.send(from, data);
             }
             Method::Invite => {
-                // Re-INVITE (refresh, hold): keep the session as it is for now.
-                let answer = d.answer_sdp.clone();
+                // Re-INVITE: hold/unhold (direction) or a new media address; same codec.
+                if let Some((seen, data)) = &d.last_reinvite {
+                    if *seen == cseq {
+                        let data = data.clone();
+                        return self.send(from, data); // retransmission
+                    }
+                }
                 let tag = d.local_tag.clone();
                 let contact = format!("Contact: <sip:hookline@{}>", self.local);
-                let data = match (&d.state, answer) {
-                    (State::Confirmed, Some(sdp)) => message::response(
+                let mut event = None;
+                let data = match (&d.state, d.answer_sdp.clone()) {
+                    (State::Confirmed, Some(ours)) if req.body.is_empty() => message::response(
                         &echo,
                         200,
                         Some(&tag),
                         &[contact],
-                        Some(("application/sdp", &sdp)),
+                        Some(("application/sdp", &ours)),
                     ),
+                    (State::Confirmed, Some(ours)) => match sdp::negotiate(&req.body) {
+                        Ok(neg) => {
+                            let dir = sdp::direction(&req.body);
+                            let body = sdp::with_direction(&ours, dir.answer());
+                            event = Some(Event::Reinvite {
+                                call_id: call_id.clone(),
+                                remote: neg.remote,
+                                hold: !dir.peer_receives(),
+                            });
+                            message::response(
+                                &echo,
+                                200,
+                                Some(&tag),
+                                &[contact],
+                                Some(("application/sdp", &body)),
+                            )
+                        }
+                        Err(_) => message::response(&echo, 488, Some(&tag), &[], None),
+                    },
                     _ => message::response(&echo, 491, Some(&tag), &[], None),
                 };
+                d.last_reinvite = Some((cseq, data.clone()));
                 self.send(from, data);
+                if let Some(e) = event {
+                    self.out.push_back(Output::Event(e));
+                }
             }
             Method::Ack => match &d.state {
                 State::Answered(_) => d.state = State::Confirmed,

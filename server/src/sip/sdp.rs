@@ -87,6 +87,62 @@ pub fn negotiate(body: &[u8]) -> Result<Negotiated, SdpError> {
     Err(SdpError::NoCommonCodec)
 }
 
+/// Media direction of an offer (RFC 3264 §5.1), as far as hold goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    SendRecv,
+    SendOnly,
+    RecvOnly,
+    Inactive,
+}
+
+impl Direction {
+    /// The direction our answer takes.
+    pub fn answer(self) -> Direction {
+        match self {
+            Direction::SendOnly => Direction::RecvOnly,
+            Direction::RecvOnly => Direction::SendOnly,
+            d => d,
+        }
+    }
+
+    pub fn attribute(self) -> &'static str {
+        match self {
+            Direction::SendRecv => "sendrecv",
+            Direction::SendOnly => "sendonly",
+            Direction::RecvOnly => "recvonly",
+            Direction::Inactive => "inactive",
+        }
+    }
+
+    /// Whether the offerer wants to receive our media.
+    pub fn peer_receives(self) -> bool {
+        matches!(self, Direction::SendRecv | Direction::RecvOnly)
+    }
+}
+
+/// The direction an SDP body asks for; `c=0.0.0.0` (RFC 2543 hold) counts as sendonly.
+pub fn direction(body: &[u8]) -> Direction {
+    let text = String::from_utf8_lossy(body);
+    let mut dir = Direction::SendRecv;
+    for line in text.lines().map(str::trim) {
+        dir = match line {
+            "a=sendonly" => Direction::SendOnly,
+            "a=recvonly" => Direction::RecvOnly,
+            "a=inactive" => Direction::Inactive,
+            "a=sendrecv" => Direction::SendRecv,
+            "c=IN IP4 0.0.0.0" => Direction::SendOnly,
+            _ => continue,
+        };
+    }
+    dir
+}
+
+/// Our answer with its direction attribute replaced.
+pub fn with_direction(answer: &str, dir: Direction) -> String {
+    answer.replace("a=sendrecv\r\n", &format!("a={}\r\n", dir.attribute()))
+}
+
 /// Builds the SDP answer for a negotiated offer.
 pub fn answer(local: SocketAddr, neg: &Negotiated, session_id: u64) -> String {
     let ip = local.ip();
@@ -147,6 +203,20 @@ mod tests {
         let a = answer("127.0.0.1:20000".parse().unwrap(), &n, 7);
         assert!(a.contains("m=audio 20000 RTP/AVP 8 101\r\n"), "{a}");
         assert!(negotiate(a.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn hold_directions() {
+        let held = format!("{OFFER}a=sendonly\r\n");
+        assert_eq!(direction(held.as_bytes()), Direction::SendOnly);
+        assert_eq!(direction(held.as_bytes()).answer(), Direction::RecvOnly);
+        assert!(!direction(held.as_bytes()).peer_receives());
+        assert_eq!(direction(OFFER.as_bytes()), Direction::SendRecv);
+        let old = OFFER.replace("c=IN IP4 127.0.0.1", "c=IN IP4 0.0.0.0");
+        assert_eq!(direction(old.as_bytes()), Direction::SendOnly);
+        let n = negotiate(OFFER.as_bytes()).unwrap();
+        let a = answer("127.0.0.1:1".parse().unwrap(), &n, 1);
+        assert!(with_direction(&a, Direction::RecvOnly).contains("a=recvonly\r\n"));
     }
 
     #[test]
