@@ -409,8 +409,21 @@ pub fn wav_duration_ms(path: &Path) -> Result<u64> {
 /// A SIPp UAS (a carrier, a phone) listening on `port`, handling one call of
 /// `scenario` in the background; `wait_sipp` collects its result.
 pub fn sipp_uas(scenario: &str, port: u16) -> Result<(Child, tempfile::TempDir)> {
+    sipp_uas_with(scenario, port, &[])
+}
+
+/// `sipp_uas` with `-key name value` pairs for the scenario.
+pub fn sipp_uas_with(
+    scenario: &str,
+    port: u16,
+    keys: &[(&str, String)],
+) -> Result<(Child, tempfile::TempDir)> {
     let dir = tempfile::tempdir()?;
-    let child = Command::new("sipp")
+    let mut cmd = Command::new("sipp");
+    for (k, v) in keys {
+        cmd.args(["-key", k, v]);
+    }
+    let child = cmd
         .arg("-sf")
         .arg(workspace_root().join("tests/scenarios").join(scenario))
         .args([

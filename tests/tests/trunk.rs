@@ -93,3 +93,72 @@ config = {{ menu = ["main_menu"], attempts = 2, timeout_ms = 3000, options = [{{
     assert_eq!(answered["caller"], "380441234567", "the trunk's caller ID");
     assert_eq!(answered["hangup_cause"], "caller-bye");
 }
+
+#[test]
+fn redirect_is_followed_and_early_media_replaces_ringback() {
+    let (forwarder, callee) = (free_udp_port(), free_udp_port());
+    let setup = format!(
+        r#"[[routes]]
+number = "sales"
+plugin = "ivr"
+config = {{ menu = ["main_menu"], attempts = 2, timeout_ms = 3000, options = [{{ digit = "1", name = "sales", dial = ["sip:forwarder@127.0.0.1:{forwarder}"], dial_timeout_ms = 15000 }}], fallback = {{ name = "operator", prompts = ["operator"] }} }}
+"#
+    );
+    let node = TestNode::start(NodeSpec {
+        extra_routes: &setup,
+        ..NodeSpec::default()
+    })
+    .unwrap();
+    let (forward, _f) = hookline_tests::sipp_uas_with(
+        "uas_redirect.xml",
+        forwarder,
+        &[("forward_to", format!("sip:mobile@127.0.0.1:{callee}"))],
+    )
+    .unwrap();
+    let (answer, _c) = sipp_uas("uas_early_media.xml", callee).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let sink = RtpSink::bind().unwrap();
+    sipp(
+        &node,
+        "uac_bridge.xml",
+        "sales",
+        &[("rtp_sink", sink.port.to_string())],
+    )
+    .unwrap();
+    drop(sink.finish());
+    assert!(
+        wait_sipp(forward, Duration::from_secs(10)),
+        "the forwarder's 302 was not acknowledged"
+    );
+    assert!(
+        wait_sipp(answer, Duration::from_secs(10)),
+        "the callee did not get its call, ACK and BYE"
+    );
+    let caller = node
+        .wait_for_call(Duration::from_secs(10), |c| {
+            c["caller"] == "bridged" && c["parent"].is_null() && c["hangup_cause"].is_string()
+        })
+        .unwrap();
+    let path: Vec<&str> = caller["path"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    assert!(path.contains(&"redirect:mobile"), "{path:?}");
+    assert!(path.contains(&"early-media"), "{path:?}");
+    let calls = node.calls().unwrap();
+    let legs: Vec<_> = calls
+        .iter()
+        .filter(|c| c["parent"] == caller["id"])
+        .collect();
+    assert!(
+        legs.iter().any(|l| l["hangup_cause"] == "redirected"),
+        "{legs:#?}"
+    );
+    assert!(
+        legs.iter()
+            .any(|l| l["callee"] == "mobile" && l["answered_at"].is_string()),
+        "{legs:#?}"
+    );
+}

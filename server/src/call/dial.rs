@@ -64,6 +64,8 @@ struct Attempt {
     failover: std::collections::VecDeque<Route>,
     /// Caller ID the plugin asked for (kept across failover).
     from_user: String,
+    /// 3xx redirects followed so far.
+    redirects: u32,
 }
 
 /// Responses that mean "this carrier failed", not "this callee declined".
@@ -208,13 +210,11 @@ impl CallSession {
                 busy: false,
                 failover: routes,
                 from_user: from_user.clone(),
+                redirects: 0,
             });
         }
         // Ringback until someone answers.
-        if let Some(tone) = self.prompts.get("ringback").cloned() {
-            self.media.play(self.leg, vec![tone], u64::MAX);
-            self.media.loop_play(self.leg);
-        }
+        self.ringback();
         let outcome = self.ring_and_talk(&mut attempts, timeout).await;
         self.media.stop(self.leg);
         for a in &attempts {
@@ -271,6 +271,8 @@ impl CallSession {
         timeout: Duration,
     ) -> Result<DialOutcome, CallError> {
         let deadline = tokio::time::Instant::now() + timeout;
+        // The attempt whose early media the caller hears, if any.
+        let mut early: Option<usize> = None;
         // Ringing.
         let winner = loop {
             if attempts.iter().all(|a| a.done) {
@@ -298,7 +300,46 @@ impl CallSession {
                         continue;
                     };
                     match event {
+                        UacEvent::Progress {
+                            sdp: Some(body), ..
+                        } if early.is_none() => {
+                            // Early media (183 + SDP): the caller hears the callee's tones instead of ringback.
+                            if let Ok(neg) = sdp::negotiate(body.as_bytes()) {
+                                self.media.set_remote(
+                                    attempts[i].leg,
+                                    neg.remote,
+                                    neg.codec,
+                                    neg.dtmf_pt,
+                                );
+                                self.media.bridge(self.leg, attempts[i].leg);
+                                self.mark("early-media");
+                                early = Some(i);
+                            }
+                        }
                         UacEvent::Progress { .. } => {}
+                        UacEvent::Redirected { contact } => {
+                            self.leave_early_media(&mut early, i, attempts[i].leg);
+                            self.store.call_ended(&call_id, "redirected", vec![]);
+                            match uri_dest(&contact).filter(|_| attempts[i].redirects < 3) {
+                                Some(dest) => {
+                                    let route = Route {
+                                        uri: contact,
+                                        dest,
+                                        auth: None,
+                                        caller_id: None,
+                                        via: None,
+                                    };
+                                    let label = message::user_of(&route.uri).to_string();
+                                    self.mark(&format!("redirect:{label}"));
+                                    let (local, leg) = (attempts[i].local, attempts[i].leg);
+                                    let from = attempts[i].from_user.clone();
+                                    attempts[i].redirects += 1;
+                                    attempts[i].call_id =
+                                        self.start_route(&route, &from, &label, local, leg);
+                                }
+                                None => attempts[i].done = true,
+                            }
+                        }
                         UacEvent::Answered { sdp: answer } => {
                             match sdp::negotiate(answer.as_bytes()) {
                                 Ok(neg) => {
@@ -324,6 +365,7 @@ impl CallSession {
                             }
                         }
                         UacEvent::Failed { code } => {
+                            self.leave_early_media(&mut early, i, attempts[i].leg);
                             self.store
                                 .call_ended(&call_id, &format!("sip-{code}"), vec![]);
                             let next = if fails_over(code) {
@@ -392,6 +434,23 @@ impl CallSession {
                 }
                 other => self.absorb(other),
             }
+        }
+    }
+
+    /// Attempt `i` ended: if the caller heard its early media, back to ringback.
+    fn leave_early_media(&mut self, early: &mut Option<usize>, i: usize, leg: LegId) {
+        if *early == Some(i) {
+            *early = None;
+            self.media.unbridge(self.leg, leg);
+            self.ringback();
+        }
+    }
+
+    /// Plays the ringback cadence to the caller until stopped.
+    fn ringback(&mut self) {
+        if let Some(tone) = self.prompts.get("ringback").cloned() {
+            self.media.play(self.leg, vec![tone], u64::MAX);
+            self.media.loop_play(self.leg);
         }
     }
 

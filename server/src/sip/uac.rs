@@ -45,6 +45,8 @@ pub enum UacEvent {
     Failed { code: u16 },
     /// The callee hung up after answering.
     RemoteBye,
+    /// 3xx: try this Contact instead.
+    Redirected { contact: String },
 }
 
 /// Something to do.
@@ -321,6 +323,20 @@ impl OutboundCall {
                 self.state = State::Calling(Retx::new(now, invite.clone()));
                 vec![Action::Send(dest, ack), Action::Send(dest, invite)]
             }
+            300..=399 if !matches!(self.state, State::Gone(_)) => {
+                let to = self.to.clone();
+                let ack = self.same_transaction("ACK", &to);
+                self.state = State::Gone(now + TIMER_B);
+                let contact = resp.headers.iter().find_map(|h| match h {
+                    Header::Contact(c) => Some(message::uri_of(c.value()).to_string()),
+                    _ => None,
+                });
+                let event = match contact {
+                    Some(contact) => UacEvent::Redirected { contact },
+                    None => UacEvent::Failed { code },
+                };
+                vec![Action::Send(dest, ack), Action::Event(event)]
+            }
             _ => {
                 let to = self.to.clone();
                 let ack = self.same_transaction("ACK", &to);
@@ -541,6 +557,20 @@ mod tests {
         assert_eq!(
             events(&c.on_response(t, &resp, "b3")),
             vec![UacEvent::Failed { code: 407 }]
+        );
+    }
+
+    #[test]
+    fn redirect_reports_the_contact() {
+        let t = Instant::now();
+        let (mut c, _) = OutboundCall::start(t, "127.0.0.1:5060", dial(), "t", "b1");
+        let out = c.on_response(t, &response(302, "1 INVITE", true, ""), "x");
+        assert!(sent(&out)[0].starts_with("ACK sip:201@127.0.0.1:5070 "));
+        assert_eq!(
+            events(&out),
+            vec![UacEvent::Redirected {
+                contact: "sip:201@127.0.0.1:5071".into()
+            }]
         );
     }
 
