@@ -26,4 +26,4 @@ if ! rustup target list --installed | grep -qx wasm32-wasip2; then
 fi
 
 # The sample plugins are WebAssembly components.
-cargo build --release --target wasm32-wasip2 -p hookline-ivr
+cargo build --release --target wasm32-wasip2 -p hookline-ivr -p hookline-hostile

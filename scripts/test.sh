@@ -7,7 +7,7 @@ scripts/setup.sh --test
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
-cargo clippy --target wasm32-wasip2 -p hookline-sdk -p hookline-ivr -- -D warnings
+cargo clippy --target wasm32-wasip2 -p hookline-sdk -p hookline-ivr -p hookline-hostile -- -D warnings
 # The end-to-end tests run the node binaries (debug for tests, release for the load smoke test).
 cargo build -p hookline
 cargo build --release -p hookline

@@ -65,6 +65,12 @@ pub struct NodeConfig {
     /// in the audio), `rfc4733`, or `inband`. SIP INFO is always accepted.
     #[serde(default)]
     pub dtmf: DtmfMode,
+    /// CPU time one call's plugin may use (its own computation, not waiting).
+    #[serde(default = "default_plugin_cpu_ms")]
+    pub plugin_cpu_ms: u64,
+    /// Longest a plugin may keep a call, in seconds.
+    #[serde(default = "default_max_call_s")]
+    pub max_call_s: u64,
     /// On SIGTERM, how long running calls may take to finish.
     #[serde(default = "default_drain_timeout")]
     pub drain_timeout_s: u64,
@@ -88,6 +94,8 @@ impl Default for NodeConfig {
             max_cps: 0,
             drain_timeout_s: default_drain_timeout(),
             rtp_timeout_s: default_rtp_timeout(),
+            plugin_cpu_ms: default_plugin_cpu_ms(),
+            max_call_s: default_max_call_s(),
             rtp_latch: true,
             dtmf: DtmfMode::default(),
             media_threads: 0,
@@ -104,6 +112,14 @@ fn default_max_calls() -> usize {
 
 fn default_drain_timeout() -> u64 {
     30
+}
+
+fn default_plugin_cpu_ms() -> u64 {
+    2000
+}
+
+fn default_max_call_s() -> u64 {
+    4 * 3600
 }
 
 fn default_realm() -> String {
@@ -210,6 +226,18 @@ pub struct RouteConfig {
     /// New calls per second on this route; 0 = only the node's limit.
     #[serde(default)]
     pub max_cps: u32,
+    /// Where the call goes when the plugin fails (traps, exceeds its budget,
+    /// returns an error) while the caller is still on.
+    pub fallback: Option<FallbackConfig>,
+}
+
+/// A route's fallback: another plugin with its own config.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FallbackConfig {
+    pub plugin: String,
+    #[serde(default = "empty_table")]
+    pub config: toml::Value,
 }
 
 fn empty_table() -> toml::Value {
@@ -248,6 +276,14 @@ impl Config {
             source: Box::new(source),
         })?;
         for route in &config.routes {
+            if let Some(fb) = &route.fallback {
+                if !config.plugins.iter().any(|p| p.name == fb.plugin) {
+                    return Err(ConfigError::Invalid(format!(
+                        "route {:?} falls back to plugin {:?}, which is not in [[plugins]]",
+                        route.number, fb.plugin
+                    )));
+                }
+            }
             if !config.plugins.iter().any(|p| p.name == route.plugin) {
                 return Err(ConfigError::Invalid(format!(
                     "route {:?} names plugin {:?}, which is not in [[plugins]]",

@@ -91,6 +91,10 @@ pub fn build(opts: &ServeOptions) -> anyhow::Result<Arc<Node>> {
         ));
     }
     let mut plugins = PluginHost::new(config.node.max_calls as u32 + 16)?;
+    plugins.budget = crate::plugin::Budget {
+        cpu: std::time::Duration::from_millis(config.node.plugin_cpu_ms.max(10)),
+        wall: std::time::Duration::from_secs(config.node.max_call_s.max(1)),
+    };
     for p in &config.plugins {
         let path = config.resolve(&p.path);
         if !path.exists() {

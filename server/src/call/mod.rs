@@ -295,8 +295,32 @@ fn start_call(
     };
     let node = node.clone();
     let sip = sip.clone();
+    let fallback = route.fallback.clone();
     tokio::spawn(async move {
-        let (outcome, session) = node.plugins.run(&plugin, session, info).await;
+        let (mut outcome, mut session) = node.plugins.run(&plugin, session, info.clone()).await;
+        // A plugin that failed while the caller is still on hands the call to the route's fallback.
+        if let (Some(fb), None, Outcome::Failed(_) | Outcome::Trapped(_)) =
+            (&fallback, &session.ended, &outcome)
+        {
+            if let Some(fb_plugin) = node.plugins.get(&fb.plugin) {
+                let why = match &outcome {
+                    Outcome::Trapped(t) => {
+                        format!("plugin-trap:{}", t.lines().next().unwrap_or(""))
+                    }
+                    Outcome::Failed(r) => format!("plugin-error:{r}"),
+                    Outcome::Done => String::new(),
+                };
+                tracing::warn!(call = %session.call_id, plugin = %session.plugin, "{why}; fallback {}", fb.plugin);
+                session.mark(&why);
+                session.mark(&format!("fallback:{}", fb.plugin));
+                session.plugin = fb.plugin.clone();
+                let fb_info = CallInfo {
+                    config: serde_json::to_string(&fb.config).unwrap_or_else(|_| "{}".into()),
+                    ..info
+                };
+                (outcome, session) = node.plugins.run(&fb_plugin, session, fb_info).await;
+            }
+        }
         let cause = match (&session.ended, &outcome) {
             (Some(cause), _) => cause.clone(),
             (None, Outcome::Done) => "plugin-return".to_string(),

@@ -27,6 +27,9 @@ wasmtime::component::bindgen!({
 
 pub use hookline::call::types::CallError;
 
+/// The epoch tick: the unit of CPU accounting and the longest a plugin holds a thread.
+const EPOCH: Duration = Duration::from_millis(10);
+
 /// Memory one call's plugin instance may grow to.
 const MAX_MEMORY: usize = 32 << 20;
 
@@ -58,7 +61,28 @@ pub struct CallState {
     wasi: WasiCtx,
     table: ResourceTable,
     limits: StoreLimits,
+    /// 10 ms epoch slices this call's plugin has run for.
+    cpu_slices: u64,
     pub session: CallSession,
+}
+
+/// What one call's plugin may use beyond memory.
+#[derive(Debug, Clone, Copy)]
+pub struct Budget {
+    /// CPU time across the whole call (the guest's own computation; waiting
+    /// in a verb costs nothing).
+    pub cpu: Duration,
+    /// Wall-clock time the plugin may keep the call.
+    pub wall: Duration,
+}
+
+impl Default for Budget {
+    fn default() -> Self {
+        Budget {
+            cpu: Duration::from_secs(2),
+            wall: Duration::from_secs(4 * 3600),
+        }
+    }
 }
 
 impl WasiView for CallState {
@@ -81,6 +105,7 @@ pub struct PluginHost {
     engine: Engine,
     linker: Linker<CallState>,
     plugins: HashMap<String, Arc<LoadedPlugin>>,
+    pub budget: Budget,
 }
 
 impl PluginHost {
@@ -118,7 +143,7 @@ impl PluginHost {
                 while let Some(engine) = ticker.upgrade() {
                     engine.increment_epoch();
                     drop(engine);
-                    std::thread::sleep(Duration::from_millis(10));
+                    std::thread::sleep(EPOCH);
                 }
             })
             .map_err(|e| PluginError::Engine(e.to_string()))?;
@@ -126,6 +151,7 @@ impl PluginHost {
             engine,
             linker,
             plugins: HashMap::new(),
+            budget: Budget::default(),
         })
     }
 
@@ -172,17 +198,38 @@ impl PluginHost {
                 .memory_size(MAX_MEMORY)
                 .instances(16)
                 .build(),
+            cpu_slices: 0,
             session,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
-        store.epoch_deadline_async_yield_and_update(1);
+        // Every 10 ms epoch that finds the guest running costs a slice and
+        // yields the thread (a busy plugin never stalls others); past the CPU
+        // budget the guest traps.
+        let max_slices = (self.budget.cpu.as_millis() / EPOCH.as_millis()).max(1) as u64;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |mut ctx| {
+            let state = ctx.data_mut();
+            state.cpu_slices += 1;
+            if state.cpu_slices > max_slices {
+                return Err(wasmtime::Error::msg("CPU budget exhausted"));
+            }
+            Ok(wasmtime::UpdateDeadline::Yield(1))
+        });
+        let wall = self.budget.wall;
         let outcome = match plugin.pre.instantiate_async(&mut store).await {
-            Ok(bindings) => match bindings.call_handle_call(&mut store, &info).await {
-                Ok(Ok(())) => Outcome::Done,
-                Ok(Err(reason)) => Outcome::Failed(reason),
-                Err(trap) => Outcome::Trapped(format!("{trap:#}")),
-            },
+            Ok(bindings) => {
+                match tokio::time::timeout(wall, bindings.call_handle_call(&mut store, &info)).await
+                {
+                    Ok(Ok(Ok(()))) => Outcome::Done,
+                    Ok(Ok(Err(reason))) => Outcome::Failed(reason),
+                    Ok(Err(trap)) => {
+                        tracing::debug!("plugin trap: {trap:?}");
+                        Outcome::Trapped(trap.root_cause().to_string())
+                    }
+                    Err(_) => Outcome::Trapped(format!("wall-clock budget of {wall:?} exhausted")),
+                }
+            }
             Err(e) => Outcome::Trapped(format!("instantiate: {e:#}")),
         };
         (outcome, store.into_data().session)

@@ -1,0 +1,128 @@
+//! Hostile plugins: a CPU loop, a trap and a memory bomb each end their own
+//! call's logic (the call goes to the route's fallback plugin), while a normal
+//! IVR call running at the same time keeps its audio and its menu.
+
+use std::time::Duration;
+
+use hookline_tests::{
+    alaw_to_linear, rms, sipp, talkspurts, wav_duration_ms, workspace_root, NodeSpec, RtpSink,
+    SipUa, TestNode,
+};
+use serde_json::Value;
+
+fn path_of(call: &Value) -> Vec<String> {
+    call["path"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn hostile_plugins_fail_alone_and_their_calls_reach_the_fallback() {
+    let wasm = workspace_root().join("target/wasm32-wasip2/release/hookline_hostile.wasm");
+    assert!(
+        wasm.exists(),
+        "{} is missing: run the README's test command",
+        wasm.display()
+    );
+    let mut extra = format!(
+        "[[plugins]]\nname = \"hostile\"\npath = \"{}\"\n\n",
+        wasm.display()
+    );
+    for mode in ["loop", "trap", "memory"] {
+        extra.push_str(&format!(
+            "[[routes]]\nnumber = \"{mode}\"\nplugin = \"hostile\"\nconfig = \"{mode}\"\n\
+             fallback = {{ plugin = \"ivr\", config = {{ greeting = [\"operator\"], fallback = {{ name = \"rescued\" }} }} }}\n\n"
+        ));
+    }
+    let node = TestNode::start(NodeSpec {
+        extra_routes: &extra,
+        node_section: Some("plugin_cpu_ms = 300"),
+        ..NodeSpec::default()
+    })
+    .unwrap();
+
+    // A well-behaved caller in the IVR at the same time.
+    let sink = RtpSink::bind().unwrap();
+    let sink_port = sink.port.to_string();
+    let normal = std::thread::scope(|s| {
+        let normal = s.spawn(|| {
+            sipp(
+                &node,
+                "uac_ivr_dtmf.xml",
+                "100",
+                &[("rtp_sink", sink_port.clone())],
+            )
+        });
+        let ua = SipUa::new(node.sip).unwrap();
+        for mode in ["loop", "trap", "memory"] {
+            ua.invite(&format!("hostile-{mode}"), mode, 9).unwrap();
+        }
+        // Each hostile call is answered by the plugin, then ended by the fallback IVR.
+        for mode in ["loop", "trap", "memory"] {
+            let id = format!("hostile-{mode}");
+            let ok = ua
+                .expect(&id, "SIP/2.0 200", Duration::from_secs(20))
+                .unwrap();
+            ua.request("ACK", &id, &hookline_tests::to_tag(&ok), 1, "", "")
+                .unwrap();
+        }
+        normal.join().unwrap()
+    });
+    normal.unwrap();
+
+    for mode in ["loop", "trap", "memory"] {
+        let call = node
+            .wait_for_call(Duration::from_secs(20), |c| {
+                c["id"] == format!("hostile-{mode}") && c["hangup_cause"].is_string()
+            })
+            .unwrap();
+        let path = path_of(&call);
+        assert!(
+            path.iter().any(|p| p.starts_with("plugin-trap:")),
+            "{mode}: {path:?}"
+        );
+        assert!(
+            path.contains(&"fallback:ivr".to_string()),
+            "{mode}: {path:?}"
+        );
+        assert!(
+            path.contains(&"branch:rescued".to_string()),
+            "{mode}: {path:?}"
+        );
+        assert_eq!(call["hangup_cause"], "plugin-hangup", "{mode}: {call:#}");
+        if mode == "loop" {
+            assert!(path.iter().any(|p| p.contains("CPU budget")), "{path:?}");
+        }
+    }
+
+    // The normal call did not notice: its branch, and its last prompt complete and unbroken.
+    let call = node
+        .wait_for_call(Duration::from_secs(10), |c| {
+            c["caller"] == "sipp" && c["hangup_cause"].is_string()
+        })
+        .unwrap();
+    assert!(
+        path_of(&call).contains(&"branch:support".to_string()),
+        "{call:#}"
+    );
+    let packets = sink.finish();
+    let spurts = talkspurts(&packets, 8);
+    let support = spurts.last().unwrap();
+    let prompt_ms = wav_duration_ms(&node.prompt_wav("support")).unwrap();
+    assert!(
+        (support.len() as u64 * 20).abs_diff(prompt_ms) <= 60,
+        "support prompt {prompt_ms} ms, heard {} ms",
+        support.len() * 20
+    );
+    for w in support.windows(2) {
+        assert_eq!(w[1].sequence, w[0].sequence.wrapping_add(1));
+    }
+    let pcm: Vec<i16> = support
+        .iter()
+        .flat_map(|p| p.payload.iter().map(|b| alaw_to_linear(*b)))
+        .collect();
+    assert!(rms(&pcm) > 500.0);
+}
