@@ -49,6 +49,11 @@ fn caller_presses_2_hears_support_and_the_record_shows_it() {
         "{path:?}"
     );
     assert_eq!(call["hangup_cause"], "plugin-hangup");
+    // Media counters of the leg: what the node sent and the DTMF it received, no loss.
+    let media = &call["media"];
+    assert!(media["packets_sent"].as_u64().unwrap() > 100, "{call:#}");
+    assert!(media["packets_received"].as_u64().unwrap() > 0, "{call:#}");
+    assert_eq!(media["lost"], 0, "{call:#}");
 
     // What the caller heard: the greeting (cut by the key press), then the support prompt in full.
     let spurts = talkspurts(&packets, 8);

@@ -339,13 +339,27 @@ fn start_call(
             });
         }
         node.media.remove_leg(leg);
+        // The worker answers the removal with the leg's counters.
+        let wait = tokio::time::sleep(Duration::from_millis(500));
+        tokio::pin!(wait);
+        let mut media = None;
+        while media.is_none() {
+            tokio::select! {
+                ev = session.events.recv() => match ev {
+                    Some(CallEvent::Media(MediaEvent::Final(stats))) => media = Some(stats),
+                    Some(_) => {}
+                    None => break,
+                },
+                _ = &mut wait => break,
+            }
+        }
         node.ports.release(port);
         node.release(route_idx);
         let _ = sip.send(SipCommand::Finished {
             call_id: session.call_id.clone(),
         });
         node.store
-            .call_ended(&session.call_id, &cause, session.path);
+            .call_finished(&session.call_id, &cause, session.path, media);
     });
     Ok((call_id, tx))
 }

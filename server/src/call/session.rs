@@ -128,7 +128,9 @@ impl CallSession {
     pub(crate) fn absorb(&mut self, ev: CallEvent) {
         match ev {
             CallEvent::Media(MediaEvent::Dtmf(k)) => self.digits.push_back(k),
-            CallEvent::Media(MediaEvent::PlayDone { .. } | MediaEvent::RtpTimeout) => {}
+            CallEvent::Media(
+                MediaEvent::PlayDone { .. } | MediaEvent::RtpTimeout | MediaEvent::Final(_),
+            ) => {}
             CallEvent::Ended(cause) => self.end(cause.as_str()),
             CallEvent::Outbound { .. } | CallEvent::Reinvite { .. } => {}
         }
@@ -244,7 +246,9 @@ impl CallSession {
                     self.absorb(ev);
                     return Err(CallError::HungUp);
                 }
-                CallEvent::Media(MediaEvent::PlayDone { .. } | MediaEvent::RtpTimeout)
+                CallEvent::Media(
+                    MediaEvent::PlayDone { .. } | MediaEvent::RtpTimeout | MediaEvent::Final(_),
+                )
                 | CallEvent::Outbound { .. }
                 | CallEvent::Reinvite { .. } => {}
             }
@@ -290,7 +294,7 @@ impl CallSession {
                         self.absorb(ev);
                         return Err(CallError::HungUp);
                     }
-                    CallEvent::Media(MediaEvent::PlayDone { .. } | MediaEvent::RtpTimeout) | CallEvent::Outbound { .. }
+                    CallEvent::Media(MediaEvent::PlayDone { .. } | MediaEvent::RtpTimeout | MediaEvent::Final(_)) | CallEvent::Outbound { .. }
                 | CallEvent::Reinvite { .. } => {}
                 },
                 _ = tokio::time::sleep_until(deadline) => result = c.on_time(Instant::now()),

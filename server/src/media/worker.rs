@@ -35,6 +35,18 @@ pub enum MediaEvent {
     PlayDone { token: u64, interrupted: bool },
     /// No RTP arrived for the leg's timeout: the peer is gone.
     RtpTimeout,
+    /// The leg was removed; what it received over its life.
+    Final(LegStats),
+}
+
+/// Receive quality of one leg over the call, for the call record.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct LegStats {
+    pub packets_received: u64,
+    pub packets_sent: u64,
+    pub lost: u64,
+    pub late: u64,
+    pub duplicate: u64,
 }
 
 /// Where a leg's events go (called on the media thread; must not block).
@@ -281,6 +293,9 @@ struct Leg {
     held: bool,
     /// A play request is in progress (its `PlayDone` is still owed).
     playing: bool,
+    /// Packets sent (prompts and relayed media) and valid RTP received.
+    sent: u64,
+    received: u64,
     streams: Vec<Stream>,
     ssrc: u32,
     seq: u16,
@@ -308,6 +323,8 @@ impl Leg {
             looped: Vec::new(),
             held: false,
             playing: false,
+            sent: 0,
+            received: 0,
             setup,
             streams: Vec::with_capacity(2),
             ssrc: rand::random(),
@@ -358,6 +375,7 @@ impl Leg {
                 continue;
             };
             stats.packets_in.fetch_add(1, Ordering::Relaxed);
+            self.received += 1;
             self.last_rx_tick = tick;
             if self.setup.latch {
                 self.latch(from, tick);
@@ -480,6 +498,7 @@ impl Leg {
             .is_ok()
         {
             stats.packets_out.fetch_add(1, Ordering::Relaxed);
+            self.sent += 1;
         }
     }
 
@@ -548,6 +567,7 @@ impl Leg {
             match self.setup.socket.send_to(&out[..], self.remote) {
                 Ok(_) => {
                     stats.packets_out.fetch_add(1, Ordering::Relaxed);
+                    self.sent += 1;
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {}
                 Err(_) => {} // e.g. ECONNREFUSED from an earlier ICMP: keep going.
@@ -594,7 +614,20 @@ impl Worker {
         let Some(i) = self.index.remove(&id) else {
             return;
         };
-        self.legs.swap_remove(i);
+        let leg = self.legs.swap_remove(i);
+        // Loss and lateness are counted where packets are reordered (not on the bridge relay).
+        let mut total = LegStats {
+            packets_sent: leg.sent,
+            packets_received: leg.received,
+            ..LegStats::default()
+        };
+        for st in &leg.streams {
+            let r = st.reorder.stats();
+            total.lost += r.lost;
+            total.late += r.late;
+            total.duplicate += r.duplicate;
+        }
+        (leg.setup.events)(MediaEvent::Final(total));
         self.stats.legs.fetch_sub(1, Ordering::Relaxed);
         // The last leg moved into slot i: fix its index and its peer's pointer.
         if let Some(moved) = self.legs.get(i) {

@@ -50,6 +50,8 @@ pub struct CallRecord {
     pub hangup_cause: Option<String>,
     /// Steps in order: `prompt:<id>`, `digits:<keys>`, `branch:<name>`, ...
     pub path: Vec<String>,
+    /// Media counters of the caller's leg (packets, loss), when known.
+    pub media: Option<serde_json::Value>,
 }
 
 enum Op {
@@ -68,6 +70,7 @@ enum Op {
     End {
         id: String,
         at: i64,
+        media: Option<String>,
         cause: String,
         path: Vec<String>,
     },
@@ -94,7 +97,8 @@ const SCHEMA: &str = "
         plugin TEXT,
         hangup_cause TEXT,
         path TEXT NOT NULL DEFAULT '[]',
-        parent TEXT
+        parent TEXT,
+        media TEXT
     );";
 
 impl Store {
@@ -108,6 +112,7 @@ impl Store {
         conn.execute_batch(SCHEMA).map_err(err)?;
         // Databases from before outbound legs lack the column; adding it twice fails harmlessly.
         let _ = conn.execute_batch("ALTER TABLE calls ADD COLUMN parent TEXT");
+        let _ = conn.execute_batch("ALTER TABLE calls ADD COLUMN media TEXT");
         let (tx, rx) = mpsc::channel();
         thread::Builder::new()
             .name("store".into())
@@ -149,8 +154,26 @@ impl Store {
         });
     }
 
+    /// Ends a call's record with its leg's media counters.
+    pub fn call_finished(
+        &self,
+        id: &str,
+        cause: &str,
+        path: Vec<String>,
+        media: impl serde::Serialize,
+    ) {
+        let _ = self.tx.send(Op::End {
+            id: id.into(),
+            at: now_ms(),
+            media: serde_json::to_string(&media).ok(),
+            cause: cause.into(),
+            path,
+        });
+    }
+
     pub fn call_ended(&self, id: &str, cause: &str, path: Vec<String>) {
         let _ = self.tx.send(Op::End {
+            media: None,
             id: id.into(),
             at: now_ms(),
             cause: cause.into(),
@@ -167,7 +190,7 @@ impl Store {
         let conn = Connection::open(&self.path).map_err(err)?;
         let mut stmt = conn
             .prepare(
-                "SELECT id, started_ms, answered_ms, ended_ms, caller, callee, plugin, hangup_cause, path, parent
+                "SELECT id, started_ms, answered_ms, ended_ms, caller, callee, plugin, hangup_cause, path, parent, media
                  FROM calls ORDER BY seq DESC LIMIT ?1",
             )
             .map_err(err)?;
@@ -184,6 +207,9 @@ impl Store {
                     plugin: r.get(6)?,
                     hangup_cause: r.get(7)?,
                     parent: r.get(9)?,
+                    media: r
+                        .get::<_, Option<String>>(10)?
+                        .and_then(|m| serde_json::from_str(&m).ok()),
                     path: serde_json::from_str(&path).unwrap_or_default(),
                 })
             })
@@ -223,9 +249,9 @@ fn apply(conn: &Connection, op: Op) -> rusqlite::Result<usize> {
         Op::Answer { id, at } => {
             conn.execute("UPDATE calls SET answered_ms = ?2 WHERE id = ?1 AND answered_ms IS NULL", params![id, at])
         }
-        Op::End { id, at, cause, path } => conn.execute(
-            "UPDATE calls SET ended_ms = ?2, hangup_cause = ?3, path = ?4 WHERE id = ?1",
-            params![id, at, cause, serde_json::to_string(&path).unwrap_or_else(|_| "[]".into())],
+        Op::End { id, at, cause, path, media } => conn.execute(
+            "UPDATE calls SET ended_ms = ?2, hangup_cause = ?3, path = ?4, media = COALESCE(?5, media) WHERE id = ?1",
+            params![id, at, cause, serde_json::to_string(&path).unwrap_or_else(|_| "[]".into()), media],
         ),
     }
 }
