@@ -776,7 +776,7 @@ impl SipUa {
     }
 
     /// Waits for a message about `call_id` whose first line starts with `start`
-    /// (e.g. "SIP/2.0 200", "BYE "); answers the node's BYEs on the way.
+    /// (e.g. "SIP/2.0 200", "BYE "); other messages about it are skipped.
     pub fn expect(&self, call_id: &str, start: &str, timeout: Duration) -> Result<String> {
         let deadline = Instant::now() + timeout;
         let mut seen = Vec::new();
