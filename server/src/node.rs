@@ -166,7 +166,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding HTTP to {}", opts.http))?;
     tracing::info!(
-        "hookline serving: SIP udp {} | RTP {}-{} | HTTP http://{} | data {}",
+        "hookline serving: SIP udp+tcp {} | RTP {}-{} | HTTP http://{} | data {}",
         opts.sip,
         opts.rtp_ports.0,
         opts.rtp_ports.1,
@@ -174,7 +174,11 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         opts.data.display()
     );
     let api = crate::api::router(node.clone());
-    let mut sip_task = tokio::spawn(call::run_sip(node.clone(), sip));
+    // SIP over TCP on the same port as UDP.
+    let tcp = tokio::net::TcpListener::bind(opts.sip)
+        .await
+        .with_context(|| format!("binding SIP/TCP to {}", opts.sip))?;
+    let mut sip_task = tokio::spawn(call::run_sip(node.clone(), sip, Some(tcp)));
     let mut http_task = tokio::spawn(async move { axum::serve(http, api).await });
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {

@@ -474,8 +474,20 @@ pub fn sipp(
     service: &str,
     keys: &[(&str, String)],
 ) -> Result<Output> {
+    sipp_with_args(node, scenario, service, keys, &[])
+}
+
+/// `sipp` with extra command-line arguments (e.g. `-t t1` for TCP).
+pub fn sipp_with_args(
+    node: &TestNode,
+    scenario: &str,
+    service: &str,
+    keys: &[(&str, String)],
+    extra: &[&str],
+) -> Result<Output> {
     let dir = tempfile::tempdir()?;
     let mut cmd = Command::new("sipp");
+    cmd.args(extra);
     cmd.arg(node.sip.to_string())
         .arg("-sf")
         .arg(workspace_root().join("tests/scenarios").join(scenario))

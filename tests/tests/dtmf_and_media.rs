@@ -4,7 +4,9 @@
 use std::net::UdpSocket;
 use std::time::Duration;
 
-use hookline_tests::{dtmf_tone, sipp, Baresip, NodeSpec, RtpSink, SipUa, TestNode};
+use hookline_tests::{
+    dtmf_tone, sipp, sipp_with_args, Baresip, NodeSpec, RtpSink, SipUa, TestNode,
+};
 use serde_json::Value;
 
 fn path_of(call: &Value) -> Vec<String> {
@@ -36,6 +38,35 @@ fn sip_info_dtmf_relay_reaches_the_ivr() {
     let path = path_of(&call);
     assert!(path.contains(&"digits:2".to_string()), "{path:?}");
     assert!(path.contains(&"branch:support".to_string()), "{path:?}");
+}
+
+#[test]
+fn the_same_call_over_tcp_with_info_dtmf_and_a_bye_back_on_the_connection() {
+    let node = TestNode::start(NodeSpec::default()).unwrap();
+    let sink = RtpSink::bind().unwrap();
+    // -t t1: one TCP connection; the node's BYE must come back over it for SIPp to pass.
+    sipp_with_args(
+        &node,
+        "uac_ivr_info.xml",
+        "100",
+        &[("rtp_sink", sink.port.to_string())],
+        &["-t", "t1"],
+    )
+    .unwrap();
+    let packets = sink.finish();
+    let call = node
+        .wait_for_call(Duration::from_secs(10), |c| {
+            c["caller"] == "info" && c["hangup_cause"].is_string()
+        })
+        .unwrap();
+    let path = path_of(&call);
+    assert!(path.contains(&"branch:support".to_string()), "{path:?}");
+    assert_eq!(call["hangup_cause"], "plugin-hangup");
+    assert!(
+        packets.len() > 100,
+        "media still flows over UDP: {} packets",
+        packets.len()
+    );
 }
 
 #[test]

@@ -113,7 +113,67 @@ impl Node {
 }
 
 /// Runs the SIP side of the node until the socket fails.
-pub async fn run_sip(node: Arc<Node>, socket: UdpSocket) -> std::io::Result<()> {
+/// What the TCP connection tasks tell the SIP driver.
+enum TcpEvent {
+    /// A connection opened; replies to this peer go through `writer`.
+    Open(SocketAddr, UnboundedSender<Vec<u8>>),
+    Message(SocketAddr, Vec<u8>),
+    Closed(SocketAddr),
+}
+
+/// Accepts SIP over TCP on the SIP port and feeds framed messages to the driver.
+async fn accept_tcp(listener: tokio::net::TcpListener, events: UnboundedSender<TcpEvent>) {
+    loop {
+        let Ok((stream, peer)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let events = events.clone();
+        tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let _ = stream.set_nodelay(true);
+            let (mut rd, mut wr) = stream.into_split();
+            let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
+            let writer = tokio::spawn(async move {
+                while let Some(data) = rx.recv().await {
+                    if wr.write_all(&data).await.is_err() {
+                        break;
+                    }
+                }
+            });
+            let _ = events.send(TcpEvent::Open(peer, tx));
+            let mut framer = crate::sip::stream::Framer::default();
+            let mut buf = vec![0u8; 16384];
+            'read: loop {
+                let n = match rd.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                framer.push(&buf[..n]);
+                loop {
+                    match framer.next_message() {
+                        Ok(Some(msg)) => {
+                            let _ = events.send(TcpEvent::Message(peer, msg));
+                        }
+                        Ok(None) => break,
+                        Err(e) => {
+                            tracing::debug!("SIP/TCP from {peer}: {e}; closing");
+                            break 'read;
+                        }
+                    }
+                }
+            }
+            let _ = events.send(TcpEvent::Closed(peer));
+            writer.abort();
+        });
+    }
+}
+
+pub async fn run_sip(
+    node: Arc<Node>,
+    socket: UdpSocket,
+    tcp: Option<tokio::net::TcpListener>,
+) -> std::io::Result<()> {
     let local = match node.config.node.advertise_ip {
         Some(ip) => SocketAddr::new(ip, node.sip_addr.port()),
         None if node.sip_addr.ip().is_unspecified() => SocketAddr::new(
@@ -128,8 +188,23 @@ pub async fn run_sip(node: Arc<Node>, socket: UdpSocket) -> std::io::Result<()> 
     let mut buf = vec![0u8; 65536];
     let mut timer = tokio::time::interval(Duration::from_millis(50));
     timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let (tcp_tx, mut tcp_rx) = mpsc::unbounded_channel();
+    if let Some(listener) = tcp {
+        tokio::spawn(accept_tcp(listener, tcp_tx));
+    }
+    // Peers connected over TCP: their responses and requests go back on the connection.
+    let mut streams: HashMap<SocketAddr, UnboundedSender<Vec<u8>>> = HashMap::new();
     loop {
         tokio::select! {
+            Some(ev) = tcp_rx.recv() => match ev {
+                TcpEvent::Open(peer, writer) => {
+                    streams.insert(peer, writer);
+                }
+                TcpEvent::Message(peer, data) => endpoint.handle_datagram(Instant::now(), peer, &data),
+                TcpEvent::Closed(peer) => {
+                    streams.remove(&peer);
+                }
+            },
             r = socket.recv_from(&mut buf) => match r {
                 Ok((n, from)) => endpoint.handle_datagram(Instant::now(), from, &buf[..n]),
                 // ICMP errors from earlier sends surface here on Linux; they are not ours to act on.
@@ -160,7 +235,9 @@ pub async fn run_sip(node: Arc<Node>, socket: UdpSocket) -> std::io::Result<()> 
         while let Some(out) = endpoint.poll_output() {
             match out {
                 Output::Transmit { to, data } => {
-                    if let Err(e) = socket.send_to(&data, to).await {
+                    if let Some(stream) = streams.get(&to) {
+                        let _ = stream.send(data);
+                    } else if let Err(e) = socket.send_to(&data, to).await {
                         tracing::debug!("SIP send to {to}: {e}");
                     }
                 }
