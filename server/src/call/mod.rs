@@ -199,10 +199,12 @@ pub async fn run_sip(
             Some(ev) = tcp_rx.recv() => match ev {
                 TcpEvent::Open(peer, writer) => {
                     streams.insert(peer, writer);
+                    endpoint.set_stream_peer(peer, true);
                 }
                 TcpEvent::Message(peer, data) => endpoint.handle_datagram(Instant::now(), peer, &data),
                 TcpEvent::Closed(peer) => {
                     streams.remove(&peer);
+                    endpoint.set_stream_peer(peer, false);
                 }
             },
             r = socket.recv_from(&mut buf) => match r {

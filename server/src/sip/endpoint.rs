@@ -162,6 +162,8 @@ pub struct Endpoint {
     dialogs: HashMap<String, Dialog>,
     /// Outbound legs (we are the UAC), by Call-ID.
     outbound: HashMap<String, OutboundCall>,
+    /// Peers connected over TCP (the driver tells us); our requests to them say so in Via.
+    stream_peers: std::collections::HashSet<SocketAddr>,
     out: VecDeque<Output>,
     stats: Stats,
     next_id: u64,
@@ -180,6 +182,7 @@ impl Endpoint {
             local: local.to_string(),
             dialogs: HashMap::new(),
             outbound: HashMap::new(),
+            stream_peers: Default::default(),
             out: VecDeque::new(),
             stats: Stats::default(),
             next_id: rand::random::<u32>() as u64,
@@ -641,6 +644,15 @@ impl Endpoint {
         }
     }
 
+    /// Records whether `peer` is connected over a stream (TCP) rather than UDP.
+    pub fn set_stream_peer(&mut self, peer: SocketAddr, connected: bool) {
+        if connected {
+            self.stream_peers.insert(peer);
+        } else {
+            self.stream_peers.remove(&peer);
+        }
+    }
+
     /// Marks the node as draining: OPTIONS probes get 503 so load balancers stop sending calls.
     pub fn set_draining(&mut self, draining: bool) {
         self.draining = draining;
@@ -703,6 +715,11 @@ impl Endpoint {
         let data = OutRequest {
             method: "BYE",
             uri: &d.remote_target,
+            transport: if self.stream_peers.contains(&d.peer) {
+                "TCP"
+            } else {
+                "UDP"
+            },
             via_host: &self.local,
             branch: &branch,
             from: &from,

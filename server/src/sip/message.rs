@@ -209,6 +209,8 @@ pub fn display_name_of(value: &str) -> Option<String> {
 pub struct OutRequest<'a> {
     pub method: &'a str,
     pub uri: &'a str,
+    /// "UDP" or "TCP": how the request travels (the Via says so).
+    pub transport: &'a str,
     pub via_host: &'a str,
     pub branch: &'a str,
     pub from: &'a str,
@@ -222,6 +224,7 @@ impl OutRequest<'_> {
         let OutRequest {
             method,
             uri,
+            transport,
             via_host,
             branch,
             from,
@@ -230,7 +233,7 @@ impl OutRequest<'_> {
             cseq,
         } = self;
         let s = format!(
-            "{method} {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {via_host};branch={branch};rport\r\n\
+            "{method} {uri} SIP/2.0\r\nVia: SIP/2.0/{transport} {via_host};branch={branch};rport\r\n\
              Max-Forwards: 70\r\nFrom: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\n\
              CSeq: {cseq} {method}\r\nUser-Agent: Hookline\r\n"
         );

@@ -188,6 +188,7 @@ impl OutboundCall {
         OutRequest {
             method,
             uri: &self.remote_target,
+            transport: "UDP",
             via_host: &self.local,
             branch: &format!("z9hG4bK{branch}"),
             from: &self.from,
