@@ -11,19 +11,10 @@ use hookline_benches::loadgen::{self, LoadConfig, Phase};
 use hookline_benches::proc_stats::{cpu_seconds, rss_mib};
 use hookline_tests::{free_udp_port, NodeSpec, TestNode};
 
-fn arg(args: &[String], name: &str, default: u64) -> u64 {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().collect();
-    let calls = arg(&args, "--calls", 200) as usize;
-    let seconds = arg(&args, "--seconds", 20);
-    let cps = arg(&args, "--cps", 200) as u32;
+    let calls = hookline_benches::arg("--calls", 200) as usize;
+    let seconds = hookline_benches::arg("--seconds", 20);
+    let cps = hookline_benches::arg("--cps", 200) as u32;
     let agent_port = free_udp_port();
     // The route connects every caller straight to the agent side of the generator.
     let route = format!(

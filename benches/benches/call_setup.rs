@@ -10,18 +10,9 @@ use hookline_benches::loadgen::{self, LoadConfig};
 use hookline_benches::proc_stats::cpu_seconds;
 use hookline_tests::{NodeSpec, TestNode};
 
-fn arg(args: &[String], name: &str, default: u64) -> u64 {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().collect();
-    let calls = arg(&args, "--calls", 6000) as usize;
-    let cps = arg(&args, "--cps", 600) as u32;
+    let calls = hookline_benches::arg("--calls", 6000) as usize;
+    let cps = hookline_benches::arg("--cps", 600) as u32;
     let node_section = format!("max_calls = {}", calls + 100);
     let node = TestNode::start(NodeSpec {
         profile: "release",

@@ -18,19 +18,10 @@ plugin = "ivr"
 config = { greeting = [], menu = ["welcome", "main_menu", "sales", "support", "operator"], invalid = [], no_input = [], attempts = 100000, timeout_ms = 20, options = [{ digit = "1", name = "sales" }], fallback = { name = "none" } }
 "#;
 
-fn arg(args: &[String], name: &str, default: u64) -> u64 {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().collect();
-    let calls = arg(&args, "--calls", 200) as usize;
-    let seconds = arg(&args, "--seconds", 20);
-    let cps = arg(&args, "--cps", 200) as u32;
+    let calls = hookline_benches::arg("--calls", 200) as usize;
+    let seconds = hookline_benches::arg("--seconds", 20);
+    let cps = hookline_benches::arg("--cps", 200) as u32;
     let node_section = format!("max_calls = {}\nmedia_threads = 0", calls + 100);
     let span = (calls as u16)
         .saturating_mul(2)

@@ -51,6 +51,18 @@ pub fn free_tcp_port() -> u16 {
         .expect("free TCP port")
 }
 
+/// A call record's route path as strings.
+pub fn path_of(call: &Value) -> Vec<String> {
+    call["path"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Whether a command is installed (tests that need a peer say so when it is missing).
 pub fn have(cmd: &str) -> bool {
     Command::new("sh")

@@ -5,18 +5,8 @@ use std::net::UdpSocket;
 use std::time::Duration;
 
 use hookline_tests::{
-    dtmf_tone, sipp, sipp_with_args, Baresip, NodeSpec, RtpSink, SipUa, TestNode,
+    dtmf_tone, path_of, sipp, sipp_with_args, Baresip, NodeSpec, RtpSink, SipUa, TestNode,
 };
-use serde_json::Value;
-
-fn path_of(call: &Value) -> Vec<String> {
-    call["path"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s.as_str().unwrap().to_string())
-        .collect()
-}
 
 #[test]
 fn sip_info_dtmf_relay_reaches_the_ivr() {

@@ -5,19 +5,9 @@
 use std::time::Duration;
 
 use hookline_tests::{
-    alaw_to_linear, rms, sipp, talkspurts, wav_duration_ms, workspace_root, NodeSpec, RtpSink,
-    SipUa, TestNode,
+    alaw_to_linear, path_of, rms, sipp, talkspurts, wav_duration_ms, workspace_root, NodeSpec,
+    RtpSink, SipUa, TestNode,
 };
-use serde_json::Value;
-
-fn path_of(call: &Value) -> Vec<String> {
-    call["path"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s.as_str().unwrap().to_string())
-        .collect()
-}
 
 #[test]
 fn hostile_plugins_fail_alone_and_their_calls_reach_the_fallback() {

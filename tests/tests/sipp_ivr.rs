@@ -3,19 +3,9 @@
 use std::time::Duration;
 
 use hookline_tests::{
-    alaw_to_linear, rms, sipp, talkspurts, ulaw_to_linear, wav_duration_ms, NodeSpec, RtpSink,
-    TestNode,
+    alaw_to_linear, path_of, rms, sipp, talkspurts, ulaw_to_linear, wav_duration_ms, NodeSpec,
+    RtpSink, TestNode,
 };
-use serde_json::Value;
-
-fn path_of(call: &Value) -> Vec<String> {
-    call["path"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s.as_str().unwrap().to_string())
-        .collect()
-}
 
 #[test]
 fn caller_presses_2_hears_support_and_the_record_shows_it() {

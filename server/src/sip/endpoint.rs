@@ -19,12 +19,12 @@ use rsip::{Header, Method, SipMessage};
 
 use super::message::{self, Echo, OutRequest};
 use super::registrar::{RegisterOutcome, RegisterRequest, Registrar};
+use super::retx::Retx;
 use super::sdp::{self, Negotiated, SdpError};
 use super::uac::{self, Dial, OutboundCall, UacEvent};
 
-const T1: Duration = Duration::from_millis(500);
-const T2: Duration = Duration::from_secs(4);
-const TIMER_H: Duration = Duration::from_secs(32);
+/// How long a finished dialog lingers to absorb retransmissions (64·T1).
+const TIMER_H: Duration = super::retx::GIVE_UP;
 const ALLOW: &str = "Allow: INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, REGISTER";
 
 /// What the endpoint wants done.
@@ -99,26 +99,6 @@ pub struct Stats {
     pub dropped: u64,
     /// Requests answered 400.
     pub bad_requests: u64,
-}
-
-/// A retransmitted message (final response or BYE).
-#[derive(Debug)]
-struct Retx {
-    data: Vec<u8>,
-    next: Instant,
-    interval: Duration,
-    deadline: Instant,
-}
-
-impl Retx {
-    fn new(now: Instant, data: Vec<u8>) -> Self {
-        Retx {
-            data,
-            next: now + T1,
-            interval: T1,
-            deadline: now + TIMER_H,
-        }
-    }
 }
 
 #[derive(Debug)]
@@ -749,15 +729,13 @@ impl Endpoint {
         self.dialogs.retain(|call_id, d| match &mut d.state {
             State::Gone(until) => *until > now,
             State::Answered(r) | State::Rejected(r) | State::Closing(r) => {
-                if now >= r.deadline {
+                if r.expired(now) {
                     match d.state {
                         State::Answered(_) => ack_lost.push(call_id.clone()),
                         _ => d.state = State::Gone(now + TIMER_H),
                     }
-                } else if now >= r.next {
+                } else if r.due(now) {
                     resend.push((d.peer, r.data.clone()));
-                    r.interval = (r.interval * 2).min(T2);
-                    r.next = now + r.interval;
                 }
                 true
             }

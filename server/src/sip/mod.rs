@@ -4,6 +4,7 @@ pub mod digest;
 pub mod endpoint;
 pub mod message;
 pub mod registrar;
+pub mod retx;
 pub mod sdp;
 pub mod stream;
 pub mod uac;

@@ -12,10 +12,9 @@ use rsip::Header;
 
 use super::digest::Challenge;
 use super::message::{self, Echo, OutRequest};
+use super::retx::Retx;
 
-const T1: Duration = Duration::from_millis(500);
-const T2: Duration = Duration::from_secs(4);
-const TIMER_B: Duration = Duration::from_secs(32);
+const TIMER_B: Duration = super::retx::GIVE_UP;
 
 /// What to call.
 #[derive(Debug, Clone)]
@@ -54,25 +53,6 @@ pub enum UacEvent {
 pub enum Action {
     Send(SocketAddr, Vec<u8>),
     Event(UacEvent),
-}
-
-#[derive(Debug)]
-struct Retx {
-    data: Vec<u8>,
-    next: Instant,
-    interval: Duration,
-    deadline: Instant,
-}
-
-impl Retx {
-    fn new(now: Instant, data: Vec<u8>) -> Self {
-        Retx {
-            data,
-            next: now + T1,
-            interval: T1,
-            deadline: now + TIMER_B,
-        }
-    }
 }
 
 #[derive(Debug)]
@@ -225,8 +205,7 @@ impl OutboundCall {
         }
         if cseq.ends_with("CANCEL") {
             if let State::Cancelling(r) = &mut self.state {
-                r.deadline = now + TIMER_B; // answered: stop retransmitting, wait for 487
-                r.next = now + TIMER_B;
+                r.quiet_until_give_up(now); // answered: stop retransmitting, wait for 487
             }
             return vec![];
         }
@@ -417,15 +396,13 @@ impl OutboundCall {
             State::Closing(r) => (r, None),
             _ => return vec![],
         };
-        if now >= retx.deadline {
+        if retx.expired(now) {
             self.state = State::Gone(now + TIMER_B);
             return on_expiry
                 .map(|e| vec![Action::Event(e)])
                 .unwrap_or_default();
         }
-        if now >= retx.next {
-            retx.interval = (retx.interval * 2).min(T2);
-            retx.next = now + retx.interval;
+        if retx.due(now) {
             return vec![Action::Send(dest, retx.data.clone())];
         }
         vec![]
