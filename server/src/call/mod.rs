@@ -104,11 +104,7 @@ impl Node {
         if !self.sip_addr.ip().is_unspecified() {
             return self.sip_addr.ip();
         }
-        // Ask the kernel which local address routes to the peer (no packet is sent).
-        let probe = StdUdpSocket::bind((if peer.is_ipv4() { "0.0.0.0" } else { "::" }, 0))
-            .and_then(|s| s.connect(peer).map(|_| s))
-            .and_then(|s| s.local_addr());
-        probe.map(|a| a.ip()).unwrap_or(peer.ip())
+        local_ip_toward(peer.ip())
     }
 }
 
@@ -183,6 +179,17 @@ pub async fn run_sip(
         None => node.sip_addr,
     };
     let mut endpoint = Endpoint::new(local).with_registrar(node.registrar.clone());
+    if node.config.node.advertise_ip.is_none() && node.sip_addr.ip().is_unspecified() {
+        // Listening on all interfaces: Contact/Via name the address that faces each peer.
+        let cache = Mutex::new(HashMap::new());
+        endpoint = endpoint.with_local_ip_for(move |peer| {
+            let mut cache = lock(&cache);
+            if cache.len() > 10_000 {
+                cache.clear();
+            }
+            *cache.entry(peer).or_insert_with(|| local_ip_toward(peer))
+        });
+    }
     let (cmd_tx, mut cmd_rx) = mpsc::unbounded_channel::<SipCommand>();
     let mut calls: HashMap<String, UnboundedSender<CallEvent>> = HashMap::new();
     let mut buf = vec![0u8; 65536];
@@ -468,6 +475,23 @@ pub fn detached_session(
         answer_sdp: String::new(),
     });
     (session, sip_rx)
+}
+
+/// The local address the kernel would use to reach `peer` (a connected UDP
+/// socket; no packet is sent).
+fn local_ip_toward(peer: IpAddr) -> IpAddr {
+    let any: SocketAddr = if peer.is_ipv4() {
+        "0.0.0.0:0"
+    } else {
+        "[::]:0"
+    }
+    .parse()
+    .unwrap_or_else(|_| SocketAddr::new(peer, 0));
+    StdUdpSocket::bind(any)
+        .and_then(|s| s.connect(SocketAddr::new(peer, 9)).map(|_| s))
+        .and_then(|s| s.local_addr())
+        .map(|a| a.ip())
+        .unwrap_or(peer)
 }
 
 /// Locks a mutex, ignoring poisoning (the guarded counters stay consistent).

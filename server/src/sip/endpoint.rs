@@ -142,6 +142,9 @@ pub struct Endpoint {
     dialogs: HashMap<String, Dialog>,
     /// Outbound legs (we are the UAC), by Call-ID.
     outbound: HashMap<String, OutboundCall>,
+    /// When the node listens on all interfaces: the local address that faces a
+    /// peer, for Contact and Via (the driver asks the kernel's routing table).
+    local_ip_for: Option<Box<dyn Fn(std::net::IpAddr) -> std::net::IpAddr + Send>>,
     /// Peers connected over TCP (the driver tells us); our requests to them say so in Via.
     stream_peers: std::collections::HashSet<SocketAddr>,
     out: VecDeque<Output>,
@@ -163,6 +166,7 @@ impl Endpoint {
             dialogs: HashMap::new(),
             outbound: HashMap::new(),
             stream_peers: Default::default(),
+            local_ip_for: None,
             out: VecDeque::new(),
             stats: Stats::default(),
             next_id: rand::random::<u32>() as u64,
@@ -175,6 +179,30 @@ impl Endpoint {
                     .map(|d| d.as_secs())
                     .unwrap_or(0),
             ),
+        }
+    }
+
+    /// Picks Contact/Via addresses per peer (a node bound to 0.0.0.0 has no single address).
+    pub fn with_local_ip_for(
+        mut self,
+        f: impl Fn(std::net::IpAddr) -> std::net::IpAddr + Send + 'static,
+    ) -> Self {
+        self.local_ip_for = Some(Box::new(f));
+        self
+    }
+
+    /// host:port of this node as `peer` reaches it.
+    fn local_for(&self, peer: SocketAddr) -> String {
+        match &self.local_ip_for {
+            Some(f) => {
+                let port = self.local.rsplit(':').next().unwrap_or("5060");
+                let ip = f(peer.ip());
+                match ip {
+                    std::net::IpAddr::V6(v6) => format!("[{v6}]:{port}"),
+                    std::net::IpAddr::V4(v4) => format!("{v4}:{port}"),
+                }
+            }
+            None => self.local.clone(),
         }
     }
 
@@ -429,6 +457,7 @@ impl Endpoint {
         cseq: u32,
     ) {
         let call_id = echo.call_id.clone();
+        let contact_host = self.local_for(from);
         let Some(d) = self.dialogs.get_mut(&call_id) else {
             return;
         };
@@ -447,7 +476,7 @@ impl Endpoint {
                     }
                 }
                 let tag = d.local_tag.clone();
-                let contact = format!("Contact: <sip:hookline@{}>", self.local);
+                let contact = format!("Contact: <sip:hookline@{contact_host}>");
                 let mut event = None;
                 let data = match (&d.state, d.answer_sdp.clone()) {
                     (State::Confirmed, Some(ours)) if req.body.is_empty() => message::response(
@@ -572,13 +601,16 @@ impl Endpoint {
 
     /// Sends 180 Ringing (call control found a route).
     pub fn ringing(&mut self, call_id: &str) {
+        let Some(peer) = self.dialogs.get(call_id).map(|d| d.peer) else {
+            return;
+        };
+        let contact = format!("Contact: <sip:hookline@{}>", self.local_for(peer));
         let Some(d) = self.dialogs.get_mut(call_id) else {
             return;
         };
         if !matches!(d.state, State::Early) {
             return;
         }
-        let contact = format!("Contact: <sip:hookline@{}>", self.local);
         let data = message::response(&d.echo, 180, Some(&d.local_tag), &[contact], None);
         d.last_response = data.clone();
         let peer = d.peer;
@@ -587,13 +619,16 @@ impl Endpoint {
 
     /// Answers with 200 OK and the SDP answer. Returns false when the call is gone.
     pub fn answer(&mut self, now: Instant, call_id: &str, sdp: String) -> bool {
+        let Some(peer) = self.dialogs.get(call_id).map(|d| d.peer) else {
+            return false;
+        };
+        let contact = format!("Contact: <sip:hookline@{}>", self.local_for(peer));
         let Some(d) = self.dialogs.get_mut(call_id) else {
             return false;
         };
         if !matches!(d.state, State::Early) {
             return matches!(d.state, State::Answered(_) | State::Confirmed);
         }
-        let contact = format!("Contact: <sip:hookline@{}>", self.local);
         let data = message::response(
             &d.echo,
             200,
@@ -655,7 +690,8 @@ impl Endpoint {
     pub fn dial(&mut self, now: Instant, dial: Dial) {
         let (tag, branch) = (self.token(), self.token());
         let call_id = dial.call_id.clone();
-        let (call, actions) = OutboundCall::start(now, &self.local, dial, &tag, &branch);
+        let local = self.local_for(dial.dest);
+        let (call, actions) = OutboundCall::start(now, &local, dial, &tag, &branch);
         self.outbound.insert(call_id.clone(), call);
         self.apply(&call_id, actions);
     }
@@ -682,6 +718,9 @@ impl Endpoint {
 
     fn send_bye(&mut self, now: Instant, call_id: &str) {
         let branch = format!("z9hG4bK{}", self.token());
+        let Some(via_host) = self.dialogs.get(call_id).map(|d| self.local_for(d.peer)) else {
+            return;
+        };
         let Some(d) = self.dialogs.get_mut(call_id) else {
             return;
         };
@@ -700,7 +739,7 @@ impl Endpoint {
             } else {
                 "UDP"
             },
-            via_host: &self.local,
+            via_host: &via_host,
             branch: &branch,
             from: &from,
             to: &d.echo.from,
@@ -1021,6 +1060,20 @@ mod tests {
             });
             assert_eq!(got, key, "{ct} {body:?}");
         }
+    }
+
+    #[test]
+    fn contact_names_the_address_facing_each_peer() {
+        let t0 = Instant::now();
+        let mut ep = Endpoint::new("0.0.0.0:5060".parse().unwrap())
+            .with_local_ip_for(|_| "192.0.2.7".parse().unwrap());
+        new_call(&mut ep, t0);
+        ep.answer(t0, "c1", "v=0\r\n".into());
+        let ok = drain(&mut ep).sent.remove(0);
+        assert!(
+            ok.contains("Contact: <sip:hookline@192.0.2.7:5060>"),
+            "{ok}"
+        );
     }
 
     #[test]
