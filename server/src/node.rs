@@ -130,6 +130,7 @@ pub fn build(opts: &ServeOptions) -> anyhow::Result<Arc<Node>> {
             .collect(),
         draining: AtomicBool::new(false),
         refused: AtomicU64::new(0),
+        call_tasks: AtomicU64::new(0),
         registrar: Arc::new(Mutex::new(Registrar::new(
             &config.node.realm,
             config
@@ -191,11 +192,13 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
             let limit = Duration::from_secs(node.config.node.drain_timeout_s);
             tracing::info!("draining: {} calls in progress, waiting up to {limit:?}", node.active_calls());
             let start = Instant::now();
-            while node.active_calls() > 0 && start.elapsed() < limit {
-                tokio::time::sleep(Duration::from_millis(100)).await;
+            while node.call_tasks.load(Ordering::SeqCst) > 0 && start.elapsed() < limit {
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
             tracing::info!("drained ({} calls left)", node.active_calls());
         }
     }
+    // Whatever the way out, the call records queued so far reach the disk.
+    node.store.flush(Duration::from_secs(5));
     Ok(())
 }

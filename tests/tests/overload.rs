@@ -48,7 +48,19 @@ fn beyond_the_call_limit_503_with_retry_after_and_the_running_call_keeps_audio()
             "gap in the running call's audio"
         );
     }
-    // Capacity is back once the call ended.
+    // Capacity is back once the call ended (the node counts it down as the call's task ends).
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !hookline_tests::http_get(node.http, "/metrics", None)
+        .unwrap()
+        .1
+        .contains("hookline_active_calls 0\n")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the ended call still holds capacity"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let sink = RtpSink::bind().unwrap();
     let tag = ua.call("third", "100", sink.port).unwrap();
     ua.request("BYE", "third", &tag, 2, "", "").unwrap();

@@ -63,6 +63,8 @@ pub struct Node {
     /// Set on SIGTERM: new calls get 503, running calls finish.
     pub draining: AtomicBool,
     pub refused: AtomicU64,
+    /// Call tasks still running (a drain waits for them, records included).
+    pub call_tasks: AtomicU64,
     pub registrar: Arc<Mutex<Registrar>>,
     pub sip_addr: SocketAddr,
 }
@@ -382,6 +384,7 @@ fn start_call(
     let node = node.clone();
     let sip = sip.clone();
     let fallback = route.fallback.clone();
+    node.call_tasks.fetch_add(1, Ordering::SeqCst);
     tokio::spawn(async move {
         let (mut outcome, mut session) = node.plugins.run(&plugin, session, info.clone()).await;
         // A plugin that failed while the caller is still on hands the call to the route's fallback.
@@ -424,6 +427,9 @@ fn start_call(
                 call_id: session.call_id.clone(),
             });
         }
+        // The call is over: its capacity is free at once; the port only once
+        // the worker has dropped the socket (it says so with the counters).
+        node.release(route_idx);
         node.media.remove_leg(leg);
         // The worker answers the removal with the leg's counters.
         let wait = tokio::time::sleep(Duration::from_millis(500));
@@ -440,12 +446,12 @@ fn start_call(
             }
         }
         node.ports.release(port);
-        node.release(route_idx);
         let _ = sip.send(SipCommand::Finished {
             call_id: session.call_id.clone(),
         });
         node.store
             .call_finished(&session.call_id, &cause, session.path, media);
+        node.call_tasks.fetch_sub(1, Ordering::SeqCst);
     });
     Ok((call_id, tx))
 }

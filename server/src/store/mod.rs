@@ -55,6 +55,8 @@ pub struct CallRecord {
 }
 
 enum Op {
+    /// Answer once everything queued before is committed.
+    Flush(mpsc::Sender<()>),
     Start {
         id: String,
         at: i64,
@@ -181,6 +183,14 @@ impl Store {
         });
     }
 
+    /// Waits (bounded) until every record queued so far is on disk.
+    pub fn flush(&self, timeout: Duration) {
+        let (tx, rx) = mpsc::channel();
+        if self.tx.send(Op::Flush(tx)).is_ok() {
+            let _ = rx.recv_timeout(timeout);
+        }
+    }
+
     /// The newest calls first (reads on its own connection).
     pub fn recent_calls(&self, limit: u32) -> Result<Vec<CallRecord>, StoreError> {
         let err = |source| StoreError::Sqlite {
@@ -228,20 +238,30 @@ fn writer(mut conn: Connection, rx: mpsc::Receiver<Op>) {
             }
         };
         let mut op = Some(first);
+        let mut waiting = Vec::new();
         while let Some(o) = op {
-            if let Err(e) = apply(&tx, o) {
-                tracing::error!("call records: {e}");
+            match o {
+                Op::Flush(done) => waiting.push(done),
+                o => {
+                    if let Err(e) = apply(&tx, o) {
+                        tracing::error!("call records: {e}");
+                    }
+                }
             }
             op = rx.try_recv().ok();
         }
         if let Err(e) = tx.commit() {
             tracing::error!("call records: commit: {e}");
         }
+        for done in waiting {
+            let _ = done.send(());
+        }
     }
 }
 
 fn apply(conn: &Connection, op: Op) -> rusqlite::Result<usize> {
     match op {
+        Op::Flush(_) => Ok(0),
         Op::Start { id, at, caller, callee, plugin, parent } => conn.execute(
             "INSERT OR IGNORE INTO calls (id, started_ms, caller, callee, plugin, parent) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![id, at, caller, callee, plugin, parent],
