@@ -608,6 +608,11 @@ impl Baresip {
         Self::spawn(account, None, &vec![0i16; 8000 * 60])
     }
 
+    /// Registers with `account` and dials `dial` at start, `mic` as its microphone.
+    pub fn register_and_dial(account: &str, dial: &str, mic: &[i16]) -> Result<Baresip> {
+        Self::spawn(account, Some(dial), mic)
+    }
+
     /// Registers as an extension with `mic` as its microphone.
     pub fn register_with_mic(account: &str, mic: &[i16]) -> Result<Baresip> {
         Self::spawn(account, None, mic)

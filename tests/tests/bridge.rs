@@ -128,3 +128,107 @@ fn caller_is_bridged_to_a_registered_agent_with_audio_both_ways() {
         rms(&heard)
     );
 }
+
+fn tone(hz: f64, seconds: usize) -> Vec<i16> {
+    (0..8000 * seconds)
+        .map(|n| ((n as f64 * 2.0 * std::f64::consts::PI * hz / 8000.0).sin() * 8000.0) as i16)
+        .collect()
+}
+
+fn wait_registered(node: &TestNode, user: &str, log: impl Fn() -> String) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !http_get(node.http, "/api/registrations", None)
+        .unwrap()
+        .1
+        .contains(&format!("\"user\":\"{user}\""))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "{user} did not register:\n{}",
+            log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn two_registered_phones_call_each_other_and_hear_each_other() {
+    let setup = r#"[[extensions]]
+user = "201"
+password = "one"
+
+[[extensions]]
+user = "202"
+password = "two"
+
+[[routes]]
+number = "2*"
+plugin = "ivr"
+config = { fallback = { name = "extension", dial = ["{callee}"], dial_timeout_ms = 15000 } }
+"#;
+    let node = TestNode::start(NodeSpec {
+        extra_routes: setup,
+        ..NodeSpec::default()
+    })
+    .unwrap();
+    let callee = Baresip::register_with_mic(
+        &format!(
+            "<sip:202@{}>;auth_pass=two;regint=600;answermode=auto",
+            node.sip
+        ),
+        &tone(1000.0, 60),
+    )
+    .unwrap();
+    wait_registered(&node, "202", || callee.log());
+    // 201 registers too and dials 202 by its extension; the mic plays 600 Hz for 8 s, then silence.
+    let mut mic = tone(600.0, 8);
+    mic.extend(vec![0i16; 8000 * 50]);
+    let caller = Baresip::register_and_dial(
+        &format!("<sip:201@{}>;auth_pass=one;regint=600", node.sip),
+        &format!("sip:202@{}", node.sip),
+        &mic,
+    )
+    .unwrap();
+    let call = node
+        .wait_for_call(Duration::from_secs(20), |c| {
+            c["callee"] == "202" && c["parent"].is_null() && c["answered_at"].is_string()
+        })
+        .unwrap_or_else(|e| panic!("{e}\ncaller:\n{}\ncallee:\n{}", caller.log(), callee.log()));
+    assert_eq!(call["caller"], "201");
+    std::thread::sleep(Duration::from_secs(6));
+    let caller = caller.quit().unwrap();
+    let callee = callee.quit().unwrap();
+    let leg = node
+        .wait_for_call(Duration::from_secs(10), |c| {
+            c["parent"] == call["id"] && c["hangup_cause"].is_string()
+        })
+        .unwrap();
+    assert!(leg["answered_at"].is_string(), "{leg:#}");
+
+    // Each heard the other: 1 kHz at the caller, 600 Hz at the callee.
+    let heard_by_caller = read_wav_i16(&caller.heard().expect("caller recorded nothing")).unwrap();
+    let heard_by_callee = read_wav_i16(&callee.heard().expect("callee recorded nothing")).unwrap();
+    let loudest_second = |pcm: &[i16]| -> Vec<i16> {
+        pcm.chunks(8000)
+            .max_by_key(|c| c.iter().map(|s| s.unsigned_abs() as u64).sum::<u64>())
+            .unwrap_or(&[])
+            .to_vec()
+    };
+    let a = loudest_second(&heard_by_caller);
+    let b = loudest_second(&heard_by_callee);
+    assert!(
+        rms(&a) > 2000.0 && rms(&b) > 2000.0,
+        "RMS caller {} callee {}",
+        rms(&a),
+        rms(&b)
+    );
+    let (za, zb) = (zero_crossings_per_second(&a), zero_crossings_per_second(&b));
+    assert!(
+        (1900.0..2100.0).contains(&za),
+        "caller heard {za} crossings/s, not 1 kHz"
+    );
+    assert!(
+        (1100.0..1300.0).contains(&zb),
+        "callee heard {zb} crossings/s, not 600 Hz"
+    );
+}

@@ -47,7 +47,8 @@ pub struct Branch {
     pub name: String,
     #[serde(default)]
     pub prompts: Vec<String>,
-    /// Extensions, SIP URIs (`sip:…`) or numbers via the trunks (`tel:…`), rung at once after the prompts.
+    /// Extensions, SIP URIs (`sip:…`) or numbers via the trunks (`tel:…`), rung at
+    /// once after the prompts. `{callee}` stands for the dialled number.
     #[serde(default)]
     pub dial: Vec<String>,
     #[serde(default = "default_dial_timeout_ms")]
@@ -75,14 +76,14 @@ impl Plugin for Ivr {
     fn handle_call(info: CallInfo) -> Result<(), String> {
         let config: IvrConfig =
             serde_json::from_str(&info.config).map_err(|e| format!("bad ivr config: {e}"))?;
-        match run(&config) {
+        match run(&config, &info.callee) {
             Ok(()) | Err(CallError::HungUp) => Ok(()),
             Err(e) => Err(e.to_string()),
         }
     }
 }
 
-fn run(config: &IvrConfig) -> Result<(), CallError> {
+fn run(config: &IvrConfig, callee: &str) -> Result<(), CallError> {
     if config.ring_ms > 0 {
         media::sleep(config.ring_ms)?;
     }
@@ -91,7 +92,7 @@ fn run(config: &IvrConfig) -> Result<(), CallError> {
         media::play(&config.greeting, true)?;
     }
     if config.menu.is_empty() && config.options.is_empty() {
-        return take(&config.fallback);
+        return take(&config.fallback, callee);
     }
     let choices: String = config.options.iter().map(|o| o.digit).collect();
     let menu = Menu {
@@ -111,11 +112,11 @@ fn run(config: &IvrConfig) -> Result<(), CallError> {
             .unwrap_or(&config.fallback),
         MenuOutcome::NoChoice => &config.fallback,
     };
-    take(branch)
+    take(branch, callee)
 }
 
 /// Runs a branch: its prompts, its dial, then the end of the call.
-fn take(branch: &Branch) -> Result<(), CallError> {
+fn take(branch: &Branch, callee: &str) -> Result<(), CallError> {
     data::mark(&format!("branch:{}", branch.name));
     if !branch.prompts.is_empty() {
         media::play(&branch.prompts, false)?;
@@ -124,13 +125,14 @@ fn take(branch: &Branch) -> Result<(), CallError> {
         let targets = branch
             .dial
             .iter()
+            .map(|t| t.replace("{callee}", callee))
             .map(|t| {
                 if t.starts_with("sip:") {
-                    DialTarget::Uri(t.clone())
+                    DialTarget::Uri(t)
                 } else if let Some(number) = t.strip_prefix("tel:") {
                     DialTarget::Number(number.to_string())
                 } else {
-                    DialTarget::Extension(t.clone())
+                    DialTarget::Extension(t)
                 }
             })
             .collect();
