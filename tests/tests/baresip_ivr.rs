@@ -29,6 +29,12 @@ fn baresip_hears_the_menu_and_reaches_sales() {
     assert!(path.contains(&"digits:1"), "{path:?}");
     assert!(path.contains(&"branch:sales"), "{path:?}");
     assert_eq!(call["hangup_cause"], "plugin-hangup");
+    // baresip sends RTCP to our port + 1: its reports about our stream are in the record.
+    assert!(
+        call["media"]["rtcp_reports"].as_u64().unwrap_or(0) > 0,
+        "no RTCP from baresip: {call:#}"
+    );
+    assert_eq!(call["media"]["peer_lost"], 0, "{call:#}");
 
     let phone = phone.quit().unwrap();
     let heard = phone

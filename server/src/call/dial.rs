@@ -197,6 +197,7 @@ impl CallSession {
                 inband_dtmf: false,
                 rtp_timeout: None,
                 latch: false,
+                rtcp: node.ports.bind_rtcp(port),
                 events: Box::new(|_| {}),
             });
             let call_id = self.start_route(&route, &from_user, &label[target as usize], local, leg);

@@ -353,6 +353,7 @@ fn start_call(
         // than the one its signalling came from (RFC 4961 symmetric RTP, as
         // SBCs apply it). Otherwise a stray sender could divert the media.
         latch: node_cfg.rtp_latch && offer.remote.ip() != inc.source.ip(),
+        rtcp: node.ports.bind_rtcp(port),
         events: Box::new(move |e| {
             let _ = media_tx.send(CallEvent::Media(e));
         }),

@@ -47,6 +47,11 @@ pub struct LegStats {
     pub lost: u64,
     pub late: u64,
     pub duplicate: u64,
+    /// RTCP reports received from the peer.
+    pub rtcp_reports: u64,
+    /// The peer's last word on our stream: packets it lost and its jitter (ms).
+    pub peer_lost: Option<u32>,
+    pub peer_jitter_ms: Option<u32>,
 }
 
 /// Where a leg's events go (called on the media thread; must not block).
@@ -65,6 +70,8 @@ pub struct LegSetup {
     pub rtp_timeout: Option<Duration>,
     /// Send to where the peer's RTP comes from (symmetric RTP, for phones behind NAT).
     pub latch: bool,
+    /// RTCP on RTP port + 1 (reports are also read from the RTP socket: rtcp-mux).
+    pub rtcp: Option<UdpSocket>,
     pub events: EventSink,
 }
 
@@ -155,6 +162,13 @@ impl PortPool {
             ErrorKind::AddrNotAvailable,
             "no free RTP port",
         ))
+    }
+
+    /// The RTCP socket beside an RTP port (port + 1), when it is free.
+    pub fn bind_rtcp(&self, rtp_port: u16) -> Option<UdpSocket> {
+        let s = UdpSocket::bind((self.ip, rtp_port.checked_add(1)?)).ok()?;
+        s.set_nonblocking(true).ok()?;
+        Some(s)
     }
 
     pub fn release(&self, port: u16) {
@@ -296,6 +310,8 @@ struct Leg {
     /// Packets sent (prompts and relayed media) and valid RTP received.
     sent: u64,
     received: u64,
+    rtcp_reports: u64,
+    peer_report: Option<crate::rtp::rtcp::PeerReport>,
     streams: Vec<Stream>,
     ssrc: u32,
     seq: u16,
@@ -325,6 +341,8 @@ impl Leg {
             playing: false,
             sent: 0,
             received: 0,
+            rtcp_reports: 0,
+            peer_report: None,
             setup,
             streams: Vec::with_capacity(2),
             ssrc: rand::random(),
@@ -368,6 +386,7 @@ impl Leg {
             };
             let data = &buf[..n];
             if packet::is_rtcp(data) {
+                self.on_rtcp(data);
                 continue;
             }
             let Ok(pkt) = RtpPacket::parse(data) else {
@@ -502,6 +521,59 @@ impl Leg {
         }
     }
 
+    fn on_rtcp(&mut self, data: &[u8]) {
+        self.rtcp_reports += 1;
+        if let Some(r) = crate::rtp::rtcp::report_for(data, self.ssrc) {
+            self.peer_report = Some(r);
+        }
+    }
+
+    /// Reads the RTCP socket (every few ticks: reports come every few seconds).
+    fn receive_rtcp(&mut self, buf: &mut [u8]) {
+        let Some(sock) = self.setup.rtcp.take() else {
+            return;
+        };
+        while let Ok(n) = sock.recv(buf) {
+            if packet::is_rtcp(&buf[..n]) {
+                self.on_rtcp(&buf[..n]);
+            }
+        }
+        self.setup.rtcp = Some(sock);
+    }
+
+    /// Sends our RTCP report (SR while we send, else RR) to the peer's RTCP port.
+    fn send_rtcp(&mut self) {
+        let Some(sock) = &self.setup.rtcp else { return };
+        let peer = self.streams.iter().max_by_key(|s| s.last_tick).map(|s| {
+            let st = s.reorder.stats();
+            crate::rtp::rtcp::ReceiverState {
+                peer_ssrc: s.ssrc,
+                fraction_lost: 0,
+                cumulative_lost: st.lost as u32,
+                highest_seq: 0,
+            }
+        });
+        let sent = (self.sent > 0).then(|| {
+            let ntp = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| {
+                    ((d.as_secs() + 2_208_988_800) << 32)
+                        | ((d.subsec_nanos() as u64) << 32) / 1_000_000_000
+                })
+                .unwrap_or(0);
+            (
+                self.sent as u32,
+                (self.sent * FRAME as u64) as u32,
+                self.timestamp,
+                ntp,
+            )
+        });
+        let mut out = [0u8; 128];
+        let n = crate::rtp::rtcp::write_report(&mut out, self.ssrc, sent, peer, b"hookline");
+        let to = SocketAddr::new(self.remote.ip(), self.remote.port().wrapping_add(1));
+        let _ = sock.send_to(&out[..n], to);
+    }
+
     /// Symmetric RTP: follow the peer's source address. Once latched, move only
     /// if the latched source has been silent for a second (a NAT rebinding), so
     /// a stray sender cannot take the stream over.
@@ -619,6 +691,9 @@ impl Worker {
         let mut total = LegStats {
             packets_sent: leg.sent,
             packets_received: leg.received,
+            rtcp_reports: leg.rtcp_reports,
+            peer_lost: leg.peer_report.map(|r| r.cumulative_lost),
+            peer_jitter_ms: leg.peer_report.map(|r| r.jitter / 8),
             ..LegStats::default()
         };
         for st in &leg.streams {
@@ -738,6 +813,13 @@ impl Worker {
                 let leg = &mut self.legs[i];
                 leg.check_timeout(tick);
                 leg.send(&mut out, &self.stats);
+                // RTCP: read every 100 ms, report every 5 s (staggered by leg).
+                if tick % 5 == (i as u64) % 5 {
+                    leg.receive_rtcp(&mut buf);
+                }
+                if (tick + i as u64) % 250 == 0 && (leg.sent > 0 || leg.received > 0) {
+                    leg.send_rtcp();
+                }
             }
             let now = Instant::now();
             if next > now {
@@ -789,6 +871,7 @@ mod tests {
             inband_dtmf: false,
             rtp_timeout: None,
             latch: false,
+            rtcp: None,
             events: Box::new(move |e| {
                 let _ = tx.send(e);
             }),
@@ -860,6 +943,8 @@ mod tests {
             inband_dtmf: false,
             rtp_timeout: None,
             latch: false,
+            rtcp: None,
+            rtcp: None,
             events: Box::new(|_| {}),
         };
         engine.add_leg(setup(

@@ -3,3 +3,4 @@
 pub mod dtmf;
 pub mod packet;
 pub mod reorder;
+pub mod rtcp;
