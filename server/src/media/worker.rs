@@ -558,7 +558,7 @@ impl Leg {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| {
                     ((d.as_secs() + 2_208_988_800) << 32)
-                        | ((d.subsec_nanos() as u64) << 32) / 1_000_000_000
+                        | (((d.subsec_nanos() as u64) << 32) / 1_000_000_000)
                 })
                 .unwrap_or(0);
             (
@@ -943,7 +943,6 @@ mod tests {
             inband_dtmf: false,
             rtp_timeout: None,
             latch: false,
-            rtcp: None,
             rtcp: None,
             events: Box::new(|_| {}),
         };
