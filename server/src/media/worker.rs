@@ -817,7 +817,7 @@ impl Worker {
                 if tick % 5 == (i as u64) % 5 {
                     leg.receive_rtcp(&mut buf);
                 }
-                if (tick + i as u64) % 250 == 0 && (leg.sent > 0 || leg.received > 0) {
+                if (tick + i as u64).is_multiple_of(250) && (leg.sent > 0 || leg.received > 0) {
                     leg.send_rtcp();
                 }
             }
