@@ -49,6 +49,8 @@ pub struct LegStats {
     pub duplicate: u64,
     /// RTCP reports received from the peer.
     pub rtcp_reports: u64,
+    /// Frames concealed by the jitter buffer (transcoding bridges).
+    pub concealed: u64,
     /// The peer's last word on our stream: packets it lost and its jitter (ms).
     pub peer_lost: Option<u32>,
     pub peer_jitter_ms: Option<u32>,
@@ -300,6 +302,9 @@ struct Leg {
     inband: Option<Box<DtmfDetector>>,
     /// Index (in the worker) of the leg this one's received media is relayed to.
     bridge: Option<usize>,
+    /// Bridged media that needs decoding (a transcoding bridge) plays out from here.
+    jitter: Option<Box<crate::rtp::jitter::JitterBuffer>>,
+    concealed: u64,
     /// Added to a relayed packet's timestamp to continue this leg's clock.
     relay_ts_offset: Option<u32>,
     looped: Vec<Arc<Prompt>>,
@@ -335,6 +340,8 @@ impl Leg {
             timed_out: false,
             inband: setup.inband_dtmf.then(Box::default),
             bridge: None,
+            jitter: None,
+            concealed: 0,
             relay_ts_offset: None,
             looped: Vec::new(),
             held: false,
@@ -484,6 +491,16 @@ impl Leg {
             let dst = self.setup.codec;
             if std::mem::discriminant(&dst) == std::mem::discriminant(&src_codec) {
                 out[12..12 + n].copy_from_slice(&pkt.payload[..n]);
+            } else if n == FRAME {
+                // Decoded path: through the jitter buffer, played out on this leg's tick.
+                let mut pcm = [0i16; FRAME];
+                src_codec.decode(&pkt.payload[..n], &mut pcm);
+                self.jitter.get_or_insert_with(Box::default).push(
+                    pkt.timestamp,
+                    &pcm,
+                    Instant::now(),
+                );
+                return;
             } else {
                 let mut pcm = [0i16; super::super::rtp::reorder::MAX_PAYLOAD];
                 src_codec.decode(&pkt.payload[..n], &mut pcm[..n]);
@@ -598,9 +615,44 @@ impl Leg {
         }
     }
 
+    /// One frame from the jitter buffer of a transcoding bridge.
+    fn play_out_jitter(&mut self, out: &mut [u8; 12 + FRAME], stats: &MediaStats) {
+        let Some(jb) = self.jitter.as_deref_mut() else {
+            return;
+        };
+        let mut pcm = [0i16; FRAME];
+        let played = jb.pop(&mut pcm);
+        if played == crate::rtp::jitter::Played::Silence || self.held {
+            self.talking = false;
+            return;
+        }
+        if played == crate::rtp::jitter::Played::Concealed {
+            self.concealed += 1;
+        }
+        let codec = self.setup.codec;
+        codec.encode(&pcm, &mut out[12..]);
+        packet::write_header(
+            &mut out[..12],
+            !self.talking,
+            codec.payload_type(),
+            self.seq,
+            self.timestamp,
+            self.ssrc,
+        );
+        self.talking = true;
+        self.seq = self.seq.wrapping_add(1);
+        if self.setup.socket.send_to(&out[..], self.remote).is_ok() {
+            stats.packets_out.fetch_add(1, Ordering::Relaxed);
+            self.sent += 1;
+        }
+    }
+
     fn send(&mut self, out: &mut [u8; 12 + FRAME], stats: &MediaStats) {
         self.timestamp = self.timestamp.wrapping_add(FRAME as u32);
-        if self.queue.is_empty() || self.bridge.is_some() {
+        if self.bridge.is_some() {
+            return self.play_out_jitter(out, stats);
+        }
+        if self.queue.is_empty() {
             return;
         }
         let codec = self.setup.codec;
@@ -677,8 +729,10 @@ impl Worker {
         if let Some(j) = self.legs[i].bridge.take() {
             self.legs[j].bridge = None;
             self.legs[j].relay_ts_offset = None;
+            self.legs[j].jitter = None;
         }
         self.legs[i].relay_ts_offset = None;
+        self.legs[i].jitter = None;
     }
 
     fn remove(&mut self, id: LegId) {
@@ -692,6 +746,7 @@ impl Worker {
             packets_sent: leg.sent,
             packets_received: leg.received,
             rtcp_reports: leg.rtcp_reports,
+            concealed: leg.concealed,
             peer_lost: leg.peer_report.map(|r| r.cumulative_lost),
             peer_jitter_ms: leg.peer_report.map(|r| r.jitter / 8),
             ..LegStats::default()
