@@ -80,6 +80,10 @@ pub struct NodeConfig {
     /// Address written into SDP and Contact when the node sits behind NAT or
     /// listens on 0.0.0.0. Default: the local address that routes to the caller.
     pub advertise_ip: Option<IpAddr>,
+    /// Challenge INVITEs (407, extension credentials) unless they come from a
+    /// registered phone's address or a trunk.
+    #[serde(default)]
+    pub invite_auth: bool,
     /// Digest authentication realm.
     #[serde(default = "default_realm")]
     pub realm: String,
@@ -101,6 +105,7 @@ impl Default for NodeConfig {
             media_threads: 0,
             advertise_ip: None,
             realm: default_realm(),
+            invite_auth: false,
             api_token: None,
         }
     }

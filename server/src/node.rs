@@ -131,15 +131,19 @@ pub fn build(opts: &ServeOptions) -> anyhow::Result<Arc<Node>> {
         draining: AtomicBool::new(false),
         refused: AtomicU64::new(0),
         call_tasks: AtomicU64::new(0),
-        registrar: Arc::new(Mutex::new(Registrar::new(
-            &config.node.realm,
-            config
-                .extensions
-                .iter()
-                .map(|e| (e.user.clone(), e.password.clone()))
-                .collect(),
-            format!("{:032x}", rand::random::<u128>()),
-        ))),
+        registrar: Arc::new(Mutex::new({
+            let mut r = Registrar::new(
+                &config.node.realm,
+                config
+                    .extensions
+                    .iter()
+                    .map(|e| (e.user.clone(), e.password.clone()))
+                    .collect(),
+                format!("{:032x}", rand::random::<u128>()),
+            );
+            r.trusted_ips = config.trunks.iter().map(|t| t.address.ip()).collect();
+            r
+        })),
         sip_addr: opts.sip,
         config,
     }))

@@ -608,6 +608,11 @@ impl Baresip {
         Self::spawn(account, None, &vec![0i16; 8000 * 60])
     }
 
+    /// Uses `account` (credentials, maybe no registration) and dials `dial` at start.
+    pub fn start_with_account(account: &str, dial: &str) -> Result<Baresip> {
+        Self::spawn(account, Some(dial), &vec![0i16; 8000 * 60])
+    }
+
     /// Registers with `account` and dials `dial` at start, `mic` as its microphone.
     pub fn register_and_dial(account: &str, dial: &str, mic: &[i16]) -> Result<Baresip> {
         Self::spawn(account, Some(dial), mic)

@@ -106,3 +106,41 @@ fn wrong_password_never_registers_and_repeated_failures_are_blocked() {
     assert_eq!(codes.last().unwrap(), "403", "{codes:?}");
     assert!(registrations(&node).is_empty());
 }
+
+#[test]
+fn invites_from_strangers_are_challenged_and_a_phone_with_credentials_gets_through() {
+    let node = TestNode::start(NodeSpec {
+        extra_routes: "[[extensions]]\nuser = \"301\"\npassword = \"pw301\"\n\n",
+        node_section: Some("invite_auth = true"),
+        ..NodeSpec::default()
+    })
+    .unwrap();
+    // A stranger without credentials: 407 with a digest challenge, and no call.
+    let ua = SipUa::new(node.sip).unwrap();
+    ua.invite("stranger", "100", 9).unwrap();
+    let r = ua
+        .expect("stranger", "SIP/2.0 407", Duration::from_secs(5))
+        .unwrap();
+    assert!(
+        r.contains("Proxy-Authenticate: Digest realm=\"hookline\""),
+        "{r}"
+    );
+    ua.request("ACK", "stranger", &hookline_tests::to_tag(&r), 1, "", "")
+        .unwrap();
+    // baresip as extension 301, not registered, answers the challenge and gets the IVR.
+    let phone = Baresip::start_with_account(
+        &format!("<sip:301@{}>;auth_pass=pw301;regint=0", node.sip),
+        &format!("sip:100@{}", node.sip),
+    )
+    .unwrap();
+    let call = node
+        .wait_for_call(Duration::from_secs(20), |c| {
+            c["caller"] == "301" && c["answered_at"].is_string()
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}", phone.log()));
+    assert_eq!(call["plugin"], "ivr");
+    assert!(
+        node.calls().unwrap().iter().all(|c| c["id"] != "stranger"),
+        "the stranger's call never started"
+    );
+}

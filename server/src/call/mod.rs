@@ -180,7 +180,9 @@ pub async fn run_sip(
         ),
         None => node.sip_addr,
     };
-    let mut endpoint = Endpoint::new(local).with_registrar(node.registrar.clone());
+    let mut endpoint = Endpoint::new(local)
+        .with_registrar(node.registrar.clone())
+        .with_invite_auth(node.config.node.invite_auth);
     if node.config.node.advertise_ip.is_none() && node.sip_addr.ip().is_unspecified() {
         // Listening on all interfaces: Contact/Via name the address that faces each peer.
         let cache = Mutex::new(HashMap::new());

@@ -151,6 +151,8 @@ pub struct Endpoint {
     stats: Stats,
     next_id: u64,
     draining: bool,
+    /// INVITEs from untrusted sources must carry extension credentials.
+    invite_auth: bool,
     /// Extensions' registrations; shared with the API, which lists them.
     registrar: Option<Arc<Mutex<Registrar>>>,
     /// Wall-clock seconds at `epoch`, so registrations get Unix times from the
@@ -171,6 +173,7 @@ impl Endpoint {
             stats: Stats::default(),
             next_id: rand::random::<u32>() as u64,
             draining: false,
+            invite_auth: false,
             registrar: None,
             epoch: (
                 Instant::now(),
@@ -204,6 +207,12 @@ impl Endpoint {
             }
             None => self.local.clone(),
         }
+    }
+
+    /// Challenges INVITEs from sources the registrar does not trust (407).
+    pub fn with_invite_auth(mut self, on: bool) -> Self {
+        self.invite_auth = on;
+        self
     }
 
     /// Answers REGISTER with this registrar (without one, REGISTER gets 501).
@@ -341,6 +350,16 @@ impl Endpoint {
             let actions = call.on_request(now, &req.method, &echo);
             return self.apply(&echo.call_id.clone(), actions);
         }
+        // A new INVITE on the Call-ID of one we refused (a retry with credentials after 407).
+        let retry = req.method == Method::Invite
+            && self.dialogs.get(&echo.call_id).is_some_and(|d| {
+                cseq > d.invite_cseq
+                    && matches!(d.state, State::Rejected(_) | State::Gone(_))
+                    && d.answer_sdp.is_none()
+            });
+        if retry {
+            self.dialogs.remove(&echo.call_id);
+        }
         match (&req.method, self.dialogs.contains_key(&echo.call_id)) {
             (Method::Invite, false) => self.on_new_invite(now, from, &req, echo, cseq),
             // A draining node says so to load balancers' OPTIONS probes.
@@ -374,6 +393,49 @@ impl Endpoint {
     ) {
         if message::has_tag(&echo.to) {
             return self.reply(from, &echo, 481, &[]);
+        }
+        if self.invite_auth {
+            if let Some(registrar) = self.registrar.clone() {
+                let unix = self.unix(now);
+                let mut reg = registrar.lock().unwrap_or_else(|e| e.into_inner());
+                if !reg.trusted(from, unix) {
+                    let auth = req.headers.iter().find_map(|h| match h {
+                        Header::ProxyAuthorization(a) => Some(a.value().to_string()),
+                        _ => None,
+                    });
+                    if let Err(outcome) = reg.authorize_invite(unix, from, auth.as_deref()) {
+                        drop(reg);
+                        let tag = self.token();
+                        let data = match outcome {
+                            RegisterOutcome::Challenge(v) => message::response(
+                                &echo,
+                                407,
+                                Some(&tag),
+                                &[format!("Proxy-Authenticate: {v}")],
+                                None,
+                            ),
+                            _ => message::response(&echo, 403, Some(&tag), &[], None),
+                        };
+                        // Remember the refusal so the ACK and retransmissions are absorbed.
+                        self.dialogs.insert(
+                            echo.call_id.clone(),
+                            Dialog {
+                                echo: echo.clone(),
+                                invite_cseq: cseq,
+                                peer: from,
+                                local_tag: tag,
+                                remote_target: String::new(),
+                                local_cseq: 0,
+                                last_response: data.clone(),
+                                answer_sdp: None,
+                                last_reinvite: None,
+                                state: State::Gone(now + TIMER_H),
+                            },
+                        );
+                        return self.send(from, data);
+                    }
+                }
+            }
         }
         let local_tag = self.token();
         let remote_target = req

@@ -95,6 +95,7 @@ pub fn reason(code: u16) -> &'static str {
         405 => "Method Not Allowed",
         401 => "Unauthorized",
         403 => "Forbidden",
+        407 => "Proxy Authentication Required",
         415 => "Unsupported Media Type",
         423 => "Interval Too Brief",
         480 => "Temporarily Unavailable",

@@ -66,6 +66,8 @@ pub struct Registrar {
     signer: NonceSigner,
     bindings: HashMap<String, Vec<Binding>>,
     failures: HashMap<IpAddr, Failures>,
+    /// Peers whose INVITEs need no credentials (the trunks).
+    pub trusted_ips: std::collections::HashSet<IpAddr>,
     pub min_expires: u32,
     pub max_expires: u32,
 }
@@ -79,6 +81,7 @@ impl Registrar {
             signer: NonceSigner::new(secret),
             bindings: HashMap::new(),
             failures: HashMap::new(),
+            trusted_ips: Default::default(),
             min_expires: 60,
             max_expires: 3600,
         }
@@ -112,6 +115,51 @@ impl Registrar {
         if f.count >= MAX_FAILURES {
             f.blocked_until = now + BLOCK_S;
         }
+    }
+
+    /// Whether an INVITE from `source` needs no credentials: it comes from
+    /// where a registered phone registered from, or from a trusted peer (trunks).
+    pub fn trusted(&self, source: SocketAddr, now: u64) -> bool {
+        self.trusted_ips.contains(&source.ip())
+            || self
+                .bindings
+                .values()
+                .flatten()
+                .any(|b| b.source == source && b.expires_at > now)
+    }
+
+    /// Checks an INVITE's `Proxy-Authorization` against the extensions'
+    /// credentials (same failure counting as REGISTER). `Ok` carries the user.
+    pub fn authorize_invite(
+        &mut self,
+        now: u64,
+        source: SocketAddr,
+        authorization: Option<&str>,
+    ) -> Result<String, RegisterOutcome> {
+        let ip = source.ip();
+        if self.blocked(ip, now) {
+            return Err(RegisterOutcome::Forbidden);
+        }
+        let Some(creds) = authorization.and_then(Credentials::parse) else {
+            return Err(self.challenge(now, false));
+        };
+        let ok = creds.realm == self.realm
+            && self
+                .users
+                .get(&creds.username)
+                .is_some_and(|p| creds.expected("INVITE", p) == creds.response);
+        if !ok {
+            self.fail(ip, now);
+            return Err(if self.blocked(ip, now) {
+                RegisterOutcome::Forbidden
+            } else {
+                self.challenge(now, false)
+            });
+        }
+        if !self.signer.valid(&creds.nonce, now) {
+            return Err(self.challenge(now, true));
+        }
+        Ok(creds.username)
     }
 
     /// Handles one REGISTER at `now` (Unix seconds).
