@@ -277,3 +277,46 @@ fn reinvite_hold_silences_the_prompt_and_resume_brings_it_back() {
         packets.len() - before
     );
 }
+
+#[test]
+fn retransmitted_invite_is_one_call_and_an_unacknowledged_200_is_resent() {
+    let node = TestNode::start(NodeSpec::default()).unwrap();
+    // Lost ACK, counted exactly: without an ACK the 200 comes again at 0.5 s and 1.5 s.
+    let ua = hookline_tests::SipUa::new(node.sip).unwrap();
+    ua.invite("no-ack", "100", 9).unwrap();
+    let mut oks = 0;
+    let deadline = std::time::Instant::now() + Duration::from_millis(1800);
+    while std::time::Instant::now() < deadline {
+        if ua
+            .expect("no-ack", "SIP/2.0 200", Duration::from_millis(300))
+            .is_ok()
+        {
+            oks += 1;
+        }
+    }
+    assert!(oks >= 3, "200 sent {oks} times without an ACK");
+    ua.request("ACK", "no-ack", "", 1, "", "").unwrap();
+    let sink = RtpSink::bind().unwrap();
+    // The same INVITE twice from SIPp is one call.
+    sipp(
+        &node,
+        "uac_retransmissions.xml",
+        "100",
+        &[("rtp_sink", sink.port.to_string())],
+    )
+    .unwrap();
+    drop(sink.finish());
+    let calls: Vec<_> = node
+        .calls()
+        .unwrap()
+        .into_iter()
+        .filter(|c| c["caller"] == "retrans")
+        .collect();
+    assert_eq!(calls.len(), 1, "{calls:#?}");
+    let call = node
+        .wait_for_call(Duration::from_secs(10), |c| {
+            c["caller"] == "retrans" && c["hangup_cause"].is_string()
+        })
+        .unwrap();
+    assert_eq!(call["hangup_cause"], "caller-bye");
+}
