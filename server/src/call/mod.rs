@@ -277,9 +277,16 @@ pub async fn run_sip(
                     call_id,
                     remote,
                     hold,
+                    codec,
+                    dtmf_pt,
                 }) => {
                     if let Some(tx) = calls.get(&call_id) {
-                        let _ = tx.send(CallEvent::Reinvite { remote, hold });
+                        let _ = tx.send(CallEvent::Reinvite {
+                            remote,
+                            hold,
+                            codec,
+                            dtmf_pt,
+                        });
                     }
                 }
                 Output::Event(Event::Dtmf { call_id, key }) => {

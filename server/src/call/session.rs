@@ -33,6 +33,8 @@ pub enum CallEvent {
     Reinvite {
         remote: std::net::SocketAddr,
         hold: bool,
+        codec: G711,
+        dtmf_pt: Option<u8>,
     },
 }
 
@@ -168,7 +170,25 @@ impl CallSession {
                 }
                 Some(CallEvent::Ended(EndCause::RtpTimeout))
             }
-            CallEvent::Reinvite { remote, hold } => {
+            CallEvent::Reinvite {
+                remote,
+                hold,
+                codec,
+                dtmf_pt,
+            } => {
+                if codec != self.codec {
+                    // Prompts exist in both G.711 laws: switching is free.
+                    self.codec = codec;
+                    self.media.set_remote(self.leg, remote, codec, dtmf_pt);
+                    self.mark(&format!(
+                        "codec:{}",
+                        if matches!(codec, G711::Ulaw(_)) {
+                            "pcmu"
+                        } else {
+                            "pcma"
+                        }
+                    ));
+                }
                 self.media.hold(self.leg, hold, remote);
                 self.mark(if hold { "hold" } else { "resume" });
                 None

@@ -52,6 +52,8 @@ pub enum Event {
         call_id: String,
         remote: SocketAddr,
         hold: bool,
+        codec: crate::codec::g711::G711,
+        dtmf_pt: Option<u8>,
     },
     /// Progress of an outbound leg started with `dial`.
     Outbound { call_id: String, event: UacEvent },
@@ -551,11 +553,24 @@ impl Endpoint {
                     (State::Confirmed, Some(ours)) => match sdp::negotiate(&req.body) {
                         Ok(neg) => {
                             let dir = sdp::direction(&req.body);
-                            let body = sdp::with_direction(&ours, dir.answer());
+                            // A new codec choice gets a new answer on the same media address.
+                            let answer = match sdp::negotiate(ours.as_bytes()) {
+                                Ok(mine)
+                                    if mine.codec != neg.codec || mine.dtmf_pt != neg.dtmf_pt =>
+                                {
+                                    let fresh = sdp::answer(mine.remote, &neg, u64::from(cseq));
+                                    d.answer_sdp = Some(fresh.clone());
+                                    fresh
+                                }
+                                _ => ours,
+                            };
+                            let body = sdp::with_direction(&answer, dir.answer());
                             event = Some(Event::Reinvite {
                                 call_id: call_id.clone(),
                                 remote: neg.remote,
                                 hold: !dir.peer_receives(),
+                                codec: neg.codec,
+                                dtmf_pt: neg.dtmf_pt,
                             });
                             message::response(
                                 &echo,
@@ -885,6 +900,7 @@ fn parse_cseq(value: &str) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codec::g711::G711;
 
     const OFFER: &str = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
         m=audio 6000 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n";
@@ -1122,6 +1138,42 @@ mod tests {
             });
             assert_eq!(got, key, "{ct} {body:?}");
         }
+    }
+
+    #[test]
+    fn reinvite_with_another_codec_gets_a_new_answer() {
+        let t0 = Instant::now();
+        let mut ep = Endpoint::new("127.0.0.1:5060".parse().unwrap());
+        new_call(&mut ep, t0);
+        let ours = "v=0\r\no=hookline 1 1 IN IP4 127.0.0.1\r\ns=hookline\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+                    m=audio 20000 RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n";
+        ep.answer(t0, "c1", ours.into());
+        let tag = to_tag(&drain(&mut ep).sent[0]);
+        ep.handle_datagram(t0, peer(), &in_dialog("ACK", "c1", 1, &tag));
+        let pcma = OFFER.replace("RTP/AVP 0 101", "RTP/AVP 8 101");
+        let reinvite = String::from_utf8(invite("c1", &pcma))
+            .unwrap()
+            .replace("CSeq: 1 INVITE", "CSeq: 2 INVITE");
+        ep.handle_datagram(t0, peer(), reinvite.as_bytes());
+        let d = drain(&mut ep);
+        assert_eq!(status(&d.sent[0]), "200");
+        assert!(
+            d.sent[0].contains("m=audio 20000 RTP/AVP 8 101\r\n"),
+            "{}",
+            d.sent[0]
+        );
+        assert!(
+            matches!(
+                d.events[0],
+                Event::Reinvite {
+                    codec: G711::Alaw(8),
+                    hold: false,
+                    ..
+                }
+            ),
+            "{:?}",
+            d.events
+        );
     }
 
     #[test]
