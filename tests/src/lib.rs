@@ -44,6 +44,26 @@ pub fn free_udp_port() -> u16 {
         .expect("free UDP port")
 }
 
+/// A media port for SIPp: SIPp binds it and the next three (RTCP, video RTP/RTCP),
+/// so pick a run of four free ports below the kernel's ephemeral range, where
+/// nothing else in the tests takes ports at random.
+pub fn free_media_port() -> u16 {
+    for _ in 0..200 {
+        let base = 10_000 + (rand_u32() % 2_400) as u16 * 4;
+        if (base..base + 4).all(|p| UdpSocket::bind(("127.0.0.1", p)).is_ok()) {
+            return base;
+        }
+    }
+    free_udp_port()
+}
+
+fn rand_u32() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(Instant::now().elapsed().as_nanos() ^ std::process::id() as u128);
+    h.finish() as u32
+}
+
 pub fn free_tcp_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|s| s.local_addr())
@@ -95,7 +115,9 @@ pub struct NodeSpec<'a> {
 
 impl Default for NodeSpec<'_> {
     fn default() -> Self {
-        let base = 30000 + (std::process::id() % 300) as u16 * 100;
+        // Below the kernel's ephemeral ports (32768+), so SIPp's and the tests'
+        // own sockets never collide with the node's RTP ports.
+        let base = 20000 + (rand_u32() % 120) as u16 * 100;
         NodeSpec {
             profile: "debug",
             extra_routes: "",
@@ -446,7 +468,7 @@ pub fn sipp_uas_with(
             "-p",
             &port.to_string(),
             "-mp",
-            &free_udp_port().to_string(),
+            &free_media_port().to_string(),
         ])
         .args([
             "-timeout",
@@ -508,7 +530,7 @@ pub fn sipp_with_args(
             "-p",
             &free_udp_port().to_string(),
             "-mp",
-            &free_udp_port().to_string(),
+            &free_media_port().to_string(),
         ])
         .args([
             "-timeout",
