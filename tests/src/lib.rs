@@ -64,6 +64,17 @@ fn rand_u32() -> u32 {
     h.finish() as u32
 }
 
+/// A port free for both UDP and TCP (the node's SIP listens on both).
+pub fn free_sip_port() -> u16 {
+    for _ in 0..100 {
+        let p = free_udp_port();
+        if std::net::TcpListener::bind(("127.0.0.1", p)).is_ok() {
+            return p;
+        }
+    }
+    free_udp_port()
+}
+
 pub fn free_tcp_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|s| s.local_addr())
@@ -163,8 +174,11 @@ impl TestNode {
         let data = tempfile::tempdir()?;
         let config_path = data.path().join("hookline.toml");
         std::fs::write(&config_path, config)?;
-        let sip: SocketAddr = format!("127.0.0.1:{}", free_udp_port()).parse()?;
-        let http: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse()?;
+        let sip: SocketAddr = format!("127.0.0.1:{}", free_sip_port()).parse()?;
+        let mut http: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse()?;
+        while http.port() == sip.port() {
+            http.set_port(free_tcp_port());
+        }
         let log = data.path().join("node.log");
         let child = Command::new(&bin)
             .args([
@@ -245,13 +259,18 @@ impl TestNode {
     pub fn wait_for_call(&self, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Result<Value> {
         let deadline = Instant::now() + timeout;
         loop {
-            let calls = self.calls()?;
-            if let Some(c) = calls.iter().find(|c| pred(c)) {
-                return Ok(c.clone());
+            // A failed request is retried until the deadline (the API may be busy).
+            let calls = self.calls();
+            if let Ok(calls) = &calls {
+                if let Some(c) = calls.iter().find(|c| pred(c)) {
+                    return Ok(c.clone());
+                }
             }
             if Instant::now() > deadline {
+                let pid = self.child.id();
+                let alive = std::path::Path::new(&format!("/proc/{pid}")).exists();
                 bail!(
-                    "no matching call record; have {calls:#?}\nnode log:\n{}",
+                    "no matching call record; have {calls:#?}\nnode alive: {alive}\nnode log:\n{}",
                     self.logs()
                 );
             }

@@ -48,7 +48,7 @@ fn the_same_call_over_tcp_with_info_dtmf_and_a_bye_back_on_the_connection() {
         .wait_for_call(Duration::from_secs(10), |c| {
             c["caller"] == "info" && c["hangup_cause"].is_string()
         })
-        .unwrap();
+        .unwrap_or_else(|e| panic!("{e}\n{}", node.logs()));
     let path = path_of(&call);
     assert!(path.contains(&"branch:support".to_string()), "{path:?}");
     assert_eq!(call["hangup_cause"], "plugin-hangup");
