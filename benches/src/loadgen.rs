@@ -328,12 +328,7 @@ impl Gen {
         loop {
             let now = Instant::now();
             if now >= next_tick {
-                budget += self.cfg.cps as f64 * TICK.as_secs_f64();
-                while budget >= 1.0 && started < self.n {
-                    self.invite(started, now)?;
-                    started += 1;
-                    budget -= 1.0;
-                }
+                self.start_calls(&mut started, &mut budget, now)?;
                 self.retransmit(now)?;
                 self.send_media();
                 next_tick += TICK;
@@ -416,6 +411,22 @@ impl Gen {
         Ok(())
     }
 
+    /// One tick's worth of new caller legs at the configured calls per second.
+    fn start_calls(
+        &mut self,
+        started: &mut usize,
+        budget: &mut f64,
+        now: Instant,
+    ) -> io::Result<()> {
+        *budget += self.cfg.cps as f64 * TICK.as_secs_f64();
+        while *budget >= 1.0 && *started < self.n {
+            self.invite(*started, now)?;
+            *started += 1;
+            *budget -= 1.0;
+        }
+        Ok(())
+    }
+
     fn run_setups(&mut self) -> io::Result<Duration> {
         let start = Instant::now();
         let mut next_tick = start;
@@ -427,12 +438,7 @@ impl Gen {
         loop {
             let now = Instant::now();
             if now >= next_tick {
-                budget += self.cfg.cps as f64 * TICK.as_secs_f64();
-                while budget >= 1.0 && started < self.calls.len() {
-                    self.invite(started, now)?;
-                    started += 1;
-                    budget -= 1.0;
-                }
+                self.start_calls(&mut started, &mut budget, now)?;
                 self.retransmit(now)?;
                 next_tick += TICK;
             }
@@ -441,7 +447,7 @@ impl Gen {
                 .calls
                 .iter()
                 .all(|c| matches!(c.st, St::Done | St::Failed));
-            if (started == self.calls.len() && settled) || now > deadline {
+            if (started == self.n && settled) || now > deadline {
                 break;
             }
             std::thread::sleep(Duration::from_millis(1));

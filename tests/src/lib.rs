@@ -472,38 +472,42 @@ pub fn sipp_uas_with(
     keys: &[(&str, String)],
 ) -> Result<(Child, tempfile::TempDir)> {
     let dir = tempfile::tempdir()?;
-    let mut cmd = Command::new("sipp");
-    for (k, v) in keys {
-        cmd.args(["-key", k, v]);
-    }
-    let child = cmd
-        .arg("-sf")
-        .arg(workspace_root().join("tests/scenarios").join(scenario))
-        .args([
-            "-m",
-            "1",
-            "-i",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-mp",
-            &free_media_port().to_string(),
-        ])
-        .args([
-            "-timeout",
-            "60s",
-            "-timeout_error",
-            "-trace_err",
-            "-error_file",
-        ])
-        .arg(dir.path().join("errors.log"))
-        .current_dir(dir.path())
+    let child = sipp_command(scenario, port, keys, &dir)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .context("running sipp (apt sip-tester)")?;
     Ok((child, dir))
+}
+
+/// The SIPp command line every test shares: one call, local ports, timeouts,
+/// errors logged into `dir`, scenario keys.
+fn sipp_command(
+    scenario: &str,
+    port: u16,
+    keys: &[(&str, String)],
+    dir: &tempfile::TempDir,
+) -> Command {
+    let mut cmd = Command::new("sipp");
+    cmd.arg("-sf")
+        .arg(workspace_root().join("tests/scenarios").join(scenario))
+        .args(["-m", "1", "-i", "127.0.0.1", "-p", &port.to_string()])
+        .args(["-mp", &free_media_port().to_string()])
+        .args([
+            "-timeout",
+            "60s",
+            "-timeout_error",
+            "-max_recv_loops",
+            "1000",
+        ])
+        .args(["-trace_err", "-error_file"])
+        .arg(dir.path().join("errors.log"))
+        .current_dir(dir.path());
+    for (k, v) in keys {
+        cmd.args(["-key", k, v]);
+    }
+    cmd
 }
 
 /// Waits for a background SIPp; true if its call went through the scenario.
@@ -539,30 +543,10 @@ pub fn sipp_with_args(
     extra: &[&str],
 ) -> Result<Output> {
     let dir = tempfile::tempdir()?;
-    let mut cmd = Command::new("sipp");
-    cmd.args(extra);
-    cmd.arg(node.sip.to_string())
-        .arg("-sf")
-        .arg(workspace_root().join("tests/scenarios").join(scenario))
-        .args(["-s", service, "-m", "1", "-l", "1", "-i", "127.0.0.1"])
-        .args([
-            "-p",
-            &free_udp_port().to_string(),
-            "-mp",
-            &free_media_port().to_string(),
-        ])
-        .args([
-            "-timeout",
-            "60s",
-            "-timeout_error",
-            "-max_recv_loops",
-            "1000",
-        ])
-        .args(["-trace_err", "-error_file"])
-        .arg(dir.path().join("errors.log"));
-    for (k, v) in keys {
-        cmd.args(["-key", k, v]);
-    }
+    let mut cmd = sipp_command(scenario, free_udp_port(), keys, &dir);
+    cmd.args(extra)
+        .arg(node.sip.to_string())
+        .args(["-s", service, "-l", "1"]);
     let out = cmd
         .current_dir(dir.path())
         .stdin(Stdio::null())

@@ -831,12 +831,16 @@ impl Endpoint {
 
     /// Runs retransmission and expiry timers. Call at least every 100 ms.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let ids: Vec<String> = self.outbound.keys().cloned().collect();
-        for id in ids {
-            let actions = match self.outbound.get_mut(&id) {
-                Some(call) => call.on_timeout(now),
-                None => continue,
-            };
+        // Only legs with something due produce work; no per-tick copy of every key.
+        let due: Vec<(String, Vec<uac::Action>)> = self
+            .outbound
+            .iter_mut()
+            .filter_map(|(id, call)| {
+                let actions = call.on_timeout(now);
+                (!actions.is_empty()).then(|| (id.clone(), actions))
+            })
+            .collect();
+        for (id, actions) in due {
             self.apply(&id, actions);
         }
         self.outbound.retain(|_, c| !c.expired(now));
