@@ -10,20 +10,20 @@ use hookline::node::{build, ServeOptions};
 fn main() -> anyhow::Result<()> {
     let data = tempfile_dir()?;
     let root = hookline_tests::workspace_root();
-    let node = build(&ServeOptions {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let node = rt.block_on(build(&ServeOptions {
         sip: "127.0.0.1:0".parse()?,
         rtp_ports: (45000, 45100),
         http: "127.0.0.1:0".parse()?,
         data: data.clone(),
         config: root.join("hookline.toml"),
-    })?;
+    }))?;
     let plugin = node
         .plugins
         .get("ivr")
         .ok_or_else(|| anyhow::anyhow!("sample config has no ivr plugin"))?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
     let make = || detached_session(&node, "ivr").0;
     let iterations = 5000;
     let us = rt.block_on(async {

@@ -89,6 +89,9 @@ pub struct NodeConfig {
     pub realm: String,
     /// Bearer token required by the HTTP API; none = open (bind it to localhost).
     pub api_token: Option<String>,
+    /// Linear memory per plugin instance in MiB: the ceiling for manifests.
+    #[serde(default = "default_plugin_memory")]
+    pub plugin_memory_mib: u32,
 }
 
 impl Default for NodeConfig {
@@ -107,6 +110,7 @@ impl Default for NodeConfig {
             realm: default_realm(),
             invite_auth: false,
             api_token: None,
+            plugin_memory_mib: default_plugin_memory(),
         }
     }
 }
@@ -121,6 +125,10 @@ fn default_drain_timeout() -> u64 {
 
 fn default_plugin_cpu_ms() -> u64 {
     2000
+}
+
+fn default_plugin_memory() -> u32 {
+    64
 }
 
 fn default_max_call_s() -> u64 {
@@ -212,8 +220,18 @@ pub struct ExtensionConfig {
 #[serde(deny_unknown_fields)]
 pub struct PluginConfig {
     pub name: String,
-    /// The component (`.wasm`).
+    /// The component (`.wasm`). A version deployed over the API
+    /// (`<data>/plugins/<name>.wasm`) takes precedence.
     pub path: PathBuf,
+    /// What the operator lets this plugin use: "http:<host>" (or
+    /// "http:*.domain"), "kv", "recording", "speech", "history",
+    /// "hand-over:<plugin>" (or "hand-over:*"). A plugin whose manifest needs
+    /// more is refused.
+    #[serde(default)]
+    pub grants: Vec<String>,
+    /// Config for calls handed over to this plugin (routes carry their own).
+    #[serde(default = "empty_table")]
+    pub config: toml::Value,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -221,6 +239,16 @@ pub struct PluginConfig {
 pub struct RouteConfig {
     /// Dialled number: exact (`100`), prefix (`55*`) or anything (`*`).
     pub number: String,
+    /// Caller's number, same patterns; default any.
+    #[serde(default)]
+    pub caller: Option<String>,
+    /// Domain of the request URI (tenant), exact; default any.
+    #[serde(default)]
+    pub domain: Option<String>,
+    /// Only match within this schedule (working hours); a later route with
+    /// the same number catches the other times.
+    #[serde(default)]
+    pub schedule: Option<crate::call::schedule::Schedule>,
     pub plugin: String,
     /// Handed to the plugin as JSON.
     #[serde(default = "empty_table")]
@@ -249,12 +277,41 @@ fn empty_table() -> toml::Value {
     toml::Value::Table(Default::default())
 }
 
+/// `pattern`: exact, `prefix*`, or `*`.
+fn pattern_matches(pattern: &str, value: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => value.starts_with(prefix),
+        None => pattern == value,
+    }
+}
+
+/// What a new call is routed by.
+#[derive(Debug, Clone, Copy)]
+pub struct CallKey<'a> {
+    pub callee: &'a str,
+    pub caller: &'a str,
+    pub domain: &'a str,
+    /// Unix time in seconds (for schedules).
+    pub now_s: i64,
+}
+
 impl RouteConfig {
+    /// Whether the dialled number matches (ignoring caller, domain, schedule).
     pub fn matches(&self, number: &str) -> bool {
-        match self.number.strip_suffix('*') {
-            Some(prefix) => number.starts_with(prefix),
-            None => self.number == number,
-        }
+        pattern_matches(&self.number, number)
+    }
+
+    pub fn matches_call(&self, k: &CallKey) -> bool {
+        pattern_matches(&self.number, k.callee)
+            && self
+                .caller
+                .as_deref()
+                .is_none_or(|p| pattern_matches(p, k.caller))
+            && self
+                .domain
+                .as_deref()
+                .is_none_or(|d| d.eq_ignore_ascii_case(k.domain))
+            && self.schedule.as_ref().is_none_or(|s| s.is_open(k.now_s))
     }
 }
 
@@ -289,6 +346,11 @@ impl Config {
                     )));
                 }
             }
+            if let Some(s) = &route.schedule {
+                s.validate().map_err(|e| {
+                    ConfigError::Invalid(format!("route {:?} schedule: {e}", route.number))
+                })?;
+            }
             if !config.plugins.iter().any(|p| p.name == route.plugin) {
                 return Err(ConfigError::Invalid(format!(
                     "route {:?} names plugin {:?}, which is not in [[plugins]]",
@@ -321,6 +383,11 @@ impl Config {
     /// Index of the first route matching a dialled number.
     pub fn route_index(&self, number: &str) -> Option<usize> {
         self.routes.iter().position(|r| r.matches(number))
+    }
+
+    /// Index of the first route matching a call (number, caller, domain, time).
+    pub fn route_for(&self, key: &CallKey) -> Option<usize> {
+        self.routes.iter().position(|r| r.matches_call(key))
     }
 }
 

@@ -11,4 +11,5 @@ pub mod plugin;
 pub mod prompts;
 pub mod rtp;
 pub mod sip;
+pub mod speech;
 pub mod store;

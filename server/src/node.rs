@@ -12,9 +12,12 @@ use crate::call::admission::Admission;
 use crate::call::{self, Node};
 use crate::config::Config;
 use crate::media::worker::{MediaEngine, PortPool};
-use crate::plugin::PluginHost;
+use crate::plugin::manifest::{check_config, Grants};
+use crate::plugin::{LoadedPlugin, PluginHost};
 use crate::prompts::{self, Catalog};
 use crate::sip::registrar::Registrar;
+use crate::speech::tts::{Espeak, Tts};
+use crate::store::plugin_data::PluginData;
 use crate::store::Store;
 
 /// `hookline serve` options.
@@ -77,12 +80,45 @@ fn ringback_tone() -> Vec<i16> {
         .collect()
 }
 
+/// Where a plugin deployed over the API is kept.
+pub fn deployed_path(data: &std::path::Path, name: &str) -> PathBuf {
+    data.join("plugins").join(format!("{name}.wasm"))
+}
+
+/// Every route (and fallback) that uses `plugin` has a config its schema accepts.
+pub fn check_route_configs(config: &Config, plugin: &LoadedPlugin) -> anyhow::Result<()> {
+    let schema = &plugin.manifest.schema;
+    let as_json = |v: &toml::Value| serde_json::to_value(v).unwrap_or_default();
+    for r in &config.routes {
+        if r.plugin == plugin.name {
+            check_config(schema, &as_json(&r.config)).map_err(|e| {
+                anyhow::anyhow!(
+                    "route {:?} config for plugin {}: {e}",
+                    r.number,
+                    plugin.name
+                )
+            })?;
+        }
+        if let Some(fb) = r.fallback.as_ref().filter(|f| f.plugin == plugin.name) {
+            check_config(schema, &as_json(&fb.config)).map_err(|e| {
+                anyhow::anyhow!(
+                    "route {:?} fallback config for plugin {}: {e}",
+                    r.number,
+                    plugin.name
+                )
+            })?;
+        }
+    }
+    Ok(())
+}
+
 /// Builds the node: config, store, prompts, plugins, media workers.
-pub fn build(opts: &ServeOptions) -> anyhow::Result<Arc<Node>> {
+pub async fn build(opts: &ServeOptions) -> anyhow::Result<Arc<Node>> {
     let config = Config::load(&opts.config)?;
     std::fs::create_dir_all(&opts.data)
         .with_context(|| format!("creating data directory {}", opts.data.display()))?;
     let store = Store::open(&opts.data.join("hookline.db"))?;
+    let plugin_data = PluginData::open(&opts.data.join("hookline.db"))?;
     let mut prompts = prepare_prompts(&config, &opts.data)?;
     if prompts.get("ringback").is_none() {
         prompts.insert(crate::media::prompt::Prompt::from_pcm(
@@ -90,13 +126,22 @@ pub fn build(opts: &ServeOptions) -> anyhow::Result<Arc<Node>> {
             ringback_tone(),
         ));
     }
-    let mut plugins = PluginHost::new(config.node.max_calls as u32 + 16)?;
-    plugins.budget = crate::plugin::Budget {
-        cpu: std::time::Duration::from_millis(config.node.plugin_cpu_ms.max(10)),
-        wall: std::time::Duration::from_secs(config.node.max_call_s.max(1)),
-    };
+    let plugins = PluginHost::new(
+        config.node.max_calls as u32 + 16,
+        crate::plugin::Budget {
+            cpu: Duration::from_millis(config.node.plugin_cpu_ms.max(10)),
+            wall: Duration::from_secs(config.node.max_call_s.max(1)),
+            memory_mib: config.node.plugin_memory_mib,
+        },
+    )?;
     for p in &config.plugins {
-        let path = config.resolve(&p.path);
+        // A version deployed over the API outlives restarts.
+        let deployed = deployed_path(&opts.data, &p.name);
+        let path = if deployed.exists() {
+            deployed
+        } else {
+            config.resolve(&p.path)
+        };
         if !path.exists() {
             bail!(
                 "plugin {} not found at {} (build it: cargo build --release --target wasm32-wasip2 -p hookline-{})",
@@ -105,8 +150,24 @@ pub fn build(opts: &ServeOptions) -> anyhow::Result<Arc<Node>> {
                 p.name
             );
         }
-        plugins.load(&p.name, &path)?;
-        tracing::info!("plugin {} loaded from {}", p.name, path.display());
+        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        let granted = Grants::parse(&p.grants)
+            .map_err(|e| anyhow::anyhow!("plugin {}: grants: {e}", p.name))?;
+        let loaded = plugins
+            .prepare(&p.name, &bytes, &granted)
+            .await
+            .with_context(|| format!("loading {}", path.display()))?;
+        check_route_configs(&config, &loaded)?;
+        let m = &loaded.manifest;
+        tracing::info!(
+            "plugin {} {} (api {}, needs [{}]) loaded from {}",
+            p.name,
+            m.version,
+            m.api_version,
+            m.grants.describe(),
+            path.display()
+        );
+        plugins.install(loaded);
     }
     let threads = match config.node.media_threads {
         0 => std::thread::available_parallelism()
@@ -145,6 +206,11 @@ pub fn build(opts: &ServeOptions) -> anyhow::Result<Arc<Node>> {
             r
         })),
         sip_addr: opts.sip,
+        tts: Arc::new(Tts::new(Box::new(Espeak))),
+        plugin_data,
+        data_dir: opts.data.clone(),
+        http: crate::plugin::services::http_client(),
+        counters: Default::default(),
         config,
     }))
 }
@@ -165,7 +231,7 @@ fn bind_sip(addr: SocketAddr) -> std::io::Result<tokio::net::UdpSocket> {
 
 /// Runs the node until SIGINT/SIGTERM.
 pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
-    let node = build(&opts)?;
+    let node = build(&opts).await?;
     let sip = bind_sip(opts.sip).with_context(|| format!("binding SIP to {}", opts.sip))?;
     let http = tokio::net::TcpListener::bind(opts.http)
         .await

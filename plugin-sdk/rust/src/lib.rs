@@ -1,19 +1,26 @@
-//! Rust SDK for Hookline call-logic plugins.
+//! Rust SDK for Hookline call-logic plugins (`hookline:call@0.1`).
 //!
-//! A plugin implements [`Plugin`] and registers it with [`export!`]:
+//! A plugin implements [`Plugin`] (its manifest and one `handle_call` per call)
+//! and registers it with [`export!`]:
 //!
 //! ```ignore
+//! use hookline_sdk::{media, prompt, CallInfo, Manifest, Plugin};
+//!
 //! struct Hello;
-//! impl hookline_sdk::Plugin for Hello {
-//!     fn handle_call(info: hookline_sdk::CallInfo) -> Result<(), String> {
-//!         hookline_sdk::media::play(&["welcome".into()], false).map_err(|e| e.to_string())?;
+//! impl Plugin for Hello {
+//!     fn manifest() -> Manifest {
+//!         hookline_sdk::manifest("hello", env!("CARGO_PKG_VERSION"))
+//!     }
+//!     fn handle_call(_info: CallInfo) -> Result<(), String> {
+//!         media::play(&[prompt("welcome")], false).map_err(|e| e.to_string())?;
 //!         Ok(())
 //!     }
 //! }
 //! hookline_sdk::export!(Hello);
 //! ```
 //!
-//! Build with `cargo build --release --target wasm32-wasip2`; the `.wasm` file is the plugin.
+//! Build with `cargo build --release --target wasm32-wasip2`; the `.wasm` file
+//! is the plugin. `hookline plugin check` prints what the node sees.
 
 pub mod menu;
 
@@ -29,12 +36,80 @@ pub mod bindings {
 }
 
 pub use bindings::export;
-pub use bindings::hookline::call::types::{CallError, CallInfo};
+pub use bindings::hookline::call::types::{CallError, CallInfo, ConfigField, Manifest};
 pub use bindings::hookline::call::{data, media, routing};
-/// The trait a plugin implements: one `handle_call` per call.
+/// The trait a plugin implements: `manifest` and one `handle_call` per call.
 pub use bindings::Guest as Plugin;
 
+use media::{PlayItem, SpeechText, Tone};
+
+/// The host API version this SDK is built against.
+pub const API_VERSION: &str = "0.1.1";
+
 // `CallError` implements Display and Error through the generated bindings.
+
+/// A manifest with no capabilities, 16 MiB of memory and 200 ms of CPU per
+/// call; add `needs` and `config_schema` as the plugin requires.
+pub fn manifest(name: &str, version: &str) -> Manifest {
+    Manifest {
+        name: name.into(),
+        version: version.into(),
+        api_version: API_VERSION.into(),
+        needs: Vec::new(),
+        memory_mib: 16,
+        cpu_ms: 200,
+        config_schema: Vec::new(),
+    }
+}
+
+/// One config key for a manifest's schema. `kind`: string, number, bool, list, object, any.
+pub fn field(name: &str, kind: &str, required: bool, description: &str) -> ConfigField {
+    ConfigField {
+        name: name.into(),
+        kind: kind.into(),
+        required,
+        description: description.into(),
+    }
+}
+
+/// A catalog prompt to play.
+pub fn prompt(id: &str) -> PlayItem {
+    PlayItem::Prompt(id.into())
+}
+
+/// Catalog prompts to play, from their ids.
+pub fn prompts<S: AsRef<str>>(ids: &[S]) -> Vec<PlayItem> {
+    ids.iter().map(|s| prompt(s.as_ref())).collect()
+}
+
+/// Text to speak in the call's language.
+pub fn say(text: &str) -> PlayItem {
+    PlayItem::Say(SpeechText {
+        text: text.into(),
+        language: None,
+    })
+}
+
+/// Text to speak in a given language.
+pub fn say_in(text: &str, language: &str) -> PlayItem {
+    PlayItem::Say(SpeechText {
+        text: text.into(),
+        language: Some(language.into()),
+    })
+}
+
+/// A tone of one or two frequencies.
+pub fn tone(frequencies: &[u32], duration_ms: u32) -> PlayItem {
+    PlayItem::Tone(Tone {
+        frequencies: frequencies.to_vec(),
+        duration_ms,
+    })
+}
+
+/// Silence.
+pub fn silence(ms: u32) -> PlayItem {
+    PlayItem::Silence(ms)
+}
 
 /// Logs at info level.
 pub fn info(message: &str) {
@@ -44,4 +119,28 @@ pub fn info(message: &str) {
 /// Logs at warning level.
 pub fn warn(message: &str) {
     data::log(data::LogLevel::Warn, message);
+}
+
+/// An HTTP GET; the body as text.
+pub fn http_get(url: &str, timeout_ms: u32) -> Result<(u16, String), CallError> {
+    let r = data::http_fetch(&data::HttpRequest {
+        method: "GET".into(),
+        url: url.into(),
+        headers: Vec::new(),
+        body: None,
+        timeout_ms,
+    })?;
+    Ok((r.status, String::from_utf8_lossy(&r.body).into_owned()))
+}
+
+/// An HTTP POST of a JSON body; the response status.
+pub fn http_post_json(url: &str, json: &str, timeout_ms: u32) -> Result<u16, CallError> {
+    let r = data::http_fetch(&data::HttpRequest {
+        method: "POST".into(),
+        url: url.into(),
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: Some(json.as_bytes().to_vec()),
+        timeout_ms,
+    })?;
+    Ok(r.status)
 }

@@ -1,23 +1,23 @@
 //! A voice menu with retries: the pattern every IVR repeats.
 
-use crate::media::{self, CollectEnd, CollectOptions};
+use crate::media::{self, CollectOptions, PlayItem};
 use crate::CallError;
 
 /// A one-key menu: prompts played with barge-in, then a wait for one key.
 #[derive(Debug, Clone)]
 pub struct Menu<'a> {
-    /// Prompt ids announcing the choices.
-    pub prompts: &'a [String],
+    /// What announces the choices.
+    pub prompts: &'a [PlayItem],
     /// Keys that are valid choices, e.g. "12".
     pub choices: &'a str,
     /// How many times the menu is offered before giving up.
     pub attempts: u32,
     /// How long to wait for a key after the prompts end.
     pub timeout_ms: u32,
-    /// Played after a key that is not a choice (before the next attempt).
-    pub invalid_prompts: &'a [String],
-    /// Played when no key came in time (before the next attempt).
-    pub timeout_prompts: &'a [String],
+    /// Played after a wrong key (before the next attempt).
+    pub invalid_prompts: &'a [PlayItem],
+    /// Played after silence (before the next attempt).
+    pub timeout_prompts: &'a [PlayItem],
 }
 
 /// What a caller did with a menu.
@@ -30,30 +30,24 @@ pub enum MenuOutcome {
 }
 
 impl Menu<'_> {
-    /// Runs the menu until a valid choice or until the attempts are used up.
+    /// Runs the menu until a valid choice or until the attempts are used up
+    /// (one host call: the node plays, collects, validates and retries).
     pub fn run(&self) -> Result<MenuOutcome, CallError> {
-        for attempt in 1..=self.attempts.max(1) {
-            media::play(self.prompts, true)?;
-            let got = media::collect_digits(&CollectOptions {
-                min_digits: 1,
-                max_digits: 1,
-                first_digit_timeout_ms: self.timeout_ms,
-                inter_digit_timeout_ms: self.timeout_ms,
-                terminator: None,
-            })?;
-            let key = got.digits.chars().next();
-            match key {
-                Some(k) if self.choices.contains(k) => return Ok(MenuOutcome::Chosen(k)),
-                _ if attempt == self.attempts.max(1) => {}
-                Some(_) => {
-                    media::play(self.invalid_prompts, true)?;
-                }
-                None => {
-                    debug_assert_eq!(got.end, CollectEnd::Timeout);
-                    media::play(self.timeout_prompts, true)?;
-                }
-            }
-        }
-        Ok(MenuOutcome::NoChoice)
+        let got = media::collect_digits(&CollectOptions {
+            prompts: self.prompts.to_vec(),
+            min_digits: 1,
+            max_digits: 1,
+            first_digit_timeout_ms: self.timeout_ms,
+            inter_digit_timeout_ms: self.timeout_ms,
+            terminator: None,
+            attempts: self.attempts.max(1),
+            valid: self.choices.chars().map(String::from).collect(),
+            invalid_prompts: self.invalid_prompts.to_vec(),
+            timeout_prompts: self.timeout_prompts.to_vec(),
+        })?;
+        Ok(match got.digits.chars().next() {
+            Some(k) if got.valid => MenuOutcome::Chosen(k),
+            _ => MenuOutcome::NoChoice,
+        })
     }
 }

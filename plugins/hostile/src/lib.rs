@@ -3,11 +3,15 @@
 //! until the sandbox refuses). It answers first so the caller is connected
 //! when it goes wrong.
 
-use hookline_sdk::{media, CallInfo, Plugin};
+use hookline_sdk::{media, CallInfo, Manifest, Plugin};
 
 struct Hostile;
 
 impl Plugin for Hostile {
+    fn manifest() -> Manifest {
+        hookline_sdk::manifest("hostile", env!("CARGO_PKG_VERSION"))
+    }
+
     fn handle_call(info: CallInfo) -> Result<(), String> {
         media::answer().map_err(|e| e.to_string())?;
         match info.config.trim_matches(|c| c == '"' || c == ' ') {

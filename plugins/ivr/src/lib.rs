@@ -3,8 +3,9 @@
 //! config (see `plugins/ivr/README.md`), not from code.
 
 use hookline_sdk::menu::{Menu, MenuOutcome};
+use hookline_sdk::routing::RingStrategy;
 use hookline_sdk::routing::{DialOptions, DialStatus, DialTarget};
-use hookline_sdk::{data, media, routing, CallError, CallInfo, Plugin};
+use hookline_sdk::{data, field, media, prompts, routing, CallError, CallInfo, Manifest, Plugin};
 use serde::Deserialize;
 
 /// The route config the IVR reads (JSON from `hookline.toml`).
@@ -73,6 +74,22 @@ fn default_timeout_ms() -> u32 {
 struct Ivr;
 
 impl Plugin for Ivr {
+    fn manifest() -> Manifest {
+        let mut m = hookline_sdk::manifest("ivr", env!("CARGO_PKG_VERSION"));
+        m.config_schema = vec![
+            field("greeting", "list", false, "prompt ids played first"),
+            field("menu", "list", false, "prompt ids announcing the choices"),
+            field("invalid", "list", false, "prompt ids after a wrong key"),
+            field("no_input", "list", false, "prompt ids after silence"),
+            field("attempts", "number", false, "times the menu is offered"),
+            field("timeout_ms", "number", false, "wait for a key"),
+            field("options", "list", false, "{digit, name, prompts, dial}"),
+            field("fallback", "object", true, "branch when no choice was made"),
+            field("ring_ms", "number", false, "ringing before answer"),
+        ];
+        m
+    }
+
     fn handle_call(info: CallInfo) -> Result<(), String> {
         let config: IvrConfig =
             serde_json::from_str(&info.config).map_err(|e| format!("bad ivr config: {e}"))?;
@@ -89,19 +106,24 @@ fn run(config: &IvrConfig, callee: &str) -> Result<(), CallError> {
     }
     media::answer()?;
     if !config.greeting.is_empty() {
-        media::play(&config.greeting, true)?;
+        media::play(&prompts(&config.greeting), true)?;
     }
     if config.menu.is_empty() && config.options.is_empty() {
         return take(&config.fallback, callee);
     }
     let choices: String = config.options.iter().map(|o| o.digit).collect();
+    let (menu_prompts, invalid, no_input) = (
+        prompts(&config.menu),
+        prompts(&config.invalid),
+        prompts(&config.no_input),
+    );
     let menu = Menu {
-        prompts: &config.menu,
+        prompts: &menu_prompts,
         choices: &choices,
         attempts: config.attempts,
         timeout_ms: config.timeout_ms,
-        invalid_prompts: &config.invalid,
-        timeout_prompts: &config.no_input,
+        invalid_prompts: &invalid,
+        timeout_prompts: &no_input,
     };
     let branch = match menu.run()? {
         MenuOutcome::Chosen(key) => config
@@ -119,7 +141,7 @@ fn run(config: &IvrConfig, callee: &str) -> Result<(), CallError> {
 fn take(branch: &Branch, callee: &str) -> Result<(), CallError> {
     data::mark(&format!("branch:{}", branch.name));
     if !branch.prompts.is_empty() {
-        media::play(&branch.prompts, false)?;
+        media::play(&prompts(&branch.prompts), false)?;
     }
     if !branch.dial.is_empty() {
         let targets = branch
@@ -138,11 +160,12 @@ fn take(branch: &Branch, callee: &str) -> Result<(), CallError> {
             .collect();
         let result = routing::dial(&DialOptions {
             targets,
+            strategy: RingStrategy::Simultaneous,
             timeout_ms: branch.dial_timeout_ms,
             caller_id: None,
         })?;
         if result.status != DialStatus::Completed && !branch.unanswered.is_empty() {
-            media::play(&branch.unanswered, false)?;
+            media::play(&prompts(&branch.unanswered), false)?;
         }
     }
     routing::hangup()

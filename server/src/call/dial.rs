@@ -20,6 +20,11 @@ pub enum Target {
     Uri(String),
     /// A phone number, out through the configured trunks in order.
     Number(String),
+    /// A phone number through one named trunk.
+    Trunk {
+        trunk: String,
+        number: String,
+    },
 }
 
 /// One way to reach a target: where to send the INVITE and as whom.
@@ -130,7 +135,7 @@ impl CallSession {
                         )))
                     }
                 },
-                Target::Number(number) => {
+                Target::Number(number) | Target::Trunk { number, .. } => {
                     let valid = !number.is_empty()
                         && number
                             .chars()
@@ -140,10 +145,22 @@ impl CallSession {
                             "not a phone number: {number:?}"
                         )));
                     }
+                    let only = match t {
+                        Target::Trunk { trunk, .. } => {
+                            if !node.config.trunks.iter().any(|x| &x.name == trunk) {
+                                return Err(CallError::InvalidArgument(format!(
+                                    "no trunk named {trunk:?}"
+                                )));
+                            }
+                            Some(trunk.as_str())
+                        }
+                        _ => None,
+                    };
                     let routes: Vec<Route> = node
                         .config
                         .trunks
                         .iter()
+                        .filter(|t| only.is_none_or(|n| n == t.name))
                         .map(|t| Route {
                             uri: format!("sip:{}{number}@{}", t.prefix, t.address),
                             dest: t.address,
@@ -163,7 +180,7 @@ impl CallSession {
             .map(|t| match t {
                 Target::Extension(e) => e.clone(),
                 Target::Uri(u) => message::user_of(u).to_string(),
-                Target::Number(n) => n.clone(),
+                Target::Number(n) | Target::Trunk { number: n, .. } => n.clone(),
             })
             .collect();
         self.mark(&format!("dial:{}", label.join(",")));
@@ -230,6 +247,39 @@ impl CallSession {
             Err(_) => self.mark("dial:caller-hangup"),
         }
         outcome
+    }
+
+    /// Rings targets one after the other, each for `timeout`, until one answers
+    /// (or the caller leaves). `answered_target` indexes `targets`.
+    pub async fn dial_sequential(
+        &mut self,
+        targets: &[Target],
+        timeout: Duration,
+        caller_id: Option<String>,
+    ) -> Result<DialOutcome, CallError> {
+        let mut last = DialOutcome {
+            status: DialStatus::Failed,
+            answered_target: None,
+            talk_seconds: 0,
+        };
+        let mut busy = false;
+        for (i, t) in targets.iter().enumerate() {
+            let out = self
+                .dial(std::slice::from_ref(t), timeout, caller_id.clone())
+                .await?;
+            if out.status == DialStatus::Completed {
+                return Ok(DialOutcome {
+                    answered_target: Some(i as u32),
+                    ..out
+                });
+            }
+            busy |= out.status == DialStatus::Busy;
+            last = out;
+        }
+        if busy && last.status != DialStatus::NoAnswer {
+            last.status = DialStatus::Busy;
+        }
+        Ok(last)
     }
 
     /// Sends the INVITE for one route of an attempt; returns its Call-ID.

@@ -4,7 +4,10 @@
 pub mod admission;
 pub mod collect;
 pub mod dial;
+pub mod record;
+pub mod schedule;
 pub mod session;
+pub mod verbs;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, UdpSocket as StdUdpSocket};
@@ -37,6 +40,16 @@ pub enum SipCommand {
     Hangup {
         call_id: String,
     },
+    /// 183 with SDP: early media before answering.
+    EarlyMedia {
+        call_id: String,
+        sdp: String,
+    },
+    /// Refuse an unanswered call with this status.
+    Reject {
+        call_id: String,
+        code: u16,
+    },
     /// The call task is done; forget its event channel.
     Finished {
         call_id: String,
@@ -67,6 +80,14 @@ pub struct Node {
     pub call_tasks: AtomicU64,
     pub registrar: Arc<Mutex<Registrar>>,
     pub sip_addr: SocketAddr,
+    /// Speech for `say` items (cached).
+    pub tts: Arc<crate::speech::tts::Tts>,
+    /// Plugins' key-value data, recordings, call history.
+    pub plugin_data: crate::store::plugin_data::PluginData,
+    pub data_dir: std::path::PathBuf,
+    /// Shared HTTP client for plugins' fetches.
+    pub http: reqwest::Client,
+    pub counters: crate::plugin::services::Counters,
 }
 
 impl Node {
@@ -96,6 +117,26 @@ impl Node {
         if let Some(r) = self.route_admission.get(route) {
             lock(r).release();
         }
+    }
+
+    /// Config (JSON) a plugin gets when a call is handed over to it.
+    pub fn plugin_config_json(&self, name: &str) -> String {
+        self.config
+            .plugins
+            .iter()
+            .find(|p| p.name == name)
+            .and_then(|p| serde_json::to_string(&p.config).ok())
+            .unwrap_or_else(|| "{}".into())
+    }
+
+    /// What the operator granted a plugin (none for one not in the config).
+    pub fn grants_for(&self, name: &str) -> crate::plugin::manifest::Grants {
+        self.config
+            .plugins
+            .iter()
+            .find(|p| p.name == name)
+            .and_then(|p| crate::plugin::manifest::Grants::parse(&p.grants).ok())
+            .unwrap_or_default()
     }
 
     /// The address to put in SDP for media towards `peer`.
@@ -232,6 +273,10 @@ pub async fn run_sip(
                     endpoint.answer(Instant::now(), &call_id, sdp);
                 }
                 SipCommand::Hangup { call_id } => endpoint.hangup(Instant::now(), &call_id),
+                SipCommand::EarlyMedia { call_id, sdp } => endpoint.early_media(&call_id, &sdp),
+                SipCommand::Reject { call_id, code } => {
+                    endpoint.reject(Instant::now(), &call_id, code, None)
+                }
                 SipCommand::Finished { call_id } => {
                     calls.remove(&call_id);
                 }
@@ -309,7 +354,13 @@ fn start_call(
     inc: Incoming,
 ) -> Result<(String, UnboundedSender<CallEvent>), Rejection> {
     let call_id = inc.call_id.clone();
-    let Some(route_idx) = node.config.route_index(&inc.callee) else {
+    let key = crate::config::CallKey {
+        callee: &inc.callee,
+        caller: &inc.caller,
+        domain: &inc.domain,
+        now_s: crate::store::now_ms() / 1000,
+    };
+    let Some(route_idx) = node.config.route_for(&key) else {
         tracing::info!(call = %call_id, callee = %inc.callee, "no route");
         node.store
             .call_started(&call_id, &inc.caller, &inc.callee, None);
@@ -369,6 +420,15 @@ fn start_call(
     });
     node.store
         .call_started(&call_id, &inc.caller, &inc.callee, Some(&plugin.name));
+    let info = CallInfo {
+        call_id: call_id.clone(),
+        caller: inc.caller.clone(),
+        callee: inc.callee,
+        caller_name: inc.caller_name,
+        domain: inc.domain,
+        config: serde_json::to_string(&route.config).unwrap_or_else(|_| "{}".into()),
+        arguments: None,
+    };
     let session = CallSession::new(SessionParts {
         call_id: call_id.clone(),
         plugin: plugin.name.clone(),
@@ -383,14 +443,9 @@ fn start_call(
         codec: offer.codec,
         store: node.store.clone(),
         answer_sdp: answer,
+        info: info.clone(),
+        language: node.config.prompts.language.clone(),
     });
-    let info = CallInfo {
-        call_id: call_id.clone(),
-        caller: inc.caller,
-        callee: inc.callee,
-        caller_name: inc.caller_name,
-        config: serde_json::to_string(&route.config).unwrap_or_else(|_| "{}".into()),
-    };
     let node = node.clone();
     let sip = sip.clone();
     let fallback = route.fallback.clone();
@@ -439,6 +494,7 @@ fn start_call(
         }
         // The call is over: its capacity is free at once; the port only once
         // the worker has dropped the socket (it says so with the counters).
+        session.close_recordings().await;
         node.release(route_idx);
         node.media.remove_leg(leg);
         // The worker answers the removal with the leg's counters.
@@ -489,6 +545,8 @@ pub fn detached_session(
         codec: crate::codec::g711::G711::Ulaw(0),
         store: node.store.clone(),
         answer_sdp: String::new(),
+        info: crate::plugin::bench_info(),
+        language: "en".into(),
     });
     (session, sip_rx)
 }

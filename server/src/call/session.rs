@@ -13,8 +13,8 @@ use crate::codec::g711::G711;
 use crate::media::prompt::PromptSet;
 use crate::media::worker::{LegId, MediaEngine, MediaEvent};
 use crate::plugin::hookline::call::data::LogLevel;
-use crate::plugin::hookline::call::media::CollectOptions;
-use crate::plugin::CallError;
+use crate::plugin::hookline::call::media::{CollectEnd, CollectOptions, Collected, PlayItem};
+use crate::plugin::{CallError, CallInfo};
 use crate::sip::endpoint::EndCause;
 use crate::sip::uac::UacEvent;
 use crate::store::Store;
@@ -66,6 +66,20 @@ pub struct CallSession {
     next_token: u64,
     /// The route path for the call record.
     pub path: Vec<String>,
+    /// What the call was routed with (hand-overs reuse it).
+    pub(crate) info: CallInfo,
+    /// The plugin's wall-clock deadline, set by the first run.
+    pub(crate) deadline: Option<tokio::time::Instant>,
+    /// Hand-overs deep (0 for the route's plugin).
+    pub(crate) depth: u32,
+    /// BCP 47 language of prompts and speech.
+    pub(crate) language: String,
+    /// 183 sent: media flows before the answer.
+    pub(crate) early: bool,
+    /// Hold/resume the caller did, not yet seen by `next-event`.
+    pub(crate) hold_events: VecDeque<bool>,
+    /// The session recording in progress: id, handle, file.
+    pub(crate) session_recording: Option<super::record::Active>,
 }
 
 /// Everything a session is built from.
@@ -83,6 +97,8 @@ pub struct SessionParts {
     pub codec: G711,
     pub store: Store,
     pub answer_sdp: String,
+    pub info: CallInfo,
+    pub language: String,
 }
 
 impl CallSession {
@@ -106,11 +122,35 @@ impl CallSession {
             digits: VecDeque::new(),
             next_token: 0,
             path: Vec::new(),
+            info: p.info,
+            deadline: None,
+            depth: 0,
+            language: p.language,
+            early: false,
+            hold_events: VecDeque::new(),
+            session_recording: None,
         }
     }
 
     pub fn is_answered(&self) -> bool {
         self.answered
+    }
+
+    /// The SDP answer (for 183 before the 200).
+    pub(crate) fn answer_sdp_ref(&self) -> Option<String> {
+        self.answer_sdp.clone()
+    }
+
+    /// The oldest key in the digit buffer.
+    pub(crate) fn take_digit(&mut self) -> Option<char> {
+        self.digits.pop_front()
+    }
+
+    /// Keeps a key for later verbs.
+    pub(crate) fn keep_digit(&mut self, k: char) {
+        if self.digits.len() < 64 {
+            self.digits.push_back(k);
+        }
     }
 
     pub(crate) fn check_live(&mut self) -> Result<(), CallError> {
@@ -131,14 +171,17 @@ impl CallSession {
         match ev {
             CallEvent::Media(MediaEvent::Dtmf(k)) => self.digits.push_back(k),
             CallEvent::Media(
-                MediaEvent::PlayDone { .. } | MediaEvent::RtpTimeout | MediaEvent::Final(_),
+                MediaEvent::PlayDone { .. }
+                | MediaEvent::RtpTimeout
+                | MediaEvent::Final(_)
+                | MediaEvent::Silence { .. },
             ) => {}
             CallEvent::Ended(cause) => self.end(cause.as_str()),
             CallEvent::Outbound { .. } | CallEvent::Reinvite { .. } => {}
         }
     }
 
-    fn end(&mut self, cause: &str) {
+    pub(crate) fn end(&mut self, cause: &str) {
         if self.ended.is_none() {
             self.ended = Some(cause.to_string());
         }
@@ -191,6 +234,9 @@ impl CallSession {
                 }
                 self.media.hold(self.leg, hold, remote);
                 self.mark(if hold { "hold" } else { "resume" });
+                if self.hold_events.len() < 16 {
+                    self.hold_events.push_back(hold);
+                }
                 None
             }
             ev => Some(ev),
@@ -218,6 +264,9 @@ impl CallSession {
 
     pub fn answer(&mut self) -> Result<(), CallError> {
         self.check_live()?;
+        if self.answered {
+            return Ok(());
+        }
         if let Some(sdp) = self.answer_sdp.take() {
             let _ = self.sip.send(SipCommand::Answer {
                 call_id: self.call_id.clone(),
@@ -229,24 +278,48 @@ impl CallSession {
         Ok(())
     }
 
-    /// Plays prompts; `Ok(true)` when a key interrupted them.
+    /// Plays prompts from the catalog; `Ok(true)` when a key interrupted them.
     pub async fn play(&mut self, ids: &[String], barge_in: bool) -> Result<bool, CallError> {
+        let items: Vec<PlayItem> = ids.iter().cloned().map(PlayItem::Prompt).collect();
+        self.play_items(&items, barge_in).await
+    }
+
+    /// Plays items (prompts, speech, tones, silence, recordings).
+    pub async fn play_items(
+        &mut self,
+        items: &[PlayItem],
+        barge_in: bool,
+    ) -> Result<bool, CallError> {
         self.check_live()?;
-        let mut prompts = Vec::with_capacity(ids.len());
-        for id in ids {
-            let p = self
-                .prompts
-                .get(id)
-                .ok_or_else(|| CallError::InvalidArgument(format!("unknown prompt id {id:?}")))?;
-            prompts.push(p.clone());
+        let prompts = self.resolve(items).await?;
+        if !self.early {
+            self.answer()?;
         }
-        self.answer()?;
         if barge_in && !self.digits.is_empty() {
             return Ok(true); // type-ahead: the caller already chose
         }
-        for id in ids {
-            self.mark(&format!("prompt:{id}"));
+        self.mark_items(items);
+        self.play_prompts(prompts, barge_in).await
+    }
+
+    /// Notes what is played in the call record.
+    pub(crate) fn mark_items(&mut self, items: &[PlayItem]) {
+        for item in items {
+            match item {
+                PlayItem::Prompt(id) => self.mark(&format!("prompt:{id}")),
+                PlayItem::Say(_) => self.mark("say"),
+                PlayItem::Recording(id) => self.mark(&format!("play-recording:{id}")),
+                PlayItem::Tone(_) | PlayItem::Silence(_) => {}
+            }
         }
+    }
+
+    /// Plays resolved audio; `Ok(true)` when a key interrupted it.
+    pub(crate) async fn play_prompts(
+        &mut self,
+        prompts: Vec<Arc<crate::media::prompt::Prompt>>,
+        barge_in: bool,
+    ) -> Result<bool, CallError> {
         self.next_token += 1;
         let token = self.next_token;
         self.media.play(self.leg, prompts, token);
@@ -267,7 +340,10 @@ impl CallSession {
                     return Err(CallError::HungUp);
                 }
                 CallEvent::Media(
-                    MediaEvent::PlayDone { .. } | MediaEvent::RtpTimeout | MediaEvent::Final(_),
+                    MediaEvent::PlayDone { .. }
+                    | MediaEvent::RtpTimeout
+                    | MediaEvent::Final(_)
+                    | MediaEvent::Silence { .. },
                 )
                 | CallEvent::Outbound { .. }
                 | CallEvent::Reinvite { .. } => {}
@@ -275,11 +351,12 @@ impl CallSession {
         }
     }
 
-    pub async fn collect_digits(&mut self, o: &CollectOptions) -> Result<(String, End), CallError> {
+    /// Collects an entry with prompts, validation and retries (the WIT verb).
+    pub async fn collect_digits(&mut self, o: &CollectOptions) -> Result<Collected, CallError> {
         self.check_live()?;
         if o.max_digits == 0 || o.min_digits > o.max_digits || o.max_digits > 64 {
             return Err(CallError::InvalidArgument(format!(
-                "need 1 <= min-digits ({}) <= max-digits ({}) <= 64",
+                "need min-digits ({}) <= max-digits ({}), 1 <= max-digits <= 64",
                 o.min_digits, o.max_digits
             )));
         }
@@ -292,14 +369,63 @@ impl CallSession {
                 )))
             }
         };
-        self.answer()?;
+        let attempts = o.attempts.clamp(1, 10);
         let spec = CollectSpec {
             max_digits: o.max_digits,
             first_digit_timeout: Duration::from_millis(o.first_digit_timeout_ms.into()),
             inter_digit_timeout: Duration::from_millis(o.inter_digit_timeout_ms.into()),
             terminator,
         };
-        let mut c = DigitCollector::new(spec, Instant::now());
+        // Resolve every prompt up front: a bad item fails before the caller hears anything.
+        let prompts = self.resolve(&o.prompts).await?;
+        let invalid = self.resolve(&o.invalid_prompts).await?;
+        let silent = match o.timeout_prompts.is_empty() {
+            true => invalid.clone(),
+            false => self.resolve(&o.timeout_prompts).await?,
+        };
+        self.answer()?;
+        let mut last = Collected {
+            digits: String::new(),
+            end: CollectEnd::Timeout,
+            valid: false,
+            attempts: 0,
+        };
+        for attempt in 1..=attempts {
+            if !prompts.is_empty() {
+                self.mark_items(&o.prompts);
+                self.play_prompts(prompts.clone(), true).await?;
+            }
+            let (digits, end) = self.collect_once(&spec).await?;
+            let valid = digits.len() as u32 >= o.min_digits
+                && (o.valid.is_empty() || o.valid.iter().any(|v| *v == digits));
+            last = Collected {
+                digits,
+                end: match end {
+                    End::MaxDigits => CollectEnd::MaxDigits,
+                    End::Terminator => CollectEnd::Terminator,
+                    End::Timeout => CollectEnd::Timeout,
+                },
+                valid,
+                attempts: attempt,
+            };
+            if valid {
+                break;
+            }
+            let (retry, items) = match (last.digits.is_empty(), o.timeout_prompts.is_empty()) {
+                (true, false) => (&silent, &o.timeout_prompts),
+                _ => (&invalid, &o.invalid_prompts),
+            };
+            if attempt < attempts && !retry.is_empty() {
+                self.mark_items(items);
+                self.play_prompts(retry.clone(), true).await?;
+            }
+        }
+        Ok(last)
+    }
+
+    /// One entry: digits until max, terminator or timeout.
+    async fn collect_once(&mut self, spec: &CollectSpec) -> Result<(String, End), CallError> {
+        let mut c = DigitCollector::new(spec.clone(), Instant::now());
         let mut result = None;
         while result.is_none() {
             if let Some(k) = self.digits.pop_front() {
@@ -314,8 +440,7 @@ impl CallSession {
                         self.absorb(ev);
                         return Err(CallError::HungUp);
                     }
-                    CallEvent::Media(MediaEvent::PlayDone { .. } | MediaEvent::RtpTimeout | MediaEvent::Final(_)) | CallEvent::Outbound { .. }
-                | CallEvent::Reinvite { .. } => {}
+                    _ => {}
                 },
                 _ = tokio::time::sleep_until(deadline) => result = c.on_time(Instant::now()),
             }

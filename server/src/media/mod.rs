@@ -3,4 +3,6 @@
 
 pub mod dtmf_detect;
 pub mod prompt;
+pub mod recorder;
+pub mod tone;
 pub mod worker;

@@ -14,6 +14,7 @@ use crossbeam_channel::{Receiver, Sender, TryRecvError};
 
 use super::dtmf_detect::DtmfDetector;
 use super::prompt::{Prompt, FRAME};
+use super::recorder::{RecordingHandle, Tap, WriterMsg};
 use crate::codec::g711::G711;
 use crate::rtp::dtmf::DtmfReceiver;
 use crate::rtp::packet::{self, RtpPacket};
@@ -37,6 +38,8 @@ pub enum MediaEvent {
     RtpTimeout,
     /// The leg was removed; what it received over its life.
     Final(LegStats),
+    /// A recording with silence detection heard the caller stop talking.
+    Silence { handle: RecordingHandle },
 }
 
 /// Receive quality of one leg over the call, for the call record.
@@ -116,6 +119,16 @@ enum Command {
         hold: bool,
         remote: SocketAddr,
     },
+    /// Start a recording tap (the writer already has the file open).
+    Record {
+        leg: LegId,
+        tap: Box<Tap>,
+    },
+    StopRecord {
+        leg: LegId,
+        handle: RecordingHandle,
+        done: tokio::sync::oneshot::Sender<Result<u64, String>>,
+    },
 }
 
 /// Engine-wide counters.
@@ -185,6 +198,7 @@ impl PortPool {
 pub struct MediaEngine {
     workers: Vec<Sender<Command>>,
     pub stats: Arc<MediaStats>,
+    recordings: Sender<WriterMsg>,
 }
 
 impl MediaEngine {
@@ -211,7 +225,11 @@ impl MediaEngine {
                 tx
             })
             .collect();
-        MediaEngine { workers, stats }
+        MediaEngine {
+            workers,
+            stats,
+            recordings: super::recorder::start_writer(),
+        }
     }
 
     fn shard(&self, leg: LegId) -> &Sender<Command> {
@@ -277,6 +295,44 @@ impl MediaEngine {
         let _ = self.shard(leg).send(Command::Stop { leg });
     }
 
+    /// Starts recording a leg into `path`: what it hears from its peer (mono),
+    /// or both directions (stereo). With `silence_ms`, `Silence` is reported
+    /// once the peer has talked and then been quiet that long.
+    pub fn record(
+        &self,
+        leg: LegId,
+        path: std::path::PathBuf,
+        stereo: bool,
+        silence_ms: u32,
+    ) -> RecordingHandle {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        let handle = NEXT.fetch_add(1, Ordering::Relaxed);
+        let _ = self.recordings.send(WriterMsg::Open {
+            handle,
+            path,
+            stereo,
+        });
+        let tap = Tap::new(handle, stereo, silence_ms, self.recordings.clone());
+        let _ = self.shard(leg).send(Command::Record {
+            leg,
+            tap: Box::new(tap),
+        });
+        handle
+    }
+
+    /// Stops a recording; the receiver gets the samples per channel written.
+    pub fn stop_record(
+        &self,
+        leg: LegId,
+        handle: RecordingHandle,
+    ) -> tokio::sync::oneshot::Receiver<Result<u64, String>> {
+        let (done, rx) = tokio::sync::oneshot::channel();
+        let _ = self
+            .shard(leg)
+            .send(Command::StopRecord { leg, handle, done });
+        rx
+    }
+
     pub fn remove_leg(&self, leg: LegId) {
         let _ = self.shard(leg).send(Command::Remove { leg });
     }
@@ -325,6 +381,8 @@ struct Leg {
     pos: usize,
     token: u64,
     talking: bool,
+    /// Recordings in progress (empty for almost every leg: nothing decoded).
+    taps: Vec<Tap>,
 }
 
 impl Leg {
@@ -359,6 +417,24 @@ impl Leg {
             pos: 0,
             token: 0,
             talking: false,
+            taps: Vec::new(),
+        }
+    }
+
+    /// Feeds recording taps with audio heard (`rx`) or sent, in `codec`.
+    fn tap(&mut self, payload: &[u8], codec: G711, rx: bool) {
+        if self.taps.is_empty() || payload.len() > super::super::rtp::reorder::MAX_PAYLOAD {
+            return;
+        }
+        let mut pcm = [0i16; super::super::rtp::reorder::MAX_PAYLOAD];
+        let pcm = &mut pcm[..payload.len()];
+        codec.decode(payload, pcm);
+        for t in &mut self.taps {
+            if rx {
+                t.heard(pcm);
+            } else {
+                t.sent(pcm);
+            }
         }
     }
 
@@ -407,7 +483,11 @@ impl Leg {
                 self.latch(from, tick);
             }
             if let Some(peer) = peer.as_deref_mut() {
-                // Bridged: the far leg hears this leg; nothing here listens meanwhile.
+                // Bridged: the far leg hears this leg; only recordings listen here.
+                if pkt.payload_type == self.setup.codec.payload_type() {
+                    let codec = self.setup.codec;
+                    self.tap(pkt.payload, codec, true);
+                }
                 peer.relay(&pkt, self.setup.codec, self.setup.dtmf_pt, stats);
                 continue;
             }
@@ -446,18 +526,24 @@ impl Leg {
             let codec = self.setup.codec;
             let events = &self.setup.events;
             let inband = &mut self.inband;
+            let taps = &mut self.taps;
             reorder.push(&pkt, |r| {
                 if Some(r.payload_type) == dtmf_pt {
                     if let Some(key) = dtmf.on_payload(r.timestamp, r.payload) {
                         events(MediaEvent::Dtmf(key));
                     }
-                } else if r.payload_type == codec.payload_type() {
+                } else if r.payload_type == codec.payload_type()
+                    && (inband.is_some() || !taps.is_empty())
+                {
                     // Audio is decoded only when something listens to it.
+                    let mut pcm = [0i16; super::super::rtp::reorder::MAX_PAYLOAD];
+                    let pcm = &mut pcm[..r.payload.len()];
+                    codec.decode(r.payload, pcm);
                     if let Some(det) = inband.as_deref_mut() {
-                        let mut pcm = [0i16; super::super::rtp::reorder::MAX_PAYLOAD];
-                        let pcm = &mut pcm[..r.payload.len()];
-                        codec.decode(r.payload, pcm);
                         det.feed(pcm, |k| events(MediaEvent::Dtmf(k)));
+                    }
+                    for t in taps.iter_mut() {
+                        t.heard(pcm);
                     }
                 }
             });
@@ -513,6 +599,12 @@ impl Leg {
         } else {
             return; // comfort noise or unknown: dropped
         };
+        if payload_type == self.setup.codec.payload_type() {
+            let codec = self.setup.codec;
+            let mut copy = [0u8; super::super::rtp::reorder::MAX_PAYLOAD];
+            copy[..n].copy_from_slice(&out[12..12 + n]);
+            self.tap(&copy[..n], codec, false);
+        }
         let offset = *self
             .relay_ts_offset
             .get_or_insert(self.timestamp.wrapping_sub(pkt.timestamp));
@@ -629,6 +721,9 @@ impl Leg {
         if played == crate::rtp::jitter::Played::Concealed {
             self.concealed += 1;
         }
+        for t in &mut self.taps {
+            t.sent(&pcm);
+        }
         let codec = self.setup.codec;
         codec.encode(&pcm, &mut out[12..]);
         packet::write_header(
@@ -672,6 +767,11 @@ impl Leg {
             }
         }
         out[12 + filled..].fill(codec.silence());
+        if !self.taps.is_empty() {
+            let mut frame = [0u8; FRAME];
+            frame.copy_from_slice(&out[12..]);
+            self.tap(&frame, codec, false);
+        }
         if self.held {
             // On hold the prompt keeps its place in time but nothing is sent;
             // the first packet after resuming carries the marker.
@@ -740,7 +840,10 @@ impl Worker {
         let Some(i) = self.index.remove(&id) else {
             return;
         };
-        let leg = self.legs.swap_remove(i);
+        let mut leg = self.legs.swap_remove(i);
+        for tap in leg.taps.drain(..) {
+            tap.close(None);
+        }
         // Loss and lateness are counted where packets are reordered (not on the bridge relay).
         let mut total = LegStats {
             packets_sent: leg.sent,
@@ -843,6 +946,22 @@ impl Worker {
                         l.finish_play(true);
                     }
                 }
+                Ok(Command::Record { leg, tap }) => match self.leg(leg) {
+                    Some(l) => l.taps.push(*tap),
+                    None => tap.close(None),
+                },
+                Ok(Command::StopRecord { leg, handle, done }) => {
+                    let tap = self.leg(leg).and_then(|l| {
+                        let i = l.taps.iter().position(|t| t.handle == handle)?;
+                        Some(l.taps.swap_remove(i))
+                    });
+                    match tap {
+                        Some(t) => t.close(Some(done)),
+                        None => {
+                            let _ = done.send(Err("the recording had already ended".into()));
+                        }
+                    }
+                }
                 Ok(Command::Remove { leg }) => self.remove(leg),
                 Err(TryRecvError::Empty) => return true,
                 Err(TryRecvError::Disconnected) => return false,
@@ -868,6 +987,11 @@ impl Worker {
                 let leg = &mut self.legs[i];
                 leg.check_timeout(tick);
                 leg.send(&mut out, &self.stats);
+                for t in &mut leg.taps {
+                    if t.tick() {
+                        (leg.setup.events)(MediaEvent::Silence { handle: t.handle });
+                    }
+                }
                 // RTCP: read every 100 ms, report every 5 s (staggered by leg).
                 if tick % 5 == (i as u64) % 5 {
                     leg.receive_rtcp(&mut buf);

@@ -1,23 +1,65 @@
-//! `hookline:call@0.1.0` imports, implemented on the per-call state by
-//! delegating to the call's session.
+//! `hookline:call@0.1.x` imports, implemented on the per-call state: grants
+//! are checked here, the work is done by the call's session and the services.
+
+use std::time::Duration;
 
 use super::hookline::call::{data, media, routing, types};
-use super::CallState;
+use super::manifest::Capability;
+use super::{CallInfo, CallState, Outcome, MAX_HAND_OVER_DEPTH};
+use crate::call::dial::{DialStatus, Target};
+use crate::call::session::CallSession;
 use types::CallError;
+
+impl CallState {
+    /// The call (absent only while a manifest is read).
+    fn call(&mut self) -> Result<&mut CallSession, CallError> {
+        self.session.as_mut().ok_or(CallError::Unavailable)
+    }
+
+    fn granted(&self, c: &Capability) -> Result<(), CallError> {
+        match &self.plugin {
+            Some(p) if p.manifest.grants.allows(c) => Ok(()),
+            _ => Err(CallError::NotAllowed),
+        }
+    }
+
+    fn plugin_name(&self) -> String {
+        self.plugin
+            .as_ref()
+            .map(|p| p.name.clone())
+            .unwrap_or_default()
+    }
+}
 
 impl types::Host for CallState {}
 
+fn target(t: routing::DialTarget) -> Target {
+    match t {
+        routing::DialTarget::Extension(e) => Target::Extension(e),
+        routing::DialTarget::Uri(u) => Target::Uri(u),
+        routing::DialTarget::Number(n) => Target::Number(n),
+        routing::DialTarget::Trunk(t) => Target::Trunk {
+            trunk: t.trunk,
+            number: t.number,
+        },
+    }
+}
+
 impl media::Host for CallState {
     async fn answer(&mut self) -> Result<(), CallError> {
-        self.session.answer()
+        self.call()?.answer()
+    }
+
+    async fn pre_answer(&mut self) -> Result<(), CallError> {
+        self.call()?.pre_answer()
     }
 
     async fn play(
         &mut self,
-        prompts: Vec<String>,
+        items: Vec<media::PlayItem>,
         barge_in: bool,
     ) -> Result<media::PlayEnd, CallError> {
-        let interrupted = self.session.play(&prompts, barge_in).await?;
+        let interrupted = self.call()?.play_items(&items, barge_in).await?;
         Ok(if interrupted {
             media::PlayEnd::Interrupted
         } else {
@@ -29,51 +71,84 @@ impl media::Host for CallState {
         &mut self,
         options: media::CollectOptions,
     ) -> Result<media::Collected, CallError> {
-        let (digits, end) = self.session.collect_digits(&options).await?;
-        use crate::call::collect::End;
-        let end = match end {
-            End::MaxDigits => media::CollectEnd::MaxDigits,
-            End::Terminator => media::CollectEnd::Terminator,
-            End::Timeout => media::CollectEnd::Timeout,
-        };
-        Ok(media::Collected { digits, end })
+        self.call()?.collect_digits(&options).await
+    }
+
+    async fn collect_speech(
+        &mut self,
+        _options: media::SpeechOptions,
+    ) -> Result<media::Recognized, CallError> {
+        self.call()?.check_live()?;
+        self.granted(&Capability::Speech)?;
+        Err(CallError::Unavailable)
+    }
+
+    async fn record(
+        &mut self,
+        options: media::RecordOptions,
+    ) -> Result<media::Recording, CallError> {
+        self.granted(&Capability::Recording)?;
+        self.call()?.record(&options).await
+    }
+
+    async fn start_session_recording(&mut self) -> Result<String, CallError> {
+        self.granted(&Capability::Recording)?;
+        self.call()?.start_session_recording().await
+    }
+
+    async fn stop_session_recording(&mut self) -> Result<media::Recording, CallError> {
+        self.granted(&Capability::Recording)?;
+        self.call()?.stop_session_recording().await
+    }
+
+    async fn send_dtmf(&mut self, digits: String) -> Result<(), CallError> {
+        self.call()?.send_dtmf(&digits).await
     }
 
     async fn sleep(&mut self, ms: u32) -> Result<(), CallError> {
-        self.session.sleep(ms).await
+        self.call()?.sleep(ms).await
+    }
+
+    async fn next_event(&mut self, timeout_ms: u32) -> Result<media::CallEvent, CallError> {
+        self.call()?.wait_event(timeout_ms).await
+    }
+
+    async fn set_language(&mut self, language: String) -> Result<(), CallError> {
+        self.call()?.set_language(&language)
     }
 }
 
 impl routing::Host for CallState {
     async fn hangup(&mut self) -> Result<(), CallError> {
-        self.session.hangup()
+        self.call()?.hangup()
+    }
+
+    async fn reject(&mut self, code: u16) -> Result<(), CallError> {
+        self.call()?.reject(code)
     }
 
     async fn dial(
         &mut self,
         options: routing::DialOptions,
     ) -> Result<routing::DialResult, CallError> {
-        use crate::call::dial::{DialStatus, Target};
         if options.targets.is_empty() || options.targets.len() > 32 {
             return Err(CallError::InvalidArgument(
                 "dial needs 1 to 32 targets".into(),
             ));
         }
-        let targets: Vec<Target> = options
-            .targets
-            .into_iter()
-            .map(|t| match t {
-                routing::DialTarget::Extension(e) => Target::Extension(e),
-                routing::DialTarget::Uri(u) => Target::Uri(u),
-                routing::DialTarget::Number(n) => Target::Number(n),
-            })
-            .collect();
-        let timeout =
-            std::time::Duration::from_millis(options.timeout_ms.clamp(1000, 600_000).into());
-        let out = self
-            .session
-            .dial(&targets, timeout, options.caller_id)
-            .await?;
+        let targets: Vec<Target> = options.targets.into_iter().map(target).collect();
+        let timeout = Duration::from_millis(options.timeout_ms.clamp(1000, 600_000).into());
+        let session = self.call()?;
+        let out = match options.strategy {
+            routing::RingStrategy::Simultaneous => {
+                session.dial(&targets, timeout, options.caller_id).await?
+            }
+            routing::RingStrategy::Sequential => {
+                session
+                    .dial_sequential(&targets, timeout, options.caller_id)
+                    .await?
+            }
+        };
         Ok(routing::DialResult {
             status: match out.status {
                 DialStatus::Completed => routing::DialStatus::Completed,
@@ -85,14 +160,200 @@ impl routing::Host for CallState {
             talk_seconds: out.talk_seconds,
         })
     }
+
+    async fn transfer(
+        &mut self,
+        target_: routing::DialTarget,
+        timeout_ms: u32,
+    ) -> Result<(), CallError> {
+        let timeout = Duration::from_millis(timeout_ms.clamp(1000, 600_000).into());
+        self.call()?.transfer(target(target_), timeout).await
+    }
+
+    async fn enqueue(
+        &mut self,
+        _queue: String,
+        _options: routing::EnqueueOptions,
+    ) -> Result<routing::QueueEnd, CallError> {
+        self.call()?.check_live()?;
+        Err(CallError::Unavailable)
+    }
+
+    async fn conference(&mut self, _room: String, _muted: bool) -> Result<(), CallError> {
+        self.call()?.check_live()?;
+        Err(CallError::Unavailable)
+    }
+
+    async fn hand_over(
+        &mut self,
+        plugin: String,
+        arguments: String,
+    ) -> Result<routing::HandOverResult, CallError> {
+        self.call()?.check_live()?;
+        self.granted(&Capability::HandOver(plugin.clone()))?;
+        if serde_json::from_str::<serde_json::Value>(&arguments).is_err() {
+            return Err(CallError::InvalidArgument("arguments must be JSON".into()));
+        }
+        let mut session = self.session.take().ok_or(CallError::Unavailable)?;
+        if session.depth >= MAX_HAND_OVER_DEPTH {
+            self.session = Some(session);
+            return Err(CallError::Failed(format!(
+                "hand-overs nest at most {MAX_HAND_OVER_DEPTH} deep"
+            )));
+        }
+        let node = session.node.clone();
+        let Some(next) = node.plugins.get(&plugin) else {
+            self.session = Some(session);
+            return Err(CallError::InvalidArgument(format!("no plugin {plugin:?}")));
+        };
+        let info = CallInfo {
+            arguments: Some(arguments),
+            config: node.plugin_config_json(&plugin),
+            ..session.info.clone()
+        };
+        let caller_plugin = std::mem::replace(&mut session.plugin, plugin.clone());
+        session.depth += 1;
+        session.mark(&format!("hand-over:{plugin}"));
+        let (outcome, mut session) = Box::pin(node.plugins.run(&next, session, info)).await;
+        session.depth -= 1;
+        session.plugin = caller_plugin;
+        let result = match outcome {
+            Outcome::Done => routing::HandOverResult {
+                ok: true,
+                reason: None,
+            },
+            Outcome::Failed(r) => routing::HandOverResult {
+                ok: false,
+                reason: Some(r),
+            },
+            Outcome::Trapped(t) => {
+                session.mark(&format!("plugin-trap:{plugin}"));
+                routing::HandOverResult {
+                    ok: false,
+                    reason: Some(format!("trapped: {t}")),
+                }
+            }
+        };
+        self.session = Some(session);
+        Ok(result)
+    }
 }
 
 impl data::Host for CallState {
     async fn log(&mut self, level: data::LogLevel, message: String) {
-        self.session.log(level, &message);
+        if let Ok(s) = self.call() {
+            s.log(level, &message);
+        }
     }
 
     async fn mark(&mut self, step: String) {
-        self.session.mark(&step);
+        if let Ok(s) = self.call() {
+            s.mark(&step);
+        }
     }
+
+    async fn config(&mut self) -> String {
+        self.config.clone()
+    }
+
+    async fn counter_add(&mut self, name: String, delta: u64) {
+        let plugin = self.plugin_name();
+        if let Ok(s) = self.call() {
+            s.node.counters.add(&plugin, &name, delta);
+        }
+    }
+
+    async fn http_fetch(
+        &mut self,
+        request: data::HttpRequest,
+    ) -> Result<data::HttpResponse, CallError> {
+        let grants = match &self.plugin {
+            Some(p) => p.manifest.grants.clone(),
+            None => return Err(CallError::NotAllowed),
+        };
+        let node = self.call()?.node.clone();
+        super::services::http_fetch(&node.http, &grants, request).await
+    }
+
+    async fn kv_get(&mut self, key: String) -> Result<Option<String>, CallError> {
+        self.granted(&Capability::Kv)?;
+        let plugin = self.plugin_name();
+        let store = self.call()?.node.plugin_data.clone();
+        check_key(&key)?;
+        blocking(move || store.kv_get(&plugin, &key)).await
+    }
+
+    async fn kv_set(
+        &mut self,
+        key: String,
+        value: String,
+        ttl_s: Option<u32>,
+    ) -> Result<(), CallError> {
+        self.granted(&Capability::Kv)?;
+        check_key(&key)?;
+        if value.len() > crate::store::plugin_data::MAX_VALUE {
+            return Err(CallError::InvalidArgument("value above 64 KiB".into()));
+        }
+        let plugin = self.plugin_name();
+        let store = self.call()?.node.plugin_data.clone();
+        blocking(move || store.kv_set(&plugin, &key, &value, ttl_s)).await
+    }
+
+    async fn kv_delete(&mut self, key: String) -> Result<(), CallError> {
+        self.granted(&Capability::Kv)?;
+        check_key(&key)?;
+        let plugin = self.plugin_name();
+        let store = self.call()?.node.plugin_data.clone();
+        blocking(move || store.kv_delete(&plugin, &key)).await
+    }
+
+    async fn now_ms(&mut self) -> u64 {
+        crate::store::now_ms() as u64
+    }
+
+    async fn local_time(&mut self, zone: String) -> Result<data::CivilTime, CallError> {
+        super::services::civil_time(&zone, crate::store::now_ms())
+    }
+
+    async fn call_history(
+        &mut self,
+        number: String,
+        limit: u32,
+    ) -> Result<Vec<data::PastCall>, CallError> {
+        self.granted(&Capability::History)?;
+        if number.is_empty() || number.len() > 64 {
+            return Err(CallError::InvalidArgument(
+                "number of 1-64 characters".into(),
+            ));
+        }
+        let store = self.call()?.node.plugin_data.clone();
+        let rows = blocking(move || store.call_history(&number, limit.clamp(1, 50))).await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| data::PastCall {
+                call_id: r.call_id,
+                started_ms: r.started_ms.max(0) as u64,
+                caller: r.caller,
+                callee: r.callee,
+                answered_by: r.answered_by,
+                duration_s: r.duration_s,
+            })
+            .collect())
+    }
+}
+
+fn check_key(key: &str) -> Result<(), CallError> {
+    if key.is_empty() || key.len() > crate::store::plugin_data::MAX_KEY {
+        return Err(CallError::InvalidArgument("key of 1-256 bytes".into()));
+    }
+    Ok(())
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, crate::store::StoreError> + Send + 'static,
+) -> Result<T, CallError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| CallError::Failed(e.to_string()))?
+        .map_err(|e| CallError::Failed(e.to_string()))
 }

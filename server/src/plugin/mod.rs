@@ -1,11 +1,15 @@
-//! The wasmtime host: one engine, one pre-linked `InstancePre` per plugin, and
-//! one store and instance per call from the pooling allocator.
+//! The wasmtime host: one engine, one pre-linked `InstancePre` per plugin
+//! version, and one store and instance per call from the pooling allocator.
+//!
+//! Plugins are swapped atomically (hot reload): a call holds an `Arc` to the
+//! version it started on and finishes there; new calls get the new version.
 
 pub mod host_api;
+pub mod manifest;
+pub mod services;
 
 use std::collections::HashMap;
-use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use thiserror::Error;
@@ -17,6 +21,7 @@ use wasmtime::{
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::call::session::CallSession;
+use manifest::{Checked, Grants, ManifestError};
 
 wasmtime::component::bindgen!({
     path: "../plugin-sdk/wit",
@@ -30,19 +35,17 @@ pub use hookline::call::types::CallError;
 /// The epoch tick: the unit of CPU accounting and the longest a plugin holds a thread.
 const EPOCH: Duration = Duration::from_millis(10);
 
-/// Memory one call's plugin instance may grow to.
-const MAX_MEMORY: usize = 32 << 20;
+/// Deepest chain of hand-overs (IVR -> voicemail -> ...) on one call.
+pub const MAX_HAND_OVER_DEPTH: u32 = 4;
 
 #[derive(Debug, Error)]
 pub enum PluginError {
     #[error("plugin engine: {0}")]
     Engine(String),
-    #[error("cannot load plugin {name} from {path}: {message}")]
-    Load {
-        name: String,
-        path: String,
-        message: String,
-    },
+    #[error("plugin {name}: {message}")]
+    Load { name: String, message: String },
+    #[error("plugin {name}: manifest: {source}")]
+    Manifest { name: String, source: ManifestError },
 }
 
 /// What a plugin's `handle-call` came to.
@@ -52,28 +55,36 @@ pub enum Outcome {
     Done,
     /// Returned `err(reason)`.
     Failed(String),
-    /// Trapped, or could not be instantiated.
+    /// Trapped, ran out of a budget, or could not be instantiated.
     Trapped(String),
 }
 
-/// Per-call store data: the WASI context (nothing granted) and the call.
+/// Per-call store data: the WASI context (nothing granted), the plugin's
+/// grants and the call.
 pub struct CallState {
     wasi: WasiCtx,
     table: ResourceTable,
     limits: StoreLimits,
     /// 10 ms epoch slices this call's plugin has run for.
     cpu_slices: u64,
-    pub session: CallSession,
+    /// The plugin version running (none while a manifest is read).
+    pub(crate) plugin: Option<Arc<LoadedPlugin>>,
+    /// The call; lent out while a handed-over plugin runs on it.
+    pub(crate) session: Option<CallSession>,
+    /// The plugin's route config (JSON).
+    pub(crate) config: String,
 }
 
 /// What one call's plugin may use beyond memory.
 #[derive(Debug, Clone, Copy)]
 pub struct Budget {
     /// CPU time across the whole call (the guest's own computation; waiting
-    /// in a verb costs nothing).
+    /// in a verb costs nothing). A manifest may ask for less, never more.
     pub cpu: Duration,
     /// Wall-clock time the plugin may keep the call.
     pub wall: Duration,
+    /// Linear memory per instance: the pool's slot size and the manifests' ceiling.
+    pub memory_mib: u32,
 }
 
 impl Default for Budget {
@@ -81,6 +92,7 @@ impl Default for Budget {
         Budget {
             cpu: Duration::from_secs(2),
             wall: Duration::from_secs(4 * 3600),
+            memory_mib: 64,
         }
     }
 }
@@ -94,9 +106,14 @@ impl WasiView for CallState {
     }
 }
 
-/// A plugin ready to instantiate.
+/// A plugin version ready to instantiate.
 pub struct LoadedPlugin {
+    /// The name routes use (from the node's config).
     pub name: String,
+    pub manifest: Checked,
+    /// SHA-256-free identity for the API: size and load time of the component.
+    pub bytes: usize,
+    pub loaded_at_ms: i64,
     pre: CallPluginPre<CallState>,
 }
 
@@ -104,27 +121,31 @@ pub struct LoadedPlugin {
 pub struct PluginHost {
     engine: Engine,
     linker: Linker<CallState>,
-    plugins: HashMap<String, Arc<LoadedPlugin>>,
+    plugins: RwLock<HashMap<String, Arc<LoadedPlugin>>>,
     pub budget: Budget,
 }
 
 impl PluginHost {
-    /// `max_instances` sizes the pool: the node's call capacity.
-    pub fn new(max_instances: u32) -> Result<Self, PluginError> {
+    /// `max_instances` sizes the pool: the node's call capacity (hand-overs
+    /// hold a second instance for their duration).
+    pub fn new(max_instances: u32, budget: Budget) -> Result<Self, PluginError> {
+        let memory = (budget.memory_mib.clamp(1, manifest::MAX_MEMORY_MIB) as usize) << 20;
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(max_instances)
             .total_memories(max_instances * 2)
             .total_tables(max_instances * 4)
             .total_stacks(max_instances)
             .total_core_instances(max_instances * 4)
-            .max_memory_size(MAX_MEMORY)
+            .max_memory_size(memory)
             .max_memories_per_component(4)
             .max_tables_per_component(8)
-            .max_core_instances_per_component(16);
+            .max_core_instances_per_component(32)
+            .max_component_instance_size(1 << 20)
+            .max_core_instance_size(1 << 20);
         let mut config = Config::new();
         config
             .epoch_interruption(true)
-            .memory_reservation(MAX_MEMORY as u64)
+            .memory_reservation(memory as u64)
             .memory_guard_size(64 << 10)
             .memory_init_cow(true)
             .async_stack_size(512 << 10)
@@ -150,63 +171,121 @@ impl PluginHost {
         Ok(PluginHost {
             engine,
             linker,
-            plugins: HashMap::new(),
-            budget: Budget::default(),
+            plugins: RwLock::new(HashMap::new()),
+            budget,
         })
     }
 
-    /// Compiles and pre-links a component.
-    pub fn load(&mut self, name: &str, path: &Path) -> Result<(), PluginError> {
+    /// Compiles and pre-links a component, reads its manifest and checks it
+    /// against `granted`. Nothing is installed: see [`PluginHost::install`].
+    pub async fn prepare(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        granted: &Grants,
+    ) -> Result<Arc<LoadedPlugin>, PluginError> {
+        let (pre, manifest) = self.compile(name, bytes).await?;
+        let checked =
+            manifest::check(&manifest, granted, self.budget.memory_mib).map_err(|source| {
+                PluginError::Manifest {
+                    name: name.into(),
+                    source,
+                }
+            })?;
+        Ok(Arc::new(LoadedPlugin {
+            name: name.into(),
+            manifest: checked,
+            bytes: bytes.len(),
+            loaded_at_ms: crate::store::now_ms(),
+            pre,
+        }))
+    }
+
+    /// Compiles a component and reads its manifest, without checking grants
+    /// (`hookline plugin check`).
+    pub async fn inspect(&self, bytes: &[u8]) -> Result<Manifest, PluginError> {
+        self.compile("(file)", bytes).await.map(|(_, m)| m)
+    }
+
+    async fn compile(
+        &self,
+        name: &str,
+        bytes: &[u8],
+    ) -> Result<(CallPluginPre<CallState>, Manifest), PluginError> {
         let err = |message: String| PluginError::Load {
             name: name.into(),
-            path: path.display().to_string(),
             message,
         };
-        let component =
-            Component::from_file(&self.engine, path).map_err(|e| err(format!("{e:#}")))?;
+        let engine = self.engine.clone();
+        let owned = bytes.to_vec();
+        // Compiling a large component takes a while: off the async threads.
+        let component = tokio::task::spawn_blocking(move || Component::new(&engine, &owned))
+            .await
+            .map_err(|e| err(e.to_string()))?
+            .map_err(|e| err(format!("not a WebAssembly component: {e:#}")))?;
         let pre = self
             .linker
             .instantiate_pre(&component)
-            .map_err(|e| err(format!("{e:#}")))?;
+            .map_err(|e| err(format!("imports something this node does not offer: {e:#}")))?;
         let pre = CallPluginPre::new(pre)
             .map_err(|e| err(format!("not a hookline:call plugin: {e:#}")))?;
-        self.plugins.insert(
-            name.into(),
-            Arc::new(LoadedPlugin {
-                name: name.into(),
-                pre,
-            }),
-        );
-        Ok(())
+        let mut store = self.store(None, None, 64, Duration::from_millis(500));
+        let bindings = pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|e| err(format!("instantiate: {e:#}")))?;
+        let manifest =
+            tokio::time::timeout(Duration::from_secs(5), bindings.call_manifest(&mut store))
+                .await
+                .map_err(|_| err("manifest() did not return within 5 s".into()))?
+                .map_err(|e| err(format!("manifest() trapped: {}", e.root_cause())))?;
+        Ok((pre, manifest))
+    }
+
+    /// Makes `plugin` the version new calls get; returns the one it replaced.
+    pub fn install(&self, plugin: Arc<LoadedPlugin>) -> Option<Arc<LoadedPlugin>> {
+        let mut map = self.plugins.write().unwrap_or_else(|e| e.into_inner());
+        map.insert(plugin.name.clone(), plugin)
     }
 
     pub fn get(&self, name: &str) -> Option<Arc<LoadedPlugin>> {
-        self.plugins.get(name).cloned()
+        let map = self.plugins.read().unwrap_or_else(|e| e.into_inner());
+        map.get(name).cloned()
     }
 
-    /// Runs one call in a fresh instance; gives the session back with the outcome.
-    pub async fn run(
+    /// Every installed plugin, by name.
+    pub fn list(&self) -> Vec<Arc<LoadedPlugin>> {
+        let map = self.plugins.read().unwrap_or_else(|e| e.into_inner());
+        let mut v: Vec<_> = map.values().cloned().collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    fn store(
         &self,
-        plugin: &LoadedPlugin,
-        session: CallSession,
-        info: CallInfo,
-    ) -> (Outcome, CallSession) {
+        plugin: Option<Arc<LoadedPlugin>>,
+        session: Option<CallSession>,
+        memory_mib: u32,
+        cpu: Duration,
+    ) -> Store<CallState> {
         let state = CallState {
             wasi: WasiCtx::builder().build(),
             table: ResourceTable::new(),
             limits: StoreLimitsBuilder::new()
-                .memory_size(MAX_MEMORY)
-                .instances(16)
+                .memory_size((memory_mib.max(1) as usize) << 20)
+                .instances(32)
                 .build(),
             cpu_slices: 0,
+            plugin,
             session,
+            config: String::new(),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
         // Every 10 ms epoch that finds the guest running costs a slice and
         // yields the thread (a busy plugin never stalls others); past the CPU
         // budget the guest traps.
-        let max_slices = (self.budget.cpu.as_millis() / EPOCH.as_millis()).max(1) as u64;
+        let max_slices = (cpu.as_millis() / EPOCH.as_millis()).max(1) as u64;
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |mut ctx| {
             let state = ctx.data_mut();
@@ -216,10 +295,38 @@ impl PluginHost {
             }
             Ok(wasmtime::UpdateDeadline::Yield(1))
         });
+        store
+    }
+
+    /// Runs one call in a fresh instance; gives the session back with the outcome.
+    pub async fn run(
+        &self,
+        plugin: &Arc<LoadedPlugin>,
+        session: CallSession,
+        info: CallInfo,
+    ) -> (Outcome, CallSession) {
+        let m = &plugin.manifest;
+        let cpu = match m.cpu_ms {
+            0 => self.budget.cpu,
+            ms => self.budget.cpu.min(Duration::from_millis(ms.into())),
+        };
+        // One wall-clock deadline for the call; a handed-over plugin's ends
+        // just before its caller's, so the session is always handed back.
+        let mut session = session;
         let wall = self.budget.wall;
+        let deadline = match session.deadline {
+            Some(d) => d - Duration::from_millis(100 * session.depth as u64),
+            None => *session.deadline.insert(tokio::time::Instant::now() + wall),
+        };
+        let mut store = self.store(Some(plugin.clone()), Some(session), m.memory_mib, cpu);
+        store.data_mut().config = info.config.clone();
         let outcome = match plugin.pre.instantiate_async(&mut store).await {
             Ok(bindings) => {
-                match tokio::time::timeout(wall, bindings.call_handle_call(&mut store, &info)).await
+                match tokio::time::timeout_at(
+                    deadline,
+                    bindings.call_handle_call(&mut store, &info),
+                )
+                .await
                 {
                     Ok(Ok(Ok(()))) => Outcome::Done,
                     Ok(Ok(Err(reason))) => Outcome::Failed(reason),
@@ -232,27 +339,37 @@ impl PluginHost {
             }
             Err(e) => Outcome::Trapped(format!("instantiate: {e:#}")),
         };
-        (outcome, store.into_data().session)
+        let session = store
+            .into_data()
+            .session
+            .expect("a run's session is back once its hand-overs return");
+        (outcome, session)
     }
 
     /// Measures instantiate + first entry into the guest (a call that hangs up at once).
     pub async fn instantiate_micros(
         &self,
-        plugin: &LoadedPlugin,
+        plugin: &Arc<LoadedPlugin>,
         make: impl Fn() -> CallSession,
         n: u32,
     ) -> f64 {
         let start = Instant::now();
         for _ in 0..n {
-            let info = CallInfo {
-                call_id: "bench".into(),
-                caller: "bench".into(),
-                callee: "bench".into(),
-                caller_name: None,
-                config: "{}".into(),
-            };
-            let _ = self.run(plugin, make(), info).await;
+            let _ = self.run(plugin, make(), bench_info()).await;
         }
         start.elapsed().as_secs_f64() * 1e6 / n as f64
+    }
+}
+
+/// A call-info for benchmarks and checks.
+pub fn bench_info() -> CallInfo {
+    CallInfo {
+        call_id: "bench".into(),
+        caller: "bench".into(),
+        callee: "bench".into(),
+        caller_name: None,
+        domain: "localhost".into(),
+        config: "{}".into(),
+        arguments: None,
     }
 }

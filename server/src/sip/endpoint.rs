@@ -66,6 +66,8 @@ pub struct Incoming {
     pub caller: String,
     pub caller_name: Option<String>,
     pub callee: String,
+    /// Host of the request URI.
+    pub domain: String,
     pub source: SocketAddr,
     pub offer: Negotiated,
 }
@@ -449,7 +451,9 @@ impl Endpoint {
             })
             .unwrap_or_else(|| message::uri_of(&echo.from).to_string());
         let caller_uri = message::uri_of(&echo.from).to_string();
-        let callee = message::user_of(&req.uri.to_string()).to_string();
+        let request_uri = req.uri.to_string();
+        let callee = message::user_of(&request_uri).to_string();
+        let domain = message::host_of(&request_uri).to_string();
         let mut dialog = Dialog {
             echo: echo.clone(),
             invite_cseq: cseq,
@@ -497,6 +501,7 @@ impl Endpoint {
                     caller: message::user_of(&caller_uri).to_string(),
                     caller_name: message::display_name_of(&echo.from),
                     callee,
+                    domain,
                     source: from,
                     offer,
                 })));
@@ -689,6 +694,30 @@ impl Endpoint {
             return;
         }
         let data = message::response(&d.echo, 180, Some(&d.local_tag), &[contact], None);
+        d.last_response = data.clone();
+        let peer = d.peer;
+        self.send(peer, data);
+    }
+
+    /// Early media: 183 Session Progress with the SDP answer, the call not yet answered.
+    pub fn early_media(&mut self, call_id: &str, sdp: &str) {
+        let Some(peer) = self.dialogs.get(call_id).map(|d| d.peer) else {
+            return;
+        };
+        let contact = format!("Contact: <sip:hookline@{}>", self.local_for(peer));
+        let Some(d) = self.dialogs.get_mut(call_id) else {
+            return;
+        };
+        if !matches!(d.state, State::Early) {
+            return;
+        }
+        let data = message::response(
+            &d.echo,
+            183,
+            Some(&d.local_tag),
+            &[contact],
+            Some(("application/sdp", sdp)),
+        );
         d.last_response = data.clone();
         let peer = d.peer;
         self.send(peer, data);

@@ -186,6 +186,20 @@ pub fn uri_of(value: &str) -> &str {
 }
 
 /// The user part of a SIP URI (`sip:user@host` -> `user`); empty when absent.
+/// Host part of a SIP URI (no port or parameters): the tenant's domain.
+pub fn host_of(uri: &str) -> &str {
+    let rest = uri
+        .strip_prefix("sips:")
+        .or_else(|| uri.strip_prefix("sip:"))
+        .unwrap_or("");
+    let host = rest.rsplit('@').next().unwrap_or("");
+    let host = host.split([';', '?', '>']).next().unwrap_or("");
+    if let Some(v6) = host.strip_prefix('[') {
+        return v6.split(']').next().unwrap_or("");
+    }
+    host.split(':').next().unwrap_or("")
+}
+
 pub fn user_of(uri: &str) -> &str {
     let rest = uri
         .strip_prefix("sips:")

@@ -3,6 +3,8 @@
 //! Writes go through one writer thread that batches whatever is queued into a
 //! transaction, so call setup never waits on the disk.
 
+pub mod plugin_data;
+
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::thread;

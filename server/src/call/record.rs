@@ -1,0 +1,174 @@
+//! The `record` verb (a message from the caller, e.g. voicemail) and session
+//! recording (the whole call, both directions). Files land in
+//! `<data>/recordings/<id>.wav`; each is listed in the `recordings` table.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::session::{CallEvent, CallSession};
+use crate::media::prompt::{Prompt, RATE};
+use crate::media::recorder::RecordingHandle;
+use crate::media::tone;
+use crate::media::worker::MediaEvent;
+use crate::plugin::hookline::call::media::{RecordEnd, RecordOptions, Recording};
+use crate::plugin::CallError;
+use crate::store::plugin_data::RecordingRow;
+
+/// A recording in progress.
+pub struct Active {
+    pub id: String,
+    pub handle: RecordingHandle,
+    pub path: PathBuf,
+}
+
+/// How long the writer may take to finish a file.
+const CLOSE_WAIT: Duration = Duration::from_secs(5);
+
+impl CallSession {
+    fn new_recording(&self) -> (String, PathBuf) {
+        let id = format!("r{:016x}", rand::random::<u64>());
+        let path = self
+            .node
+            .data_dir
+            .join("recordings")
+            .join(format!("{id}.wav"));
+        (id, path)
+    }
+
+    /// Stops a tap and lists the file; returns its duration in ms.
+    async fn finish_recording(&mut self, a: &Active, kind: &str) -> Result<u32, CallError> {
+        let done = self.media.stop_record(self.leg, a.handle);
+        let frames = match tokio::time::timeout(CLOSE_WAIT, done).await {
+            Ok(Ok(Ok(frames))) => frames,
+            Ok(Ok(Err(e))) => return Err(CallError::Failed(format!("recording: {e}"))),
+            _ => return Err(CallError::Failed("recording writer did not answer".into())),
+        };
+        let duration_ms = (frames * 1000 / RATE as u64) as u32;
+        let row = RecordingRow {
+            id: a.id.clone(),
+            call_id: self.call_id.clone(),
+            plugin: self.plugin.clone(),
+            kind: kind.into(),
+            path: a.path.display().to_string(),
+            duration_ms: duration_ms as u64,
+            created_ms: crate::store::now_ms(),
+        };
+        let data = self.node.plugin_data.clone();
+        tokio::task::spawn_blocking(move || data.recording_saved(&row))
+            .await
+            .map_err(|e| CallError::Failed(e.to_string()))?
+            .map_err(|e| CallError::Failed(e.to_string()))?;
+        Ok(duration_ms)
+    }
+
+    /// Records the caller until a terminator key, silence, the length limit or
+    /// a hang-up (which keeps the recording).
+    pub async fn record(&mut self, o: &RecordOptions) -> Result<Recording, CallError> {
+        self.check_live()?;
+        if !(1000..=3_600_000).contains(&o.max_ms) {
+            return Err(CallError::InvalidArgument(
+                "max-ms must be 1000 .. 3600000".into(),
+            ));
+        }
+        if o.terminators
+            .chars()
+            .any(|k| tone::dtmf_frequencies(k).is_none())
+        {
+            return Err(CallError::InvalidArgument(format!(
+                "terminators {:?}: only 0-9 * # A-D",
+                o.terminators
+            )));
+        }
+        if !self.early {
+            self.answer()?;
+        }
+        if o.beep {
+            let beep = Arc::new(Prompt::from_pcm("beep", tone::tone(&[1000], 250)));
+            self.play_prompts(vec![beep], false).await?;
+        }
+        let (id, path) = self.new_recording();
+        let handle = self
+            .media
+            .record(self.leg, path.clone(), false, o.silence_ms);
+        let active = Active { id, handle, path };
+        self.mark(&format!("record:{}", active.id));
+        let until = tokio::time::Instant::now() + Duration::from_millis(o.max_ms.into());
+        let mut terminator = None;
+        let end = loop {
+            tokio::select! {
+                ev = self.next_event() => match ev {
+                    CallEvent::Media(MediaEvent::Dtmf(k)) => {
+                        if o.terminators.contains(k) {
+                            terminator = Some(k.to_string());
+                            break RecordEnd::Terminator;
+                        }
+                        self.keep_digit(k);
+                    }
+                    CallEvent::Media(MediaEvent::Silence { handle: h }) if h == handle => {
+                        break RecordEnd::Silence;
+                    }
+                    ev @ CallEvent::Ended(_) => {
+                        self.absorb(ev);
+                        break RecordEnd::HungUp;
+                    }
+                    ev => self.absorb(ev),
+                },
+                _ = tokio::time::sleep_until(until) => break RecordEnd::MaxLength,
+            }
+        };
+        let duration_ms = self.finish_recording(&active, "message").await?;
+        Ok(Recording {
+            id: active.id,
+            duration_ms,
+            end,
+            terminator,
+        })
+    }
+
+    pub async fn start_session_recording(&mut self) -> Result<String, CallError> {
+        self.check_live()?;
+        if let Some(a) = &self.session_recording {
+            return Ok(a.id.clone());
+        }
+        let (id, path) = self.new_recording();
+        let handle = self.media.record(self.leg, path.clone(), true, 0);
+        self.mark(&format!("session-recording:{id}"));
+        self.session_recording = Some(Active {
+            id: id.clone(),
+            handle,
+            path,
+        });
+        Ok(id)
+    }
+
+    pub async fn stop_session_recording(&mut self) -> Result<Recording, CallError> {
+        let Some(a) = self.session_recording.take() else {
+            return Err(CallError::InvalidArgument(
+                "no session recording is running".into(),
+            ));
+        };
+        let duration_ms = self.finish_recording(&a, "session").await?;
+        let end = if self.ended.is_some() {
+            RecordEnd::HungUp
+        } else {
+            RecordEnd::Terminator
+        };
+        Ok(Recording {
+            id: a.id,
+            duration_ms,
+            end,
+            terminator: None,
+        })
+    }
+
+    /// At the end of the call: a session recording still running is closed
+    /// and listed (the plugin may be long gone).
+    pub async fn close_recordings(&mut self) {
+        if let Some(a) = self.session_recording.take() {
+            if let Err(e) = self.finish_recording(&a, "session").await {
+                tracing::warn!(call = %self.call_id, "session recording {}: {e:?}", a.id);
+            }
+        }
+    }
+}

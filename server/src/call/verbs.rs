@@ -1,0 +1,221 @@
+//! The media and routing verbs beyond play/collect: what to play (resolving
+//! speech, tones, silence and recordings into audio), early media, DTMF out,
+//! events, reject, language, transfer.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::dial::{DialStatus, Target};
+use super::session::{CallEvent, CallSession};
+use super::SipCommand;
+use crate::media::prompt::Prompt;
+use crate::media::tone;
+use crate::media::worker::MediaEvent;
+use crate::plugin::hookline::call::media::{CallEvent as PluginEvent, PlayItem};
+use crate::plugin::CallError;
+
+/// Longest generated tone or silence item.
+const MAX_GENERATED_MS: u32 = 60_000;
+/// Most items in one play request.
+const MAX_ITEMS: usize = 64;
+
+impl CallSession {
+    /// Turns play items into audio, in order. Speech is synthesised (cached)
+    /// and recordings are read on a blocking thread.
+    pub(crate) async fn resolve(
+        &mut self,
+        items: &[PlayItem],
+    ) -> Result<Vec<Arc<Prompt>>, CallError> {
+        if items.len() > MAX_ITEMS {
+            return Err(CallError::InvalidArgument(format!(
+                "at most {MAX_ITEMS} items per play"
+            )));
+        }
+        let mut out = Vec::with_capacity(items.len());
+        for item in items {
+            let p = match item {
+                PlayItem::Prompt(id) => self.prompts.get(id).cloned().ok_or_else(|| {
+                    CallError::InvalidArgument(format!("unknown prompt id {id:?}"))
+                })?,
+                PlayItem::Say(t) => {
+                    let lang = t.language.clone().unwrap_or_else(|| self.language.clone());
+                    let tts = self.node.tts.clone();
+                    let text = t.text.clone();
+                    tokio::task::spawn_blocking(move || tts.say(&text, &lang))
+                        .await
+                        .map_err(|e| CallError::Failed(e.to_string()))?
+                        .map_err(|e| match e {
+                            crate::speech::tts::TtsError::NoVoice(_) => {
+                                CallError::InvalidArgument(e.to_string())
+                            }
+                            e => CallError::Failed(e.to_string()),
+                        })?
+                }
+                PlayItem::Tone(t) => {
+                    let ok = (1..=2).contains(&t.frequencies.len())
+                        && t.frequencies.iter().all(|f| (50..=4000).contains(f))
+                        && t.duration_ms <= MAX_GENERATED_MS;
+                    if !ok {
+                        return Err(CallError::InvalidArgument(
+                            "a tone has 1-2 frequencies of 50-4000 Hz and lasts at most 60 s"
+                                .into(),
+                        ));
+                    }
+                    Arc::new(Prompt::from_pcm(
+                        "tone",
+                        tone::tone(&t.frequencies, t.duration_ms),
+                    ))
+                }
+                PlayItem::Silence(ms) => {
+                    if *ms > MAX_GENERATED_MS {
+                        return Err(CallError::InvalidArgument(
+                            "silence lasts at most 60 s".into(),
+                        ));
+                    }
+                    Arc::new(Prompt::from_pcm("silence", tone::silence(*ms)))
+                }
+                PlayItem::Recording(id) => self.load_recording(id).await?,
+            };
+            out.push(p);
+        }
+        Ok(out)
+    }
+
+    /// A recording this plugin made, as audio.
+    async fn load_recording(&self, id: &str) -> Result<Arc<Prompt>, CallError> {
+        let data = self.node.plugin_data.clone();
+        let owner_id = id.to_string();
+        let found = tokio::task::spawn_blocking(move || data.recording_owner(&owner_id))
+            .await
+            .map_err(|e| CallError::Failed(e.to_string()))?
+            .map_err(|e| CallError::Failed(e.to_string()))?;
+        let Some((plugin, path)) = found else {
+            return Err(CallError::InvalidArgument(format!("no recording {id:?}")));
+        };
+        if plugin != self.plugin {
+            return Err(CallError::NotAllowed);
+        }
+        let id = id.to_string();
+        tokio::task::spawn_blocking(move || Prompt::load(&id, std::path::Path::new(&path)))
+            .await
+            .map_err(|e| CallError::Failed(e.to_string()))?
+            .map(Arc::new)
+            .map_err(|e| CallError::Failed(e.to_string()))
+    }
+
+    /// 183 with SDP: the caller hears what is played before the call is answered.
+    pub fn pre_answer(&mut self) -> Result<(), CallError> {
+        self.check_live()?;
+        if self.early || self.is_answered() {
+            return Ok(());
+        }
+        let Some(sdp) = self.answer_sdp_ref() else {
+            return Ok(());
+        };
+        let _ = self.sip.send(SipCommand::EarlyMedia {
+            call_id: self.call_id.clone(),
+            sdp,
+        });
+        self.early = true;
+        self.mark("early-media");
+        Ok(())
+    }
+
+    /// Sends DTMF as tones in the audio.
+    pub async fn send_dtmf(&mut self, digits: &str) -> Result<(), CallError> {
+        self.check_live()?;
+        if digits.is_empty() || digits.len() > 64 {
+            return Err(CallError::InvalidArgument("1 to 64 digits".into()));
+        }
+        let pcm = tone::dtmf(digits).ok_or_else(|| {
+            CallError::InvalidArgument(format!("{digits:?} has a character that is not a key"))
+        })?;
+        if !self.early {
+            self.answer()?;
+        }
+        self.mark(&format!("send-dtmf:{digits}"));
+        self.play_prompts(vec![Arc::new(Prompt::from_pcm("dtmf", pcm))], false)
+            .await
+            .map(|_| ())
+    }
+
+    /// The next key, hold change or a timeout.
+    pub async fn wait_event(&mut self, timeout_ms: u32) -> Result<PluginEvent, CallError> {
+        self.check_live()?;
+        let until =
+            tokio::time::Instant::now() + Duration::from_millis(timeout_ms.min(600_000).into());
+        loop {
+            if let Some(k) = self.take_digit() {
+                return Ok(PluginEvent::Digit(k.to_string()));
+            }
+            if let Some(h) = self.hold_events.pop_front() {
+                return Ok(PluginEvent::Hold(h));
+            }
+            tokio::select! {
+                ev = self.next_event() => match ev {
+                    CallEvent::Media(MediaEvent::Dtmf(k)) => return Ok(PluginEvent::Digit(k.to_string())),
+                    ev => {
+                        self.absorb(ev);
+                        if self.ended.is_some() {
+                            return Err(CallError::HungUp);
+                        }
+                    }
+                },
+                _ = tokio::time::sleep_until(until) => return Ok(PluginEvent::Timeout),
+            }
+        }
+    }
+
+    /// Refuses an unanswered call with a SIP status.
+    pub fn reject(&mut self, code: u16) -> Result<(), CallError> {
+        self.check_live()?;
+        if self.is_answered() {
+            return Err(CallError::InvalidArgument(
+                "the call is answered: hang up instead".into(),
+            ));
+        }
+        if !(400..=699).contains(&code) {
+            return Err(CallError::InvalidArgument(format!(
+                "{code} is not a final error status (400-699)"
+            )));
+        }
+        let _ = self.sip.send(SipCommand::Reject {
+            call_id: self.call_id.clone(),
+            code,
+        });
+        self.mark(&format!("reject:{code}"));
+        self.end(&format!("rejected-{code}"));
+        Ok(())
+    }
+
+    pub fn set_language(&mut self, language: &str) -> Result<(), CallError> {
+        self.check_live()?;
+        let ok = (2..=16).contains(&language.len())
+            && language
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-');
+        if !ok {
+            return Err(CallError::InvalidArgument(format!(
+                "{language:?} is not a BCP 47 tag"
+            )));
+        }
+        self.language = language.to_ascii_lowercase();
+        self.mark(&format!("language:{}", self.language));
+        Ok(())
+    }
+
+    /// Blind transfer: ring the target; once they have talked, the call ends.
+    pub async fn transfer(&mut self, target: Target, timeout: Duration) -> Result<(), CallError> {
+        self.mark("transfer");
+        let out = self.dial(&[target], timeout, None).await?;
+        match out.status {
+            DialStatus::Completed => {
+                let _ = self.hangup();
+                Ok(())
+            }
+            DialStatus::NoAnswer => Err(CallError::Failed("no-answer".into())),
+            DialStatus::Busy => Err(CallError::Failed("busy".into())),
+            DialStatus::Failed => Err(CallError::Failed("failed".into())),
+        }
+    }
+}

@@ -1,0 +1,283 @@
+//! Recording taps: a leg's received audio (and, for session recordings, what
+//! it sends) gathered per 20 ms tick on the media thread and written to WAV by
+//! one writer thread. The file's header is rewritten after every second of
+//! audio, so a crash leaves a valid file missing at most that second.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::PathBuf;
+use std::thread;
+
+use crossbeam_channel::{Receiver, Sender};
+
+use super::prompt::{FRAME, RATE};
+
+/// Samples per channel buffered before a write (one second).
+const CHUNK: usize = RATE as usize;
+/// Mean absolute level above which a frame counts as voice (≈ -40 dBFS).
+const VOICE_LEVEL: u32 = 330;
+/// Frames of voice before silence detection arms (ignores clicks).
+const VOICE_FRAMES: u32 = 5;
+
+/// Identifies one recording in the writer.
+pub type RecordingHandle = u64;
+
+/// What the writer thread is asked to do.
+pub enum WriterMsg {
+    Open {
+        handle: RecordingHandle,
+        path: PathBuf,
+        stereo: bool,
+    },
+    Data {
+        handle: RecordingHandle,
+        samples: Vec<i16>,
+    },
+    /// Finalise; the reply carries the samples per channel written.
+    Close {
+        handle: RecordingHandle,
+        done: Option<tokio::sync::oneshot::Sender<Result<u64, String>>>,
+    },
+}
+
+/// Starts the writer thread.
+pub fn start_writer() -> Sender<WriterMsg> {
+    let (tx, rx) = crossbeam_channel::unbounded();
+    thread::Builder::new()
+        .name("recorder".into())
+        .spawn(move || writer(rx))
+        .expect("spawn recording writer");
+    tx
+}
+
+struct Open {
+    wav: hound::WavWriter<BufWriter<File>>,
+    frames: u64,
+    channels: u64,
+    path: PathBuf,
+}
+
+fn writer(rx: Receiver<WriterMsg>) {
+    let mut open: HashMap<RecordingHandle, Result<Open, String>> = HashMap::new();
+    while let Ok(msg) = rx.recv() {
+        match msg {
+            WriterMsg::Open {
+                handle,
+                path,
+                stereo,
+            } => {
+                let spec = hound::WavSpec {
+                    channels: if stereo { 2 } else { 1 },
+                    sample_rate: RATE,
+                    bits_per_sample: 16,
+                    sample_format: hound::SampleFormat::Int,
+                };
+                let made = path
+                    .parent()
+                    .map(std::fs::create_dir_all)
+                    .transpose()
+                    .map_err(|e| e.to_string())
+                    .and_then(|_| hound::WavWriter::create(&path, spec).map_err(|e| e.to_string()))
+                    .map(|mut wav| {
+                        let _ = wav.flush(); // a valid (empty) file from the start
+                        Open {
+                            wav,
+                            frames: 0,
+                            channels: spec.channels as u64,
+                            path: path.clone(),
+                        }
+                    })
+                    .map_err(|e| format!("{}: {e}", path.display()));
+                if let Err(e) = &made {
+                    tracing::error!("recording: {e}");
+                }
+                open.insert(handle, made);
+            }
+            WriterMsg::Data { handle, samples } => {
+                if let Some(Ok(o)) = open.get_mut(&handle) {
+                    if let Err(e) = write(o, &samples) {
+                        tracing::error!("recording {}: {e}", o.path.display());
+                    }
+                }
+            }
+            WriterMsg::Close { handle, done } => {
+                let result = match open.remove(&handle) {
+                    Some(Ok(o)) => {
+                        let frames = o.frames;
+                        o.wav.finalize().map(|_| frames).map_err(|e| e.to_string())
+                    }
+                    Some(Err(e)) => Err(e),
+                    None => Err("no such recording".into()),
+                };
+                if let Some(done) = done {
+                    let _ = done.send(result);
+                }
+            }
+        }
+    }
+}
+
+fn write(o: &mut Open, samples: &[i16]) -> Result<(), hound::Error> {
+    for s in samples {
+        o.wav.write_sample(*s)?;
+    }
+    o.frames += samples.len() as u64 / o.channels;
+    o.wav.flush()
+}
+
+/// A recording tap on one leg (lives on the media thread).
+pub struct Tap {
+    pub handle: RecordingHandle,
+    stereo: bool,
+    writer: Sender<WriterMsg>,
+    /// Audio heard from the leg's peer and sent to it since the last tick.
+    rx: Vec<i16>,
+    tx: Vec<i16>,
+    chunk: Vec<i16>,
+    /// Stop after this many quiet frames once voice was heard.
+    silence_frames: Option<u32>,
+    voice_frames: u32,
+    quiet_frames: u32,
+    /// The silence event was raised.
+    pub silence_reported: bool,
+}
+
+impl Tap {
+    pub fn new(
+        handle: RecordingHandle,
+        stereo: bool,
+        silence_ms: u32,
+        writer: Sender<WriterMsg>,
+    ) -> Tap {
+        let channels = if stereo { 2 } else { 1 };
+        Tap {
+            handle,
+            stereo,
+            writer,
+            rx: Vec::with_capacity(2 * FRAME),
+            tx: Vec::with_capacity(2 * FRAME),
+            chunk: Vec::with_capacity(CHUNK * channels),
+            silence_frames: (silence_ms > 0).then(|| (silence_ms / 20).max(1)),
+            voice_frames: 0,
+            quiet_frames: 0,
+            silence_reported: false,
+        }
+    }
+
+    /// Audio received from the peer.
+    pub fn heard(&mut self, pcm: &[i16]) {
+        if self.rx.len() < 4 * FRAME {
+            self.rx.extend_from_slice(pcm);
+        }
+    }
+
+    /// Audio sent to the peer (session recordings only keep it).
+    pub fn sent(&mut self, pcm: &[i16]) {
+        if self.stereo && self.tx.len() < 4 * FRAME {
+            self.tx.extend_from_slice(pcm);
+        }
+    }
+
+    pub fn is_stereo(&self) -> bool {
+        self.stereo
+    }
+
+    /// Moves one frame into the file; true when the caller fell silent.
+    pub fn tick(&mut self) -> bool {
+        let mut frame = [0i16; FRAME];
+        let n = self.rx.len().min(FRAME);
+        frame[..n].copy_from_slice(&self.rx[..n]);
+        self.rx.drain(..n);
+        if self.stereo {
+            let m = self.tx.len().min(FRAME);
+            for (i, s) in frame.iter().enumerate() {
+                self.chunk.push(*s);
+                self.chunk.push(if i < m { self.tx[i] } else { 0 });
+            }
+            self.tx.drain(..m);
+        } else {
+            self.chunk.extend_from_slice(&frame);
+        }
+        if self.chunk.len() >= self.chunk.capacity() - FRAME * 2 {
+            self.flush();
+        }
+        let level = frame.iter().map(|s| s.unsigned_abs() as u32).sum::<u32>() / FRAME as u32;
+        if level >= VOICE_LEVEL {
+            self.voice_frames += 1;
+            self.quiet_frames = 0;
+        } else {
+            self.quiet_frames += 1;
+        }
+        let fell_silent = match self.silence_frames {
+            Some(limit) if !self.silence_reported => {
+                self.voice_frames >= VOICE_FRAMES && self.quiet_frames >= limit
+            }
+            _ => false,
+        };
+        self.silence_reported |= fell_silent;
+        fell_silent
+    }
+
+    fn flush(&mut self) {
+        if !self.chunk.is_empty() {
+            let cap = self.chunk.capacity();
+            let samples = std::mem::replace(&mut self.chunk, Vec::with_capacity(cap));
+            let _ = self.writer.send(WriterMsg::Data {
+                handle: self.handle,
+                samples,
+            });
+        }
+    }
+
+    /// Writes what is left and closes the file.
+    pub fn close(mut self, done: Option<tokio::sync::oneshot::Sender<Result<u64, String>>>) {
+        // Audio still buffered from this tick goes in too.
+        if !self.rx.is_empty() || !self.tx.is_empty() {
+            self.tick();
+        }
+        self.flush();
+        let _ = self.writer.send(WriterMsg::Close {
+            handle: self.handle,
+            done,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tap_writes_a_valid_wav_and_reports_silence_after_voice() {
+        let dir = std::env::temp_dir().join(format!("hl-rec-{}", std::process::id()));
+        let path = dir.join("t.wav");
+        let w = start_writer();
+        w.send(WriterMsg::Open {
+            handle: 1,
+            path: path.clone(),
+            stereo: false,
+        })
+        .unwrap();
+        let mut tap = Tap::new(1, false, 200, w.clone());
+        let voice = crate::media::tone::tone(&[440], 20);
+        let mut silent_at = None;
+        for i in 0..100 {
+            if i < 50 {
+                tap.heard(&voice);
+            }
+            if tap.tick() && silent_at.is_none() {
+                silent_at = Some(i);
+            }
+        }
+        // 10 quiet frames after the voice ends at frame 49.
+        assert_eq!(silent_at, Some(59));
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        tap.close(Some(tx));
+        let frames = rx.blocking_recv().unwrap().unwrap();
+        assert_eq!(frames, 100 * FRAME as u64);
+        let r = hound::WavReader::open(&path).unwrap();
+        assert_eq!(r.duration(), 100 * FRAME as u32);
+        std::fs::remove_dir_all(dir).ok();
+    }
+}

@@ -1,0 +1,334 @@
+//! Plugin manifests and the grants an operator gives: what a plugin asks for
+//! is checked against what the node's config allows before the plugin takes
+//! a call, and each verb checks the granted set again at call time.
+
+use std::collections::BTreeSet;
+
+use thiserror::Error;
+
+use super::hookline::call::types::{ConfigField, Manifest};
+
+/// Host API versions this node implements: every 0.1.x up to this one.
+pub const API_VERSION: (u32, u32, u32) = (0, 1, 1);
+
+/// Most memory a plugin may ask for per call.
+pub const MAX_MEMORY_MIB: u32 = 256;
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ManifestError {
+    #[error("api-version {0:?} is not semver (expected e.g. \"0.1.0\")")]
+    BadApiVersion(String),
+    #[error("built against host API {found}, this node implements hookline:call 0.1.0 ..= {}.{}.{}", API_VERSION.0, API_VERSION.1, API_VERSION.2)]
+    IncompatibleApi { found: String },
+    #[error("manifest name {0:?} must be 1-64 characters of a-z, 0-9, '-' or '_'")]
+    BadName(String),
+    #[error("unknown capability {0:?} (known: http:<host>, kv, recording, speech, history, hand-over:<plugin>)")]
+    UnknownCapability(String),
+    #[error("needs {0:?}, which the node's config does not grant this plugin (add it to the plugin's `grants`)")]
+    NotGranted(String),
+    #[error("asks for {asked} MiB of memory; the node allows at most {allowed} MiB")]
+    TooMuchMemory { asked: u32, allowed: u32 },
+    #[error("config field {field:?}: {message}")]
+    Config { field: String, message: String },
+}
+
+/// One capability a plugin can be granted.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Capability {
+    /// HTTP fetch to a host; `*.example.com` covers its subdomains.
+    Http(String),
+    Kv,
+    Recording,
+    Speech,
+    History,
+    HandOver(String),
+}
+
+impl Capability {
+    pub fn parse(s: &str) -> Result<Capability, ManifestError> {
+        let unknown = || ManifestError::UnknownCapability(s.to_string());
+        Ok(match s.split_once(':') {
+            Some(("http", host)) if !host.is_empty() => Capability::Http(host.to_ascii_lowercase()),
+            Some(("hand-over", p)) if !p.is_empty() => Capability::HandOver(p.to_string()),
+            Some(_) => return Err(unknown()),
+            None => match s {
+                "kv" => Capability::Kv,
+                "recording" => Capability::Recording,
+                "speech" => Capability::Speech,
+                "history" => Capability::History,
+                _ => return Err(unknown()),
+            },
+        })
+    }
+
+    /// Whether this capability (as granted) covers `wanted`.
+    fn covers(&self, wanted: &Capability) -> bool {
+        match (self, wanted) {
+            (Capability::Http(g), Capability::Http(w)) => host_matches(g, w),
+            (Capability::HandOver(g), Capability::HandOver(w)) => g == "*" || g == w,
+            (g, w) => g == w,
+        }
+    }
+}
+
+/// `pattern` is a host, `*.domain` (subdomains of domain) or `*` (any host).
+fn host_matches(pattern: &str, host: &str) -> bool {
+    if pattern == "*" {
+        return true;
+    }
+    match pattern.strip_prefix("*.") {
+        Some(domain) => host
+            .strip_suffix(domain)
+            .is_some_and(|rest| rest.ends_with('.') && rest.len() > 1),
+        None => pattern == host,
+    }
+}
+
+/// A set of capabilities.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Grants(BTreeSet<Capability>);
+
+impl Grants {
+    pub fn parse<S: AsRef<str>>(list: &[S]) -> Result<Grants, ManifestError> {
+        list.iter()
+            .map(|s| Capability::parse(s.as_ref()))
+            .collect::<Result<_, _>>()
+            .map(Grants)
+    }
+
+    pub fn allows(&self, wanted: &Capability) -> bool {
+        self.0.iter().any(|g| g.covers(wanted))
+    }
+
+    /// The capabilities as manifest strings, comma-separated.
+    pub fn describe(&self) -> String {
+        self.0.iter().map(describe).collect::<Vec<_>>().join(", ")
+    }
+
+    /// The capabilities as manifest strings.
+    pub fn list(&self) -> Vec<String> {
+        self.0.iter().map(describe).collect()
+    }
+
+    /// May this call fetch from `host`?
+    pub fn allows_host(&self, host: &str) -> bool {
+        self.allows(&Capability::Http(host.to_ascii_lowercase()))
+    }
+}
+
+/// A checked manifest: what the node grants the plugin, and its limits.
+#[derive(Debug, Clone)]
+pub struct Checked {
+    pub name: String,
+    pub version: String,
+    pub api_version: String,
+    /// What the plugin asked for (all of it granted).
+    pub grants: Grants,
+    pub memory_mib: u32,
+    pub cpu_ms: u32,
+    pub schema: Vec<ConfigField>,
+}
+
+/// Checks a manifest against the operator's grants; the plugin may use only
+/// what it asked for (even when the operator granted more).
+pub fn check(
+    m: &Manifest,
+    granted: &Grants,
+    max_memory_mib: u32,
+) -> Result<Checked, ManifestError> {
+    if m.name.is_empty()
+        || m.name.len() > 64
+        || !m
+            .name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+    {
+        return Err(ManifestError::BadName(m.name.clone()));
+    }
+    check_api_version(&m.api_version)?;
+    let needs = Grants::parse(&m.needs)?;
+    for n in &needs.0 {
+        if !granted.allows(n) {
+            return Err(ManifestError::NotGranted(describe(n)));
+        }
+    }
+    let allowed = max_memory_mib.min(MAX_MEMORY_MIB);
+    if m.memory_mib > allowed {
+        return Err(ManifestError::TooMuchMemory {
+            asked: m.memory_mib,
+            allowed,
+        });
+    }
+    for f in &m.config_schema {
+        if !matches!(
+            f.kind.as_str(),
+            "string" | "number" | "bool" | "list" | "object" | "any"
+        ) {
+            return Err(ManifestError::Config {
+                field: f.name.clone(),
+                message: format!("unknown kind {:?}", f.kind),
+            });
+        }
+    }
+    Ok(Checked {
+        name: m.name.clone(),
+        version: m.version.clone(),
+        api_version: m.api_version.clone(),
+        grants: needs,
+        memory_mib: if m.memory_mib == 0 {
+            32.min(allowed)
+        } else {
+            m.memory_mib
+        },
+        cpu_ms: m.cpu_ms,
+        schema: m.config_schema.clone(),
+    })
+}
+
+fn describe(c: &Capability) -> String {
+    match c {
+        Capability::Http(h) => format!("http:{h}"),
+        Capability::Kv => "kv".into(),
+        Capability::Recording => "recording".into(),
+        Capability::Speech => "speech".into(),
+        Capability::History => "history".into(),
+        Capability::HandOver(p) => format!("hand-over:{p}"),
+    }
+}
+
+/// A plugin built against 0.1.z runs here when z is not newer than ours.
+pub fn check_api_version(v: &str) -> Result<(), ManifestError> {
+    let parts: Vec<u32> = v
+        .split('.')
+        .map(|p| p.parse::<u32>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| ManifestError::BadApiVersion(v.into()))?;
+    let [major, minor, patch] = parts[..] else {
+        return Err(ManifestError::BadApiVersion(v.into()));
+    };
+    let (a, b, c) = API_VERSION;
+    if major != a || minor != b || patch > c {
+        return Err(ManifestError::IncompatibleApi { found: v.into() });
+    }
+    Ok(())
+}
+
+/// Checks a route's config (JSON) against a plugin's schema.
+pub fn check_config(
+    schema: &[ConfigField],
+    config: &serde_json::Value,
+) -> Result<(), ManifestError> {
+    let empty = serde_json::Map::new();
+    let obj = config.as_object().unwrap_or(&empty);
+    for f in schema {
+        let err = |message: String| ManifestError::Config {
+            field: f.name.clone(),
+            message,
+        };
+        match obj.get(&f.name) {
+            None if f.required => return Err(err("required but missing".into())),
+            None => {}
+            Some(v) => {
+                let ok = match f.kind.as_str() {
+                    "string" => v.is_string(),
+                    "number" => v.is_number(),
+                    "bool" => v.is_boolean(),
+                    "list" => v.is_array(),
+                    "object" => v.is_object(),
+                    _ => true,
+                };
+                if !ok {
+                    return Err(err(format!("expected {}, found {v}", f.kind)));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(needs: &[&str]) -> Manifest {
+        Manifest {
+            name: "vm".into(),
+            version: "1.0.0".into(),
+            api_version: "0.1.0".into(),
+            needs: needs.iter().map(|s| s.to_string()).collect(),
+            memory_mib: 16,
+            cpu_ms: 100,
+            config_schema: vec![ConfigField {
+                name: "greeting".into(),
+                kind: "list".into(),
+                required: true,
+                description: String::new(),
+            }],
+        }
+    }
+
+    #[test]
+    fn grants_cover_what_was_asked_and_nothing_else() {
+        let granted = Grants::parse(&["kv", "http:*.crm.example", "hand-over:*"]).unwrap();
+        let ok = check(
+            &manifest(&["kv", "http:api.crm.example", "hand-over:voicemail"]),
+            &granted,
+            64,
+        )
+        .unwrap();
+        assert!(ok.grants.allows_host("api.crm.example"));
+        assert!(!ok.grants.allows_host("crm.example.evil.net"));
+        assert!(!ok.grants.allows(&Capability::Recording));
+        assert_eq!(
+            check(&manifest(&["recording"]), &granted, 64).unwrap_err(),
+            ManifestError::NotGranted("recording".into())
+        );
+        assert!(matches!(
+            check(&manifest(&["http:other.example"]), &granted, 64),
+            Err(ManifestError::NotGranted(_))
+        ));
+        assert!(matches!(
+            check(&manifest(&["files"]), &granted, 64),
+            Err(ManifestError::UnknownCapability(_))
+        ));
+        // Kv granted by the operator but not asked for: not usable.
+        let none = check(&manifest(&[]), &granted, 64).unwrap();
+        assert!(!none.grants.allows(&Capability::Kv));
+    }
+
+    #[test]
+    fn subdomain_patterns_need_a_real_subdomain() {
+        assert!(host_matches("*.example.com", "a.example.com"));
+        assert!(!host_matches("*.example.com", "example.com"));
+        assert!(!host_matches("*.example.com", "badexample.com"));
+        assert!(host_matches("127.0.0.1", "127.0.0.1"));
+    }
+
+    #[test]
+    fn api_versions_within_0_1_up_to_ours() {
+        assert!(check_api_version("0.1.0").is_ok());
+        assert!(check_api_version("0.1.1").is_ok());
+        assert!(check_api_version("0.1.9").is_err());
+        assert!(check_api_version("0.2.0").is_err());
+        assert!(check_api_version("1.0").is_err());
+    }
+
+    #[test]
+    fn config_is_checked_against_the_schema() {
+        let m = manifest(&[]);
+        let schema = &m.config_schema;
+        assert!(check_config(schema, &serde_json::json!({"greeting": ["hi"]})).is_ok());
+        assert!(check_config(schema, &serde_json::json!({})).is_err());
+        assert!(check_config(schema, &serde_json::json!({"greeting": "hi"})).is_err());
+    }
+
+    #[test]
+    fn memory_above_the_node_limit_is_refused() {
+        let mut m = manifest(&[]);
+        m.memory_mib = 512;
+        assert!(matches!(
+            check(&m, &Grants::default(), 64),
+            Err(ManifestError::TooMuchMemory { .. })
+        ));
+    }
+}

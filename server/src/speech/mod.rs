@@ -1,0 +1,3 @@
+//! Speech: text-to-speech for dynamic prompts (recognition comes later).
+
+pub mod tts;

@@ -1,0 +1,231 @@
+//! What plugins keep and read through the host API: a key-value store per
+//! plugin (with expiry), the recordings they made, and call history lookups.
+//! Synchronous on its own connection: callers run it on a blocking thread.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+
+use super::{now_ms, StoreError};
+
+/// Longest key and value a plugin may store.
+pub const MAX_KEY: usize = 256;
+pub const MAX_VALUE: usize = 64 * 1024;
+
+const SCHEMA: &str = "
+    CREATE TABLE IF NOT EXISTS kv (
+        plugin TEXT NOT NULL,
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        expires_ms INTEGER,
+        PRIMARY KEY (plugin, key)
+    );
+    CREATE TABLE IF NOT EXISTS recordings (
+        id TEXT PRIMARY KEY,
+        call_id TEXT NOT NULL,
+        plugin TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        path TEXT NOT NULL,
+        duration_ms INTEGER NOT NULL,
+        created_ms INTEGER NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS calls_caller ON calls (caller);
+    CREATE INDEX IF NOT EXISTS calls_parent ON calls (parent);";
+
+/// A recording as the API lists it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RecordingRow {
+    pub id: String,
+    pub call_id: String,
+    pub plugin: String,
+    /// "message" (the record verb) or "session".
+    pub kind: String,
+    pub path: String,
+    pub duration_ms: u64,
+    pub created_ms: i64,
+}
+
+/// A past call for `call-history`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PastCall {
+    pub call_id: String,
+    pub started_ms: i64,
+    pub caller: String,
+    pub callee: String,
+    pub answered_by: Option<String>,
+    pub duration_s: u32,
+}
+
+#[derive(Clone)]
+pub struct PluginData {
+    conn: Arc<Mutex<Connection>>,
+    path: String,
+}
+
+impl PluginData {
+    pub fn open(path: &Path) -> Result<PluginData, StoreError> {
+        let err = |source| StoreError::Sqlite {
+            path: path.display().to_string(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(err)?;
+        conn.execute_batch(SCHEMA).map_err(err)?;
+        Ok(PluginData {
+            conn: Arc::new(Mutex::new(conn)),
+            path: path.display().to_string(),
+        })
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
+        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        f(&conn).map_err(|source| StoreError::Sqlite {
+            path: self.path.clone(),
+            source,
+        })
+    }
+
+    pub fn kv_get(&self, plugin: &str, key: &str) -> Result<Option<String>, StoreError> {
+        let now = now_ms();
+        self.with(|c| {
+            c.query_row(
+                "SELECT value FROM kv WHERE plugin = ?1 AND key = ?2 AND (expires_ms IS NULL OR expires_ms > ?3)",
+                params![plugin, key, now],
+                |r| r.get(0),
+            )
+            .optional()
+        })
+    }
+
+    pub fn kv_set(
+        &self,
+        plugin: &str,
+        key: &str,
+        value: &str,
+        ttl_s: Option<u32>,
+    ) -> Result<(), StoreError> {
+        let now = now_ms();
+        let expires = ttl_s.map(|t| now + t as i64 * 1000);
+        self.with(|c| {
+            // Expired keys are swept now and then, not on every write.
+            if rand::random::<u8>() == 0 {
+                c.execute(
+                    "DELETE FROM kv WHERE expires_ms IS NOT NULL AND expires_ms <= ?1",
+                    [now],
+                )?;
+            }
+            c.execute(
+                "INSERT INTO kv (plugin, key, value, expires_ms) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (plugin, key) DO UPDATE SET value = excluded.value, expires_ms = excluded.expires_ms",
+                params![plugin, key, value, expires],
+            )
+            .map(|_| ())
+        })
+    }
+
+    pub fn kv_delete(&self, plugin: &str, key: &str) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "DELETE FROM kv WHERE plugin = ?1 AND key = ?2",
+                params![plugin, key],
+            )
+            .map(|_| ())
+        })
+    }
+
+    pub fn recording_saved(&self, r: &RecordingRow) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT OR REPLACE INTO recordings (id, call_id, plugin, kind, path, duration_ms, created_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![r.id, r.call_id, r.plugin, r.kind, r.path, r.duration_ms as i64, r.created_ms],
+            )
+            .map(|_| ())
+        })
+    }
+
+    pub fn recordings(&self, limit: u32) -> Result<Vec<RecordingRow>, StoreError> {
+        self.with(|c| {
+            let mut st = c.prepare(
+                "SELECT id, call_id, plugin, kind, path, duration_ms, created_ms FROM recordings
+                 ORDER BY created_ms DESC LIMIT ?1",
+            )?;
+            let rows = st.query_map([limit], |r| {
+                Ok(RecordingRow {
+                    id: r.get(0)?,
+                    call_id: r.get(1)?,
+                    plugin: r.get(2)?,
+                    kind: r.get(3)?,
+                    path: r.get(4)?,
+                    duration_ms: r.get::<_, i64>(5)? as u64,
+                    created_ms: r.get(6)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    /// The plugin that made a recording (plugins play only their own).
+    pub fn recording_owner(&self, id: &str) -> Result<Option<(String, String)>, StoreError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT plugin, path FROM recordings WHERE id = ?1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+        })
+    }
+
+    /// Finished calls from `number`, newest first, with who answered them.
+    pub fn call_history(&self, number: &str, limit: u32) -> Result<Vec<PastCall>, StoreError> {
+        self.with(|c| {
+            let mut st = c.prepare(
+                "SELECT c.id, c.started_ms, c.caller, c.callee, c.ended_ms,
+                        (SELECT l.callee FROM calls l WHERE l.parent = c.id AND l.answered_ms IS NOT NULL
+                         ORDER BY l.answered_ms LIMIT 1)
+                 FROM calls c WHERE c.caller = ?1 AND c.parent IS NULL AND c.ended_ms IS NOT NULL
+                 ORDER BY c.seq DESC LIMIT ?2",
+            )?;
+            let rows = st.query_map(params![number, limit], |r| {
+                let started: i64 = r.get(1)?;
+                let ended: Option<i64> = r.get(4)?;
+                Ok(PastCall {
+                    call_id: r.get(0)?,
+                    started_ms: started,
+                    caller: r.get(2)?,
+                    callee: r.get(3)?,
+                    duration_s: ended.map(|e| ((e - started).max(0) / 1000) as u32).unwrap_or(0),
+                    answered_by: r.get(5)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kv_is_per_plugin_and_expires() {
+        let dir = std::env::temp_dir().join(format!("hl-kv-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let db = dir.join("t.db");
+        let _records = super::super::Store::open(&db).unwrap(); // creates `calls`
+        let d = PluginData::open(&db).unwrap();
+        d.kv_set("a", "k", "1", None).unwrap();
+        d.kv_set("b", "k", "2", None).unwrap();
+        d.kv_set("a", "gone", "x", Some(0)).unwrap();
+        assert_eq!(d.kv_get("a", "k").unwrap().as_deref(), Some("1"));
+        assert_eq!(d.kv_get("b", "k").unwrap().as_deref(), Some("2"));
+        assert_eq!(d.kv_get("a", "gone").unwrap(), None);
+        d.kv_delete("a", "k").unwrap();
+        assert_eq!(d.kv_get("a", "k").unwrap(), None);
+        std::fs::remove_dir_all(dir).ok();
+    }
+}
