@@ -42,6 +42,28 @@ enum Cmd {
         #[command(subcommand)]
         command: PromptsCmd,
     },
+    /// Plugin tools.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum PluginCmd {
+    /// Validate a component against the host API and print its manifest.
+    /// With --config and --name, also check it against that plugin's grants
+    /// and routes. Exits non-zero when the node would refuse it.
+    Check {
+        /// The component (.wasm).
+        file: PathBuf,
+        /// A node config to check grants and route configs against.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The plugin's name in that config (default: the manifest's name).
+        #[arg(long)]
+        name: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -78,6 +100,16 @@ fn main() -> anyhow::Result<()> {
                 data,
                 config,
             }))
+        }
+        Cmd::Plugin {
+            command: PluginCmd::Check { file, config, name },
+        } => {
+            let rt = tokio::runtime::Runtime::new()?;
+            rt.block_on(hookline::plugin::check::run(
+                &file,
+                config.as_deref(),
+                name.as_deref(),
+            ))
         }
         Cmd::Prompts {
             command: PromptsCmd::Build { data, config },

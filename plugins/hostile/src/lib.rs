@@ -1,20 +1,41 @@
 //! A hostile plugin for the sandbox tests. Its route config is one word, the
 //! misbehaviour: `loop` (burn CPU forever), `trap` (panic), `memory` (allocate
-//! until the sandbox refuses). It answers first so the caller is connected
-//! when it goes wrong.
+//! until the sandbox refuses), `escape` (try everything it was not granted and
+//! note each refusal in the call record). Benchmarks use `park` (wait in a
+//! verb, as an IVR waiting for a key does) and `ping:<n>` (n host calls).
 
-use hookline_sdk::{media, CallInfo, Manifest, Plugin};
+use hookline_sdk::media::{RecordOptions, SpeechOptions};
+use hookline_sdk::{data, media, routing, CallError, CallInfo, Manifest, Plugin};
 
 struct Hostile;
 
 impl Plugin for Hostile {
     fn manifest() -> Manifest {
+        // Asks for nothing: every capability below must be refused.
         hookline_sdk::manifest("hostile", env!("CARGO_PKG_VERSION"))
     }
 
     fn handle_call(info: CallInfo) -> Result<(), String> {
+        let mode = info
+            .config
+            .trim_matches(|c| c == '"' || c == ' ')
+            .to_string();
+        if let Some(n) = mode.strip_prefix("ping:") {
+            let n: u64 = n.parse().unwrap_or(0);
+            let mut t = 0;
+            for _ in 0..n {
+                t ^= data::now_ms();
+            }
+            std::hint::black_box(t);
+            return Ok(());
+        }
+        if mode == "park" {
+            return media::next_event(600_000)
+                .map(|_| ())
+                .map_err(|e| e.to_string());
+        }
         media::answer().map_err(|e| e.to_string())?;
-        match info.config.trim_matches(|c| c == '"' || c == ' ') {
+        match mode.as_str() {
             "loop" => {
                 let mut x: u64 = 1;
                 loop {
@@ -29,9 +50,79 @@ impl Plugin for Hostile {
                     std::hint::black_box(&hoard);
                 }
             }
+            "escape" => {
+                escape(&info);
+                routing::hangup().map_err(|e| e.to_string())
+            }
             other => Err(format!("unknown mode {other:?}")),
         }
     }
+}
+
+fn outcome<T>(r: Result<T, CallError>) -> String {
+    match r {
+        Ok(_) => "allowed".into(),
+        Err(CallError::NotAllowed) => "not-allowed".into(),
+        Err(e) => format!("{e:?}").to_lowercase(),
+    }
+}
+
+/// Tries what a plugin with no grants must not do; marks each outcome.
+fn escape(info: &CallInfo) {
+    let http = data::http_fetch(&data::HttpRequest {
+        method: "GET".into(),
+        url: format!("http://127.0.0.1:{}/api/calls", info.domain.len() + 80),
+        headers: vec![],
+        body: None,
+        timeout_ms: 1000,
+    });
+    data::mark(&format!("escape:http={}", outcome(http)));
+    data::mark(&format!("escape:kv={}", outcome(data::kv_get("k"))));
+    data::mark(&format!(
+        "escape:history={}",
+        outcome(data::call_history(&info.caller, 5))
+    ));
+    let rec = media::record(&RecordOptions {
+        beep: false,
+        max_ms: 1000,
+        silence_ms: 0,
+        terminators: String::new(),
+    });
+    data::mark(&format!("escape:record={}", outcome(rec)));
+    data::mark(&format!(
+        "escape:hand-over={}",
+        outcome(routing::hand_over("ivr", "{}"))
+    ));
+    let speech = media::collect_speech(&SpeechOptions {
+        prompts: vec![],
+        language: None,
+        phrases: vec![],
+        timeout_ms: 1000,
+        max_ms: 1000,
+    });
+    data::mark(&format!("escape:speech={}", outcome(speech)));
+    // WASI: no directories are preopened and no sockets are allowed.
+    let fs = std::fs::read("/etc/passwd").map(|_| ()).map_err(|_| ());
+    data::mark(&format!(
+        "escape:fs={}",
+        if fs.is_ok() { "read" } else { "denied" }
+    ));
+    let net = std::net::TcpStream::connect("127.0.0.1:22")
+        .map(|_| ())
+        .map_err(|_| ());
+    data::mark(&format!(
+        "escape:net={}",
+        if net.is_ok() { "connected" } else { "denied" }
+    ));
+    // Verbs whose engine comes later say so cleanly.
+    let q = routing::enqueue(
+        "sales",
+        hookline_sdk::routing::EnqueueOptions {
+            priority: 0,
+            max_wait_ms: 0,
+        },
+    );
+    data::mark(&format!("escape:enqueue={}", outcome(q)));
 }
 
 hookline_sdk::export!(Hostile);

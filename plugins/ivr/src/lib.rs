@@ -54,9 +54,16 @@ pub struct Branch {
     pub dial: Vec<String>,
     #[serde(default = "default_dial_timeout_ms")]
     pub dial_timeout_ms: u32,
-    /// Played when nobody answers the dial (before the call ends).
+    /// Played when nobody answers the dial or the handed-over plugin returns.
     #[serde(default)]
     pub unanswered: Vec<String>,
+    /// Hand the call to another plugin (voicemail, crm-router) after the
+    /// prompts; when it returns, `unanswered` plays and the call ends.
+    #[serde(default)]
+    pub hand_over: Option<String>,
+    /// Arguments for the handed-over plugin (any JSON).
+    #[serde(default)]
+    pub hand_over_args: Option<serde_json::Value>,
 }
 
 fn default_dial_timeout_ms() -> u32 {
@@ -76,6 +83,8 @@ struct Ivr;
 impl Plugin for Ivr {
     fn manifest() -> Manifest {
         let mut m = hookline_sdk::manifest("ivr", env!("CARGO_PKG_VERSION"));
+        // Branches may hand calls to any plugin the operator allows.
+        m.needs = vec!["hand-over:*".into()];
         m.config_schema = vec![
             field("greeting", "list", false, "prompt ids played first"),
             field("menu", "list", false, "prompt ids announcing the choices"),
@@ -165,6 +174,20 @@ fn take(branch: &Branch, callee: &str) -> Result<(), CallError> {
             caller_id: None,
         })?;
         if result.status != DialStatus::Completed && !branch.unanswered.is_empty() {
+            media::play(&prompts(&branch.unanswered), false)?;
+        }
+    }
+    if let Some(plugin) = &branch.hand_over {
+        let args = branch
+            .hand_over_args
+            .as_ref()
+            .map(|a| a.to_string())
+            .unwrap_or_else(|| "{}".into());
+        let done = routing::hand_over(plugin, &args)?;
+        if !done.ok {
+            hookline_sdk::warn(&format!("{plugin}: {}", done.reason.unwrap_or_default()));
+        }
+        if !branch.unanswered.is_empty() {
             media::play(&prompts(&branch.unanswered), false)?;
         }
     }

@@ -3,11 +3,12 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use axum::extract::{DefaultBodyLimit, Path};
 use axum::extract::{Query, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, put};
 use axum::{Json, Router};
 use serde::Deserialize;
 
@@ -18,6 +19,9 @@ struct ListQuery {
     limit: Option<u32>,
 }
 
+/// Largest component accepted by a deploy.
+const MAX_PLUGIN_BYTES: usize = 64 << 20;
+
 /// The API's routes over a running node.
 pub fn router(node: Arc<Node>) -> Router {
     Router::new()
@@ -25,6 +29,12 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/calls", get(calls))
         .route("/api/registrations", get(registrations))
+        .route("/api/recordings", get(recordings))
+        .route("/api/plugins", get(plugins))
+        .route(
+            "/api/plugins/{name}",
+            put(deploy).layer(DefaultBodyLimit::max(MAX_PLUGIN_BYTES)),
+        )
         .layer(middleware::from_fn_with_state(node.clone(), auth))
         .with_state(node)
 }
@@ -56,6 +66,110 @@ async fn calls(State(node): State<Arc<Node>>, Query(q): Query<ListQuery>) -> Res
     }
 }
 
+/// Recordings (voicemail messages, session recordings), newest first.
+async fn recordings(State(node): State<Arc<Node>>, Query(q): Query<ListQuery>) -> Response {
+    let limit = q.limit.unwrap_or(100).min(10_000);
+    let data = node.plugin_data.clone();
+    match tokio::task::spawn_blocking(move || data.recordings(limit)).await {
+        Ok(Ok(list)) => Json(list).into_response(),
+        Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+    }
+}
+
+#[derive(serde::Serialize)]
+struct PluginView {
+    name: String,
+    version: String,
+    api_version: String,
+    needs: Vec<String>,
+    memory_mib: u32,
+    cpu_ms: u32,
+    bytes: usize,
+    loaded_at_ms: i64,
+}
+
+fn view(p: &crate::plugin::LoadedPlugin) -> PluginView {
+    PluginView {
+        name: p.name.clone(),
+        version: p.manifest.version.clone(),
+        api_version: p.manifest.api_version.clone(),
+        needs: p.manifest.grants.list(),
+        memory_mib: p.manifest.memory_mib,
+        cpu_ms: p.manifest.cpu_ms,
+        bytes: p.bytes,
+        loaded_at_ms: p.loaded_at_ms,
+    }
+}
+
+/// Installed plugins and the versions new calls get.
+async fn plugins(State(node): State<Arc<Node>>) -> Response {
+    let list: Vec<PluginView> = node.plugins.list().iter().map(|p| view(p)).collect();
+    Json(list).into_response()
+}
+
+/// Deploys a new version of a plugin (the request body is the component).
+/// New calls get it at once; calls in progress finish on the version they
+/// started with. Checked like at startup: a manifest beyond the plugin's
+/// grants, or whose schema refuses a route's config, is refused (422) and
+/// the running version stays.
+async fn deploy(
+    State(node): State<Arc<Node>>,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    if node.config.node.api_token.is_none() {
+        return (
+            StatusCode::FORBIDDEN,
+            "deploying needs node.api_token set in the config\n",
+        )
+            .into_response();
+    }
+    let valid = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if !valid {
+        return (StatusCode::BAD_REQUEST, "bad plugin name\n").into_response();
+    }
+    let granted = node.grants_for(&name);
+    let loaded = match node.plugins.prepare(&name, &body, &granted).await {
+        Ok(p) => p,
+        Err(e) => return (StatusCode::UNPROCESSABLE_ENTITY, format!("{e}\n")).into_response(),
+    };
+    if let Err(e) = crate::node::check_route_configs(&node.config, &loaded) {
+        return (StatusCode::UNPROCESSABLE_ENTITY, format!("{e:#}\n")).into_response();
+    }
+    // Kept on disk so a restart runs the deployed version (written whole, then renamed).
+    let path = crate::node::deployed_path(&node.data_dir, &name);
+    let tmp = path.with_extension("wasm.tmp");
+    let saved = std::fs::create_dir_all(path.parent().unwrap_or(&node.data_dir))
+        .and_then(|_| std::fs::write(&tmp, &body))
+        .and_then(|_| std::fs::rename(&tmp, &path));
+    if let Err(e) = saved {
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("saving {}: {e}\n", path.display()),
+        )
+            .into_response();
+    }
+    let new = view(&loaded);
+    let old = node.plugins.install(loaded);
+    tracing::info!(
+        "plugin {name} {} deployed (was {})",
+        new.version,
+        old.as_ref()
+            .map(|o| o.manifest.version.as_str())
+            .unwrap_or("none")
+    );
+    Json(serde_json::json!({
+        "deployed": new,
+        "replaced": old.map(|o| o.manifest.version.clone()),
+    }))
+    .into_response()
+}
+
 /// Extensions registered now, with where they are.
 async fn registrations(State(node): State<Arc<Node>>) -> Response {
     let now = crate::store::now_ms() as u64 / 1000;
@@ -70,7 +184,7 @@ async fn registrations(State(node): State<Arc<Node>>) -> Response {
 async fn metrics(State(node): State<Arc<Node>>) -> String {
     let m = &node.media.stats;
     let g = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
-    format!(
+    let mut out = format!(
         "hookline_active_calls {}\nhookline_media_legs {}\nhookline_rtp_packets_in_total {}\n\
          hookline_rtp_packets_out_total {}\nhookline_rtp_lost_total {}\nhookline_rtp_late_total {}\n\
          hookline_rtp_malformed_total {}\nhookline_media_late_ticks_total {}\nhookline_calls_refused_total {}\n\
@@ -85,5 +199,7 @@ async fn metrics(State(node): State<Arc<Node>>) -> String {
         g(&m.late_ticks),
         node.refused.load(Ordering::Relaxed),
         node.draining.load(Ordering::Relaxed) as u8,
-    )
+    );
+    out.push_str(&node.counters.render());
+    out
 }

@@ -84,6 +84,17 @@ fn host_matches(pattern: &str, host: &str) -> bool {
     }
 }
 
+/// Whether host pattern `inner` names only hosts that `outer` also names.
+fn pattern_within(inner: &str, outer: &str) -> bool {
+    match (outer, inner.strip_prefix("*.")) {
+        ("*", _) => true,
+        (o, Some(d)) => o
+            .strip_prefix("*.")
+            .is_some_and(|od| d == od || host_matches(o, d)),
+        (o, None) => host_matches(o, inner),
+    }
+}
+
 /// A set of capabilities.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Grants(BTreeSet<Capability>);
@@ -147,11 +158,43 @@ pub fn check(
     }
     check_api_version(&m.api_version)?;
     let needs = Grants::parse(&m.needs)?;
+    let mut effective = BTreeSet::new();
     for n in &needs.0 {
-        if !granted.allows(n) {
-            return Err(ManifestError::NotGranted(describe(n)));
+        match n {
+            // A pattern ("http:*", "http:*.example.com", "hand-over:*") asks for
+            // whatever the operator grants within it: hosts from the route's
+            // config (a webhook, a CRM) are the operator's to name.
+            Capability::Http(p) if p.starts_with('*') => {
+                let within: Vec<_> = granted
+                    .0
+                    .iter()
+                    .filter(|g| matches!(g, Capability::Http(h) if pattern_within(h, p)))
+                    .cloned()
+                    .collect();
+                if within.is_empty() {
+                    return Err(ManifestError::NotGranted(describe(n)));
+                }
+                effective.extend(within);
+            }
+            Capability::HandOver(p) if p == "*" => {
+                let within: Vec<_> = granted
+                    .0
+                    .iter()
+                    .filter(|g| matches!(g, Capability::HandOver(_)))
+                    .cloned()
+                    .collect();
+                if within.is_empty() {
+                    return Err(ManifestError::NotGranted(describe(n)));
+                }
+                effective.extend(within);
+            }
+            n if granted.allows(n) => {
+                effective.insert(n.clone());
+            }
+            n => return Err(ManifestError::NotGranted(describe(n))),
         }
     }
+    let needs = Grants(effective);
     let allowed = max_memory_mib.min(MAX_MEMORY_MIB);
     if m.memory_mib > allowed {
         return Err(ManifestError::TooMuchMemory {
@@ -294,6 +337,20 @@ mod tests {
         // Kv granted by the operator but not asked for: not usable.
         let none = check(&manifest(&[]), &granted, 64).unwrap();
         assert!(!none.grants.allows(&Capability::Kv));
+    }
+
+    #[test]
+    fn a_pattern_gets_what_the_operator_granted_within_it() {
+        let granted = Grants::parse(&["http:127.0.0.1", "http:crm.example", "kv"]).unwrap();
+        let ok = check(&manifest(&["http:*", "kv"]), &granted, 64).unwrap();
+        assert!(ok.grants.allows_host("127.0.0.1"));
+        assert!(ok.grants.allows_host("crm.example"));
+        assert!(!ok.grants.allows_host("evil.example"));
+        let sub = check(&manifest(&["http:*.example"]), &granted, 64).unwrap();
+        assert!(sub.grants.allows_host("crm.example"));
+        assert!(!sub.grants.allows_host("127.0.0.1"));
+        // Nothing granted within the pattern: refused.
+        assert!(check(&manifest(&["http:*"]), &Grants::default(), 64).is_err());
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! Plugins are swapped atomically (hot reload): a call holds an `Arc` to the
 //! version it started on and finishes there; new calls get the new version.
 
+pub mod check;
 pub mod host_api;
 pub mod manifest;
 pub mod services;

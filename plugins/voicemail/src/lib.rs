@@ -1,0 +1,142 @@
+//! Voicemail: a greeting, a message recorded after the beep, kept when the
+//! caller hangs up, listed in the mailbox (kv) and announced by webhook.
+//!
+//! Route config (or hand-over arguments, which take precedence):
+//! `mailbox` (default: the dialled number), `greeting` (prompt ids) or
+//! `greeting_text` (spoken), `max_ms`, `silence_ms`, `webhook` (URL).
+
+use hookline_sdk::media::{RecordEnd, RecordOptions};
+use hookline_sdk::{
+    data, field, http_post_json, media, prompts, routing, say, CallError, CallInfo, Manifest,
+    Plugin,
+};
+use serde::Deserialize;
+
+#[derive(Debug, Default, Deserialize)]
+struct Config {
+    mailbox: Option<String>,
+    #[serde(default)]
+    greeting: Vec<String>,
+    greeting_text: Option<String>,
+    max_ms: Option<u32>,
+    silence_ms: Option<u32>,
+    webhook: Option<String>,
+}
+
+/// Messages shorter than this are hang-ups at the beep, not messages.
+const MIN_MESSAGE_MS: u32 = 500;
+
+struct Voicemail;
+
+impl Plugin for Voicemail {
+    fn manifest() -> Manifest {
+        let mut m = hookline_sdk::manifest("voicemail", env!("CARGO_PKG_VERSION"));
+        m.needs = vec!["recording".into(), "kv".into(), "http:*".into()];
+        m.config_schema = vec![
+            field(
+                "mailbox",
+                "string",
+                false,
+                "mailbox id (default: dialled number)",
+            ),
+            field("greeting", "list", false, "prompt ids of the greeting"),
+            field("greeting_text", "string", false, "greeting spoken by TTS"),
+            field(
+                "max_ms",
+                "number",
+                false,
+                "longest message (default 120000)",
+            ),
+            field(
+                "silence_ms",
+                "number",
+                false,
+                "stop after this much silence (default 4000)",
+            ),
+            field(
+                "webhook",
+                "string",
+                false,
+                "URL that gets a JSON POST per message",
+            ),
+        ];
+        m
+    }
+
+    fn handle_call(info: CallInfo) -> Result<(), String> {
+        let mut config: Config =
+            serde_json::from_str(&info.config).map_err(|e| format!("bad config: {e}"))?;
+        // Hand-over arguments (e.g. the IVR naming the mailbox) override the route's config.
+        if let Some(args) = &info.arguments {
+            let over: Config =
+                serde_json::from_str(args).map_err(|e| format!("bad arguments: {e}"))?;
+            config.mailbox = over.mailbox.or(config.mailbox);
+            config.webhook = over.webhook.or(config.webhook);
+            if over.greeting_text.is_some() {
+                config.greeting_text = over.greeting_text;
+            }
+        }
+        match run(&config, &info) {
+            Ok(()) | Err(CallError::HungUp) => Ok(()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
+fn run(config: &Config, info: &CallInfo) -> Result<(), CallError> {
+    let mailbox = config
+        .mailbox
+        .clone()
+        .unwrap_or_else(|| info.callee.clone());
+    media::answer()?;
+    let greeting = match &config.greeting_text {
+        Some(text) => vec![say(text)],
+        None if !config.greeting.is_empty() => prompts(&config.greeting),
+        None => vec![say("Please leave a message after the tone.")],
+    };
+    media::play(&greeting, true)?;
+    let rec = media::record(&RecordOptions {
+        beep: true,
+        max_ms: config.max_ms.unwrap_or(120_000),
+        silence_ms: config.silence_ms.unwrap_or(4000),
+        terminators: "#".into(),
+    })?;
+    // From here the caller may be gone: saving is ordinary code all the same.
+    if rec.duration_ms < MIN_MESSAGE_MS {
+        data::mark("voicemail:empty");
+    } else {
+        save(config, info, &mailbox, &rec);
+    }
+    if rec.end != RecordEnd::HungUp {
+        media::play(&[say("Thank you. Goodbye.")], false)?;
+        routing::hangup()?;
+    }
+    Ok(())
+}
+
+fn save(config: &Config, info: &CallInfo, mailbox: &str, rec: &media::Recording) {
+    let message = serde_json::json!({
+        "mailbox": mailbox,
+        "recording": rec.id,
+        "duration_ms": rec.duration_ms,
+        "caller": info.caller,
+        "call_id": info.call_id,
+        "received_ms": data::now_ms(),
+        "ended_by": format!("{:?}", rec.end).to_lowercase(),
+    })
+    .to_string();
+    data::mark(&format!("voicemail:{mailbox}:{}", rec.id));
+    if let Err(e) = data::kv_set(&format!("message:{mailbox}:{}", rec.id), &message, None) {
+        hookline_sdk::warn(&format!("saving message: {e}"));
+    }
+    data::counter_add("messages", 1);
+    if let Some(url) = &config.webhook {
+        match http_post_json(url, &message, 5000) {
+            Ok(status) if status < 300 => data::mark("voicemail:notified"),
+            Ok(status) => hookline_sdk::warn(&format!("webhook answered {status}")),
+            Err(e) => hookline_sdk::warn(&format!("webhook: {e}")),
+        }
+    }
+}
+
+hookline_sdk::export!(Voicemail);
