@@ -111,6 +111,8 @@ pub struct TestNode {
     pub http: SocketAddr,
     pub data: tempfile::TempDir,
     pub log: PathBuf,
+    /// The API token when the node section sets one.
+    pub token: Option<String>,
 }
 
 /// How to start a node.
@@ -200,12 +202,19 @@ impl TestNode {
             .stderr(std::fs::File::create(data.path().join("node.err"))?)
             .spawn()
             .with_context(|| format!("starting {}", bin.display()))?;
+        let token = spec.node_section.and_then(|n| {
+            n.lines()
+                .find_map(|l| l.trim().strip_prefix("api_token"))
+                .and_then(|v| v.split('"').nth(1))
+                .map(String::from)
+        });
         let mut node = TestNode {
             child,
             sip,
             http,
             data,
             log,
+            token,
         };
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
@@ -248,7 +257,11 @@ impl TestNode {
 
     /// The newest `limit` call records.
     pub fn calls_limit(&self, limit: usize) -> Result<Vec<Value>> {
-        let (status, body) = http_get(self.http, &format!("/api/calls?limit={limit}"), None)?;
+        let (status, body) = http_get(
+            self.http,
+            &format!("/api/calls?limit={limit}"),
+            self.token.as_deref(),
+        )?;
         if status != 200 {
             bail!("GET /api/calls: {status} {body}");
         }

@@ -63,6 +63,7 @@ fn outcome<T>(r: Result<T, CallError>) -> String {
     match r {
         Ok(_) => "allowed".into(),
         Err(CallError::NotAllowed) => "not-allowed".into(),
+        Err(CallError::Unavailable) => "unavailable".into(),
         Err(e) => format!("{e:?}").to_lowercase(),
     }
 }

@@ -122,7 +122,12 @@ fn save(config: &Config, info: &CallInfo, mailbox: &str, rec: &media::Recording)
         "caller": info.caller,
         "call_id": info.call_id,
         "received_ms": data::now_ms(),
-        "ended_by": format!("{:?}", rec.end).to_lowercase(),
+        "ended_by": match rec.end {
+            RecordEnd::Terminator => "terminator",
+            RecordEnd::Silence => "silence",
+            RecordEnd::MaxLength => "max-length",
+            RecordEnd::HungUp => "hung-up",
+        },
     })
     .to_string();
     data::mark(&format!("voicemail:{mailbox}:{}", rec.id));

@@ -44,14 +44,8 @@ impl Synthesizer for Espeak {
                 String::from_utf8_lossy(&out.stderr).into_owned(),
             ));
         }
-        let reader = hound::WavReader::new(std::io::Cursor::new(out.stdout))
-            .map_err(|e| TtsError::Failed(format!("espeak-ng output: {e}")))?;
-        let rate = reader.spec().sample_rate;
-        let samples: Vec<f32> = reader
-            .into_samples::<i16>()
-            .filter_map(Result::ok)
-            .map(|s| s as f32 / 32768.0)
-            .collect();
+        let (rate, samples) = streamed_wav(&out.stdout)
+            .ok_or_else(|| TtsError::Failed("espeak-ng wrote no WAV audio".into()))?;
         let pcm = if rate == RATE {
             samples
         } else {
@@ -62,6 +56,25 @@ impl Synthesizer for Espeak {
             .map(|s| (s * 32767.0).clamp(-32768.0, 32767.0) as i16)
             .collect())
     }
+}
+
+/// A WAV written to a pipe: its header cannot know the length (espeak-ng puts
+/// 0x7fffffff there), so the samples are whatever follows the `data` tag.
+fn streamed_wav(bytes: &[u8]) -> Option<(u32, Vec<f32>)> {
+    if bytes.len() < 44 || &bytes[..4] != b"RIFF" || &bytes[8..12] != b"WAVE" {
+        return None;
+    }
+    let rate = u32::from_le_bytes(bytes[24..28].try_into().ok()?);
+    let bits = u16::from_le_bytes(bytes[34..36].try_into().ok()?);
+    let at = bytes.windows(4).position(|w| w == b"data")? + 8;
+    if bits != 16 || rate == 0 || at > bytes.len() {
+        return None;
+    }
+    let samples = bytes[at..]
+        .chunks_exact(2)
+        .map(|c| i16::from_le_bytes([c[0], c[1]]) as f32 / 32768.0)
+        .collect();
+    Some((rate, samples))
 }
 
 /// Longest text accepted for one `say` item.
@@ -107,5 +120,20 @@ impl Tts {
         }
         cache.insert(key, prompt.clone());
         Ok(prompt)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn espeak_says_a_sentence_at_8khz_and_caches_it() {
+        let tts = Tts::new(Box::new(Espeak));
+        let a = tts.say("Leave a message after the tone.", "en").unwrap();
+        assert!(a.pcm.len() > 8000, "{} samples", a.pcm.len());
+        let b = tts.say("Leave a message after the tone.", "en").unwrap();
+        assert!(Arc::ptr_eq(&a, &b));
+        assert!(matches!(tts.say("x", "xx"), Err(TtsError::NoVoice(_))));
     }
 }

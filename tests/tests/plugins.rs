@@ -1,0 +1,329 @@
+//! The plugin platform end to end against SIPp: voicemail (reached by an IVR
+//! hand-over), survey, the sandbox refusing what a plugin was not granted,
+//! `hookline plugin check`, and deploying a new version while a call runs.
+
+use std::time::Duration;
+
+use hookline_tests::{
+    hookline_bin, http_get, http_request, path_of, plugin_wasm, read_wav_i16, rms, sipp,
+    workspace_root, HttpSink, NodeSpec, SipUa, TestNode,
+};
+use serde_json::Value;
+
+fn has(path: &[String], prefix: &str) -> bool {
+    path.iter().any(|s| s.starts_with(prefix))
+}
+
+#[test]
+fn ivr_hands_over_to_voicemail_and_the_message_is_kept_when_the_caller_hangs_up() {
+    let hook = HttpSink::start().unwrap();
+    let routes = format!(
+        r#"[[routes]]
+number = "vm"
+plugin = "ivr"
+config = {{ fallback = {{ name = "voicemail", hand_over = "voicemail", hand_over_args = {{ mailbox = "sales", webhook = "http://{}/voicemail" }} }} }}
+"#,
+        hook.addr
+    );
+    let node = TestNode::start(NodeSpec {
+        extra_routes: &routes,
+        ..NodeSpec::default()
+    })
+    .unwrap();
+    sipp(
+        &node,
+        "uac_voicemail.xml",
+        "vm",
+        &[("caller", "380441112233".into()), ("rtp_sink", "9".into())],
+    )
+    .unwrap();
+
+    // The webhook announced the message.
+    let posted = hook
+        .next(Duration::from_secs(15))
+        .unwrap_or_else(|| panic!("no webhook:\n{}\n{:#?}", node.logs(), node.calls()));
+    assert_eq!(posted.method, "POST");
+    assert_eq!(posted.path, "/voicemail");
+    let msg: Value = serde_json::from_str(&posted.body).unwrap();
+    assert_eq!(msg["mailbox"], "sales");
+    assert_eq!(msg["caller"], "380441112233");
+    assert_eq!(msg["ended_by"], "hung-up", "{msg:#}");
+    let id = msg["recording"].as_str().unwrap().to_string();
+
+    // The call record shows the composition and the message.
+    let call = node
+        .wait_for_call(Duration::from_secs(10), |c| {
+            c["caller"] == "380441112233" && c["hangup_cause"].is_string()
+        })
+        .unwrap();
+    let path = path_of(&call);
+    assert!(
+        path.contains(&"hand-over:voicemail".to_string()),
+        "{path:?}"
+    );
+    assert!(path.contains(&format!("voicemail:sales:{id}")), "{path:?}");
+    assert!(path.contains(&"voicemail:notified".to_string()), "{path:?}");
+    assert_eq!(call["hangup_cause"], "caller-bye");
+
+    // The recording is listed and on disk, and it holds the caller's speech.
+    let (_, body) = http_get(node.http, "/api/recordings", None).unwrap();
+    let list: Value = serde_json::from_str(&body).unwrap();
+    let rec = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == id.as_str())
+        .unwrap_or_else(|| panic!("recording not listed: {list:#}"));
+    assert_eq!(rec["plugin"], "voicemail");
+    assert_eq!(rec["kind"], "message");
+    let ms = rec["duration_ms"].as_u64().unwrap();
+    assert!((5000..=12000).contains(&ms), "duration {ms} ms: {rec:#}");
+    let pcm = read_wav_i16(std::path::Path::new(rec["path"].as_str().unwrap())).unwrap();
+    assert_eq!(pcm.len() as u64, ms * 8);
+    let loud = pcm.chunks(8000).filter(|s| rms(s) > 300.0).count();
+    assert!(
+        loud >= 4,
+        "only {loud} seconds above silence in the message"
+    );
+}
+
+#[test]
+fn survey_validates_answers_and_posts_the_results() {
+    let hook = HttpSink::start().unwrap();
+    let routes = format!(
+        r#"[[routes]]
+number = "svy"
+plugin = "survey"
+config = {{ webhook = "http://{}/survey", timeout_ms = 6000, questions = [{{ id = "q1", text = "Rate us from 1 to 5.", min = 1, max = 5 }}, {{ id = "q2", text = "Press 1 for yes, 2 for no.", min = 1, max = 2 }}] }}
+"#,
+        hook.addr
+    );
+    let node = TestNode::start(NodeSpec {
+        extra_routes: &routes,
+        ..NodeSpec::default()
+    })
+    .unwrap();
+    sipp(
+        &node,
+        "uac_survey.xml",
+        "svy",
+        &[
+            ("caller", "surveyed".into()),
+            ("rtp_sink", "9".into()),
+            ("d0", "7".into()),
+            ("d1", "4".into()),
+            ("d2", "2".into()),
+        ],
+    )
+    .unwrap();
+    let posted = hook
+        .next(Duration::from_secs(15))
+        .unwrap_or_else(|| panic!("no webhook:\n{}", node.logs()));
+    let result: Value = serde_json::from_str(&posted.body).unwrap();
+    assert_eq!(
+        result["answers"],
+        serde_json::json!({"q1": 4, "q2": 2}),
+        "{result:#}"
+    );
+    assert_eq!(result["complete"], true);
+    let call = node
+        .wait_for_call(Duration::from_secs(10), |c| {
+            c["caller"] == "surveyed" && c["hangup_cause"].is_string()
+        })
+        .unwrap();
+    let path = path_of(&call);
+    // The out-of-range key was refused before the valid one.
+    let seven = path.iter().position(|s| s == "digits:7");
+    let four = path.iter().position(|s| s == "answer:q1=4");
+    assert!(seven.is_some() && four > seven, "{path:?}");
+    assert!(path.contains(&"answer:q2=2".to_string()), "{path:?}");
+    assert_eq!(call["hangup_cause"], "plugin-hangup");
+    let (_, metrics) = http_get(node.http, "/metrics", None).unwrap();
+    assert!(
+        metrics.contains("hookline_plugin_counter{plugin=\"survey\",name=\"completed\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn a_plugin_gets_nothing_it_was_not_granted() {
+    let routes = format!(
+        "[[plugins]]\nname = \"hostile\"\npath = \"{}\"\n\n[[routes]]\nnumber = \"escape\"\nplugin = \"hostile\"\nconfig = \"escape\"\n",
+        plugin_wasm("hookline-hostile").display()
+    );
+    let node = TestNode::start(NodeSpec {
+        extra_routes: &routes,
+        ..NodeSpec::default()
+    })
+    .unwrap();
+    let ua = SipUa::new(node.sip).unwrap();
+    ua.call("escape-1", "escape", 9).unwrap();
+    let call = node
+        .wait_for_call(Duration::from_secs(15), |c| {
+            c["callee"] == "escape" && c["hangup_cause"].is_string()
+        })
+        .unwrap();
+    let path = path_of(&call);
+    for expected in [
+        "escape:http=not-allowed",
+        "escape:kv=not-allowed",
+        "escape:history=not-allowed",
+        "escape:record=not-allowed",
+        "escape:hand-over=not-allowed",
+        "escape:speech=not-allowed",
+        "escape:fs=denied",
+        "escape:net=denied",
+        "escape:enqueue=unavailable",
+    ] {
+        assert!(path.contains(&expected.to_string()), "{expected}: {path:?}");
+    }
+}
+
+#[test]
+fn plugin_check_prints_the_manifest_and_refuses_what_is_not_a_plugin() {
+    let bin = hookline_bin("debug");
+    let out = std::process::Command::new(&bin)
+        .args(["plugin", "check"])
+        .arg(plugin_wasm("hookline-voicemail"))
+        .arg("--config")
+        .arg(workspace_root().join("hookline.toml"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("name:        voicemail"), "{text}");
+    assert!(
+        text.contains("needs:       recording, kv, http:*"),
+        "{text}"
+    );
+    assert!(text.contains("grants and routes in"), "{text}");
+    // Not a component at all.
+    let junk = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(junk.path(), b"\0asm\x01\0\0\0garbage").unwrap();
+    let out = std::process::Command::new(&bin)
+        .args(["plugin", "check"])
+        .arg(junk.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not a usable plugin"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Deploys over the API while a call runs: the running call finishes on the
+/// version it started with, the next call gets the new one. The new version
+/// is a plugin built against the frozen 0.1.0 WIT: a 0.1.0 plugin runs on
+/// this 0.1.x node (the versioning promise).
+#[test]
+fn deploying_a_new_version_keeps_running_calls_and_serves_new_ones() {
+    let routes = format!(
+        r#"[[plugins]]
+name = "hot"
+path = "{}"
+grants = ["hand-over:voicemail"]
+
+[[routes]]
+number = "hot"
+plugin = "hot"
+config = {{ greeting = ["welcome", "main_menu", "welcome", "main_menu"], fallback = {{ name = "old-version", prompts = ["operator"] }} }}
+"#,
+        plugin_wasm("hookline-ivr").display()
+    );
+    let node = TestNode::start(NodeSpec {
+        extra_routes: &routes,
+        node_section: Some("api_token = \"s3cret\""),
+        ..NodeSpec::default()
+    })
+    .unwrap();
+    let new_version = std::fs::read(plugin_wasm("hookline-test-api-0-1-0")).unwrap();
+    let (code, _) = http_request(node.http, "PUT", "/api/plugins/hot", None, &new_version).unwrap();
+    assert_eq!(code, 401, "deploy without the token");
+
+    std::thread::scope(|s| {
+        // A call in progress on the old version (6 s).
+        let running = s.spawn(|| {
+            sipp(
+                &node,
+                "uac_talk.xml",
+                "hot",
+                &[("caller", "early".into()), ("rtp_sink", "9".into())],
+            )
+        });
+        std::thread::sleep(Duration::from_millis(1500));
+        let (code, body) = http_request(
+            node.http,
+            "PUT",
+            "/api/plugins/hot",
+            Some("s3cret"),
+            &new_version,
+        )
+        .unwrap();
+        assert_eq!(code, 200, "{body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["deployed"]["api_version"], "0.1.0", "{v:#}");
+        // A new call while the first still runs gets the new version.
+        let ua = SipUa::new(node.sip).unwrap();
+        ua.call("after-deploy", "hot", 9).unwrap();
+        running.join().unwrap().unwrap();
+    });
+    let early = node
+        .wait_for_call(Duration::from_secs(10), |c| {
+            c["caller"] == "early" && c["hangup_cause"].is_string()
+        })
+        .unwrap();
+    let later = node
+        .wait_for_call(Duration::from_secs(10), |c| {
+            c["id"] == "after-deploy" && c["hangup_cause"].is_string()
+        })
+        .unwrap();
+    let (early_path, later_path) = (path_of(&early), path_of(&later));
+    // The running call stayed in the old version's greeting until the caller left.
+    assert_eq!(early_path[0], "prompt:welcome", "{early_path:?}");
+    assert!(!has(&early_path, "api:"), "{early_path:?}");
+    assert_eq!(early["hangup_cause"], "caller-bye");
+    assert_eq!(later_path, ["api:0.1.0", "prompt:support"], "{later:#}");
+
+    let (_, list) = http_get(node.http, "/api/plugins", Some("s3cret")).unwrap();
+    assert!(
+        list.contains("\"name\":\"hot\",\"version\":\"0.1.0\""),
+        "{list}"
+    );
+
+    // A version that needs more than the plugin was granted is refused; the
+    // deployed one stays.
+    let greedy = std::fs::read(plugin_wasm("hookline-voicemail")).unwrap();
+    let (code, body) = http_request(
+        node.http,
+        "PUT",
+        "/api/plugins/hot",
+        Some("s3cret"),
+        &greedy,
+    )
+    .unwrap();
+    assert_eq!(code, 422, "{body}");
+    assert!(body.contains("does not grant this plugin"), "{body}");
+    let (code, _) = http_request(
+        node.http,
+        "PUT",
+        "/api/plugins/hot",
+        Some("s3cret"),
+        b"not wasm",
+    )
+    .unwrap();
+    assert_eq!(code, 422);
+    let ua = SipUa::new(node.sip).unwrap();
+    ua.call("after-refusal", "hot", 9).unwrap();
+    let again = node
+        .wait_for_call(Duration::from_secs(10), |c| {
+            c["id"] == "after-refusal" && c["hangup_cause"].is_string()
+        })
+        .unwrap();
+    assert_eq!(path_of(&again)[0], "api:0.1.0");
+}
