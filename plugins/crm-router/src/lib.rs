@@ -7,8 +7,8 @@
 //!
 //! Route config: `sources` (["history", "crm"]), `crm_urls` (templates with
 //! `{number}`; the answer is JSON `{"manager": "<target>"}`), `exceptions`
-//! (numbers), `country_code`, `city_code`, `national_length` (local-number
-//! normalisation), `default` (target), `ring_ms`, `unanswered_text`.
+//! (numbers), `country_code`, `city_code`, `national_length`, `trunk_prefix`
+//! (local-number normalisation), `default` (target), `ring_ms`, `unanswered_text`.
 //! A target is an extension, `sip:` URI or `tel:` number.
 
 mod normalize;
@@ -80,8 +80,18 @@ impl Plugin for CrmRouter {
     }
 
     fn handle_call(info: CallInfo) -> Result<(), String> {
-        let config: Config =
+        // Hand-over arguments override the plugin's config key by key.
+        let mut config: serde_json::Value =
             serde_json::from_str(&info.config).map_err(|e| format!("bad config: {e}"))?;
+        if let Some(args) = &info.arguments {
+            let args: serde_json::Value =
+                serde_json::from_str(args).map_err(|e| format!("bad arguments: {e}"))?;
+            if let (Some(c), Some(a)) = (config.as_object_mut(), args.as_object()) {
+                c.extend(a.clone());
+            }
+        }
+        let config: Config =
+            serde_json::from_value(config).map_err(|e| format!("bad config: {e}"))?;
         match run(&config, &info) {
             Ok(()) | Err(CallError::HungUp) => Ok(()),
             Err(e) => Err(e.to_string()),
@@ -100,7 +110,7 @@ fn run(config: &Config, info: &CallInfo) -> Result<(), CallError> {
         data::mark("crm:exception");
         None
     } else {
-        lookup(config, &info.caller, &number)
+        lookup(config, &number)
     };
     if let Some((source, manager)) = &found {
         data::mark(&format!("crm:{source}:{manager}"));
@@ -126,10 +136,10 @@ fn run(config: &Config, info: &CallInfo) -> Result<(), CallError> {
 }
 
 /// The first source that knows the caller's manager.
-fn lookup(config: &Config, raw: &str, number: &str) -> Option<(String, String)> {
+fn lookup(config: &Config, number: &str) -> Option<(String, String)> {
     for source in &config.sources {
         let found = match source.as_str() {
-            "history" => from_history(raw, number),
+            "history" => from_history(&config.numbering.variants(number)),
             "crm" => config.crm_urls.iter().find_map(|u| from_crm(u, number)),
             other => {
                 hookline_sdk::warn(&format!("unknown source {other:?}"));
@@ -143,9 +153,10 @@ fn lookup(config: &Config, raw: &str, number: &str) -> Option<(String, String)> 
     None
 }
 
-fn from_history(raw: &str, number: &str) -> Option<String> {
+/// Who answered the caller's latest answered call, under any form of the number.
+fn from_history(forms: &[String]) -> Option<String> {
     let mut calls = Vec::new();
-    for n in [raw, number] {
+    for n in forms {
         match data::call_history(n, 20) {
             Ok(c) => calls.extend(c),
             Err(e) => hookline_sdk::warn(&format!("call history: {e}")),

@@ -14,6 +14,9 @@ pub struct Numbering {
     /// Digits after the country code in a full national number (10 in Russia).
     #[serde(default)]
     pub national_length: usize,
+    /// Prefix for national calls ("8" in Russia, "0" in most of Europe).
+    #[serde(default)]
+    pub trunk_prefix: String,
 }
 
 impl Numbering {
@@ -43,6 +46,34 @@ impl Numbering {
     }
 }
 
+impl Numbering {
+    /// The forms a normalised number may have been delivered in before
+    /// (E.164 with and without +, national with and without the trunk prefix,
+    /// local), for looking it up in records kept as delivered.
+    pub fn variants(&self, e164: &str) -> Vec<String> {
+        let mut v = vec![e164.to_string()];
+        let digits = e164.trim_start_matches('+');
+        v.push(digits.to_string());
+        if let Some(national) = digits
+            .strip_prefix(self.country_code.as_str())
+            .filter(|n| !self.country_code.is_empty() && n.len() == self.national_length)
+        {
+            v.push(national.to_string());
+            if !self.trunk_prefix.is_empty() {
+                v.push(format!("{}{national}", self.trunk_prefix));
+            }
+            if let Some(local) = national
+                .strip_prefix(self.city_code.as_str())
+                .filter(|_| !self.city_code.is_empty())
+            {
+                v.push(local.to_string());
+            }
+        }
+        v.dedup();
+        v
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -53,7 +84,18 @@ mod tests {
             country_code: "7".into(),
             city_code: "3812".into(),
             national_length: 10,
+            trunk_prefix: "8".into(),
         };
+        assert_eq!(
+            omsk.variants("+73812555001"),
+            [
+                "+73812555001",
+                "73812555001",
+                "3812555001",
+                "83812555001",
+                "555001"
+            ]
+        );
         for raw in [
             "555001",
             "83812555001",
