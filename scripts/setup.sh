@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 
 packages=(espeak-ng)
 if [ "${1:-}" = "--test" ]; then
-  packages+=(sip-tester baresip-core sox)
+  # Real peers, and the C plugin toolchain (clang for wasm32-wasi).
+  packages+=(sip-tester baresip-core sox clang lld wasi-libc libclang-rt-14-dev-wasm32)
 fi
 
 missing=()
@@ -23,6 +24,16 @@ fi
 
 if ! rustup target list --installed | grep -qx wasm32-wasip2; then
   rustup target add wasm32-wasip2
+fi
+
+if [ "${1:-}" = "--test" ]; then
+  # Plugin SDK toolchains the tests build the C and Python samples with.
+  if ! wit-bindgen --version 2>/dev/null | grep -q "0.46.0"; then
+    cargo install --locked wit-bindgen-cli@0.46.0
+  fi
+  if ! componentize-py --version 2>/dev/null | grep -q "0.25.1"; then
+    python3 -m pip install --quiet componentize-py==0.25.1
+  fi
 fi
 
 # The sample plugins are WebAssembly components.

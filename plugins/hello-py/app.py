@@ -1,0 +1,27 @@
+"""A Hookline plugin in Python: a one-key menu, the key noted in the call
+record, the department's prompt, hang-up. Built by componentize-py (see
+plugin-sdk/python/hookline.py)."""
+
+import wit_world
+from componentize_py_types import Err
+from wit_world.imports import data, media, routing
+
+import hookline
+
+
+class WitWorld(wit_world.WitWorld):
+    def manifest(self):
+        return hookline.manifest("hello-py", "1.0.0")
+
+    def handle_call(self, info):
+        data.mark("lang:python")
+        try:
+            media.answer()
+            key = hookline.menu([hookline.prompt("main_menu")], "12", attempts=2)
+            data.mark(f"py:digit:{key or '-'}")
+            department = {"1": "sales", "2": "support"}.get(key, "operator")
+            media.play([hookline.prompt(department)], False)
+            routing.hangup()
+        except Err as e:
+            if not hookline.hung_up(e):
+                raise

@@ -1,0 +1,96 @@
+//! "Any WASM language", demonstrated: the sample plugins in C and Python are
+//! built from source here with their toolchains (clang + wit-bindgen c,
+//! componentize-py), checked with `hookline plugin check`, loaded by a node,
+//! and called with SIPp; the key the caller pressed reaches each plugin.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use hookline_tests::{hookline_bin, path_of, sipp, workspace_root, NodeSpec, TestNode};
+
+fn run(cmd: &mut Command) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?}:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn check(wasm: &Path, name: &str) {
+    let out = Command::new(hookline_bin("debug"))
+        .args(["plugin", "check"])
+        .arg(wasm)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains(&format!("name:        {name}")), "{text}");
+}
+
+#[test]
+fn plugins_written_in_c_and_python_answer_calls() {
+    let root = workspace_root();
+    let dir = tempfile::tempdir().unwrap();
+    let c_wasm = dir.path().join("hello-c.wasm");
+    run(Command::new(root.join("plugin-sdk/c/build-plugin.sh"))
+        .arg(&c_wasm)
+        .arg(root.join("plugins/hello-c/hello.c")));
+    let py_wasm = dir.path().join("hello-py.wasm");
+    run(Command::new("componentize-py")
+        .current_dir(&root)
+        .args(["-d", "plugin-sdk/wit", "-w", "call-plugin", "componentize"])
+        .args([
+            "-p",
+            "plugins/hello-py",
+            "-p",
+            "plugin-sdk/python",
+            "app",
+            "-o",
+        ])
+        .arg(&py_wasm));
+    check(&c_wasm, "hello-c");
+    check(&py_wasm, "hello-py");
+
+    let routes = format!(
+        "[[plugins]]\nname = \"hello-c\"\npath = \"{}\"\n\n[[plugins]]\nname = \"hello-py\"\npath = \"{}\"\n\n\
+         [[routes]]\nnumber = \"lang-c\"\nplugin = \"hello-c\"\n\n[[routes]]\nnumber = \"lang-py\"\nplugin = \"hello-py\"\n",
+        c_wasm.display(),
+        py_wasm.display()
+    );
+    let node = TestNode::start(NodeSpec {
+        extra_routes: &routes,
+        ..NodeSpec::default()
+    })
+    .unwrap();
+    for (number, lang, tag) in [("lang-c", "lang:c", "c"), ("lang-py", "lang:python", "py")] {
+        // The caller presses 2 (SIP INFO) and waits for the plugin to hang up.
+        sipp(
+            &node,
+            "uac_ivr_info.xml",
+            number,
+            &[("rtp_sink", "9".into())],
+        )
+        .unwrap();
+        let call = node
+            .wait_for_call(Duration::from_secs(15), |c| {
+                c["callee"] == number && c["hangup_cause"].is_string()
+            })
+            .unwrap();
+        let path = path_of(&call);
+        assert_eq!(path[0], lang, "{call:#}");
+        assert!(path.contains(&format!("{tag}:digit:2")), "{path:?}");
+        assert_eq!(
+            path.last().map(String::as_str),
+            Some("prompt:support"),
+            "{path:?}"
+        );
+        assert_eq!(call["hangup_cause"], "plugin-hangup", "{call:#}");
+    }
+}
