@@ -551,6 +551,24 @@ pub fn detached_session(
     (session, sip_rx)
 }
 
+/// Lets benchmarks park plugins on calls with no network behind them: the
+/// call stays up until `Ended` is sent on the returned sender.
+pub fn parked_session(
+    node: &Arc<Node>,
+    plugin: &str,
+) -> (
+    CallSession,
+    UnboundedSender<CallEvent>,
+    UnboundedReceiver<SipCommand>,
+) {
+    let (session, sip_rx) = detached_session(node, plugin);
+    let (tx, rx) = mpsc::unbounded_channel();
+    let mut session = session;
+    session.events = rx;
+    session.events_tx = tx.clone();
+    (session, tx, sip_rx)
+}
+
 /// The local address the kernel would use to reach `peer` (a connected UDP
 /// socket; no packet is sent).
 fn local_ip_toward(peer: IpAddr) -> IpAddr {

@@ -397,7 +397,7 @@ impl CallSession {
             }
             let (digits, end) = self.collect_once(&spec).await?;
             let valid = digits.len() as u32 >= o.min_digits
-                && (o.valid.is_empty() || o.valid.iter().any(|v| *v == digits));
+                && (o.valid.is_empty() || o.valid.contains(&digits));
             last = Collected {
                 digits,
                 end: match end {

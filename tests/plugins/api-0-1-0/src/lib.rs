@@ -2,13 +2,18 @@
 //! a plugin from the first release. The versioning test runs it on the
 //! current node, which implements a later 0.1.x.
 
-wit_bindgen::generate!({
-    path: "../../../plugin-sdk/wit-0.1.0",
-    world: "call-plugin",
-});
+#[allow(clippy::all)]
+mod bindings {
+    wit_bindgen::generate!({
+        path: "../../../plugin-sdk/wit-0.1.0",
+        world: "call-plugin",
+    });
+}
 
-use hookline::call::media::{self, PlayItem};
-use hookline::call::{data, routing};
+use bindings::hookline::call::media::{self, PlayItem};
+use bindings::hookline::call::types::{CallInfo, Manifest};
+use bindings::hookline::call::{data, routing};
+use bindings::{export, Guest};
 
 struct Old;
 
@@ -32,4 +37,4 @@ impl Guest for Old {
     }
 }
 
-export!(Old);
+export!(Old with_types_in bindings);
