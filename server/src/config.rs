@@ -259,6 +259,10 @@ pub struct RouteConfig {
     /// New calls per second on this route; 0 = only the node's limit.
     #[serde(default)]
     pub max_cps: u32,
+    /// Record every call on this route (stereo WAV: caller left, what the
+    /// caller hears right), listed in `GET /api/recordings`.
+    #[serde(default)]
+    pub record: bool,
     /// Where the call goes when the plugin fails (traps, exceeds its budget,
     /// returns an error) while the caller is still on.
     pub fallback: Option<FallbackConfig>,

@@ -583,6 +583,22 @@ pub fn sipp_with_args(
 }
 
 /// Samples of a 16-bit PCM WAV file (mono, or the first channel).
+/// Every channel of a 16-bit WAV, de-interleaved.
+pub fn read_wav_channels(path: &Path) -> Result<Vec<Vec<i16>>> {
+    let bytes = std::fs::read(path)?;
+    let find = |tag: &[u8]| bytes.windows(4).position(|w| w == tag);
+    let fmt = find(b"fmt ").context("WAV fmt chunk")?;
+    let channels = u16::from_le_bytes([bytes[fmt + 10], bytes[fmt + 11]]).max(1) as usize;
+    let data = find(b"data").context("WAV data chunk")? + 8;
+    let mut out = vec![Vec::new(); channels];
+    for frame in bytes[data..].chunks_exact(2 * channels) {
+        for (c, ch) in out.iter_mut().enumerate() {
+            ch.push(i16::from_le_bytes([frame[2 * c], frame[2 * c + 1]]));
+        }
+    }
+    Ok(out)
+}
+
 pub fn read_wav_i16(path: &Path) -> Result<Vec<i16>> {
     let bytes = std::fs::read(path)?;
     let find = |tag: &[u8]| bytes.windows(4).position(|w| w == tag);

@@ -327,3 +327,111 @@ config = {{ greeting = ["welcome", "main_menu", "welcome", "main_menu"], fallbac
         .unwrap();
     assert_eq!(path_of(&again)[0], "api:0.1.0");
 }
+
+#[test]
+fn early_media_dtmf_out_and_a_rejection_from_a_plugin() {
+    let routes = format!(
+        "[[plugins]]\nname = \"hostile\"\npath = \"{}\"\n\n[[routes]]\nnumber = \"verbs\"\nplugin = \"hostile\"\nconfig = \"verbs\"\n",
+        plugin_wasm("hookline-hostile").display()
+    );
+    let node = TestNode::start(NodeSpec {
+        extra_routes: &routes,
+        ..NodeSpec::default()
+    })
+    .unwrap();
+    let sink = hookline_tests::RtpSink::bind().unwrap();
+    let ua = SipUa::new(node.sip).unwrap();
+    ua.invite("verbs-1", "verbs", sink.port).unwrap();
+    let early = ua
+        .expect("verbs-1", "SIP/2.0 183", Duration::from_secs(10))
+        .unwrap();
+    assert!(
+        early.contains("m=audio"),
+        "183 carries the SDP answer: {early}"
+    );
+    ua.expect("verbs-1", "SIP/2.0 486", Duration::from_secs(10))
+        .unwrap();
+    let packets = sink.finish();
+    // The tone and the two keys were heard before the call was refused.
+    assert!(packets.len() >= 30, "{} early media packets", packets.len());
+    let call = node
+        .wait_for_call(Duration::from_secs(10), |c| {
+            c["callee"] == "verbs" && c["hangup_cause"].is_string()
+        })
+        .unwrap();
+    assert!(call["answered_at"].is_null(), "{call:#}");
+    assert_eq!(call["hangup_cause"], "rejected-486");
+    let path = path_of(&call);
+    for step in [
+        "early-media",
+        "verbs:event=timeout",
+        "send-dtmf:15",
+        "language:uk",
+        "verbs:kyiv-offset=7200",
+        "verbs:bad-prompt=invalid-argument",
+        "reject:486",
+    ] {
+        assert!(path.contains(&step.to_string()), "{step}: {path:?}");
+    }
+}
+
+#[test]
+fn a_recorded_route_keeps_both_sides_of_the_call() {
+    let routes = r#"[[routes]]
+number = "rec"
+plugin = "ivr"
+record = true
+config = { greeting = ["welcome", "main_menu", "welcome", "main_menu", "welcome", "main_menu"], fallback = { name = "end" } }
+"#;
+    let node = TestNode::start(NodeSpec {
+        extra_routes: routes,
+        ..NodeSpec::default()
+    })
+    .unwrap();
+    // The caller listens for 6 s, then talks for ~7 s and hangs up.
+    sipp(
+        &node,
+        "uac_voicemail.xml",
+        "rec",
+        &[("caller", "recorded".into()), ("rtp_sink", "9".into())],
+    )
+    .unwrap();
+    let call = node
+        .wait_for_call(Duration::from_secs(10), |c| {
+            c["caller"] == "recorded" && c["hangup_cause"].is_string()
+        })
+        .unwrap();
+    let (_, body) = http_get(node.http, "/api/recordings", None).unwrap();
+    let list: Value = serde_json::from_str(&body).unwrap();
+    let rec = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["call_id"] == call["id"])
+        .unwrap_or_else(|| panic!("no recording for the call: {list:#}"));
+    assert_eq!(rec["kind"], "session");
+    let ms = rec["duration_ms"].as_u64().unwrap();
+    assert!((11_000..=16_000).contains(&ms), "{ms} ms");
+    let channels =
+        hookline_tests::read_wav_channels(std::path::Path::new(rec["path"].as_str().unwrap()))
+            .unwrap();
+    assert_eq!(channels.len(), 2);
+    let (left, right) = (&channels[0], &channels[1]);
+    let second =
+        |ch: &[i16], s: usize| rms(&ch[(s * 8000).min(ch.len())..((s + 1) * 8000).min(ch.len())]);
+    // First seconds: the caller is silent and hears the greeting.
+    assert!(
+        second(right, 1) > 500.0,
+        "greeting not in the right channel"
+    );
+    assert!(
+        second(left, 1) < 100.0,
+        "caller channel not silent before they talk"
+    );
+    // Later: the caller's speech is in the left channel.
+    let talking = (7..12).filter(|s| second(left, *s) > 300.0).count();
+    assert!(
+        talking >= 3,
+        "caller's speech missing: {talking} loud seconds"
+    );
+}

@@ -34,6 +34,9 @@ impl Plugin for Hostile {
                 .map(|_| ())
                 .map_err(|e| e.to_string());
         }
+        if mode == "verbs" {
+            return verbs().map_err(|e| e.to_string());
+        }
         media::answer().map_err(|e| e.to_string())?;
         match mode.as_str() {
             "loop" => {
@@ -64,8 +67,27 @@ fn outcome<T>(r: Result<T, CallError>) -> String {
         Ok(_) => "allowed".into(),
         Err(CallError::NotAllowed) => "not-allowed".into(),
         Err(CallError::Unavailable) => "unavailable".into(),
+        Err(CallError::InvalidArgument(_)) => "invalid-argument".into(),
         Err(e) => format!("{e:?}").to_lowercase(),
     }
+}
+
+/// Verbs that need no grant, before answering: early media, a tone, an
+/// event wait, DTMF out, language, local time, then a SIP rejection.
+fn verbs() -> Result<(), CallError> {
+    media::pre_answer()?;
+    media::play(&[hookline_sdk::tone(&[440], 300)], false)?;
+    match media::next_event(300)? {
+        media::CallEvent::Timeout => data::mark("verbs:event=timeout"),
+        other => data::mark(&format!("verbs:event={other:?}")),
+    }
+    media::send_dtmf("15")?;
+    media::set_language("uk")?;
+    let t = data::local_time("Europe/Kyiv")?;
+    data::mark(&format!("verbs:kyiv-offset={}", t.utc_offset_s));
+    let bad = media::play(&[hookline_sdk::prompt("no-such-prompt")], false);
+    data::mark(&format!("verbs:bad-prompt={}", outcome(bad)));
+    routing::reject(486)
 }
 
 /// Tries what a plugin with no grants must not do; marks each outcome.

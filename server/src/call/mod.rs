@@ -449,8 +449,16 @@ fn start_call(
     let node = node.clone();
     let sip = sip.clone();
     let fallback = route.fallback.clone();
+    let record = route.record;
     node.call_tasks.fetch_add(1, Ordering::SeqCst);
     tokio::spawn(async move {
+        let mut session = session;
+        if record {
+            // The node records the whole call; the plugin need not know.
+            if let Err(e) = session.start_session_recording().await {
+                tracing::warn!(call = %session.call_id, "call recording: {e:?}");
+            }
+        }
         let (mut outcome, mut session) = node.plugins.run(&plugin, session, info.clone()).await;
         // A plugin that failed while the caller is still on hands the call to the route's fallback.
         if let (Some(fb), None, Outcome::Failed(_) | Outcome::Trapped(_)) =
