@@ -435,3 +435,31 @@ config = { greeting = ["welcome", "main_menu", "welcome", "main_menu", "welcome"
         "caller's speech missing: {talking} loud seconds"
     );
 }
+
+#[test]
+fn a_plugin_past_its_wall_clock_budget_loses_the_call_and_nothing_else() {
+    let routes = format!(
+        "[[plugins]]\nname = \"hostile\"\npath = \"{}\"\n\n[[routes]]\nnumber = \"wall\"\nplugin = \"hostile\"\nconfig = \"park\"\n",
+        plugin_wasm("hookline-hostile").display()
+    );
+    let node = TestNode::start(NodeSpec {
+        extra_routes: &routes,
+        node_section: Some("max_calls = 100\nmax_call_s = 2"),
+        ..NodeSpec::default()
+    })
+    .unwrap();
+    let ua = SipUa::new(node.sip).unwrap();
+    ua.invite("wall-1", "wall", 9).unwrap();
+    // The plugin waits forever; the node ends the call at the budget (480: never answered).
+    ua.expect("wall-1", "SIP/2.0 480", Duration::from_secs(10))
+        .unwrap();
+    let call = node
+        .wait_for_call(Duration::from_secs(10), |c| {
+            c["callee"] == "wall" && c["hangup_cause"].is_string()
+        })
+        .unwrap();
+    assert_eq!(call["hangup_cause"], "plugin-trap", "{call:#}");
+    // The node still takes calls.
+    let (code, _) = http_get(node.http, "/health", None).unwrap();
+    assert_eq!(code, 200);
+}
