@@ -169,6 +169,10 @@ pub struct PromptsConfig {
     /// Language of calls (until a plugin picks one).
     #[serde(default = "default_language")]
     pub language: String,
+    /// Further languages whose prompts are rendered and loaded, for calls
+    /// that switch language (`set-language`).
+    #[serde(default)]
+    pub languages: Vec<String>,
 }
 
 impl Default for PromptsConfig {
@@ -177,6 +181,7 @@ impl Default for PromptsConfig {
             catalog: default_catalog(),
             recorded: default_recorded(),
             language: default_language(),
+            languages: Vec::new(),
         }
     }
 }

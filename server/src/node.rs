@@ -46,9 +46,17 @@ pub fn prepare_prompts(
     config: &Config,
     data: &std::path::Path,
 ) -> anyhow::Result<crate::media::prompt::PromptSet> {
+    prepare_language(config, data, &config.prompts.language)
+}
+
+/// Renders (if needed) and loads one language's prompts.
+pub fn prepare_language(
+    config: &Config,
+    data: &std::path::Path,
+    lang: &str,
+) -> anyhow::Result<crate::media::prompt::PromptSet> {
     let catalog_path = config.resolve(&config.prompts.catalog);
     let catalog = Catalog::load(&catalog_path)?;
-    let lang = &config.prompts.language;
     let rendered = prompts::render(&catalog, data, lang)?;
     if rendered > 0 {
         tracing::info!(
@@ -125,6 +133,14 @@ pub async fn build(opts: &ServeOptions) -> anyhow::Result<Arc<Node>> {
             "ringback",
             ringback_tone(),
         ));
+    }
+    // Other languages' prompts, for calls that switch (ringback is shared).
+    let mut prompt_sets = std::collections::HashMap::new();
+    for lang in &config.prompts.languages {
+        if *lang != config.prompts.language {
+            let set = prepare_language(&config, &opts.data, lang)?;
+            prompt_sets.insert(lang.clone(), Arc::new(set));
+        }
     }
     let plugins = PluginHost::new(
         config.node.max_calls as u32 + 16,
@@ -207,6 +223,7 @@ pub async fn build(opts: &ServeOptions) -> anyhow::Result<Arc<Node>> {
         })),
         sip_addr: opts.sip,
         tts: Arc::new(Tts::new(Box::new(Espeak))),
+        prompt_sets,
         plugin_data,
         data_dir: opts.data.clone(),
         http: crate::plugin::services::http_client(),

@@ -244,9 +244,15 @@ impl TestNode {
 
     /// A rendered prompt's WAV in the node's cache.
     pub fn prompt_wav(&self, id: &str) -> PathBuf {
+        self.prompt_wav_in("en", id)
+    }
+
+    /// A catalog prompt as the node rendered it for a language.
+    pub fn prompt_wav_in(&self, lang: &str, id: &str) -> PathBuf {
         self.data
             .path()
-            .join("data/prompts/en")
+            .join("data/prompts")
+            .join(lang)
             .join(format!("{id}.wav"))
     }
 

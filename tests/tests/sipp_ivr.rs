@@ -320,3 +320,60 @@ fn retransmitted_invite_is_one_call_and_an_unacknowledged_200_is_resent() {
         .unwrap();
     assert_eq!(call["hangup_cause"], "caller-bye");
 }
+
+/// The language menu first: the caller presses 2 (Russian) and every prompt
+/// after it is the Russian rendering.
+#[test]
+fn caller_picks_russian_and_hears_the_russian_prompts() {
+    let routes = r#"[[routes]]
+number = "lang"
+plugin = "ivr"
+config = { languages = [{ digit = "1", language = "en", label = "For English, press 1." }, { digit = "2", language = "ru", label = "Для русского языка нажмите 2." }], greeting = ["welcome"], fallback = { name = "end", prompts = ["support"] } }
+"#;
+    let node = TestNode::start(NodeSpec {
+        extra_routes: routes,
+        ..NodeSpec::default()
+    })
+    .unwrap();
+    let sink = RtpSink::bind().unwrap();
+    sipp(
+        &node,
+        "uac_ivr_dtmf.xml",
+        "lang",
+        &[("rtp_sink", sink.port.to_string())],
+    )
+    .unwrap();
+    let packets = sink.finish();
+    let call = node
+        .wait_for_call(Duration::from_secs(10), |c| {
+            c["callee"] == "lang" && c["hangup_cause"].is_string()
+        })
+        .unwrap();
+    let path = path_of(&call);
+    let at = |s: &str| path.iter().position(|p| p == s);
+    assert!(
+        at("digits:2") < at("language:ru") && at("digits:2").is_some(),
+        "{path:?}"
+    );
+    assert!(at("language:ru") < at("prompt:welcome"), "{path:?}");
+    assert_eq!(
+        path.last().map(String::as_str),
+        Some("prompt:support"),
+        "{path:?}"
+    );
+    // The last thing heard is the Russian support prompt, not the English one.
+    let heard_ms = talkspurts(&packets, 8)
+        .last()
+        .map(|s| s.len() as u64 * 20)
+        .unwrap_or(0);
+    let ru = wav_duration_ms(&node.prompt_wav_in("ru", "support")).unwrap();
+    let en = wav_duration_ms(&node.prompt_wav_in("en", "support")).unwrap();
+    assert!(
+        ru.abs_diff(en) > 300,
+        "renderings too alike to tell apart: ru {ru} ms, en {en} ms"
+    );
+    assert!(
+        heard_ms.abs_diff(ru) <= 60,
+        "heard {heard_ms} ms; ru prompt {ru} ms, en {en} ms"
+    );
+}

@@ -31,6 +31,21 @@ pub struct IvrConfig {
     /// Let the caller hear ringing this long before answering.
     #[serde(default)]
     pub ring_ms: u32,
+    /// A language menu before everything else: each entry is spoken in its
+    /// own language ("For English, press 1", "Для русского нажмите 2");
+    /// the choice sets the call's language for every prompt after it.
+    #[serde(default)]
+    pub languages: Vec<LanguageOption>,
+}
+
+/// One key of the language menu.
+#[derive(Debug, Deserialize)]
+pub struct LanguageOption {
+    pub digit: char,
+    /// BCP 47 tag: en, ru, uk, bg.
+    pub language: String,
+    /// What is said for this option, in that language.
+    pub label: String,
 }
 
 /// One key of the menu.
@@ -95,6 +110,12 @@ impl Plugin for Ivr {
             field("options", "list", false, "{digit, name, prompts, dial}"),
             field("fallback", "object", true, "branch when no choice was made"),
             field("ring_ms", "number", false, "ringing before answer"),
+            field(
+                "languages",
+                "list",
+                false,
+                "{digit, language, label}: language menu first",
+            ),
         ];
         m
     }
@@ -114,6 +135,9 @@ fn run(config: &IvrConfig, callee: &str) -> Result<(), CallError> {
         media::sleep(config.ring_ms)?;
     }
     media::answer()?;
+    if !config.languages.is_empty() {
+        choose_language(config)?;
+    }
     if !config.greeting.is_empty() {
         media::play(&prompts(&config.greeting), true)?;
     }
@@ -144,6 +168,30 @@ fn run(config: &IvrConfig, callee: &str) -> Result<(), CallError> {
         MenuOutcome::NoChoice => &config.fallback,
     };
     take(branch, callee)
+}
+
+/// Offers the language menu; no valid key keeps the node's default language.
+fn choose_language(config: &IvrConfig) -> Result<(), CallError> {
+    let prompts: Vec<_> = config
+        .languages
+        .iter()
+        .map(|l| hookline_sdk::say_in(&l.label, &l.language))
+        .collect();
+    let choices: String = config.languages.iter().map(|l| l.digit).collect();
+    let menu = Menu {
+        prompts: &prompts,
+        choices: &choices,
+        attempts: 2,
+        timeout_ms: config.timeout_ms,
+        invalid_prompts: &[],
+        timeout_prompts: &[],
+    };
+    if let MenuOutcome::Chosen(key) = menu.run()? {
+        if let Some(l) = config.languages.iter().find(|l| l.digit == key) {
+            media::set_language(&l.language)?;
+        }
+    }
+    Ok(())
 }
 
 /// Runs a branch: its prompts, its dial, then the end of the call.

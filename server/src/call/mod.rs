@@ -80,6 +80,8 @@ pub struct Node {
     pub call_tasks: AtomicU64,
     pub registrar: Arc<Mutex<Registrar>>,
     pub sip_addr: SocketAddr,
+    /// Prompts of languages other than the default, by language.
+    pub prompt_sets: HashMap<String, Arc<PromptSet>>,
     /// Speech for `say` items (cached).
     pub tts: Arc<crate::speech::tts::Tts>,
     /// Plugins' key-value data, recordings, call history.

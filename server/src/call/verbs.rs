@@ -34,9 +34,17 @@ impl CallSession {
         let mut out = Vec::with_capacity(items.len());
         for item in items {
             let p = match item {
-                PlayItem::Prompt(id) => self.prompts.get(id).cloned().ok_or_else(|| {
-                    CallError::InvalidArgument(format!("unknown prompt id {id:?}"))
-                })?,
+                // The call's language first, then the node's default.
+                PlayItem::Prompt(id) => self
+                    .node
+                    .prompt_sets
+                    .get(&self.language)
+                    .and_then(|set| set.get(id))
+                    .or_else(|| self.prompts.get(id))
+                    .cloned()
+                    .ok_or_else(|| {
+                        CallError::InvalidArgument(format!("unknown prompt id {id:?}"))
+                    })?,
                 PlayItem::Say(t) => {
                     let lang = t.language.clone().unwrap_or_else(|| self.language.clone());
                     let tts = self.node.tts.clone();
