@@ -463,3 +463,65 @@ fn a_plugin_past_its_wall_clock_budget_loses_the_call_and_nothing_else() {
     let (code, _) = http_get(node.http, "/health", None).unwrap();
     assert_eq!(code, 200);
 }
+
+/// Routes with schedules: on a holiday the office route is closed and the
+/// next route with the same number (the out-of-hours one) takes the call.
+#[test]
+fn a_closed_schedule_sends_the_call_to_the_out_of_hours_route() {
+    let days = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        / 86_400;
+    // Civil date from days since 1970-01-01 (UTC), Howard Hinnant's algorithm.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    let today = format!("{y:04}-{m:02}-{d:02}");
+    let routes = format!(
+        r#"[[routes]]
+number = "office"
+plugin = "ivr"
+schedule = {{ timezone = "UTC", holidays = ["{today}"] }}
+config = {{ fallback = {{ name = "open", prompts = ["sales"] }} }}
+
+[[routes]]
+number = "office"
+plugin = "ivr"
+config = {{ fallback = {{ name = "closed", prompts = ["operator"] }} }}
+
+[[routes]]
+number = "always"
+plugin = "ivr"
+schedule = {{ timezone = "Asia/Omsk", days = ["mon-sun"], hours = ["00:00-24:00"] }}
+config = {{ fallback = {{ name = "open", prompts = ["sales"] }} }}
+"#
+    );
+    let node = TestNode::start(NodeSpec {
+        extra_routes: &routes,
+        ..NodeSpec::default()
+    })
+    .unwrap();
+    let ua = SipUa::new(node.sip).unwrap();
+    for (id, number, branch) in [
+        ("s1", "office", "branch:closed"),
+        ("s2", "always", "branch:open"),
+    ] {
+        ua.call(id, number, 9).unwrap();
+        let call = node
+            .wait_for_call(Duration::from_secs(15), |c| {
+                c["id"] == id && c["hangup_cause"].is_string()
+            })
+            .unwrap();
+        assert!(
+            path_of(&call).contains(&branch.to_string()),
+            "{number}: {call:#}"
+        );
+    }
+}
