@@ -115,8 +115,13 @@ fn main() -> anyhow::Result<()> {
             command: PromptsCmd::Build { data, config },
         } => {
             let config = hookline::config::Config::load(&config)?;
-            let set = node::prepare_prompts(&config, &data)?;
-            println!("{} prompts ready in {}", set.len(), data.display());
+            let mut langs = vec![config.prompts.language.clone()];
+            langs.extend(config.prompts.languages.iter().cloned());
+            langs.dedup();
+            for lang in &langs {
+                let set = node::prepare_language(&config, &data, lang)?;
+                println!("{} prompts ({lang}) ready in {}", set.len(), data.display());
+            }
             Ok(())
         }
     }
