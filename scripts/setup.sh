@@ -8,6 +8,8 @@ packages=(espeak-ng)
 if [ "${1:-}" = "--test" ]; then
   # Real peers, and the C plugin toolchain (clang for wasm32-wasi).
   packages+=(sip-tester baresip-core sox clang lld wasi-libc libclang-rt-14-dev-wasm32)
+  # Python runs the CRM stand-in (http.server) and componentize-py.
+  command -v python3 >/dev/null || packages+=(python3 python3-pip)
 fi
 
 missing=()
@@ -32,7 +34,15 @@ if [ "${1:-}" = "--test" ]; then
     cargo install --locked wit-bindgen-cli@0.46.0
   fi
   if ! componentize-py --version 2>/dev/null | grep -q "0.25.1"; then
-    python3 -m pip install --quiet componentize-py==0.25.1
+    # A Debian-managed Python refuses system-wide installs (PEP 668): then per user.
+    python3 -m pip install --quiet componentize-py==0.25.1 ||
+      python3 -m pip install --quiet --user --break-system-packages componentize-py==0.25.1
+    command -v pyenv >/dev/null && pyenv rehash
+    export PATH="$HOME/.local/bin:$PATH"
+    if ! componentize-py --version 2>/dev/null | grep -q "0.25.1"; then
+      echo "setup: componentize-py 0.25.1 installed but not on PATH (add ~/.local/bin)" >&2
+      exit 1
+    fi
   fi
 fi
 

@@ -3,6 +3,8 @@
 # against real peers (SIPp, baresip) and a real node process.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Where setup puts tools (cargo install, pip install --user) when PATH lacks them.
+export PATH="$HOME/.cargo/bin:$HOME/.local/bin:$PATH"
 scripts/setup.sh --test
 
 cargo fmt --all -- --check

@@ -9,7 +9,6 @@
 //!
 //! Last line: `bench=plugin_density levels=... instantiate_us@N=... host_call_ns=... kib_per_instance@N=...`
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use hookline::call::session::CallEvent;
@@ -86,7 +85,7 @@ fn main() -> anyhow::Result<()> {
         .ok_or_else(|| anyhow::anyhow!("hostile plugin not loaded"))?;
 
     // Host-call round trip: 200,000 calls of data.now-ms against an empty entry.
-    let (host_call_ns, _) = rt.block_on(async {
+    let host_call_ns = rt.block_on(async {
         let run = |mode: &'static str| {
             let node = node.clone();
             let plugin = plugin.clone();
@@ -100,7 +99,7 @@ fn main() -> anyhow::Result<()> {
         run("ping:0").await;
         let empty = run("ping:0").await;
         let busy = run("ping:200000").await;
-        (((busy - empty) / 200_000.0) * 1e9, ())
+        (busy - empty) / 200_000.0 * 1e9
     });
 
     let mut parked: Vec<tokio::sync::mpsc::UnboundedSender<CallEvent>> = Vec::new();
@@ -150,7 +149,6 @@ fn main() -> anyhow::Result<()> {
     });
     drop(sinks);
     std::fs::remove_dir_all(&dir).ok();
-    let _ = Arc::strong_count(&node);
     println!(
         "bench=plugin_density levels={} returned={done} host_call_ns={host_call_ns:.0} {}",
         levels

@@ -115,11 +115,12 @@ fn main() -> anyhow::Result<()> {
             command: PromptsCmd::Build { data, config },
         } => {
             let config = hookline::config::Config::load(&config)?;
+            let catalog = node::load_catalog(&config)?;
             let mut langs = vec![config.prompts.language.clone()];
             langs.extend(config.prompts.languages.iter().cloned());
             langs.dedup();
             for lang in &langs {
-                let set = node::prepare_language(&config, &data, lang)?;
+                let set = node::prepare_language(&config, &catalog, &data, lang)?;
                 println!("{} prompts ({lang}) ready in {}", set.len(), data.display());
             }
             Ok(())

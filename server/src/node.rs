@@ -41,23 +41,19 @@ pub fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
     Ok((a, b))
 }
 
-/// Renders (if needed) and loads the configured language's prompts.
-pub fn prepare_prompts(
-    config: &Config,
-    data: &std::path::Path,
-) -> anyhow::Result<crate::media::prompt::PromptSet> {
-    prepare_language(config, data, &config.prompts.language)
+/// The prompt catalog the config names.
+pub fn load_catalog(config: &Config) -> anyhow::Result<Catalog> {
+    Ok(Catalog::load(&config.resolve(&config.prompts.catalog))?)
 }
 
 /// Renders (if needed) and loads one language's prompts.
 pub fn prepare_language(
     config: &Config,
+    catalog: &Catalog,
     data: &std::path::Path,
     lang: &str,
 ) -> anyhow::Result<crate::media::prompt::PromptSet> {
-    let catalog_path = config.resolve(&config.prompts.catalog);
-    let catalog = Catalog::load(&catalog_path)?;
-    let rendered = prompts::render(&catalog, data, lang)?;
+    let rendered = prompts::render(catalog, data, lang)?;
     if rendered > 0 {
         tracing::info!(
             "rendered {rendered} prompts ({lang}) into {}",
@@ -65,7 +61,7 @@ pub fn prepare_language(
         );
     }
     let set = prompts::load_set(
-        &catalog,
+        catalog,
         data,
         &config.resolve(&config.prompts.recorded),
         lang,
@@ -127,7 +123,8 @@ pub async fn build(opts: &ServeOptions) -> anyhow::Result<Arc<Node>> {
         .with_context(|| format!("creating data directory {}", opts.data.display()))?;
     let store = Store::open(&opts.data.join("hookline.db"))?;
     let plugin_data = PluginData::open(&opts.data.join("hookline.db"))?;
-    let mut prompts = prepare_prompts(&config, &opts.data)?;
+    let catalog = load_catalog(&config)?;
+    let mut prompts = prepare_language(&config, &catalog, &opts.data, &config.prompts.language)?;
     if prompts.get("ringback").is_none() {
         prompts.insert(crate::media::prompt::Prompt::from_pcm(
             "ringback",
@@ -138,7 +135,7 @@ pub async fn build(opts: &ServeOptions) -> anyhow::Result<Arc<Node>> {
     let mut prompt_sets = std::collections::HashMap::new();
     for lang in &config.prompts.languages {
         if *lang != config.prompts.language {
-            let set = prepare_language(&config, &opts.data, lang)?;
+            let set = prepare_language(&config, &catalog, &opts.data, lang)?;
             prompt_sets.insert(lang.clone(), Arc::new(set));
         }
     }

@@ -94,6 +94,14 @@ pub fn path_of(call: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// A call record's path as borrowed steps (for `contains(&"step")`).
+pub fn steps(call: &Value) -> Vec<&str> {
+    call["path"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default()
+}
+
 /// Whether a command is installed (tests that need a peer say so when it is missing).
 pub fn have(cmd: &str) -> bool {
     Command::new("sh")
@@ -270,6 +278,31 @@ impl TestNode {
         )?;
         if status != 200 {
             bail!("GET /api/calls: {status} {body}");
+        }
+        Ok(serde_json::from_str(&body)?)
+    }
+
+    /// Waits (15 s at most) until `user` has registered; `log` explains a failure.
+    pub fn wait_registered(&self, user: &str, log: impl Fn() -> String) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !http_get(self.http, "/api/registrations", self.token.as_deref())
+            .map(|(_, body)| body.contains(&format!("\"user\":\"{user}\"")))
+            .unwrap_or(false)
+        {
+            assert!(
+                Instant::now() < deadline,
+                "{user} did not register:\n{}",
+                log()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// `GET /api/recordings` as JSON.
+    pub fn recordings(&self) -> Result<Vec<Value>> {
+        let (status, body) = http_get(self.http, "/api/recordings", self.token.as_deref())?;
+        if status != 200 {
+            bail!("GET /api/recordings: {status} {body}");
         }
         Ok(serde_json::from_str(&body)?)
     }
@@ -906,6 +939,30 @@ pub fn plugin_wasm(crate_name: &str) -> PathBuf {
     workspace_root()
         .join("target/wasm32-wasip2/release")
         .join(format!("{}.wasm", crate_name.replace('-', "_")))
+}
+
+/// `hookline plugin check` on a component (extra arguments after it).
+pub fn plugin_check(wasm: &Path, extra: &[&std::ffi::OsStr]) -> Output {
+    Command::new(hookline_bin("debug"))
+        .args(["plugin", "check"])
+        .arg(wasm)
+        .args(extra)
+        .output()
+        .expect("running hookline plugin check")
+}
+
+/// `[[plugins]]` for the hostile test plugin and one route per (number, mode).
+pub fn hostile_routes(routes: &[(&str, &str)]) -> String {
+    let mut out = format!(
+        "[[plugins]]\nname = \"hostile\"\npath = \"{}\"\n\n",
+        plugin_wasm("hookline-hostile").display()
+    );
+    for (number, mode) in routes {
+        out.push_str(&format!(
+            "[[routes]]\nnumber = \"{number}\"\nplugin = \"hostile\"\nconfig = \"{mode}\"\n\n"
+        ));
+    }
+    out
 }
 
 /// One HTTP request an [`HttpSink`] received.

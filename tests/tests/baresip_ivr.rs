@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use hookline_tests::{read_wav_i16, rms, Baresip, NodeSpec, TestNode};
+use hookline_tests::{read_wav_i16, rms, steps, Baresip, NodeSpec, TestNode};
 
 #[test]
 fn baresip_hears_the_menu_and_reaches_sales() {
@@ -20,12 +20,7 @@ fn baresip_hears_the_menu_and_reaches_sales() {
             c["caller"] == "bs" && c["hangup_cause"].is_string()
         })
         .unwrap_or_else(|e| panic!("{e}\nbaresip log:\n{}", phone.log()));
-    let path: Vec<&str> = call["path"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s.as_str().unwrap())
-        .collect();
+    let path = steps(&call);
     assert!(path.contains(&"digits:1"), "{path:?}");
     assert!(path.contains(&"branch:sales"), "{path:?}");
     assert_eq!(call["hangup_cause"], "plugin-hangup");

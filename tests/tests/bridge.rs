@@ -2,10 +2,10 @@
 //! 201 and auto-answers; a SIPp caller presses 1 in the IVR and is connected.
 //! Audio is checked at both ends: what one sends, the other hears.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hookline_tests::{
-    alaw_to_linear, http_get, read_wav_i16, rms, sipp, Baresip, NodeSpec, RtpSink, TestNode,
+    alaw_to_linear, read_wav_i16, rms, sipp, steps, Baresip, NodeSpec, RtpSink, TestNode,
 };
 use serde_json::Value;
 
@@ -46,19 +46,7 @@ fn caller_is_bridged_to_a_registered_agent_with_audio_both_ways() {
         &agent_voice(60),
     )
     .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let (_, body) = http_get(node.http, "/api/registrations", None).unwrap();
-        if body.contains("\"user\":\"201\"") {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "agent did not register:\n{}",
-            agent.log()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    node.wait_registered("201", || agent.log());
 
     let sink = RtpSink::bind().unwrap();
     sipp(
@@ -75,12 +63,7 @@ fn caller_is_bridged_to_a_registered_agent_with_audio_both_ways() {
             c["caller"] == "bridged" && c["parent"].is_null() && c["hangup_cause"].is_string()
         })
         .unwrap();
-    let path: Vec<&str> = caller["path"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s.as_str().unwrap())
-        .collect();
+    let path = steps(&caller);
     assert!(
         path.contains(&"branch:sales"),
         "{caller:#}\n{}",
@@ -135,22 +118,6 @@ fn tone(hz: f64, seconds: usize) -> Vec<i16> {
         .collect()
 }
 
-fn wait_registered(node: &TestNode, user: &str, log: impl Fn() -> String) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !http_get(node.http, "/api/registrations", None)
-        .unwrap()
-        .1
-        .contains(&format!("\"user\":\"{user}\""))
-    {
-        assert!(
-            Instant::now() < deadline,
-            "{user} did not register:\n{}",
-            log()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 #[test]
 fn two_registered_phones_call_each_other_and_hear_each_other() {
     let setup = r#"[[extensions]]
@@ -179,7 +146,7 @@ config = { fallback = { name = "extension", dial = ["{callee}"], dial_timeout_ms
         &tone(1000.0, 60),
     )
     .unwrap();
-    wait_registered(&node, "202", || callee.log());
+    node.wait_registered("202", || callee.log());
     // 201 registers too and dials 202 by its extension; the mic plays 600 Hz for 8 s, then silence.
     let mut mic = tone(600.0, 8);
     mic.extend(vec![0i16; 8000 * 50]);

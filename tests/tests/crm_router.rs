@@ -4,25 +4,9 @@
 //! unknown callers go to the default target; an unanswered manager returns
 //! the call to the scenario (the IVR that handed it over).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use hookline_tests::{http_get, path_of, sipp, Baresip, NodeSpec, StaticHttp, TestNode};
-
-fn wait_registered(node: &TestNode, user: &str, agent: &Baresip) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let (_, body) = http_get(node.http, "/api/registrations", None).unwrap();
-        if body.contains(&format!("\"user\":\"{user}\"")) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "agent did not register:\n{}",
-            agent.log()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
+use hookline_tests::{path_of, sipp, Baresip, NodeSpec, StaticHttp, TestNode};
 
 #[test]
 fn callers_reach_their_manager_from_the_crm_then_from_call_history() {
@@ -71,7 +55,7 @@ config = {{ fallback = {{ name = "manager", hand_over = "crm-router", hand_over_
         &vec![3000i16; 8000 * 60],
     )
     .unwrap();
-    wait_registered(&node, "201", &agent);
+    node.wait_registered("201", || agent.log());
 
     let call = |caller: &str, service: &str| {
         sipp(

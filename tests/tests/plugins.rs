@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use hookline_tests::{
-    hookline_bin, http_get, http_request, path_of, plugin_wasm, read_wav_i16, rms, sipp,
-    workspace_root, HttpSink, NodeSpec, SipUa, TestNode,
+    hostile_routes, http_get, http_request, path_of, plugin_check, plugin_wasm, read_wav_i16, rms,
+    sipp, workspace_root, HttpSink, NodeSpec, SipUa, TestNode,
 };
 use serde_json::Value;
 
@@ -66,14 +66,11 @@ config = {{ fallback = {{ name = "voicemail", hand_over = "voicemail", hand_over
     assert_eq!(call["hangup_cause"], "caller-bye");
 
     // The recording is listed and on disk, and it holds the caller's speech.
-    let (_, body) = http_get(node.http, "/api/recordings", None).unwrap();
-    let list: Value = serde_json::from_str(&body).unwrap();
+    let list = node.recordings().unwrap();
     let rec = list
-        .as_array()
-        .unwrap()
         .iter()
         .find(|r| r["id"] == id.as_str())
-        .unwrap_or_else(|| panic!("recording not listed: {list:#}"));
+        .unwrap_or_else(|| panic!("recording not listed: {list:#?}"));
     assert_eq!(rec["plugin"], "voicemail");
     assert_eq!(rec["kind"], "message");
     let ms = rec["duration_ms"].as_u64().unwrap();
@@ -147,10 +144,9 @@ config = {{ webhook = "http://{}/survey", timeout_ms = 6000, questions = [{{ id 
 
 #[test]
 fn a_plugin_gets_nothing_it_was_not_granted() {
-    let routes = format!(
-        "[[plugins]]\nname = \"hostile\"\npath = \"{}\"\n\n[[routes]]\nnumber = \"escape\"\nplugin = \"hostile\"\nconfig = \"escape\"\n",
-        plugin_wasm("hookline-hostile").display()
-    );
+    // A listening address: HTTP and TCP to it would succeed if the sandbox let them.
+    let target = HttpSink::start().unwrap();
+    let routes = hostile_routes(&[("escape", &format!("escape:{}", target.addr))]);
     let node = TestNode::start(NodeSpec {
         extra_routes: &routes,
         ..NodeSpec::default()
@@ -177,18 +173,19 @@ fn a_plugin_gets_nothing_it_was_not_granted() {
     ] {
         assert!(path.contains(&expected.to_string()), "{expected}: {path:?}");
     }
+    assert!(
+        target.next(Duration::from_millis(500)).is_none(),
+        "a request reached the listener"
+    );
 }
 
 #[test]
 fn plugin_check_prints_the_manifest_and_refuses_what_is_not_a_plugin() {
-    let bin = hookline_bin("debug");
-    let out = std::process::Command::new(&bin)
-        .args(["plugin", "check"])
-        .arg(plugin_wasm("hookline-voicemail"))
-        .arg("--config")
-        .arg(workspace_root().join("hookline.toml"))
-        .output()
-        .unwrap();
+    let config = workspace_root().join("hookline.toml");
+    let out = plugin_check(
+        &plugin_wasm("hookline-voicemail"),
+        &["--config".as_ref(), config.as_os_str()],
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -204,11 +201,7 @@ fn plugin_check_prints_the_manifest_and_refuses_what_is_not_a_plugin() {
     // Not a component at all.
     let junk = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(junk.path(), b"\0asm\x01\0\0\0garbage").unwrap();
-    let out = std::process::Command::new(&bin)
-        .args(["plugin", "check"])
-        .arg(junk.path())
-        .output()
-        .unwrap();
+    let out = plugin_check(junk.path(), &[]);
     assert!(!out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("not a usable plugin"),
@@ -330,10 +323,7 @@ config = {{ greeting = ["welcome", "main_menu", "welcome", "main_menu"], fallbac
 
 #[test]
 fn early_media_dtmf_out_and_a_rejection_from_a_plugin() {
-    let routes = format!(
-        "[[plugins]]\nname = \"hostile\"\npath = \"{}\"\n\n[[routes]]\nnumber = \"verbs\"\nplugin = \"hostile\"\nconfig = \"verbs\"\n",
-        plugin_wasm("hookline-hostile").display()
-    );
+    let routes = hostile_routes(&[("verbs", "verbs")]);
     let node = TestNode::start(NodeSpec {
         extra_routes: &routes,
         ..NodeSpec::default()
@@ -401,14 +391,11 @@ config = { greeting = ["welcome", "main_menu", "welcome", "main_menu", "welcome"
             c["caller"] == "recorded" && c["hangup_cause"].is_string()
         })
         .unwrap();
-    let (_, body) = http_get(node.http, "/api/recordings", None).unwrap();
-    let list: Value = serde_json::from_str(&body).unwrap();
+    let list = node.recordings().unwrap();
     let rec = list
-        .as_array()
-        .unwrap()
         .iter()
         .find(|r| r["call_id"] == call["id"])
-        .unwrap_or_else(|| panic!("no recording for the call: {list:#}"));
+        .unwrap_or_else(|| panic!("no recording for the call: {list:#?}"));
     assert_eq!(rec["kind"], "session");
     let ms = rec["duration_ms"].as_u64().unwrap();
     assert!((11_000..=16_000).contains(&ms), "{ms} ms");
@@ -438,10 +425,7 @@ config = { greeting = ["welcome", "main_menu", "welcome", "main_menu", "welcome"
 
 #[test]
 fn a_plugin_past_its_wall_clock_budget_loses_the_call_and_nothing_else() {
-    let routes = format!(
-        "[[plugins]]\nname = \"hostile\"\npath = \"{}\"\n\n[[routes]]\nnumber = \"wall\"\nplugin = \"hostile\"\nconfig = \"park\"\n",
-        plugin_wasm("hookline-hostile").display()
-    );
+    let routes = hostile_routes(&[("wall", "park")]);
     let node = TestNode::start(NodeSpec {
         extra_routes: &routes,
         node_section: Some("max_calls = 100\nmax_call_s = 2"),

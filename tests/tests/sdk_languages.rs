@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use hookline_tests::{hookline_bin, path_of, sipp, workspace_root, NodeSpec, TestNode};
+use hookline_tests::{path_of, plugin_check, sipp, workspace_root, NodeSpec, TestNode};
 
 fn run(cmd: &mut Command) {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
@@ -20,11 +20,7 @@ fn run(cmd: &mut Command) {
 }
 
 fn check(wasm: &Path, name: &str) {
-    let out = Command::new(hookline_bin("debug"))
-        .args(["plugin", "check"])
-        .arg(wasm)
-        .output()
-        .unwrap();
+    let out = plugin_check(wasm, &[]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),

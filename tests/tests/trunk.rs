@@ -5,7 +5,9 @@
 
 use std::time::Duration;
 
-use hookline_tests::{free_udp_port, sipp, sipp_uas, wait_sipp, NodeSpec, RtpSink, TestNode};
+use hookline_tests::{
+    free_udp_port, sipp, sipp_uas, steps, wait_sipp, NodeSpec, RtpSink, TestNode,
+};
 
 #[test]
 fn failing_trunk_fails_over_to_the_reserve_with_digest_auth() {
@@ -61,12 +63,7 @@ config = {{ menu = ["main_menu"], attempts = 2, timeout_ms = 3000, options = [{{
             c["caller"] == "bridged" && c["parent"].is_null() && c["hangup_cause"].is_string()
         })
         .unwrap();
-    let path: Vec<&str> = caller["path"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s.as_str().unwrap())
-        .collect();
+    let path = steps(&caller);
     let a = path
         .iter()
         .position(|p| *p == "trunk:carrier-a")
@@ -139,12 +136,7 @@ config = {{ menu = ["main_menu"], attempts = 2, timeout_ms = 3000, options = [{{
             c["caller"] == "bridged" && c["parent"].is_null() && c["hangup_cause"].is_string()
         })
         .unwrap();
-    let path: Vec<&str> = caller["path"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s.as_str().unwrap())
-        .collect();
+    let path = steps(&caller);
     assert!(path.contains(&"redirect:mobile"), "{path:?}");
     assert!(path.contains(&"early-media"), "{path:?}");
     let calls = node.calls().unwrap();

@@ -111,6 +111,30 @@ pub fn silence(ms: u32) -> PlayItem {
     PlayItem::Silence(ms)
 }
 
+/// The call's config: the route's (or, for a handed-over call, the plugin's)
+/// JSON, with the hand-over arguments overriding its top-level keys.
+pub fn config<T: serde::de::DeserializeOwned>(info: &CallInfo) -> Result<T, String> {
+    let mut config: serde_json::Value =
+        serde_json::from_str(&info.config).map_err(|e| format!("bad config: {e}"))?;
+    if let Some(args) = &info.arguments {
+        let args: serde_json::Value =
+            serde_json::from_str(args).map_err(|e| format!("bad arguments: {e}"))?;
+        if let (Some(c), Some(a)) = (config.as_object_mut(), args.as_object()) {
+            c.extend(a.clone());
+        }
+    }
+    serde_json::from_value(config).map_err(|e| format!("bad config: {e}"))
+}
+
+/// What `handle_call` returns for a call's logic: a hang-up is the normal end
+/// of a call, not an error; any other error is reported to the node.
+pub fn finish(outcome: Result<(), CallError>) -> Result<(), String> {
+    match outcome {
+        Ok(()) | Err(CallError::HungUp) => Ok(()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// Logs at info level.
 pub fn info(message: &str) {
     data::log(data::LogLevel::Info, message);

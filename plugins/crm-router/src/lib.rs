@@ -81,21 +81,8 @@ impl Plugin for CrmRouter {
 
     fn handle_call(info: CallInfo) -> Result<(), String> {
         // Hand-over arguments override the plugin's config key by key.
-        let mut config: serde_json::Value =
-            serde_json::from_str(&info.config).map_err(|e| format!("bad config: {e}"))?;
-        if let Some(args) = &info.arguments {
-            let args: serde_json::Value =
-                serde_json::from_str(args).map_err(|e| format!("bad arguments: {e}"))?;
-            if let (Some(c), Some(a)) = (config.as_object_mut(), args.as_object()) {
-                c.extend(a.clone());
-            }
-        }
-        let config: Config =
-            serde_json::from_value(config).map_err(|e| format!("bad config: {e}"))?;
-        match run(&config, &info) {
-            Ok(()) | Err(CallError::HungUp) => Ok(()),
-            Err(e) => Err(e.to_string()),
-        }
+        let config: Config = hookline_sdk::config(&info)?;
+        hookline_sdk::finish(run(&config, &info))
     }
 }
 

@@ -1,7 +1,8 @@
 //! A hostile plugin for the sandbox tests. Its route config is one word, the
 //! misbehaviour: `loop` (burn CPU forever), `trap` (panic), `memory` (allocate
-//! until the sandbox refuses), `escape` (try everything it was not granted and
-//! note each refusal in the call record). Benchmarks use `park` (wait in a
+//! until the sandbox refuses), `escape:<host:port>` (try everything it was not
+//! granted, HTTP and TCP to that listening address among it, and note each
+//! refusal in the call record). Benchmarks use `park` (wait in a
 //! verb, as an IVR waiting for a key does) and `ping:<n>` (n host calls).
 
 use hookline_sdk::media::{RecordOptions, SpeechOptions};
@@ -53,8 +54,8 @@ impl Plugin for Hostile {
                     std::hint::black_box(&hoard);
                 }
             }
-            "escape" => {
-                escape(&info);
+            m if m.starts_with("escape:") => {
+                escape(&info, &m["escape:".len()..]);
                 routing::hangup().map_err(|e| e.to_string())
             }
             other => Err(format!("unknown mode {other:?}")),
@@ -91,10 +92,10 @@ fn verbs() -> Result<(), CallError> {
 }
 
 /// Tries what a plugin with no grants must not do; marks each outcome.
-fn escape(info: &CallInfo) {
+fn escape(info: &CallInfo, target: &str) {
     let http = data::http_fetch(&data::HttpRequest {
         method: "GET".into(),
-        url: format!("http://127.0.0.1:{}/api/calls", info.domain.len() + 80),
+        url: format!("http://{target}/"),
         headers: vec![],
         body: None,
         timeout_ms: 1000,
@@ -130,7 +131,7 @@ fn escape(info: &CallInfo) {
         "escape:fs={}",
         if fs.is_ok() { "read" } else { "denied" }
     ));
-    let net = std::net::TcpStream::connect("127.0.0.1:22")
+    let net = std::net::TcpStream::connect(target)
         .map(|_| ())
         .map_err(|_| ());
     data::mark(&format!(

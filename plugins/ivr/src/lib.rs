@@ -121,12 +121,8 @@ impl Plugin for Ivr {
     }
 
     fn handle_call(info: CallInfo) -> Result<(), String> {
-        let config: IvrConfig =
-            serde_json::from_str(&info.config).map_err(|e| format!("bad ivr config: {e}"))?;
-        match run(&config, &info.callee) {
-            Ok(()) | Err(CallError::HungUp) => Ok(()),
-            Err(e) => Err(e.to_string()),
-        }
+        let config: IvrConfig = hookline_sdk::config(&info)?;
+        hookline_sdk::finish(run(&config, &info.callee))
     }
 }
 

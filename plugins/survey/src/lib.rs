@@ -91,8 +91,7 @@ impl Plugin for Survey {
     }
 
     fn handle_call(info: CallInfo) -> Result<(), String> {
-        let config: Config =
-            serde_json::from_str(&info.config).map_err(|e| format!("bad config: {e}"))?;
+        let config: Config = hookline_sdk::config(&info)?;
         let mut answers = serde_json::Map::new();
         let outcome = run(&config, &mut answers);
         // Whatever was answered is kept, also when the caller hung up midway.
@@ -113,10 +112,7 @@ impl Plugin for Survey {
                 hookline_sdk::warn(&format!("webhook: {e}"));
             }
         }
-        match outcome {
-            Ok(()) | Err(CallError::HungUp) => Ok(()),
-            Err(e) => Err(e.to_string()),
-        }
+        hookline_sdk::finish(outcome)
     }
 }
 

@@ -64,22 +64,9 @@ impl Plugin for Voicemail {
     }
 
     fn handle_call(info: CallInfo) -> Result<(), String> {
-        let mut config: Config =
-            serde_json::from_str(&info.config).map_err(|e| format!("bad config: {e}"))?;
         // Hand-over arguments (e.g. the IVR naming the mailbox) override the route's config.
-        if let Some(args) = &info.arguments {
-            let over: Config =
-                serde_json::from_str(args).map_err(|e| format!("bad arguments: {e}"))?;
-            config.mailbox = over.mailbox.or(config.mailbox);
-            config.webhook = over.webhook.or(config.webhook);
-            if over.greeting_text.is_some() {
-                config.greeting_text = over.greeting_text;
-            }
-        }
-        match run(&config, &info) {
-            Ok(()) | Err(CallError::HungUp) => Ok(()),
-            Err(e) => Err(e.to_string()),
-        }
+        let config: Config = hookline_sdk::config(&info)?;
+        hookline_sdk::finish(run(&config, &info))
     }
 }
 

@@ -19,6 +19,13 @@ struct ListQuery {
     limit: Option<u32>,
 }
 
+impl ListQuery {
+    /// 100 by default, 10,000 at most.
+    fn limit(&self) -> u32 {
+        self.limit.unwrap_or(100).min(10_000)
+    }
+}
+
 /// Largest component accepted by a deploy.
 const MAX_PLUGIN_BYTES: usize = 64 << 20;
 
@@ -57,20 +64,21 @@ async fn auth(State(node): State<Arc<Node>>, req: Request, next: Next) -> Respon
 }
 
 async fn calls(State(node): State<Arc<Node>>, Query(q): Query<ListQuery>) -> Response {
-    let limit = q.limit.unwrap_or(100).min(10_000);
     let store = node.store.clone();
-    match tokio::task::spawn_blocking(move || store.recent_calls(limit)).await {
-        Ok(Ok(calls)) => Json(calls).into_response(),
-        Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
-    }
+    list_json(move || store.recent_calls(q.limit())).await
 }
 
 /// Recordings (voicemail messages, session recordings), newest first.
 async fn recordings(State(node): State<Arc<Node>>, Query(q): Query<ListQuery>) -> Response {
-    let limit = q.limit.unwrap_or(100).min(10_000);
     let data = node.plugin_data.clone();
-    match tokio::task::spawn_blocking(move || data.recordings(limit)).await {
+    list_json(move || data.recordings(q.limit())).await
+}
+
+/// A database read off the async threads, as JSON or a 500 with the reason.
+async fn list_json<T: serde::Serialize + Send + 'static>(
+    read: impl FnOnce() -> Result<T, crate::store::StoreError> + Send + 'static,
+) -> Response {
+    match tokio::task::spawn_blocking(read).await {
         Ok(Ok(list)) => Json(list).into_response(),
         Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
@@ -144,9 +152,13 @@ async fn deploy(
     // Kept on disk so a restart runs the deployed version (written whole, then renamed).
     let path = crate::node::deployed_path(&node.data_dir, &name);
     let tmp = path.with_extension("wasm.tmp");
-    let saved = std::fs::create_dir_all(path.parent().unwrap_or(&node.data_dir))
-        .and_then(|_| std::fs::write(&tmp, &body))
-        .and_then(|_| std::fs::rename(&tmp, &path));
+    let dir = path.parent().unwrap_or(&node.data_dir).to_path_buf();
+    let saved = async {
+        tokio::fs::create_dir_all(&dir).await?;
+        tokio::fs::write(&tmp, &body).await?;
+        tokio::fs::rename(&tmp, &path).await
+    }
+    .await;
     if let Err(e) = saved {
         return (
             StatusCode::INTERNAL_SERVER_ERROR,

@@ -12,7 +12,7 @@ use crate::media::recorder::RecordingHandle;
 use crate::media::tone;
 use crate::media::worker::MediaEvent;
 use crate::plugin::hookline::call::media::{RecordEnd, RecordOptions, Recording};
-use crate::plugin::CallError;
+use crate::plugin::{blocking, failed, CallError};
 use crate::store::plugin_data::RecordingRow;
 
 /// A recording in progress.
@@ -55,10 +55,9 @@ impl CallSession {
             created_ms: crate::store::now_ms(),
         };
         let data = self.node.plugin_data.clone();
-        tokio::task::spawn_blocking(move || data.recording_saved(&row))
-            .await
-            .map_err(|e| CallError::Failed(e.to_string()))?
-            .map_err(|e| CallError::Failed(e.to_string()))?;
+        blocking(move || data.recording_saved(&row))
+            .await?
+            .map_err(failed)?;
         Ok(duration_ms)
     }
 

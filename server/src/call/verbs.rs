@@ -12,7 +12,7 @@ use crate::media::prompt::Prompt;
 use crate::media::tone;
 use crate::media::worker::MediaEvent;
 use crate::plugin::hookline::call::media::{CallEvent as PluginEvent, PlayItem};
-use crate::plugin::CallError;
+use crate::plugin::{blocking, failed, CallError};
 
 /// Longest generated tone or silence item.
 const MAX_GENERATED_MS: u32 = 60_000;
@@ -49,14 +49,13 @@ impl CallSession {
                     let lang = t.language.clone().unwrap_or_else(|| self.language.clone());
                     let tts = self.node.tts.clone();
                     let text = t.text.clone();
-                    tokio::task::spawn_blocking(move || tts.say(&text, &lang))
-                        .await
-                        .map_err(|e| CallError::Failed(e.to_string()))?
+                    blocking(move || tts.say(&text, &lang))
+                        .await?
                         .map_err(|e| match e {
                             crate::speech::tts::TtsError::NoVoice(_) => {
                                 CallError::InvalidArgument(e.to_string())
                             }
-                            e => CallError::Failed(e.to_string()),
+                            e => failed(e),
                         })?
                 }
                 PlayItem::Tone(t) => {
@@ -93,10 +92,9 @@ impl CallSession {
     async fn load_recording(&self, id: &str) -> Result<Arc<Prompt>, CallError> {
         let data = self.node.plugin_data.clone();
         let owner_id = id.to_string();
-        let found = tokio::task::spawn_blocking(move || data.recording_owner(&owner_id))
-            .await
-            .map_err(|e| CallError::Failed(e.to_string()))?
-            .map_err(|e| CallError::Failed(e.to_string()))?;
+        let found = blocking(move || data.recording_owner(&owner_id))
+            .await?
+            .map_err(failed)?;
         let Some((plugin, path)) = found else {
             return Err(CallError::InvalidArgument(format!("no recording {id:?}")));
         };
@@ -104,11 +102,10 @@ impl CallSession {
             return Err(CallError::NotAllowed);
         }
         let id = id.to_string();
-        tokio::task::spawn_blocking(move || Prompt::load(&id, std::path::Path::new(&path)))
-            .await
-            .map_err(|e| CallError::Failed(e.to_string()))?
+        blocking(move || Prompt::load(&id, std::path::Path::new(&path)))
+            .await?
             .map(Arc::new)
-            .map_err(|e| CallError::Failed(e.to_string()))
+            .map_err(failed)
     }
 
     /// 183 with SDP: the caller hears what is played before the call is answered.

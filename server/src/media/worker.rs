@@ -599,7 +599,7 @@ impl Leg {
         } else {
             return; // comfort noise or unknown: dropped
         };
-        if payload_type == self.setup.codec.payload_type() {
+        if !self.taps.is_empty() && payload_type == self.setup.codec.payload_type() {
             let codec = self.setup.codec;
             let mut copy = [0u8; super::super::rtp::reorder::MAX_PAYLOAD];
             copy[..n].copy_from_slice(&out[12..12 + n]);

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::hookline::call::{data, media, routing, types};
 use super::manifest::Capability;
-use super::{CallInfo, CallState, Outcome, MAX_HAND_OVER_DEPTH};
+use super::{blocking, failed, CallInfo, CallState, Outcome, MAX_HAND_OVER_DEPTH};
 use crate::call::dial::{DialStatus, Target};
 use crate::call::session::CallSession;
 use types::CallError;
@@ -267,12 +267,11 @@ impl data::Host for CallState {
         &mut self,
         request: data::HttpRequest,
     ) -> Result<data::HttpResponse, CallError> {
-        let grants = match &self.plugin {
-            Some(p) => p.manifest.grants.clone(),
-            None => return Err(CallError::NotAllowed),
+        let Some(plugin) = self.plugin.clone() else {
+            return Err(CallError::NotAllowed);
         };
         let node = self.call()?.node.clone();
-        super::services::http_fetch(&node.http, &grants, request).await
+        super::services::http_fetch(&node.http, &plugin.manifest.grants, request).await
     }
 
     async fn kv_get(&mut self, key: String) -> Result<Option<String>, CallError> {
@@ -280,7 +279,9 @@ impl data::Host for CallState {
         let plugin = self.plugin_name();
         let store = self.call()?.node.plugin_data.clone();
         check_key(&key)?;
-        blocking(move || store.kv_get(&plugin, &key)).await
+        blocking(move || store.kv_get(&plugin, &key))
+            .await?
+            .map_err(failed)
     }
 
     async fn kv_set(
@@ -296,7 +297,9 @@ impl data::Host for CallState {
         }
         let plugin = self.plugin_name();
         let store = self.call()?.node.plugin_data.clone();
-        blocking(move || store.kv_set(&plugin, &key, &value, ttl_s)).await
+        blocking(move || store.kv_set(&plugin, &key, &value, ttl_s))
+            .await?
+            .map_err(failed)
     }
 
     async fn kv_delete(&mut self, key: String) -> Result<(), CallError> {
@@ -304,7 +307,9 @@ impl data::Host for CallState {
         check_key(&key)?;
         let plugin = self.plugin_name();
         let store = self.call()?.node.plugin_data.clone();
-        blocking(move || store.kv_delete(&plugin, &key)).await
+        blocking(move || store.kv_delete(&plugin, &key))
+            .await?
+            .map_err(failed)
     }
 
     async fn now_ms(&mut self) -> u64 {
@@ -327,7 +332,9 @@ impl data::Host for CallState {
             ));
         }
         let store = self.call()?.node.plugin_data.clone();
-        let rows = blocking(move || store.call_history(&number, limit.clamp(1, 50))).await?;
+        let rows = blocking(move || store.call_history(&number, limit.clamp(1, 50)))
+            .await?
+            .map_err(failed)?;
         Ok(rows
             .into_iter()
             .map(|r| data::PastCall {
@@ -347,13 +354,4 @@ fn check_key(key: &str) -> Result<(), CallError> {
         return Err(CallError::InvalidArgument("key of 1-256 bytes".into()));
     }
     Ok(())
-}
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, crate::store::StoreError> + Send + 'static,
-) -> Result<T, CallError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| CallError::Failed(e.to_string()))?
-        .map_err(|e| CallError::Failed(e.to_string()))
 }

@@ -113,7 +113,7 @@ impl Grants {
 
     /// The capabilities as manifest strings, comma-separated.
     pub fn describe(&self) -> String {
-        self.0.iter().map(describe).collect::<Vec<_>>().join(", ")
+        self.list().join(", ")
     }
 
     /// The capabilities as manifest strings.

@@ -112,7 +112,7 @@ pub struct LoadedPlugin {
     /// The name routes use (from the node's config).
     pub name: String,
     pub manifest: Checked,
-    /// SHA-256-free identity for the API: size and load time of the component.
+    /// Size of the component and when it was installed (shown by the API).
     pub bytes: usize,
     pub loaded_at_ms: i64,
     pre: CallPluginPre<CallState>,
@@ -360,6 +360,18 @@ impl PluginHost {
         }
         start.elapsed().as_secs_f64() * 1e6 / n as f64
     }
+}
+
+/// Runs blocking work (SQLite, files, a synthesizer) off the async threads.
+pub(crate) async fn blocking<R: Send + 'static>(
+    f: impl FnOnce() -> R + Send + 'static,
+) -> Result<R, CallError> {
+    tokio::task::spawn_blocking(f).await.map_err(failed)
+}
+
+/// A node-side failure as the plugin sees it.
+pub(crate) fn failed(e: impl std::fmt::Display) -> CallError {
+    CallError::Failed(e.to_string())
 }
 
 /// A call-info for benchmarks and checks.

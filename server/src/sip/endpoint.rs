@@ -683,24 +683,16 @@ impl Endpoint {
 
     /// Sends 180 Ringing (call control found a route).
     pub fn ringing(&mut self, call_id: &str) {
-        let Some(peer) = self.dialogs.get(call_id).map(|d| d.peer) else {
-            return;
-        };
-        let contact = format!("Contact: <sip:hookline@{}>", self.local_for(peer));
-        let Some(d) = self.dialogs.get_mut(call_id) else {
-            return;
-        };
-        if !matches!(d.state, State::Early) {
-            return;
-        }
-        let data = message::response(&d.echo, 180, Some(&d.local_tag), &[contact], None);
-        d.last_response = data.clone();
-        let peer = d.peer;
-        self.send(peer, data);
+        self.provisional(call_id, 180, None);
     }
 
     /// Early media: 183 Session Progress with the SDP answer, the call not yet answered.
     pub fn early_media(&mut self, call_id: &str, sdp: &str) {
+        self.provisional(call_id, 183, Some(("application/sdp", sdp)));
+    }
+
+    /// A provisional response on an unanswered call (kept for INVITE retransmissions).
+    fn provisional(&mut self, call_id: &str, code: u16, body: Option<(&str, &str)>) {
         let Some(peer) = self.dialogs.get(call_id).map(|d| d.peer) else {
             return;
         };
@@ -711,13 +703,7 @@ impl Endpoint {
         if !matches!(d.state, State::Early) {
             return;
         }
-        let data = message::response(
-            &d.echo,
-            183,
-            Some(&d.local_tag),
-            &[contact],
-            Some(("application/sdp", sdp)),
-        );
+        let data = message::response(&d.echo, code, Some(&d.local_tag), &[contact], body);
         d.last_response = data.clone();
         let peer = d.peer;
         self.send(peer, data);

@@ -31,13 +31,9 @@ impl Plugin for Template {
     }
 
     fn handle_call(info: CallInfo) -> Result<(), String> {
-        let config: Config =
-            serde_json::from_str(&info.config).map_err(|e| format!("bad config: {e}"))?;
-        match run(&config) {
-            // A hang-up is the normal end of a call, not an error.
-            Ok(()) | Err(CallError::HungUp) => Ok(()),
-            Err(e) => Err(e.to_string()),
-        }
+        let config: Config = hookline_sdk::config(&info)?;
+        // A hang-up is the normal end of a call, not an error.
+        hookline_sdk::finish(run(&config))
     }
 }
 
