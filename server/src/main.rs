@@ -116,11 +116,12 @@ fn main() -> anyhow::Result<()> {
         } => {
             let config = hookline::config::Config::load(&config)?;
             let catalog = node::load_catalog(&config)?;
+            let voices = node::load_voices(&config);
             let mut langs = vec![config.prompts.language.clone()];
             langs.extend(config.prompts.languages.iter().cloned());
             langs.dedup();
             for lang in &langs {
-                let set = node::prepare_language(&config, &catalog, &data, lang)?;
+                let set = node::prepare_language(&config, &catalog, &data, lang, &voices)?;
                 println!("{} prompts ({lang}) ready in {}", set.len(), data.display());
             }
             Ok(())

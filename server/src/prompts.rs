@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use thiserror::Error;
 
@@ -14,7 +13,7 @@ use crate::media::prompt::{Prompt, PromptSet};
 pub enum CatalogError {
     #[error("cannot read prompt catalog {path}: {message}")]
     Read { path: String, message: String },
-    #[error("espeak-ng failed for prompt {id} ({lang}): {message}")]
+    #[error("speech synthesis failed for prompt {id} ({lang}): {message}")]
     Synth {
         id: String,
         lang: String,
@@ -56,7 +55,15 @@ pub fn cache_path(data_dir: &Path, lang: &str, id: &str) -> PathBuf {
 }
 
 /// Renders every catalog text of `lang` that is missing or changed. Returns how many were rendered.
-pub fn render(catalog: &Catalog, data_dir: &Path, lang: &str) -> Result<usize, CatalogError> {
+pub fn render(
+    catalog: &Catalog,
+    data_dir: &Path,
+    lang: &str,
+    voices: &crate::speech::tts::Voices,
+) -> Result<usize, CatalogError> {
+    use crate::speech::tts::Synthesizer;
+    // The stamp names the voice too: installing Piper re-renders English.
+    let voice = voices.voice_name(lang);
     let mut rendered = 0;
     for (id, texts) in &catalog.prompts {
         let Some(text) = texts.get(lang) else {
@@ -64,7 +71,9 @@ pub fn render(catalog: &Catalog, data_dir: &Path, lang: &str) -> Result<usize, C
         };
         let wav = cache_path(data_dir, lang, id);
         let stamp = wav.with_extension("txt");
-        if wav.exists() && std::fs::read_to_string(&stamp).ok().as_deref() == Some(text.as_str()) {
+        let stamped = format!("{voice}\n{text}");
+        if wav.exists() && std::fs::read_to_string(&stamp).ok().as_deref() == Some(stamped.as_str())
+        {
             continue;
         }
         let dir = wav.parent().unwrap_or(data_dir);
@@ -77,23 +86,31 @@ pub fn render(catalog: &Catalog, data_dir: &Path, lang: &str) -> Result<usize, C
             lang: lang.to_string(),
             message,
         };
-        let out = Command::new("espeak-ng")
-            .args(["-v", lang, "-s", "165", "-w"])
-            .arg(&wav)
-            .arg("--")
-            .arg(text)
-            .output()
-            .map_err(|e| synth_err(format!("{e} (install espeak-ng)")))?;
-        if !out.status.success() {
-            return Err(synth_err(String::from_utf8_lossy(&out.stderr).into_owned()));
-        }
-        std::fs::write(&stamp, text).map_err(|source| CatalogError::Io {
+        let pcm = voices
+            .synthesize(text, lang)
+            .map_err(|e| synth_err(e.to_string()))?;
+        write_wav(&wav, &pcm).map_err(|e| synth_err(format!("{}: {e}", wav.display())))?;
+        std::fs::write(&stamp, stamped).map_err(|source| CatalogError::Io {
             path: stamp.display().to_string(),
             source,
         })?;
         rendered += 1;
     }
     Ok(rendered)
+}
+
+fn write_wav(path: &Path, pcm: &[i16]) -> Result<(), hound::Error> {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: crate::media::prompt::RATE,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(path, spec)?;
+    for s in pcm {
+        w.write_sample(*s)?;
+    }
+    w.finalize()
 }
 
 /// Loads a language's prompts: recorded overrides first, then the rendered cache.

@@ -1,6 +1,6 @@
 //! A voice menu with retries: the pattern every IVR repeats.
 
-use crate::media::{self, CollectOptions, PlayItem};
+use crate::media::{self, CollectOptions, PlayItem, SpeechOptions};
 use crate::CallError;
 
 /// A one-key menu: prompts played with barge-in, then a wait for one key.
@@ -49,5 +49,46 @@ impl Menu<'_> {
             Some(k) if got.valid => MenuOutcome::Chosen(k),
             _ => MenuOutcome::NoChoice,
         })
+    }
+
+    /// Like `run`, but the caller may also say a choice: `spoken` maps
+    /// phrases to keys ("sales" -> '1'). Needs the "speech" grant; where the
+    /// node has no recognizer for the call's language (or the grant is
+    /// missing) the menu takes keys only.
+    pub fn run_spoken(&self, spoken: &[(String, char)]) -> Result<MenuOutcome, CallError> {
+        if spoken.is_empty() {
+            return self.run();
+        }
+        let phrases: Vec<String> = spoken.iter().map(|(p, _)| p.clone()).collect();
+        for attempt in 0..self.attempts.max(1) {
+            let heard = media::collect_speech(&SpeechOptions {
+                prompts: self.prompts.to_vec(),
+                language: None,
+                phrases: phrases.clone(),
+                timeout_ms: self.timeout_ms,
+                max_ms: 5000,
+            });
+            let heard = match heard {
+                Err(CallError::Unavailable | CallError::NotAllowed) if attempt == 0 => {
+                    return self.run()
+                }
+                other => other?,
+            };
+            let key = match (&heard.digit, heard.phrase) {
+                (Some(d), _) => d.chars().next(),
+                (None, Some(i)) => spoken.get(i as usize).map(|(_, k)| *k),
+                (None, None) => None,
+            };
+            match key {
+                Some(k) if self.choices.contains(k) => return Ok(MenuOutcome::Chosen(k)),
+                _ if heard.digit.is_none() && heard.text.is_empty() => {
+                    media::play(self.timeout_prompts, true)?;
+                }
+                _ => {
+                    media::play(self.invalid_prompts, true)?;
+                }
+            }
+        }
+        Ok(MenuOutcome::NoChoice)
     }
 }

@@ -52,6 +52,9 @@ pub struct LanguageOption {
 #[derive(Debug, Deserialize)]
 pub struct MenuOption {
     pub digit: char,
+    /// Phrases the caller may say instead of pressing the key ("sales").
+    #[serde(default)]
+    pub say: Vec<String>,
     #[serde(flatten)]
     pub branch: Branch,
 }
@@ -99,7 +102,7 @@ impl Plugin for Ivr {
     fn manifest() -> Manifest {
         let mut m = hookline_sdk::manifest("ivr", env!("CARGO_PKG_VERSION"));
         // Branches may hand calls to any plugin the operator allows.
-        m.needs = vec!["hand-over:*".into()];
+        m.needs = vec!["hand-over:*".into(), "speech".into()];
         m.config_schema = vec![
             field("greeting", "list", false, "prompt ids played first"),
             field("menu", "list", false, "prompt ids announcing the choices"),
@@ -107,7 +110,12 @@ impl Plugin for Ivr {
             field("no_input", "list", false, "prompt ids after silence"),
             field("attempts", "number", false, "times the menu is offered"),
             field("timeout_ms", "number", false, "wait for a key"),
-            field("options", "list", false, "{digit, name, prompts, dial}"),
+            field(
+                "options",
+                "list",
+                false,
+                "{digit, say, name, prompts, dial}: say = phrases spoken instead of the key",
+            ),
             field("fallback", "object", true, "branch when no choice was made"),
             field("ring_ms", "number", false, "ringing before answer"),
             field(
@@ -154,7 +162,12 @@ fn run(config: &IvrConfig, callee: &str) -> Result<(), CallError> {
         invalid_prompts: &invalid,
         timeout_prompts: &no_input,
     };
-    let branch = match menu.run()? {
+    let spoken: Vec<(String, char)> = config
+        .options
+        .iter()
+        .flat_map(|o| o.say.iter().map(move |p| (p.clone(), o.digit)))
+        .collect();
+    let branch = match menu.run_spoken(&spoken)? {
         MenuOutcome::Chosen(key) => config
             .options
             .iter()

@@ -7,6 +7,7 @@ pub mod dial;
 pub mod record;
 pub mod schedule;
 pub mod session;
+pub mod speech;
 pub mod verbs;
 
 use std::collections::HashMap;
@@ -84,6 +85,8 @@ pub struct Node {
     pub prompt_sets: HashMap<String, Arc<PromptSet>>,
     /// Speech for `say` items (cached).
     pub tts: Arc<crate::speech::tts::Tts>,
+    /// Speech recognizers by language (models loaded once, shared by calls).
+    pub recognizers: crate::speech::asr::Recognizers,
     /// Plugins' key-value data, recordings, call history.
     pub plugin_data: crate::store::plugin_data::PluginData,
     pub data_dir: std::path::PathBuf,

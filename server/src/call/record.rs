@@ -53,6 +53,7 @@ impl CallSession {
             path: a.path.display().to_string(),
             duration_ms: duration_ms as u64,
             created_ms: crate::store::now_ms(),
+            transcript: None,
         };
         let data = self.node.plugin_data.clone();
         blocking(move || data.recording_saved(&row))
@@ -117,12 +118,37 @@ impl CallSession {
             }
         };
         let duration_ms = self.finish_recording(&active, "message").await?;
+        self.transcribe(&active);
         Ok(Recording {
             id: active.id,
             duration_ms,
             end,
             terminator,
         })
+    }
+
+    /// Transcribes a message in the background (the caller need not wait);
+    /// the text lands in the recordings table. Nothing happens where the
+    /// node has no recognizer for the call's language.
+    fn transcribe(&self, a: &Active) {
+        if !self.node.config.speech.transcribe {
+            return;
+        }
+        let Some(engine) = self.node.recognizers.get(&self.language) else {
+            return;
+        };
+        let (id, path, data) = (a.id.clone(), a.path.clone(), self.node.plugin_data.clone());
+        tokio::task::spawn_blocking(move || {
+            let text = crate::speech::transcribe_file(engine.as_ref(), &path);
+            match text.map_err(|e| e.to_string()).and_then(|t| {
+                data.recording_transcribed(&id, &t)
+                    .map(|_| t)
+                    .map_err(|e| e.to_string())
+            }) {
+                Ok(t) => tracing::info!("recording {id} transcribed: {t:?}"),
+                Err(e) => tracing::warn!("recording {id}: no transcript: {e}"),
+            }
+        });
     }
 
     pub async fn start_session_recording(&mut self) -> Result<String, CallError> {

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
 use super::collect::{CollectSpec, DigitCollector, End};
+use super::verbs::Piece;
 use super::{Node, SipCommand};
 use crate::codec::g711::G711;
 use crate::media::prompt::PromptSet;
@@ -63,7 +64,7 @@ pub struct CallSession {
     /// Why the call ended, once it has (caller gone or plugin hung up).
     pub ended: Option<String>,
     digits: VecDeque<char>,
-    next_token: u64,
+    pub(crate) next_token: u64,
     /// The route path for the call record.
     pub path: Vec<String>,
     /// What the call was routed with (hand-overs reuse it).
@@ -291,7 +292,7 @@ impl CallSession {
         barge_in: bool,
     ) -> Result<bool, CallError> {
         self.check_live()?;
-        let prompts = self.resolve(items).await?;
+        let pieces = self.resolve_pieces(items, true).await?;
         if !self.early {
             self.answer()?;
         }
@@ -299,7 +300,79 @@ impl CallSession {
             return Ok(true); // type-ahead: the caller already chose
         }
         self.mark_items(items);
-        self.play_prompts(prompts, barge_in).await
+        if pieces.iter().all(|p| matches!(p, Piece::Ready(_))) {
+            let prompts = pieces
+                .into_iter()
+                .filter_map(|p| match p {
+                    Piece::Ready(p) => Some(p),
+                    Piece::Say { .. } => None,
+                })
+                .collect();
+            return self.play_prompts(prompts, barge_in).await;
+        }
+        self.play_streamed(pieces, barge_in).await
+    }
+
+    /// Plays pieces whose speech is still being synthesised: each sentence
+    /// goes out as soon as it is made, so a long text starts at once.
+    async fn play_streamed(
+        &mut self,
+        pieces: Vec<Piece>,
+        barge_in: bool,
+    ) -> Result<bool, CallError> {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let tts = self.node.tts.clone();
+        let call = self.call_id.clone();
+        tokio::task::spawn_blocking(move || {
+            for piece in pieces {
+                match piece {
+                    Piece::Ready(p) => {
+                        if tx.send(p).is_err() {
+                            return;
+                        }
+                    }
+                    Piece::Say { text, language } => {
+                        let sent = tts.say_stream(&text, &language, &mut |p| {
+                            let _ = tx.send(p);
+                        });
+                        if let Err(e) = sent {
+                            tracing::warn!(%call, "say: {e}");
+                        }
+                    }
+                }
+            }
+        });
+        self.next_token += 1;
+        let token = self.next_token;
+        self.media.play_open(self.leg, Vec::new(), token);
+        let mut open = true;
+        loop {
+            tokio::select! {
+                piece = rx.recv(), if open => {
+                    if piece.is_none() {
+                        open = false;
+                    }
+                    self.media.append(self.leg, token, piece);
+                }
+                ev = self.next_event() => match ev {
+                    CallEvent::Media(MediaEvent::PlayDone { token: t, .. }) if t == token => {
+                        return Ok(false)
+                    }
+                    CallEvent::Media(MediaEvent::Dtmf(k)) => {
+                        self.digits.push_back(k);
+                        if barge_in {
+                            self.media.stop(self.leg);
+                            return Ok(true);
+                        }
+                    }
+                    ev @ CallEvent::Ended(_) => {
+                        self.absorb(ev);
+                        return Err(CallError::HungUp);
+                    }
+                    ev => self.absorb(ev),
+                }
+            }
+        }
     }
 
     /// Notes what is played in the call record.

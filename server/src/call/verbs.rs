@@ -19,6 +19,12 @@ const MAX_GENERATED_MS: u32 = 60_000;
 /// Most items in one play request.
 const MAX_ITEMS: usize = 64;
 
+/// One thing to play: audio at hand, or text still to be spoken.
+pub(crate) enum Piece {
+    Ready(Arc<Prompt>),
+    Say { text: String, language: String },
+}
+
 impl CallSession {
     /// Turns play items into audio, in order. Speech is synthesised (cached)
     /// and recordings are read on a blocking thread.
@@ -26,6 +32,24 @@ impl CallSession {
         &mut self,
         items: &[PlayItem],
     ) -> Result<Vec<Arc<Prompt>>, CallError> {
+        Ok(self
+            .resolve_pieces(items, false)
+            .await?
+            .into_iter()
+            .filter_map(|p| match p {
+                Piece::Ready(p) => Some(p),
+                Piece::Say { .. } => None,
+            })
+            .collect())
+    }
+
+    /// Like `resolve`, but with `defer_speech` text not said before is left
+    /// for the player to stream (`Piece::Say`).
+    pub(crate) async fn resolve_pieces(
+        &mut self,
+        items: &[PlayItem],
+        defer_speech: bool,
+    ) -> Result<Vec<Piece>, CallError> {
         if items.len() > MAX_ITEMS {
             return Err(CallError::InvalidArgument(format!(
                 "at most {MAX_ITEMS} items per play"
@@ -45,6 +69,25 @@ impl CallSession {
                     .ok_or_else(|| {
                         CallError::InvalidArgument(format!("unknown prompt id {id:?}"))
                     })?,
+                PlayItem::Say(t) if defer_speech => {
+                    let lang = t.language.clone().unwrap_or_else(|| self.language.clone());
+                    if t.text.len() > crate::speech::tts::MAX_TEXT {
+                        return Err(CallError::InvalidArgument(format!(
+                            "text longer than {} bytes",
+                            crate::speech::tts::MAX_TEXT
+                        )));
+                    }
+                    match self.node.tts.cached(&t.text, &lang) {
+                        Some(p) => p,
+                        None => {
+                            out.push(Piece::Say {
+                                text: t.text.clone(),
+                                language: lang,
+                            });
+                            continue;
+                        }
+                    }
+                }
                 PlayItem::Say(t) => {
                     let lang = t.language.clone().unwrap_or_else(|| self.language.clone());
                     let tts = self.node.tts.clone();
@@ -83,7 +126,7 @@ impl CallSession {
                 }
                 PlayItem::Recording(id) => self.load_recording(id).await?,
             };
-            out.push(p);
+            out.push(Piece::Ready(p));
         }
         Ok(out)
     }

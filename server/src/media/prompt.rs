@@ -110,6 +110,9 @@ impl Prompt {
 
 /// Resamples a whole mono signal with rubato (used at load time only).
 pub fn resample(input: &[f32], from: u32, to: u32) -> Result<Vec<f32>, String> {
+    if input.is_empty() {
+        return Ok(Vec::new());
+    }
     let chunk = 1024;
     let mut r = FftFixedIn::<f32>::new(from as usize, to as usize, chunk, 2, 1)
         .map_err(|e| e.to_string())?;
@@ -126,10 +129,12 @@ pub fn resample(input: &[f32], from: u32, to: u32) -> Result<Vec<f32>, String> {
         pos += n;
     }
     // Flush the tail and the filter delay.
-    let res = r
-        .process_partial(Some(&[&input[pos..]]), None)
-        .map_err(|e| e.to_string())?;
-    out.extend_from_slice(&res[0]);
+    if pos < input.len() {
+        let res = r
+            .process_partial(Some(&[&input[pos..]]), None)
+            .map_err(|e| e.to_string())?;
+        out.extend_from_slice(&res[0]);
+    }
     while out.len() < expected + delay {
         let res = r
             .process_partial::<&[f32]>(None, None)

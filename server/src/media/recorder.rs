@@ -126,11 +126,24 @@ fn write(o: &mut Open, samples: &[i16]) -> Result<(), hound::Error> {
     o.wav.flush()
 }
 
-/// A recording tap on one leg (lives on the media thread).
+/// Where a tap's audio goes.
+enum Sink {
+    /// A WAV file, through the writer thread.
+    File(Sender<WriterMsg>),
+    /// A listener (speech recognition), in chunks of a few frames.
+    Stream(Sender<Vec<i16>>),
+}
+
+/// Frames per chunk sent to a listener (100 ms: recognition keeps up with speech).
+const STREAM_FRAMES: usize = 5;
+
+/// A recording or listening tap on one leg (lives on the media thread).
 pub struct Tap {
     pub handle: RecordingHandle,
     stereo: bool,
-    writer: Sender<WriterMsg>,
+    sink: Sink,
+    /// Chunk length that triggers a flush.
+    flush_at: usize,
     /// Audio heard from the leg's peer and sent to it since the last tick.
     rx: Vec<i16>,
     tx: Vec<i16>,
@@ -154,11 +167,29 @@ impl Tap {
         Tap {
             handle,
             stereo,
-            writer,
+            sink: Sink::File(writer),
+            flush_at: CHUNK * channels - FRAME * 2,
             rx: Vec::with_capacity(2 * FRAME),
             tx: Vec::with_capacity(2 * FRAME),
             chunk: Vec::with_capacity(CHUNK * channels),
             silence_frames: (silence_ms > 0).then(|| (silence_ms / 20).max(1)),
+            voice_frames: 0,
+            quiet_frames: 0,
+            silence_reported: false,
+        }
+    }
+
+    /// A tap that hands the peer's audio to a listener as it arrives.
+    pub fn stream(handle: RecordingHandle, listener: Sender<Vec<i16>>) -> Tap {
+        Tap {
+            handle,
+            stereo: false,
+            sink: Sink::Stream(listener),
+            flush_at: STREAM_FRAMES * FRAME,
+            rx: Vec::with_capacity(2 * FRAME),
+            tx: Vec::new(),
+            chunk: Vec::with_capacity(STREAM_FRAMES * FRAME),
+            silence_frames: None,
             voice_frames: 0,
             quiet_frames: 0,
             silence_reported: false,
@@ -199,7 +230,7 @@ impl Tap {
         } else {
             self.chunk.extend_from_slice(&frame);
         }
-        if self.chunk.len() >= self.chunk.capacity() - FRAME * 2 {
+        if self.chunk.len() >= self.flush_at {
             self.flush();
         }
         let level = frame.iter().map(|s| s.unsigned_abs() as u32).sum::<u32>() / FRAME as u32;
@@ -223,10 +254,15 @@ impl Tap {
         if !self.chunk.is_empty() {
             let cap = self.chunk.capacity();
             let samples = std::mem::replace(&mut self.chunk, Vec::with_capacity(cap));
-            let _ = self.writer.send(WriterMsg::Data {
-                handle: self.handle,
-                samples,
-            });
+            let _ = match &self.sink {
+                Sink::File(w) => w
+                    .send(WriterMsg::Data {
+                        handle: self.handle,
+                        samples,
+                    })
+                    .is_ok(),
+                Sink::Stream(l) => l.send(samples).is_ok(),
+            };
         }
     }
 
@@ -237,10 +273,19 @@ impl Tap {
             self.tick();
         }
         self.flush();
-        let _ = self.writer.send(WriterMsg::Close {
-            handle: self.handle,
-            done,
-        });
+        match &self.sink {
+            Sink::File(w) => {
+                let _ = w.send(WriterMsg::Close {
+                    handle: self.handle,
+                    done,
+                });
+            }
+            Sink::Stream(_) => {
+                if let Some(done) = done {
+                    let _ = done.send(Ok(0));
+                }
+            }
+        }
     }
 }
 

@@ -86,6 +86,14 @@ enum Command {
         leg: LegId,
         prompts: Vec<Arc<Prompt>>,
         token: u64,
+        /// More audio follows with `Append` (streamed speech).
+        open: bool,
+    },
+    /// The next piece of an open play; `None` closes it.
+    Append {
+        leg: LegId,
+        token: u64,
+        prompt: Option<Arc<Prompt>>,
     },
     Stop {
         leg: LegId,
@@ -288,7 +296,24 @@ impl MediaEngine {
             leg,
             prompts,
             token,
+            open: false,
         });
+    }
+
+    /// Starts a play whose audio is still being made: pieces follow with
+    /// `append`, and `PlayDone` comes after `append(.., None)` and the last
+    /// piece played. A gap between pieces is silence, not the end.
+    pub fn play_open(&self, leg: LegId, prompts: Vec<Arc<Prompt>>, token: u64) {
+        let _ = self.shard(leg).send(Command::Play {
+            leg,
+            prompts,
+            token,
+            open: true,
+        });
+    }
+
+    pub fn append(&self, leg: LegId, token: u64, prompt: Option<Arc<Prompt>>) {
+        let _ = self.shard(leg).send(Command::Append { leg, token, prompt });
     }
 
     pub fn stop(&self, leg: LegId) {
@@ -318,6 +343,19 @@ impl MediaEngine {
             tap: Box::new(tap),
         });
         handle
+    }
+
+    /// Hands the leg's received audio to a listener (speech recognition)
+    /// until `stop_record` with the returned handle.
+    pub fn listen(&self, leg: LegId) -> (RecordingHandle, crossbeam_channel::Receiver<Vec<i16>>) {
+        static NEXT: AtomicU64 = AtomicU64::new(1 << 62);
+        let handle = NEXT.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let _ = self.shard(leg).send(Command::Record {
+            leg,
+            tap: Box::new(Tap::stream(handle, tx)),
+        });
+        (handle, rx)
     }
 
     /// Stops a recording; the receiver gets the samples per channel written.
@@ -378,6 +416,8 @@ struct Leg {
     seq: u16,
     timestamp: u32,
     queue: VecDeque<Arc<Prompt>>,
+    /// The play is open: an empty queue waits for more.
+    streaming: bool,
     pos: usize,
     token: u64,
     talking: bool,
@@ -414,6 +454,7 @@ impl Leg {
             seq: rand::random(),
             timestamp: rand::random(),
             queue: VecDeque::new(),
+            streaming: false,
             pos: 0,
             token: 0,
             talking: false,
@@ -440,6 +481,7 @@ impl Leg {
 
     fn finish_play(&mut self, interrupted: bool) {
         self.looped.clear();
+        self.streaming = false;
         if std::mem::take(&mut self.playing) {
             self.queue.clear();
             self.pos = 0;
@@ -799,7 +841,9 @@ impl Leg {
         }
         if self.queue.is_empty() {
             if self.looped.is_empty() {
-                self.finish_play(false);
+                if !self.streaming {
+                    self.finish_play(false);
+                }
             } else {
                 self.queue.extend(self.looped.iter().cloned());
             }
@@ -922,18 +966,36 @@ impl Worker {
                         l.looped = l.queue.iter().cloned().collect();
                     }
                 }
+                Ok(Command::Append { leg, token, prompt }) => {
+                    if let Some(l) = self.leg(leg) {
+                        if l.playing && l.token == token && l.streaming {
+                            match prompt {
+                                Some(p) if !p.ulaw.is_empty() => l.queue.push_back(p),
+                                Some(_) => {}
+                                None => {
+                                    l.streaming = false;
+                                    if l.queue.is_empty() {
+                                        l.finish_play(false);
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
                 Ok(Command::Play {
                     leg,
                     prompts,
                     token,
+                    open,
                 }) => {
                     if let Some(l) = self.leg(leg) {
                         l.finish_play(true);
                         l.queue = prompts.into_iter().filter(|p| !p.ulaw.is_empty()).collect();
                         l.pos = 0;
                         l.token = token;
-                        l.playing = !l.queue.is_empty();
-                        if l.queue.is_empty() {
+                        l.streaming = open;
+                        l.playing = !l.queue.is_empty() || open;
+                        if !l.playing {
                             (l.setup.events)(MediaEvent::PlayDone {
                                 token,
                                 interrupted: false,

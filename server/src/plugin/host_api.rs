@@ -76,11 +76,10 @@ impl media::Host for CallState {
 
     async fn collect_speech(
         &mut self,
-        _options: media::SpeechOptions,
+        options: media::SpeechOptions,
     ) -> Result<media::Recognized, CallError> {
-        self.call()?.check_live()?;
         self.granted(&Capability::Speech)?;
-        Err(CallError::Unavailable)
+        self.call()?.collect_speech(&options).await
     }
 
     async fn record(

@@ -20,6 +20,75 @@ pub enum TtsError {
 /// Something that turns text into 8 kHz speech.
 pub trait Synthesizer: Send + Sync {
     fn synthesize(&self, text: &str, language: &str) -> Result<Vec<i16>, TtsError>;
+
+    /// Hands audio to `sink` as it is made (engines that can, a sentence at
+    /// a time); the default makes it all first.
+    fn synthesize_stream(
+        &self,
+        text: &str,
+        language: &str,
+        sink: &mut dyn FnMut(Vec<i16>),
+    ) -> Result<(), TtsError> {
+        sink(self.synthesize(text, language)?);
+        Ok(())
+    }
+
+    /// Names the voice in render stamps and logs.
+    fn name(&self) -> &'static str;
+}
+
+/// Piper where a language has a voice, espeak-ng otherwise (and when Piper fails).
+pub struct Voices {
+    pub piper: HashMap<String, super::piper::Piper>,
+    pub espeak: Espeak,
+}
+
+impl Voices {
+    fn piper_for(&self, language: &str) -> Option<&super::piper::Piper> {
+        self.piper
+            .get(language.split(['-', '_']).next().unwrap_or_default())
+    }
+
+    /// The voice used for a language.
+    pub fn voice_name(&self, language: &str) -> &'static str {
+        match self.piper_for(language) {
+            Some(p) => p.name(),
+            None => self.espeak.name(),
+        }
+    }
+}
+
+impl Synthesizer for Voices {
+    fn synthesize(&self, text: &str, language: &str) -> Result<Vec<i16>, TtsError> {
+        let mut all = Vec::new();
+        self.synthesize_stream(text, language, &mut |c| all.extend(c))?;
+        Ok(all)
+    }
+
+    fn synthesize_stream(
+        &self,
+        text: &str,
+        language: &str,
+        sink: &mut dyn FnMut(Vec<i16>),
+    ) -> Result<(), TtsError> {
+        if let Some(p) = self.piper_for(language) {
+            let mut sent = false;
+            match p.synthesize_stream(text, language, &mut |c| {
+                sent = true;
+                sink(c)
+            }) {
+                Ok(()) => return Ok(()),
+                // Half a sentence already played: do not start over in another voice.
+                Err(e) if sent => return Err(e),
+                Err(e) => tracing::warn!("{e}; falling back to espeak-ng"),
+            }
+        }
+        self.espeak.synthesize_stream(text, language, sink)
+    }
+
+    fn name(&self) -> &'static str {
+        "voices"
+    }
 }
 
 /// espeak-ng (Debian package), offline, every language the node needs.
@@ -29,6 +98,10 @@ pub struct Espeak;
 const ESPEAK_LANGUAGES: &[&str] = &["en", "ru", "uk", "bg", "de", "fr", "es", "it", "pl", "kk"];
 
 impl Synthesizer for Espeak {
+    fn name(&self) -> &'static str {
+        "espeak-ng"
+    }
+
     fn synthesize(&self, text: &str, language: &str) -> Result<Vec<i16>, TtsError> {
         let lang = language.split(['-', '_']).next().unwrap_or("en");
         if !ESPEAK_LANGUAGES.contains(&lang) {
@@ -84,12 +157,12 @@ const MAX_CACHED: usize = 2000;
 
 /// A synthesizer with a shared cache.
 pub struct Tts {
-    engine: Box<dyn Synthesizer>,
+    engine: Arc<dyn Synthesizer>,
     cache: Mutex<HashMap<(String, String), Arc<Prompt>>>,
 }
 
 impl Tts {
-    pub fn new(engine: Box<dyn Synthesizer>) -> Tts {
+    pub fn new(engine: Arc<dyn Synthesizer>) -> Tts {
         Tts {
             engine,
             cache: Mutex::new(HashMap::new()),
@@ -98,21 +171,43 @@ impl Tts {
 
     /// The text as a prompt (cached). Blocking: call from a blocking thread.
     pub fn say(&self, text: &str, language: &str) -> Result<Arc<Prompt>, TtsError> {
+        self.say_stream(text, language, &mut |_| {})
+    }
+
+    /// The cached prompt for this text, if it was said before.
+    pub fn cached(&self, text: &str, language: &str) -> Option<Arc<Prompt>> {
+        self.cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&(language.to_string(), text.to_string()))
+            .cloned()
+    }
+
+    /// Says the text, handing each piece to `piece` as soon as it is made
+    /// (the first sentence plays while the rest is synthesised); returns
+    /// the whole, now cached. Blocking.
+    pub fn say_stream(
+        &self,
+        text: &str,
+        language: &str,
+        piece: &mut dyn FnMut(Arc<Prompt>),
+    ) -> Result<Arc<Prompt>, TtsError> {
         if text.len() > MAX_TEXT {
             return Err(TtsError::Failed(format!(
                 "text longer than {MAX_TEXT} bytes"
             )));
         }
-        let key = (language.to_string(), text.to_string());
-        if let Some(p) = self
-            .cache
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&key)
-        {
-            return Ok(p.clone());
+        if let Some(p) = self.cached(text, language) {
+            piece(p.clone());
+            return Ok(p);
         }
-        let pcm = self.engine.synthesize(text, language)?;
+        let mut pcm = Vec::new();
+        self.engine
+            .synthesize_stream(text, language, &mut |chunk| {
+                piece(Arc::new(Prompt::from_pcm("tts", chunk.clone())));
+                pcm.extend(chunk);
+            })?;
+        let key = (language.to_string(), text.to_string());
         let prompt = Arc::new(Prompt::from_pcm("tts", pcm));
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         if cache.len() >= MAX_CACHED {
@@ -129,7 +224,7 @@ mod tests {
 
     #[test]
     fn espeak_says_a_sentence_at_8khz_and_caches_it() {
-        let tts = Tts::new(Box::new(Espeak));
+        let tts = Tts::new(Arc::new(Espeak));
         let a = tts.say("Leave a message after the tone.", "en").unwrap();
         assert!(a.pcm.len() > 8000, "{} samples", a.pcm.len());
         let b = tts.say("Leave a message after the tone.", "en").unwrap();

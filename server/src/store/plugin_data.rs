@@ -45,6 +45,8 @@ pub struct RecordingRow {
     pub path: String,
     pub duration_ms: u64,
     pub created_ms: i64,
+    /// What was said (messages, where the node has a recognizer).
+    pub transcript: Option<String>,
 }
 
 /// A past call for `call-history`.
@@ -74,6 +76,14 @@ impl PluginData {
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;
+        // Added after the first release: databases from before get the column.
+        let has_transcript = conn
+            .prepare("SELECT transcript FROM recordings LIMIT 0")
+            .is_ok();
+        if !has_transcript {
+            conn.execute_batch("ALTER TABLE recordings ADD COLUMN transcript TEXT")
+                .map_err(err)?;
+        }
         Ok(PluginData {
             conn: Arc::new(Mutex::new(conn)),
             path: path.display().to_string(),
@@ -147,11 +157,21 @@ impl PluginData {
         })
     }
 
+    pub fn recording_transcribed(&self, id: &str, text: &str) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE recordings SET transcript = ?2 WHERE id = ?1",
+                params![id, text],
+            )
+            .map(|_| ())
+        })
+    }
+
     pub fn recordings(&self, limit: u32) -> Result<Vec<RecordingRow>, StoreError> {
         self.with(|c| {
             let mut st = c.prepare(
-                "SELECT id, call_id, plugin, kind, path, duration_ms, created_ms FROM recordings
-                 ORDER BY created_ms DESC LIMIT ?1",
+                "SELECT id, call_id, plugin, kind, path, duration_ms, created_ms, transcript
+                 FROM recordings ORDER BY created_ms DESC LIMIT ?1",
             )?;
             let rows = st.query_map([limit], |r| {
                 Ok(RecordingRow {
@@ -162,6 +182,7 @@ impl PluginData {
                     path: r.get(4)?,
                     duration_ms: r.get::<_, i64>(5)? as u64,
                     created_ms: r.get(6)?,
+                    transcript: r.get(7)?,
                 })
             })?;
             rows.collect()

