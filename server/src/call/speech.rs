@@ -48,6 +48,7 @@ impl CallSession {
         }
         // A key pressed during an earlier prompt answers at once (type-ahead).
         if let Some(k) = self.take_digit() {
+            self.mark(&format!("digits:{k}"));
             return Ok(key(k));
         }
         let phrases = o.phrases.clone();

@@ -95,7 +95,9 @@ impl Synthesizer for Voices {
 pub struct Espeak;
 
 /// Languages espeak-ng voices are accepted for (BCP 47 primary tags).
-const ESPEAK_LANGUAGES: &[&str] = &["en", "ru", "uk", "bg", "de", "fr", "es", "it", "pl", "kk"];
+const ESPEAK_LANGUAGES: &[&str] = &[
+    "en", "ru", "uk", "bg", "de", "fr", "es", "it", "pl", "kk", "ko",
+];
 
 impl Synthesizer for Espeak {
     fn name(&self) -> &'static str {

