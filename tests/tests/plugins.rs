@@ -220,7 +220,7 @@ fn deploying_a_new_version_keeps_running_calls_and_serves_new_ones() {
         r#"[[plugins]]
 name = "hot"
 path = "{}"
-grants = ["hand-over:voicemail"]
+grants = ["hand-over:voicemail", "speech"]
 
 [[routes]]
 number = "hot"
