@@ -282,6 +282,29 @@ impl TestNode {
         Ok(serde_json::from_str(&body)?)
     }
 
+    /// Starts a node with the sample config plus `routes` (TOML placed before
+    /// its catch-all route).
+    pub fn with_routes(routes: &str) -> Result<TestNode> {
+        TestNode::start(NodeSpec {
+            extra_routes: routes,
+            ..NodeSpec::default()
+        })
+    }
+
+    /// A baresip agent registered as extension `user` that answers every
+    /// call at once, `mic` as its microphone; returns once it is registered.
+    pub fn agent(&self, user: &str, password: &str, mic: &[i16]) -> Result<Baresip> {
+        let agent = Baresip::register_with_mic(
+            &format!(
+                "<sip:{user}@{}>;auth_pass={password};regint=600;answermode=auto",
+                self.sip
+            ),
+            mic,
+        )?;
+        self.wait_registered(user, || agent.log());
+        Ok(agent)
+    }
+
     /// Waits (15 s at most) until `user` has registered; `log` explains a failure.
     pub fn wait_registered(&self, user: &str, log: impl Fn() -> String) {
         let deadline = Instant::now() + Duration::from_secs(15);
@@ -767,6 +790,16 @@ impl Baresip {
         let mut buf = [0u8; 4096];
         let n = s.read(&mut buf).unwrap_or(0);
         Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
+    }
+
+    /// Presses `key` (RFC 4733) 1.5 s after `node` answered the call, while
+    /// its first prompt plays.
+    pub fn press_when_answered(&self, node: &TestNode, key: &str) {
+        node.wait_for_call(Duration::from_secs(20), |c| c["answered_at"].is_string())
+            .unwrap_or_else(|e| panic!("{e}\nbaresip log:\n{}", self.log()));
+        std::thread::sleep(Duration::from_millis(1500));
+        let reply = self.command("sndcode", key).unwrap();
+        assert!(reply.contains("\"ok\":true"), "{reply}");
     }
 
     /// The WAV of what baresip heard (sndfile's decode dump).

@@ -10,11 +10,7 @@ fn baresip_hears_the_menu_and_reaches_sales() {
     let node = TestNode::start(NodeSpec::default()).unwrap();
     let phone = Baresip::start(&format!("sip:100@{}", node.sip)).unwrap();
     // Press 1 once the call is up (the greeting is playing; barge-in cuts it).
-    node.wait_for_call(Duration::from_secs(20), |c| c["answered_at"].is_string())
-        .unwrap_or_else(|e| panic!("{e}\nbaresip log:\n{}", phone.log()));
-    std::thread::sleep(Duration::from_millis(1500));
-    let reply = phone.command("sndcode", "1").unwrap();
-    assert!(reply.contains("\"ok\":true"), "{reply}");
+    phone.press_when_answered(&node, "1");
     let call = node
         .wait_for_call(Duration::from_secs(30), |c| {
             c["caller"] == "bs" && c["hangup_cause"].is_string()

@@ -4,9 +4,7 @@
 
 use std::time::Duration;
 
-use hookline_tests::{
-    alaw_to_linear, read_wav_i16, rms, sipp, steps, Baresip, NodeSpec, RtpSink, TestNode,
-};
+use hookline_tests::{alaw_to_linear, read_wav_i16, rms, sipp, steps, Baresip, RtpSink, TestNode};
 use serde_json::Value;
 
 const SETUP: &str = r#"[[extensions]]
@@ -33,20 +31,8 @@ fn zero_crossings_per_second(pcm: &[i16]) -> f64 {
 
 #[test]
 fn caller_is_bridged_to_a_registered_agent_with_audio_both_ways() {
-    let node = TestNode::start(NodeSpec {
-        extra_routes: SETUP,
-        ..NodeSpec::default()
-    })
-    .unwrap();
-    let agent = Baresip::register_with_mic(
-        &format!(
-            "<sip:201@{}>;auth_pass=agent;regint=600;answermode=auto",
-            node.sip
-        ),
-        &agent_voice(60),
-    )
-    .unwrap();
-    node.wait_registered("201", || agent.log());
+    let node = TestNode::with_routes(SETUP).unwrap();
+    let agent = node.agent("201", "agent", &agent_voice(60)).unwrap();
 
     let sink = RtpSink::bind().unwrap();
     sipp(
@@ -133,20 +119,8 @@ number = "2*"
 plugin = "ivr"
 config = { fallback = { name = "extension", dial = ["{callee}"], dial_timeout_ms = 15000 } }
 "#;
-    let node = TestNode::start(NodeSpec {
-        extra_routes: setup,
-        ..NodeSpec::default()
-    })
-    .unwrap();
-    let callee = Baresip::register_with_mic(
-        &format!(
-            "<sip:202@{}>;auth_pass=two;regint=600;answermode=auto",
-            node.sip
-        ),
-        &tone(1000.0, 60),
-    )
-    .unwrap();
-    node.wait_registered("202", || callee.log());
+    let node = TestNode::with_routes(setup).unwrap();
+    let callee = node.agent("202", "two", &tone(1000.0, 60)).unwrap();
     // 201 registers too and dials 202 by its extension; the mic plays 600 Hz for 8 s, then silence.
     let mut mic = tone(600.0, 8);
     mic.extend(vec![0i16; 8000 * 50]);

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use hookline_tests::{path_of, sipp, Baresip, NodeSpec, StaticHttp, TestNode};
+use hookline_tests::{path_of, sipp, StaticHttp, TestNode};
 
 #[test]
 fn callers_reach_their_manager_from_the_crm_then_from_call_history() {
@@ -42,20 +42,10 @@ config = {{ fallback = {{ name = "manager", hand_over = "crm-router", hand_over_
 "#,
         crm = crm.addr
     );
-    let node = TestNode::start(NodeSpec {
-        extra_routes: &routes,
-        ..NodeSpec::default()
-    })
-    .unwrap();
-    let agent = Baresip::register_with_mic(
-        &format!(
-            "<sip:201@{}>;auth_pass=agent;regint=600;answermode=auto",
-            node.sip
-        ),
-        &vec![3000i16; 8000 * 60],
-    )
-    .unwrap();
-    node.wait_registered("201", || agent.log());
+    let node = TestNode::with_routes(&routes).unwrap();
+    let agent = node
+        .agent("201", "agent", &vec![3000i16; 8000 * 60])
+        .unwrap();
 
     let call = |caller: &str, service: &str| {
         sipp(

@@ -25,11 +25,7 @@ config = {{ fallback = {{ name = "voicemail", hand_over = "voicemail", hand_over
 "#,
         hook.addr
     );
-    let node = TestNode::start(NodeSpec {
-        extra_routes: &routes,
-        ..NodeSpec::default()
-    })
-    .unwrap();
+    let node = TestNode::with_routes(&routes).unwrap();
     sipp(
         &node,
         "uac_voicemail.xml",
@@ -95,11 +91,7 @@ config = {{ webhook = "http://{}/survey", timeout_ms = 6000, questions = [{{ id 
 "#,
         hook.addr
     );
-    let node = TestNode::start(NodeSpec {
-        extra_routes: &routes,
-        ..NodeSpec::default()
-    })
-    .unwrap();
+    let node = TestNode::with_routes(&routes).unwrap();
     sipp(
         &node,
         "uac_survey.xml",
@@ -147,11 +139,7 @@ fn a_plugin_gets_nothing_it_was_not_granted() {
     // A listening address: HTTP and TCP to it would succeed if the sandbox let them.
     let target = HttpSink::start().unwrap();
     let routes = hostile_routes(&[("escape", &format!("escape:{}", target.addr))]);
-    let node = TestNode::start(NodeSpec {
-        extra_routes: &routes,
-        ..NodeSpec::default()
-    })
-    .unwrap();
+    let node = TestNode::with_routes(&routes).unwrap();
     let ua = SipUa::new(node.sip).unwrap();
     ua.call("escape-1", "escape", 9).unwrap();
     let call = node
@@ -324,11 +312,7 @@ config = {{ greeting = ["welcome", "main_menu", "welcome", "main_menu"], fallbac
 #[test]
 fn early_media_dtmf_out_and_a_rejection_from_a_plugin() {
     let routes = hostile_routes(&[("verbs", "verbs")]);
-    let node = TestNode::start(NodeSpec {
-        extra_routes: &routes,
-        ..NodeSpec::default()
-    })
-    .unwrap();
+    let node = TestNode::with_routes(&routes).unwrap();
     let sink = hookline_tests::RtpSink::bind().unwrap();
     let ua = SipUa::new(node.sip).unwrap();
     ua.invite("verbs-1", "verbs", sink.port).unwrap();
@@ -373,11 +357,7 @@ plugin = "ivr"
 record = true
 config = { greeting = ["welcome", "main_menu", "welcome", "main_menu", "welcome", "main_menu"], fallback = { name = "end" } }
 "#;
-    let node = TestNode::start(NodeSpec {
-        extra_routes: routes,
-        ..NodeSpec::default()
-    })
-    .unwrap();
+    let node = TestNode::with_routes(routes).unwrap();
     // The caller listens for 6 s, then talks for ~7 s and hangs up.
     sipp(
         &node,
@@ -487,11 +467,7 @@ schedule = {{ timezone = "Asia/Omsk", days = ["mon-sun"], hours = ["00:00-24:00"
 config = {{ fallback = {{ name = "open", prompts = ["sales"] }} }}
 "#
     );
-    let node = TestNode::start(NodeSpec {
-        extra_routes: &routes,
-        ..NodeSpec::default()
-    })
-    .unwrap();
+    let node = TestNode::with_routes(&routes).unwrap();
     let ua = SipUa::new(node.sip).unwrap();
     for (id, number, branch) in [
         ("s1", "office", "branch:closed"),

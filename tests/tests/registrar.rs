@@ -27,11 +27,7 @@ fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
 
 #[test]
 fn baresip_registers_with_digest_and_unregisters_on_exit() {
-    let node = TestNode::start(NodeSpec {
-        extra_routes: EXTENSIONS,
-        ..NodeSpec::default()
-    })
-    .unwrap();
+    let node = TestNode::with_routes(EXTENSIONS).unwrap();
     let phone = Baresip::register(&format!(
         "<sip:201@{}>;auth_pass=s3cret;regint=600",
         node.sip
@@ -66,11 +62,7 @@ fn baresip_registers_with_digest_and_unregisters_on_exit() {
 
 #[test]
 fn wrong_password_never_registers_and_repeated_failures_are_blocked() {
-    let node = TestNode::start(NodeSpec {
-        extra_routes: EXTENSIONS,
-        ..NodeSpec::default()
-    })
-    .unwrap();
+    let node = TestNode::with_routes(EXTENSIONS).unwrap();
     let ua = SipUa::new(node.sip).unwrap();
     let register = |cseq: u32, auth: &str| {
         ua.request(

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use hookline_tests::{path_of, plugin_check, sipp, workspace_root, NodeSpec, TestNode};
+use hookline_tests::{path_of, plugin_check, sipp, workspace_root, TestNode};
 
 fn run(cmd: &mut Command) {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
@@ -60,11 +60,7 @@ fn plugins_written_in_c_and_python_answer_calls() {
         c_wasm.display(),
         py_wasm.display()
     );
-    let node = TestNode::start(NodeSpec {
-        extra_routes: &routes,
-        ..NodeSpec::default()
-    })
-    .unwrap();
+    let node = TestNode::with_routes(&routes).unwrap();
     for (number, lang, tag) in [("lang-c", "lang:c", "c"), ("lang-py", "lang:python", "py")] {
         // The caller presses 2 (SIP INFO) and waits for the plugin to hang up.
         sipp(

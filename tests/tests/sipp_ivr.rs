@@ -109,10 +109,7 @@ fn caller_hangs_up_during_greeting_and_the_call_is_recorded() {
 
 #[test]
 fn cancel_before_answer_gets_487() {
-    let node = TestNode::start(NodeSpec {
-        extra_routes: "[[routes]]\nnumber = \"ring*\"\nplugin = \"ivr\"\nconfig = { ring_ms = 20000, menu = [\"main_menu\"], options = [], fallback = { name = \"none\" } }\n",
-        ..NodeSpec::default()
-    })
+    let node = TestNode::with_routes("[[routes]]\nnumber = \"ring*\"\nplugin = \"ivr\"\nconfig = { ring_ms = 20000, menu = [\"main_menu\"], options = [], fallback = { name = \"none\" } }\n")
     .unwrap();
     sipp(&node, "uac_cancel.xml", "ring1", &[]).unwrap();
     let call = node
@@ -133,11 +130,7 @@ config = { menu = ["main_menu"], invalid = ["invalid_choice"], no_input = ["no_i
 
 #[test]
 fn silent_caller_hears_the_menu_twice_then_the_fallback() {
-    let node = TestNode::start(NodeSpec {
-        extra_routes: QUICK_MENU,
-        ..NodeSpec::default()
-    })
-    .unwrap();
+    let node = TestNode::with_routes(QUICK_MENU).unwrap();
     let sink = RtpSink::bind().unwrap();
     sipp(
         &node,
@@ -170,11 +163,7 @@ fn silent_caller_hears_the_menu_twice_then_the_fallback() {
 
 #[test]
 fn wrong_key_is_refused_then_fallback() {
-    let node = TestNode::start(NodeSpec {
-        extra_routes: QUICK_MENU,
-        ..NodeSpec::default()
-    })
-    .unwrap();
+    let node = TestNode::with_routes(QUICK_MENU).unwrap();
     let sink = RtpSink::bind().unwrap();
     sipp(
         &node,
@@ -330,11 +319,7 @@ number = "lang"
 plugin = "ivr"
 config = { languages = [{ digit = "1", language = "en", label = "For English, press 1." }, { digit = "2", language = "ru", label = "Для русского языка нажмите 2." }], greeting = ["welcome"], fallback = { name = "end", prompts = ["support"] } }
 "#;
-    let node = TestNode::start(NodeSpec {
-        extra_routes: routes,
-        ..NodeSpec::default()
-    })
-    .unwrap();
+    let node = TestNode::with_routes(routes).unwrap();
     let sink = RtpSink::bind().unwrap();
     sipp(
         &node,

@@ -25,11 +25,7 @@ fn a_caller_picks_a_language_then_says_the_department() {
     mic.extend(piper_say("technical support").unwrap());
     mic.extend(silence(20_000));
     let phone = Baresip::start_with_mic(&format!("sip:200@{}", node.sip), &mic).unwrap();
-    node.wait_for_call(Duration::from_secs(20), |c| c["answered_at"].is_string())
-        .unwrap_or_else(|e| panic!("{e}\nbaresip log:\n{}", phone.log()));
-    std::thread::sleep(Duration::from_millis(1500));
-    let reply = phone.command("sndcode", "1").unwrap();
-    assert!(reply.contains("\"ok\":true"), "{reply}");
+    phone.press_when_answered(&node, "1");
     let call = node
         .wait_for_call(Duration::from_secs(60), |c| {
             c["caller"] == "bs" && c["hangup_cause"].is_string()

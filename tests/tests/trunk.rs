@@ -5,9 +5,7 @@
 
 use std::time::Duration;
 
-use hookline_tests::{
-    free_udp_port, sipp, sipp_uas, steps, wait_sipp, NodeSpec, RtpSink, TestNode,
-};
+use hookline_tests::{free_udp_port, sipp, sipp_uas, steps, wait_sipp, RtpSink, TestNode};
 
 #[test]
 fn failing_trunk_fails_over_to_the_reserve_with_digest_auth() {
@@ -30,11 +28,7 @@ plugin = "ivr"
 config = {{ menu = ["main_menu"], attempts = 2, timeout_ms = 3000, options = [{{ digit = "1", name = "sales", dial = ["tel:5551234"], dial_timeout_ms = 15000 }}], fallback = {{ name = "operator", prompts = ["operator"] }} }}
 "#
     );
-    let node = TestNode::start(NodeSpec {
-        extra_routes: &setup,
-        ..NodeSpec::default()
-    })
-    .unwrap();
+    let node = TestNode::with_routes(&setup).unwrap();
     let (carrier_a, _a) = sipp_uas("uas_503.xml", port_a).unwrap();
     let (carrier_b, _b) = sipp_uas("uas_auth_answer.xml", port_b).unwrap();
     std::thread::sleep(Duration::from_millis(500));
@@ -101,11 +95,7 @@ plugin = "ivr"
 config = {{ menu = ["main_menu"], attempts = 2, timeout_ms = 3000, options = [{{ digit = "1", name = "sales", dial = ["sip:forwarder@127.0.0.1:{forwarder}"], dial_timeout_ms = 15000 }}], fallback = {{ name = "operator", prompts = ["operator"] }} }}
 "#
     );
-    let node = TestNode::start(NodeSpec {
-        extra_routes: &setup,
-        ..NodeSpec::default()
-    })
-    .unwrap();
+    let node = TestNode::with_routes(&setup).unwrap();
     let (forward, _f) = hookline_tests::sipp_uas_with(
         "uas_redirect.xml",
         forwarder,

@@ -11,7 +11,7 @@ use super::collect::{CollectSpec, DigitCollector, End};
 use super::verbs::Piece;
 use super::{Node, SipCommand};
 use crate::codec::g711::G711;
-use crate::media::prompt::PromptSet;
+use crate::media::prompt::{Prompt, PromptSet};
 use crate::media::worker::{LegId, MediaEngine, MediaEvent};
 use crate::plugin::hookline::call::data::LogLevel;
 use crate::plugin::hookline::call::media::{CollectEnd, CollectOptions, Collected, PlayItem};
@@ -300,27 +300,29 @@ impl CallSession {
             return Ok(true); // type-ahead: the caller already chose
         }
         self.mark_items(items);
-        if pieces.iter().all(|p| matches!(p, Piece::Ready(_))) {
-            let prompts = pieces
-                .into_iter()
-                .filter_map(|p| match p {
-                    Piece::Ready(p) => Some(p),
-                    Piece::Say { .. } => None,
-                })
-                .collect();
-            return self.play_prompts(prompts, barge_in).await;
+        // Audio at hand starts at once; speech not said before follows as it
+        // is made, so a long text starts with its first sentence.
+        let mut pieces = pieces;
+        let first_say = pieces
+            .iter()
+            .position(|p| matches!(p, Piece::Say { .. }))
+            .unwrap_or(pieces.len());
+        let rest = pieces.split_off(first_say);
+        let ready = pieces.into_iter().filter_map(Piece::ready).collect();
+        if rest.is_empty() {
+            return self.play_prompts(ready, barge_in).await;
         }
-        self.play_streamed(pieces, barge_in).await
+        let more = self.synthesize_behind(rest);
+        self.next_token += 1;
+        let token = self.next_token;
+        self.media.play_open(self.leg, ready, token);
+        self.await_play(token, barge_in, Some(more)).await
     }
 
-    /// Plays pieces whose speech is still being synthesised: each sentence
-    /// goes out as soon as it is made, so a long text starts at once.
-    async fn play_streamed(
-        &mut self,
-        pieces: Vec<Piece>,
-        barge_in: bool,
-    ) -> Result<bool, CallError> {
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    /// Turns the pieces into audio in order on a blocking thread, handing
+    /// each sentence over as soon as it is made.
+    fn synthesize_behind(&self, pieces: Vec<Piece>) -> UnboundedReceiver<Arc<Prompt>> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let tts = self.node.tts.clone();
         let call = self.call_id.clone();
         tokio::task::spawn_blocking(move || {
@@ -332,26 +334,57 @@ impl CallSession {
                         }
                     }
                     Piece::Say { text, language } => {
-                        let sent = tts.say_stream(&text, &language, &mut |p| {
+                        let said = tts.say_stream(&text, &language, &mut |p| {
                             let _ = tx.send(p);
                         });
-                        if let Err(e) = sent {
+                        if let Err(e) = said {
                             tracing::warn!(%call, "say: {e}");
                         }
                     }
                 }
             }
         });
+        rx
+    }
+
+    /// Notes what is played in the call record.
+    pub(crate) fn mark_items(&mut self, items: &[PlayItem]) {
+        for item in items {
+            match item {
+                PlayItem::Prompt(id) => self.mark(&format!("prompt:{id}")),
+                PlayItem::Say(_) => self.mark("say"),
+                PlayItem::Recording(id) => self.mark(&format!("play-recording:{id}")),
+                PlayItem::Tone(_) | PlayItem::Silence(_) => {}
+            }
+        }
+    }
+
+    /// Plays resolved audio; `Ok(true)` when a key interrupted it.
+    pub(crate) async fn play_prompts(
+        &mut self,
+        prompts: Vec<Arc<Prompt>>,
+        barge_in: bool,
+    ) -> Result<bool, CallError> {
         self.next_token += 1;
         let token = self.next_token;
-        self.media.play_open(self.leg, Vec::new(), token);
-        let mut open = true;
+        self.media.play(self.leg, prompts, token);
+        self.await_play(token, barge_in, None).await
+    }
+
+    /// Waits for play `token` to end (or a key, with barge-in), appending
+    /// the pieces `more` brings to an open play.
+    async fn await_play(
+        &mut self,
+        token: u64,
+        barge_in: bool,
+        more: Option<UnboundedReceiver<Arc<Prompt>>>,
+    ) -> Result<bool, CallError> {
+        let mut open = more.is_some();
+        let mut more = more.unwrap_or_else(|| tokio::sync::mpsc::unbounded_channel().1);
         loop {
             tokio::select! {
-                piece = rx.recv(), if open => {
-                    if piece.is_none() {
-                        open = false;
-                    }
+                piece = more.recv(), if open => {
+                    open = piece.is_some();
                     self.media.append(self.leg, token, piece);
                 }
                 ev = self.next_event() => match ev {
@@ -371,55 +404,6 @@ impl CallSession {
                     }
                     ev => self.absorb(ev),
                 }
-            }
-        }
-    }
-
-    /// Notes what is played in the call record.
-    pub(crate) fn mark_items(&mut self, items: &[PlayItem]) {
-        for item in items {
-            match item {
-                PlayItem::Prompt(id) => self.mark(&format!("prompt:{id}")),
-                PlayItem::Say(_) => self.mark("say"),
-                PlayItem::Recording(id) => self.mark(&format!("play-recording:{id}")),
-                PlayItem::Tone(_) | PlayItem::Silence(_) => {}
-            }
-        }
-    }
-
-    /// Plays resolved audio; `Ok(true)` when a key interrupted it.
-    pub(crate) async fn play_prompts(
-        &mut self,
-        prompts: Vec<Arc<crate::media::prompt::Prompt>>,
-        barge_in: bool,
-    ) -> Result<bool, CallError> {
-        self.next_token += 1;
-        let token = self.next_token;
-        self.media.play(self.leg, prompts, token);
-        loop {
-            match self.next_event().await {
-                CallEvent::Media(MediaEvent::PlayDone { token: t, .. }) if t == token => {
-                    return Ok(false)
-                }
-                CallEvent::Media(MediaEvent::Dtmf(k)) => {
-                    self.digits.push_back(k);
-                    if barge_in {
-                        self.media.stop(self.leg);
-                        return Ok(true);
-                    }
-                }
-                ev @ CallEvent::Ended(_) => {
-                    self.absorb(ev);
-                    return Err(CallError::HungUp);
-                }
-                CallEvent::Media(
-                    MediaEvent::PlayDone { .. }
-                    | MediaEvent::RtpTimeout
-                    | MediaEvent::Final(_)
-                    | MediaEvent::Silence { .. },
-                )
-                | CallEvent::Outbound { .. }
-                | CallEvent::Reinvite { .. } => {}
             }
         }
     }

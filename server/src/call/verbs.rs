@@ -25,6 +25,15 @@ pub(crate) enum Piece {
     Say { text: String, language: String },
 }
 
+impl Piece {
+    pub(crate) fn ready(self) -> Option<Arc<Prompt>> {
+        match self {
+            Piece::Ready(p) => Some(p),
+            Piece::Say { .. } => None,
+        }
+    }
+}
+
 impl CallSession {
     /// Turns play items into audio, in order. Speech is synthesised (cached)
     /// and recordings are read on a blocking thread.
@@ -36,10 +45,7 @@ impl CallSession {
             .resolve_pieces(items, false)
             .await?
             .into_iter()
-            .filter_map(|p| match p {
-                Piece::Ready(p) => Some(p),
-                Piece::Say { .. } => None,
-            })
+            .filter_map(Piece::ready)
             .collect())
     }
 

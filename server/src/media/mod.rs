@@ -6,3 +6,13 @@ pub mod prompt;
 pub mod recorder;
 pub mod tone;
 pub mod worker;
+
+/// Mean absolute level of a frame at or above which it counts as voice
+/// (≈ -40 dBFS): recordings' silence detection and speech endpointing.
+pub const VOICE_LEVEL: u32 = 330;
+
+/// Whether a frame of audio carries voice (rather than line noise).
+pub fn is_voiced(frame: &[i16]) -> bool {
+    let sum: u32 = frame.iter().map(|s| s.unsigned_abs() as u32).sum();
+    sum >= VOICE_LEVEL * frame.len().max(1) as u32
+}

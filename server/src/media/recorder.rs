@@ -15,8 +15,6 @@ use super::prompt::{FRAME, RATE};
 
 /// Samples per channel buffered before a write (one second).
 const CHUNK: usize = RATE as usize;
-/// Mean absolute level above which a frame counts as voice (≈ -40 dBFS).
-const VOICE_LEVEL: u32 = 330;
 /// Frames of voice before silence detection arms (ignores clicks).
 const VOICE_FRAMES: u32 = 5;
 
@@ -233,20 +231,18 @@ impl Tap {
         if self.chunk.len() >= self.flush_at {
             self.flush();
         }
-        let level = frame.iter().map(|s| s.unsigned_abs() as u32).sum::<u32>() / FRAME as u32;
-        if level >= VOICE_LEVEL {
+        // Only taps that end on silence look at the level.
+        let Some(limit) = self.silence_frames.filter(|_| !self.silence_reported) else {
+            return false;
+        };
+        if super::is_voiced(&frame) {
             self.voice_frames += 1;
             self.quiet_frames = 0;
         } else {
             self.quiet_frames += 1;
         }
-        let fell_silent = match self.silence_frames {
-            Some(limit) if !self.silence_reported => {
-                self.voice_frames >= VOICE_FRAMES && self.quiet_frames >= limit
-            }
-            _ => false,
-        };
-        self.silence_reported |= fell_silent;
+        let fell_silent = self.voice_frames >= VOICE_FRAMES && self.quiet_frames >= limit;
+        self.silence_reported = fell_silent;
         fell_silent
     }
 

@@ -209,6 +209,12 @@ pub struct MediaEngine {
     recordings: Sender<WriterMsg>,
 }
 
+/// Recording and listening taps share one numbering (handles are unique per engine).
+fn next_tap_handle() -> RecordingHandle {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
 impl MediaEngine {
     /// Starts `threads` workers (one per core is the intent).
     pub fn start(threads: usize) -> Self {
@@ -330,8 +336,7 @@ impl MediaEngine {
         stereo: bool,
         silence_ms: u32,
     ) -> RecordingHandle {
-        static NEXT: AtomicU64 = AtomicU64::new(1);
-        let handle = NEXT.fetch_add(1, Ordering::Relaxed);
+        let handle = next_tap_handle();
         let _ = self.recordings.send(WriterMsg::Open {
             handle,
             path,
@@ -348,8 +353,7 @@ impl MediaEngine {
     /// Hands the leg's received audio to a listener (speech recognition)
     /// until `stop_record` with the returned handle.
     pub fn listen(&self, leg: LegId) -> (RecordingHandle, crossbeam_channel::Receiver<Vec<i16>>) {
-        static NEXT: AtomicU64 = AtomicU64::new(1 << 62);
-        let handle = NEXT.fetch_add(1, Ordering::Relaxed);
+        let handle = next_tap_handle();
         let (tx, rx) = crossbeam_channel::unbounded();
         let _ = self.shard(leg).send(Command::Record {
             leg,

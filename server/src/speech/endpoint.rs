@@ -6,8 +6,6 @@ use std::collections::VecDeque;
 
 use crate::media::prompt::FRAME;
 
-/// Mean absolute level above which a frame counts as voice (≈ -40 dBFS).
-pub const VOICE_LEVEL: u32 = 330;
 /// Voiced frames in a row that start an utterance (ignores clicks).
 const START_FRAMES: u32 = 3;
 /// Frames kept from before the start (300 ms).
@@ -65,8 +63,7 @@ impl Endpointer {
         if self.ended {
             return Point::Ended { too_long: false };
         }
-        let level = frame.iter().map(|s| s.unsigned_abs() as u32).sum::<u32>() / FRAME as u32;
-        let voiced = level >= VOICE_LEVEL;
+        let voiced = crate::media::is_voiced(frame);
         if !self.started {
             self.voiced_run = if voiced { self.voiced_run + 1 } else { 0 };
             if self.voiced_run >= START_FRAMES {

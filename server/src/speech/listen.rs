@@ -100,9 +100,8 @@ fn run(
                 Point::Waiting => Ok(()),
                 Point::Started => {
                     let _ = out.send(Heard::Started);
-                    let pre: Vec<[i16; FRAME]> = ep.pre_roll().collect();
-                    pre.iter()
-                        .try_for_each(|p| utt.accept(p))
+                    ep.pre_roll()
+                        .try_for_each(|p| utt.accept(&p))
                         .and_then(|_| utt.accept(frame))
                 }
                 Point::Speaking => utt.accept(frame),

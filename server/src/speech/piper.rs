@@ -9,8 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::Mutex;
 
-use super::tts::{Synthesizer, TtsError};
-use crate::media::prompt::{resample, RATE};
+use super::tts::{to_node_rate, Synthesizer, TtsError};
 
 const WORKER: &str = include_str!("../../assets/piper_worker.py");
 /// Longest sentence accepted from the worker (60 s at 48 kHz).
@@ -112,13 +111,7 @@ impl Piper {
                         .chunks_exact(2)
                         .map(|c| i16::from_le_bytes([c[0], c[1]]) as f32 / 32768.0)
                         .collect();
-                    let narrow = resample(&wide, w.rate, RATE).map_err(failed)?;
-                    sink(
-                        narrow
-                            .into_iter()
-                            .map(|s| (s * 32767.0).clamp(-32768.0, 32767.0) as i16)
-                            .collect(),
-                    );
+                    sink(to_node_rate(wide, w.rate)?);
                 }
                 _ => return Err(io(std::io::Error::other("unknown frame"))),
             }
@@ -127,12 +120,6 @@ impl Piper {
 }
 
 impl Synthesizer for Piper {
-    fn synthesize(&self, text: &str, language: &str) -> Result<Vec<i16>, TtsError> {
-        let mut all = Vec::new();
-        self.synthesize_stream(text, language, &mut |c| all.extend(c))?;
-        Ok(all)
-    }
-
     fn synthesize_stream(
         &self,
         text: &str,

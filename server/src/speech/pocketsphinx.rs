@@ -358,26 +358,21 @@ impl Utterance for PsUtterance {
             if unsafe { (d.api.ps_end_utt)(d.ps) } < 0 {
                 return Err(AsrError::Failed("ps_end_utt failed".into()));
             }
-            if !self.heard.is_empty() {
-                // Decode again with the utterance's own cepstral mean: live
-                // CMN starts from a wideband guess that 8 kHz telephone audio
-                // is far from (measured: free speech "what do that tomorrow"
-                // live vs the exact sentence batch; menu word "sales" heard
-                // as "billing" live, right in batch). The live pass gives
-                // the partial results.
-                // SAFETY: valid decoder, no utterance running; `heard` outlives the call.
-                unsafe {
-                    if (d.api.ps_start_utt)(d.ps) < 0
-                        || (d.api.ps_process_raw)(d.ps, self.heard.as_ptr(), self.heard.len(), 0, 1)
-                            < 0
-                        || (d.api.ps_end_utt)(d.ps) < 0
-                    {
-                        return Err(AsrError::Failed("second pass failed".into()));
-                    }
-                }
-            }
         }
-        let mut text = self.hyp().unwrap_or_default();
+        let mut text = if self.heard.is_empty() {
+            self.hyp().unwrap_or_default()
+        } else {
+            // Decode again with the utterance's own cepstral mean: live CMN
+            // starts from a wideband guess that 8 kHz telephone audio is far
+            // from (measured: free speech "what do that tomorrow" live vs the
+            // exact sentence batch; menu word "sales" heard as "billing"
+            // live, right in batch). The live pass gives the partial results.
+            self.batch(if self.grammar {
+                GRAMMAR
+            } else {
+                DEFAULT_SEARCH
+            })?
+        };
         if self.grammar && !text.is_empty() && !self.heard.is_empty() {
             // A grammar always finds its nearest phrase, even in an
             // off-menu sentence. Confirm it with free speech: keep the phrase

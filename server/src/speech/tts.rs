@@ -19,22 +19,37 @@ pub enum TtsError {
 
 /// Something that turns text into 8 kHz speech.
 pub trait Synthesizer: Send + Sync {
-    fn synthesize(&self, text: &str, language: &str) -> Result<Vec<i16>, TtsError>;
-
     /// Hands audio to `sink` as it is made (engines that can, a sentence at
-    /// a time); the default makes it all first.
+    /// a time; others all at once).
     fn synthesize_stream(
         &self,
         text: &str,
         language: &str,
         sink: &mut dyn FnMut(Vec<i16>),
-    ) -> Result<(), TtsError> {
-        sink(self.synthesize(text, language)?);
-        Ok(())
-    }
+    ) -> Result<(), TtsError>;
 
     /// Names the voice in render stamps and logs.
     fn name(&self) -> &'static str;
+
+    /// The whole text's audio.
+    fn synthesize(&self, text: &str, language: &str) -> Result<Vec<i16>, TtsError> {
+        let mut all = Vec::new();
+        self.synthesize_stream(text, language, &mut |c| all.extend(c))?;
+        Ok(all)
+    }
+}
+
+/// Engine audio (f32 at `rate`) as the node's 8 kHz 16-bit PCM.
+pub fn to_node_rate(samples: Vec<f32>, rate: u32) -> Result<Vec<i16>, TtsError> {
+    let pcm = if rate == RATE {
+        samples
+    } else {
+        resample(&samples, rate, RATE).map_err(TtsError::Failed)?
+    };
+    Ok(pcm
+        .into_iter()
+        .map(|s| (s * 32767.0).clamp(-32768.0, 32767.0) as i16)
+        .collect())
 }
 
 /// Piper where a language has a voice, espeak-ng otherwise (and when Piper fails).
@@ -59,12 +74,6 @@ impl Voices {
 }
 
 impl Synthesizer for Voices {
-    fn synthesize(&self, text: &str, language: &str) -> Result<Vec<i16>, TtsError> {
-        let mut all = Vec::new();
-        self.synthesize_stream(text, language, &mut |c| all.extend(c))?;
-        Ok(all)
-    }
-
     fn synthesize_stream(
         &self,
         text: &str,
@@ -104,7 +113,12 @@ impl Synthesizer for Espeak {
         "espeak-ng"
     }
 
-    fn synthesize(&self, text: &str, language: &str) -> Result<Vec<i16>, TtsError> {
+    fn synthesize_stream(
+        &self,
+        text: &str,
+        language: &str,
+        sink: &mut dyn FnMut(Vec<i16>),
+    ) -> Result<(), TtsError> {
         let lang = language.split(['-', '_']).next().unwrap_or("en");
         if !ESPEAK_LANGUAGES.contains(&lang) {
             return Err(TtsError::NoVoice(language.into()));
@@ -121,15 +135,9 @@ impl Synthesizer for Espeak {
         }
         let (rate, samples) = streamed_wav(&out.stdout)
             .ok_or_else(|| TtsError::Failed("espeak-ng wrote no WAV audio".into()))?;
-        let pcm = if rate == RATE {
-            samples
-        } else {
-            resample(&samples, rate, RATE).map_err(TtsError::Failed)?
-        };
-        Ok(pcm
-            .into_iter()
-            .map(|s| (s * 32767.0).clamp(-32768.0, 32767.0) as i16)
-            .collect())
+        // At RTF ≈ 0.002 a whole text is ready before a stream would help.
+        sink(to_node_rate(samples, rate)?);
+        Ok(())
     }
 }
 
@@ -173,7 +181,7 @@ impl Tts {
 
     /// The text as a prompt (cached). Blocking: call from a blocking thread.
     pub fn say(&self, text: &str, language: &str) -> Result<Arc<Prompt>, TtsError> {
-        self.say_stream(text, language, &mut |_| {})
+        self.produce(text, language, &mut |_| {})
     }
 
     /// The cached prompt for this text, if it was said before.
@@ -194,21 +202,38 @@ impl Tts {
         language: &str,
         piece: &mut dyn FnMut(Arc<Prompt>),
     ) -> Result<Arc<Prompt>, TtsError> {
+        let mut streamed = false;
+        let whole = self.produce(text, language, &mut |chunk| {
+            streamed = true;
+            piece(Arc::new(Prompt::from_pcm("tts", chunk.to_vec())));
+        })?;
+        if !streamed {
+            piece(whole.clone()); // it was cached
+        }
+        Ok(whole)
+    }
+
+    /// The cached prompt, or synthesis with each chunk shown to `chunk`
+    /// (not called for a cached text).
+    fn produce(
+        &self,
+        text: &str,
+        language: &str,
+        chunk: &mut dyn FnMut(&[i16]),
+    ) -> Result<Arc<Prompt>, TtsError> {
         if text.len() > MAX_TEXT {
             return Err(TtsError::Failed(format!(
                 "text longer than {MAX_TEXT} bytes"
             )));
         }
         if let Some(p) = self.cached(text, language) {
-            piece(p.clone());
             return Ok(p);
         }
         let mut pcm = Vec::new();
-        self.engine
-            .synthesize_stream(text, language, &mut |chunk| {
-                piece(Arc::new(Prompt::from_pcm("tts", chunk.clone())));
-                pcm.extend(chunk);
-            })?;
+        self.engine.synthesize_stream(text, language, &mut |c| {
+            chunk(&c);
+            pcm.extend(c);
+        })?;
         let key = (language.to_string(), text.to_string());
         let prompt = Arc::new(Prompt::from_pcm("tts", pcm));
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());

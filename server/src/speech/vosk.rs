@@ -236,7 +236,10 @@ mod tests {
             let h = u.finish().unwrap();
             assert_eq!(h.text, word, "{h:?}");
         }
-        // Every utterance shares the one model.
+        // Concurrent utterances share the one loaded model; none keeps it after.
+        let (a, b) = (vosk.open(&[]).unwrap(), vosk.open(&menu).unwrap());
+        assert_eq!(Arc::strong_count(&vosk.model), 3);
+        drop((a, b));
         assert_eq!(Arc::strong_count(&vosk.model), 1);
     }
 }
