@@ -69,8 +69,14 @@ impl Menu<'_> {
                 max_ms: 5000,
             });
             let heard = match heard {
-                Err(CallError::Unavailable | CallError::NotAllowed) if attempt == 0 => {
-                    return self.run()
+                // No recognizer for this language, none free now, or no
+                // grant: the rest of the attempts take keys.
+                Err(CallError::Unavailable | CallError::NotAllowed) => {
+                    let keys = Menu {
+                        attempts: self.attempts.max(1) - attempt,
+                        ..self.clone()
+                    };
+                    return keys.run();
                 }
                 other => other?,
             };

@@ -9,7 +9,7 @@ use super::session::{CallEvent, CallSession};
 use crate::media::worker::MediaEvent;
 use crate::plugin::hookline::call::media::{Recognized, SpeechOptions};
 use crate::plugin::{blocking, failed, CallError};
-use crate::speech::asr::{match_phrase, Hypothesis};
+use crate::speech::asr::{match_phrase, AsrError, Hypothesis};
 use crate::speech::listen::{listen, Heard, Listening};
 
 /// Most phrases in one grammar, and longest phrase.
@@ -52,9 +52,16 @@ impl CallSession {
             return Ok(key(k));
         }
         let phrases = o.phrases.clone();
-        let utterance = blocking(move || engine.open(&phrases))
-            .await?
-            .map_err(failed)?;
+        let utterance = match blocking(move || engine.open(&phrases)).await? {
+            Ok(u) => u,
+            // Recognition is full on this node: the menu takes keys instead
+            // (found by the 20-call load test with 16 recognizers).
+            Err(AsrError::Busy(why)) => {
+                tracing::info!(call = %self.call_id, "{why}: collect-speech unavailable");
+                return Err(CallError::Unavailable);
+            }
+            Err(e) => return Err(failed(e)),
+        };
         let (handle, audio) = self.media.listen(self.leg);
         let mut listening = listen(utterance, audio, o.max_ms).map_err(failed)?;
         self.mark_items(&o.prompts);

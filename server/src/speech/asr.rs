@@ -15,6 +15,9 @@ pub enum AsrError {
     Model(String, String),
     #[error("recognition failed: {0}")]
     Failed(String),
+    /// Every recognizer is in use: the caller can still press keys.
+    #[error("{0}")]
+    Busy(String),
 }
 
 /// The best guess for an utterance.

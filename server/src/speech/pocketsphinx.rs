@@ -239,7 +239,7 @@ impl PocketSphinx {
         }
         if self.live.fetch_add(1, Ordering::Relaxed) >= self.max {
             self.live.fetch_sub(1, Ordering::Relaxed);
-            return Err(AsrError::Failed(format!(
+            return Err(AsrError::Busy(format!(
                 "all {} English recognizers are busy",
                 self.max
             )));
@@ -464,6 +464,15 @@ mod tests {
         assert!(right >= 5, "{h:?}: {right} of 6 words");
         // One decoder served every utterance: it went back to the pool each time.
         assert_eq!(e.live.load(std::sync::atomic::Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn a_full_pool_says_busy_and_a_returned_decoder_serves_again() {
+        let e = PocketSphinx::new(Path::new(DEFAULT_MODEL), 1, 1).unwrap();
+        let first = e.open(&[]).unwrap();
+        assert!(matches!(e.open(&[]), Err(AsrError::Busy(_))));
+        drop(first);
+        assert!(e.open(&[]).is_ok());
     }
 
     #[test]
