@@ -294,12 +294,25 @@ impl TestNode {
     /// A baresip agent registered as extension `user` that answers every
     /// call at once, `mic` as its microphone; returns once it is registered.
     pub fn agent(&self, user: &str, password: &str, mic: &[i16]) -> Result<Baresip> {
-        let agent = Baresip::register_with_mic(
+        self.agent_with_codec(user, password, mic, "PCMU")
+    }
+
+    /// Like `agent`, offering only `codec` (`PCMU`, `opus`, `G722`, ...).
+    pub fn agent_with_codec(
+        &self,
+        user: &str,
+        password: &str,
+        mic: &[i16],
+        codec: &str,
+    ) -> Result<Baresip> {
+        let agent = Baresip::spawn(
             &format!(
                 "<sip:{user}@{}>;auth_pass={password};regint=600;answermode=auto",
                 self.sip
             ),
+            None,
             mic,
+            Some(codec),
         )?;
         self.wait_registered(user, || agent.log());
         Ok(agent)
@@ -661,6 +674,17 @@ pub fn read_wav_channels(path: &Path) -> Result<Vec<Vec<i16>>> {
     Ok(out)
 }
 
+/// The sample rate of a WAV file.
+pub fn wav_rate(path: &Path) -> Result<u32> {
+    let bytes = std::fs::read(path)?;
+    let fmt = bytes
+        .windows(4)
+        .position(|w| w == b"fmt ")
+        .context("WAV fmt chunk")?;
+    let b = bytes.get(fmt + 12..fmt + 16).context("WAV fmt chunk")?;
+    Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+}
+
 pub fn read_wav_i16(path: &Path) -> Result<Vec<i16>> {
     let bytes = std::fs::read(path)?;
     let find = |tag: &[u8]| bytes.windows(4).position(|w| w == tag);
@@ -675,6 +699,50 @@ pub fn read_wav_i16(path: &Path) -> Result<Vec<i16>> {
         .chunks_exact(2 * channels)
         .map(|c| i16::from_le_bytes([c[0], c[1]]))
         .collect())
+}
+
+/// 8 kHz audio at `factor` times the rate (linear interpolation: enough for
+/// test tones and speech that a codec band-limits anyway).
+pub fn upsample(pcm: &[i16], factor: u32) -> Vec<i16> {
+    if factor <= 1 {
+        return pcm.to_vec();
+    }
+    let mut out = Vec::with_capacity(pcm.len() * factor as usize);
+    for (i, s) in pcm.iter().enumerate() {
+        let next = *pcm.get(i + 1).unwrap_or(s) as i32;
+        for k in 0..factor as i32 {
+            out.push((*s as i32 + (next - *s as i32) * k / factor as i32) as i16);
+        }
+    }
+    out
+}
+
+/// Writes a 16-bit WAV, the same samples in every channel.
+pub fn write_wav(path: &Path, rate: u32, channels: u16, samples: &[i16]) -> Result<()> {
+    if channels == 1 {
+        return write_wav_i16(path, rate, samples);
+    }
+    let data_len = (samples.len() * 2 * channels as usize) as u32;
+    let mut b = Vec::with_capacity(44 + data_len as usize);
+    b.extend_from_slice(b"RIFF");
+    b.extend_from_slice(&(36 + data_len).to_le_bytes());
+    b.extend_from_slice(b"WAVEfmt ");
+    b.extend_from_slice(&16u32.to_le_bytes());
+    b.extend_from_slice(&1u16.to_le_bytes());
+    b.extend_from_slice(&channels.to_le_bytes());
+    b.extend_from_slice(&rate.to_le_bytes());
+    b.extend_from_slice(&(rate * 2 * channels as u32).to_le_bytes());
+    b.extend_from_slice(&(2 * channels).to_le_bytes());
+    b.extend_from_slice(&16u16.to_le_bytes());
+    b.extend_from_slice(b"data");
+    b.extend_from_slice(&data_len.to_le_bytes());
+    for s in samples {
+        for _ in 0..channels {
+            b.extend_from_slice(&s.to_le_bytes());
+        }
+    }
+    std::fs::write(path, b)?;
+    Ok(())
 }
 
 /// Writes a 16-bit mono WAV.
@@ -715,41 +783,65 @@ impl Baresip {
 
     /// Starts baresip sending `mic` (8 kHz samples) as its microphone; the call ends when it does.
     pub fn start_with_mic(dial: &str, mic: &[i16]) -> Result<Baresip> {
-        Self::spawn("<sip:bs@127.0.0.1>;regint=0", Some(dial), mic)
+        Self::spawn("<sip:bs@127.0.0.1>;regint=0", Some(dial), mic, None)
+    }
+
+    /// Dials `dial` offering only `codec` (`opus`, `G722`, `PCMU`, ...).
+    pub fn dial_with_codec(dial: &str, mic: &[i16], codec: &str) -> Result<Baresip> {
+        Self::spawn("<sip:bs@127.0.0.1>;regint=0", Some(dial), mic, Some(codec))
     }
 
     /// Starts baresip as an extension that registers with `account` (a baresip
     /// account line, e.g. `<sip:201@127.0.0.1:5060>;auth_pass=secret`).
     pub fn register(account: &str) -> Result<Baresip> {
-        Self::spawn(account, None, &vec![0i16; 8000 * 60])
+        Self::spawn(account, None, &vec![0i16; 8000 * 60], None)
     }
 
     /// Uses `account` (credentials, maybe no registration) and dials `dial` at start.
     pub fn start_with_account(account: &str, dial: &str) -> Result<Baresip> {
-        Self::spawn(account, Some(dial), &vec![0i16; 8000 * 60])
+        Self::spawn(account, Some(dial), &vec![0i16; 8000 * 60], None)
     }
 
     /// Registers with `account` and dials `dial` at start, `mic` as its microphone.
     pub fn register_and_dial(account: &str, dial: &str, mic: &[i16]) -> Result<Baresip> {
-        Self::spawn(account, Some(dial), mic)
+        Self::spawn(account, Some(dial), mic, None)
     }
 
     /// Registers as an extension with `mic` as its microphone.
     pub fn register_with_mic(account: &str, mic: &[i16]) -> Result<Baresip> {
-        Self::spawn(account, None, mic)
+        Self::spawn(account, None, mic, None)
     }
 
-    fn spawn(account: &str, dial: Option<&str>, mic: &[i16]) -> Result<Baresip> {
+    /// `codec` limits what baresip offers and accepts (its `audio_codecs`);
+    /// G.711 only when `None`.
+    fn spawn(
+        account: &str,
+        dial: Option<&str>,
+        mic: &[i16],
+        codec: Option<&str>,
+    ) -> Result<Baresip> {
         let dir = tempfile::tempdir()?;
         let d = dir.path();
         std::fs::create_dir_all(d.join("cfg"))?;
         std::fs::create_dir_all(d.join("rec"))?;
-        write_wav_i16(&d.join("mic.wav"), 8000, mic)?;
+        // baresip's file source must match the codec's rate and channels.
+        let (rate, channels) = match codec {
+            Some("opus") => (48000, 2),
+            Some("G722") => (16000, 1),
+            _ => (8000, 1),
+        };
+        write_wav(
+            &d.join("mic.wav"),
+            rate,
+            channels,
+            &upsample(mic, rate / 8000),
+        )?;
         let ctrl: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse()?;
         let config = format!(
             "poll_method poll\nsip_listen 127.0.0.1:{sip}\nnet_interface 127.0.0.1\n\
              audio_player aubridge,nil\naudio_source aufile,{mic}\naudio_alert aubridge,nil\n\
-             module_path /usr/lib/baresip/modules\nmodule g711.so\nmodule aufile.so\nmodule aubridge.so\n\
+             module_path /usr/lib/baresip/modules\nmodule g711.so\nmodule g722.so\nmodule opus.so\n\
+             module aufile.so\nmodule aubridge.so\n\
              module sndfile.so\nmodule_app account.so\nmodule_app menu.so\nmodule ctrl_tcp.so\n\
              ctrl_tcp_listen {ctrl}\nsnd_path {rec}\n",
             sip = free_udp_port(),
@@ -757,6 +849,13 @@ impl Baresip {
             rec = d.join("rec").display(),
         );
         std::fs::write(d.join("cfg/config"), config)?;
+        let account = match codec {
+            // baresip names codecs with their audio rate and channels.
+            Some("opus") => format!("{account};audio_codecs=opus/48000/2"),
+            Some("G722") => format!("{account};audio_codecs=G722/16000/1"),
+            Some(c) => format!("{account};audio_codecs={c}"),
+            None => format!("{account};audio_codecs=PCMU,PCMA"),
+        };
         std::fs::write(d.join("cfg/accounts"), format!("{account}\n"))?;
         let mut cmd = Command::new("baresip");
         cmd.arg("-f").arg(d.join("cfg")).args(["-t", "60"]);

@@ -325,6 +325,8 @@ impl CallSession {
         // The attempt whose early media the caller hears, if any.
         let mut early: Option<usize> = None;
         // Ringing.
+        // The answering leg's codec, for its call record.
+        let codec;
         let winner = loop {
             if attempts.iter().all(|a| a.done) {
                 let status = if attempts.iter().any(|a| a.busy) {
@@ -403,6 +405,7 @@ impl CallSession {
                                     );
                                     self.media.bridge(self.leg, a.leg);
                                     self.store.call_answered(&a.call_id);
+                                    codec = neg.codec.name();
                                     break i;
                                 }
                                 Err(e) => {
@@ -463,7 +466,8 @@ impl CallSession {
                     event: UacEvent::RemoteBye,
                 } if c == call_id => {
                     self.media.unbridge(self.leg, leg);
-                    self.store.call_ended(&call_id, "callee-bye", vec![]);
+                    self.store
+                        .call_ended(&call_id, "callee-bye", vec![format!("codec:{codec}")]);
                     return Ok(DialOutcome {
                         status: DialStatus::Completed,
                         answered_target: Some(target),
@@ -480,7 +484,8 @@ impl CallSession {
                     let _ = self.sip.send(SipCommand::Hangup {
                         call_id: call_id.clone(),
                     });
-                    self.store.call_ended(&call_id, cause, vec![]);
+                    self.store
+                        .call_ended(&call_id, cause, vec![format!("codec:{codec}")]);
                     return Err(CallError::HungUp);
                 }
                 other => self.absorb(other),

@@ -555,7 +555,7 @@ pub fn detached_session(
         events_tx: tx,
         node: node.clone(),
         caller: "bench".into(),
-        codec: crate::codec::g711::G711::Ulaw(0),
+        codec: crate::codec::Format::PCMU,
         store: node.store.clone(),
         answer_sdp: String::new(),
         info: crate::plugin::bench_info(),

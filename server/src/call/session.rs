@@ -10,7 +10,7 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use super::collect::{CollectSpec, DigitCollector, End};
 use super::verbs::Piece;
 use super::{Node, SipCommand};
-use crate::codec::g711::G711;
+use crate::codec::Format;
 use crate::media::prompt::{Prompt, PromptSet};
 use crate::media::worker::{LegId, MediaEngine, MediaEvent};
 use crate::plugin::hookline::call::data::LogLevel;
@@ -34,7 +34,7 @@ pub enum CallEvent {
     Reinvite {
         remote: std::net::SocketAddr,
         hold: bool,
-        codec: G711,
+        codec: Format,
         dtmf_pt: Option<u8>,
     },
 }
@@ -57,7 +57,7 @@ pub struct CallSession {
     pub(crate) node: Arc<Node>,
     /// The caller's user part (default caller ID when dialling).
     pub(crate) caller: String,
-    pub(crate) codec: G711,
+    pub(crate) codec: Format,
     pub(crate) store: Store,
     answer_sdp: Option<String>,
     answered: bool,
@@ -95,7 +95,7 @@ pub struct SessionParts {
     pub events_tx: UnboundedSender<CallEvent>,
     pub node: Arc<Node>,
     pub caller: String,
-    pub codec: G711,
+    pub codec: Format,
     pub store: Store,
     pub answer_sdp: String,
     pub info: CallInfo,
@@ -221,17 +221,10 @@ impl CallSession {
                 dtmf_pt,
             } => {
                 if codec != self.codec {
-                    // Prompts exist in both G.711 laws: switching is free.
+                    // Prompts exist in both G.711 laws; other codecs get a new coder.
                     self.codec = codec;
                     self.media.set_remote(self.leg, remote, codec, dtmf_pt);
-                    self.mark(&format!(
-                        "codec:{}",
-                        if matches!(codec, G711::Ulaw(_)) {
-                            "pcmu"
-                        } else {
-                            "pcma"
-                        }
-                    ));
+                    self.mark(&format!("codec:{}", codec.name().to_ascii_lowercase()));
                 }
                 self.media.hold(self.leg, hold, remote);
                 self.mark(if hold { "hold" } else { "resume" });

@@ -15,10 +15,10 @@ use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use super::dtmf_detect::DtmfDetector;
 use super::prompt::{Prompt, FRAME};
 use super::recorder::{RecordingHandle, Tap, WriterMsg};
-use crate::codec::g711::G711;
+use crate::codec::{CodecOptions, Format, FrameCoder};
 use crate::rtp::dtmf::DtmfReceiver;
 use crate::rtp::packet::{self, RtpPacket};
-use crate::rtp::reorder::ReorderBuffer;
+use crate::rtp::reorder::{ReorderBuffer, MAX_PAYLOAD};
 
 /// Identifies a leg across the engine.
 pub type LegId = u64;
@@ -26,6 +26,8 @@ pub type LegId = u64;
 const TICK: Duration = Duration::from_millis(20);
 /// Streams tracked per leg (audio and DTMF may come on separate SSRCs).
 const MAX_STREAMS: usize = 4;
+/// Room for one packet we send: header and the largest payload.
+const OUT: usize = 12 + MAX_PAYLOAD;
 
 /// What a leg reports to its call.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +59,8 @@ pub struct LegStats {
     /// The peer's last word on our stream: packets it lost and its jitter (ms).
     pub peer_lost: Option<u32>,
     pub peer_jitter_ms: Option<u32>,
+    /// The leg's audio codec at its end (`PCMU`, `opus`, ...).
+    pub codec: &'static str,
 }
 
 /// Where a leg's events go (called on the media thread; must not block).
@@ -67,7 +71,7 @@ pub struct LegSetup {
     pub id: LegId,
     pub socket: UdpSocket,
     pub remote: SocketAddr,
-    pub codec: G711,
+    pub codec: Format,
     pub dtmf_pt: Option<u8>,
     /// Detect key tones in the audio (peers without RFC 4733).
     pub inband_dtmf: bool,
@@ -105,7 +109,7 @@ enum Command {
     SetRemote {
         leg: LegId,
         remote: SocketAddr,
-        codec: G711,
+        codec: Format,
         dtmf_pt: Option<u8>,
     },
     /// Relay media between two legs of the same worker (both directions).
@@ -218,6 +222,11 @@ fn next_tap_handle() -> RecordingHandle {
 impl MediaEngine {
     /// Starts `threads` workers (one per core is the intent).
     pub fn start(threads: usize) -> Self {
+        Self::start_with(threads, CodecOptions::default())
+    }
+
+    /// Starts workers whose legs' codecs are tuned by `options`.
+    pub fn start_with(threads: usize, options: CodecOptions) -> Self {
         let stats = Arc::new(MediaStats::default());
         let workers = (0..threads.max(1))
             .map(|i| {
@@ -232,6 +241,7 @@ impl MediaEngine {
                             index: HashMap::new(),
                             stats,
                             tick: 0,
+                            options,
                         }
                         .run()
                     })
@@ -264,7 +274,7 @@ impl MediaEngine {
     }
 
     /// Sets where an outbound leg's media goes once the callee answered.
-    pub fn set_remote(&self, leg: LegId, remote: SocketAddr, codec: G711, dtmf_pt: Option<u8>) {
+    pub fn set_remote(&self, leg: LegId, remote: SocketAddr, codec: Format, dtmf_pt: Option<u8>) {
         let _ = self.shard(leg).send(Command::SetRemote {
             leg,
             remote,
@@ -427,11 +437,82 @@ struct Leg {
     talking: bool,
     /// Recordings in progress (empty for almost every leg: nothing decoded).
     taps: Vec<Tap>,
+    /// The codec state of a non-G.711 leg (G.711 needs none).
+    coder: Option<Box<FrameCoder>>,
+    /// A second decoder for what this leg sends, when recordings hear it and
+    /// the payloads are copied from a bridged peer in the same codec.
+    sent_decoder: Option<Box<FrameCoder>>,
+    options: CodecOptions,
+    /// RTP timestamp units per 20 ms frame of this leg's format.
+    ts_step: u32,
+    /// A relayed key press across clocks: (source event timestamp, ours).
+    dtmf_map: Option<(u32, u32)>,
+}
+
+/// Decodes one payload of `codec` to node-rate audio; returns the samples.
+fn decode_payload(
+    codec: Format,
+    coder: Option<&mut FrameCoder>,
+    payload: &[u8],
+    pcm: &mut [i16],
+) -> usize {
+    match (codec.g711(), coder) {
+        (Some(g), _) => {
+            let n = payload.len().min(pcm.len());
+            g.decode(&payload[..n], &mut pcm[..n]);
+            n
+        }
+        (None, Some(c)) => c.decode(payload, pcm),
+        (None, None) => 0,
+    }
+}
+
+/// The codec state a leg in `format` needs (none for G.711).
+fn coder_for(format: Format, options: CodecOptions) -> Option<Box<FrameCoder>> {
+    if format.g711().is_some() {
+        return None;
+    }
+    match FrameCoder::new(format, options) {
+        Ok(c) => Some(Box::new(c)),
+        Err(e) => {
+            tracing::warn!("{} codec: {e}", format.name());
+            None
+        }
+    }
+}
+
+/// Copies the next 20 ms of the prompt queue into `out` (as `pick` presents
+/// each prompt); returns how much was filled.
+fn next_frame<T: Copy>(
+    queue: &mut VecDeque<Arc<Prompt>>,
+    pos: &mut usize,
+    pick: impl Fn(&Prompt) -> &[T],
+    out: &mut [T],
+) -> usize {
+    let mut filled = 0;
+    while filled < out.len() {
+        let Some(prompt) = queue.front() else { break };
+        let audio = pick(prompt);
+        let n = (audio.len() - *pos).min(out.len() - filled);
+        out[filled..filled + n].copy_from_slice(&audio[*pos..*pos + n]);
+        filled += n;
+        *pos += n;
+        if *pos >= audio.len() {
+            queue.pop_front();
+            *pos = 0;
+        }
+    }
+    filled
 }
 
 impl Leg {
-    fn new(setup: LegSetup, tick: u64) -> Self {
+    fn new(setup: LegSetup, tick: u64, options: CodecOptions) -> Self {
         Leg {
+            coder: coder_for(setup.codec, options),
+            sent_decoder: None,
+            options,
+            ts_step: setup.codec.ts_per_frame(),
+            dtmf_map: None,
             remote: setup.remote,
             latched: None,
             last_latched_tick: tick,
@@ -466,19 +547,28 @@ impl Leg {
         }
     }
 
-    /// Feeds recording taps with audio heard (`rx`) or sent, in `codec`.
-    fn tap(&mut self, payload: &[u8], codec: G711, rx: bool) {
-        if self.taps.is_empty() || payload.len() > super::super::rtp::reorder::MAX_PAYLOAD {
+    /// Feeds recording taps with one of this leg's payloads, heard (`rx`) or sent.
+    fn tap(&mut self, payload: &[u8], rx: bool) {
+        if self.taps.is_empty() {
             return;
         }
-        let mut pcm = [0i16; super::super::rtp::reorder::MAX_PAYLOAD];
-        let pcm = &mut pcm[..payload.len()];
-        codec.decode(payload, pcm);
+        let mut pcm = [0i16; MAX_PAYLOAD];
+        let codec = self.setup.codec;
+        let coder = if rx || codec.g711().is_some() {
+            self.coder.as_deref_mut()
+        } else {
+            // Sent payloads copied from a peer: their own decoder state.
+            if self.sent_decoder.is_none() {
+                self.sent_decoder = coder_for(codec, self.options);
+            }
+            self.sent_decoder.as_deref_mut()
+        };
+        let n = decode_payload(codec, coder, payload, &mut pcm);
         for t in &mut self.taps {
             if rx {
-                t.heard(pcm);
+                t.heard(&pcm[..n]);
             } else {
-                t.sent(pcm);
+                t.sent(&pcm[..n]);
             }
         }
     }
@@ -530,11 +620,7 @@ impl Leg {
             }
             if let Some(peer) = peer.as_deref_mut() {
                 // Bridged: the far leg hears this leg; only recordings listen here.
-                if pkt.payload_type == self.setup.codec.payload_type() {
-                    let codec = self.setup.codec;
-                    self.tap(pkt.payload, codec, true);
-                }
-                peer.relay(&pkt, self.setup.codec, self.setup.dtmf_pt, stats);
+                self.bridged(&pkt, peer, stats);
                 continue;
             }
             let idx = match self
@@ -573,6 +659,7 @@ impl Leg {
             let events = &self.setup.events;
             let inband = &mut self.inband;
             let taps = &mut self.taps;
+            let coder = &mut self.coder;
             reorder.push(&pkt, |r| {
                 if Some(r.payload_type) == dtmf_pt {
                     if let Some(key) = dtmf.on_payload(r.timestamp, r.payload) {
@@ -582,9 +669,9 @@ impl Leg {
                     && (inband.is_some() || !taps.is_empty())
                 {
                     // Audio is decoded only when something listens to it.
-                    let mut pcm = [0i16; super::super::rtp::reorder::MAX_PAYLOAD];
-                    let pcm = &mut pcm[..r.payload.len()];
-                    codec.decode(r.payload, pcm);
+                    let mut pcm = [0i16; MAX_PAYLOAD];
+                    let n = decode_payload(codec, coder.as_deref_mut(), r.payload, &mut pcm);
+                    let pcm = &pcm[..n];
                     if let Some(det) = inband.as_deref_mut() {
                         det.feed(pcm, |k| events(MediaEvent::Dtmf(k)));
                     }
@@ -603,65 +690,138 @@ impl Leg {
         }
     }
 
-    /// Sends a packet received on the bridged leg out of this one: same codec
-    /// is copied as is, the other G.711 law is transcoded, RFC 4733 events are
-    /// forwarded when this side negotiated them. Seq, SSRC and payload type are
-    /// this leg's; timestamps keep the source's spacing.
+    /// Passes a packet this leg received to its bridged peer: the same codec
+    /// is copied as is, another is decoded here and played out by the peer
+    /// from its jitter buffer (re-encoded on the peer's tick), RFC 4733 events
+    /// are forwarded when the peer negotiated them.
+    fn bridged(&mut self, pkt: &RtpPacket<'_>, peer: &mut Leg, stats: &MediaStats) {
+        let codec = self.setup.codec;
+        if pkt.payload_type == codec.payload_type() {
+            let n = pkt.payload.len().min(MAX_PAYLOAD);
+            let payload = &pkt.payload[..n];
+            if codec.same_codec(peer.setup.codec) {
+                self.tap(payload, true);
+                return peer.relay(pkt.timestamp, pkt.marker, payload, false, stats);
+            }
+            let mut pcm = [0i16; MAX_PAYLOAD];
+            let samples = decode_payload(codec, self.coder.as_deref_mut(), payload, &mut pcm);
+            for t in &mut self.taps {
+                t.heard(&pcm[..samples]);
+            }
+            match peer.setup.codec.g711() {
+                // G.711 law to law at an odd packet size: converted sample by
+                // sample, keeping the source's timing (the jitter buffer
+                // works in 20 ms frames).
+                Some(dst) if codec.g711().is_some() && n != FRAME => {
+                    let mut out = [0u8; MAX_PAYLOAD];
+                    dst.encode(&pcm[..samples], &mut out[..samples]);
+                    peer.relay(pkt.timestamp, pkt.marker, &out[..samples], false, stats);
+                }
+                _ => peer.push_decoded(pkt.timestamp, codec.ts_per_frame(), &pcm[..samples]),
+            }
+        } else if Some(pkt.payload_type) == self.setup.dtmf_pt && peer.setup.dtmf_pt.is_some() {
+            if codec.clock_rate() == peer.setup.codec.clock_rate() {
+                peer.relay(pkt.timestamp, pkt.marker, pkt.payload, true, stats);
+            } else {
+                peer.relay_event_across_clocks(pkt, codec.clock_rate(), stats);
+            }
+        }
+        // Comfort noise or unknown payloads: dropped.
+    }
+
+    /// Decoded audio from the bridged peer, played out on this leg's tick.
+    fn push_decoded(&mut self, timestamp: u32, ts_per_frame: u32, pcm: &[i16]) {
+        let jb = self.jitter.get_or_insert_with(|| {
+            Box::new(crate::rtp::jitter::JitterBuffer::with_clock(ts_per_frame))
+        });
+        if jb.ts_per_frame() != ts_per_frame {
+            **jb = crate::rtp::jitter::JitterBuffer::with_clock(ts_per_frame);
+        }
+        let now = Instant::now();
+        for (k, frame) in pcm.chunks(FRAME).enumerate() {
+            jb.push(timestamp.wrapping_add(k as u32 * ts_per_frame), frame, now);
+        }
+    }
+
+    /// Sends a payload from the bridged peer out of this leg: seq, SSRC and
+    /// payload type are this leg's; timestamps keep the source's spacing.
     fn relay(
         &mut self,
-        pkt: &RtpPacket<'_>,
-        src_codec: G711,
-        src_dtmf: Option<u8>,
+        timestamp: u32,
+        marker: bool,
+        payload: &[u8],
+        event: bool,
         stats: &MediaStats,
     ) {
-        let mut out = [0u8; 12 + super::super::rtp::reorder::MAX_PAYLOAD];
-        let n = pkt
-            .payload
-            .len()
-            .min(super::super::rtp::reorder::MAX_PAYLOAD);
-        let payload_type = if pkt.payload_type == src_codec.payload_type() {
-            let dst = self.setup.codec;
-            if std::mem::discriminant(&dst) == std::mem::discriminant(&src_codec) {
-                out[12..12 + n].copy_from_slice(&pkt.payload[..n]);
-            } else if n == FRAME {
-                // Decoded path: through the jitter buffer, played out on this leg's tick.
-                let mut pcm = [0i16; FRAME];
-                src_codec.decode(&pkt.payload[..n], &mut pcm);
-                self.jitter.get_or_insert_with(Box::default).push(
-                    pkt.timestamp,
-                    &pcm,
-                    Instant::now(),
-                );
-                return;
-            } else {
-                let mut pcm = [0i16; super::super::rtp::reorder::MAX_PAYLOAD];
-                src_codec.decode(&pkt.payload[..n], &mut pcm[..n]);
-                dst.encode(&pcm[..n], &mut out[12..12 + n]);
-            }
-            dst.payload_type()
-        } else if Some(pkt.payload_type) == src_dtmf && self.setup.dtmf_pt.is_some() {
-            out[12..12 + n].copy_from_slice(&pkt.payload[..n]);
+        let payload_type = if event {
             self.setup.dtmf_pt.unwrap_or(101)
         } else {
-            return; // comfort noise or unknown: dropped
+            self.setup.codec.payload_type()
         };
-        if !self.taps.is_empty() && payload_type == self.setup.codec.payload_type() {
-            let codec = self.setup.codec;
-            let mut copy = [0u8; super::super::rtp::reorder::MAX_PAYLOAD];
-            copy[..n].copy_from_slice(&out[12..12 + n]);
-            self.tap(&copy[..n], codec, false);
+        if !event {
+            self.tap(payload, false);
         }
         let offset = *self
             .relay_ts_offset
-            .get_or_insert(self.timestamp.wrapping_sub(pkt.timestamp));
-        let marker = pkt.marker || !self.talking;
+            .get_or_insert(self.timestamp.wrapping_sub(timestamp));
+        self.send_packet(
+            marker,
+            payload_type,
+            timestamp.wrapping_add(offset),
+            payload,
+            stats,
+        );
+    }
+
+    /// A key press from a peer on another RTP clock (Opus' 48 kHz against
+    /// 8 kHz): every packet of one event gets one timestamp of ours, and the
+    /// duration is rescaled.
+    fn relay_event_across_clocks(
+        &mut self,
+        pkt: &RtpPacket<'_>,
+        src_clock: u32,
+        stats: &MediaStats,
+    ) {
+        if pkt.payload.len() < 4 {
+            return;
+        }
+        let ts = match self.dtmf_map {
+            Some((src, ours)) if src == pkt.timestamp => ours,
+            _ => {
+                self.dtmf_map = Some((pkt.timestamp, self.timestamp));
+                self.timestamp
+            }
+        };
+        let mut ev = [0u8; 4];
+        ev.copy_from_slice(&pkt.payload[..4]);
+        let duration = u16::from_be_bytes([ev[2], ev[3]]) as u64
+            * self.setup.codec.clock_rate() as u64
+            / src_clock.max(1) as u64;
+        ev[2..4].copy_from_slice(&(duration.min(u16::MAX as u64) as u16).to_be_bytes());
+        let pt = self.setup.dtmf_pt.unwrap_or(101);
+        self.send_packet(pkt.marker, pt, ts, &ev, stats);
+    }
+
+    /// Writes and sends one RTP packet of ours.
+    fn send_packet(
+        &mut self,
+        marker: bool,
+        payload_type: u8,
+        timestamp: u32,
+        payload: &[u8],
+        stats: &MediaStats,
+    ) {
+        let mut out = [0u8; OUT];
+        let n = payload.len().min(MAX_PAYLOAD);
+        out[12..12 + n].copy_from_slice(&payload[..n]);
+        let marker = marker || !self.talking;
         self.talking = true;
         packet::write_header(
             &mut out[..12],
             marker,
             payload_type,
             self.seq,
-            pkt.timestamp.wrapping_add(offset),
+            timestamp,
             self.ssrc,
         );
         self.seq = self.seq.wrapping_add(1);
@@ -754,7 +914,7 @@ impl Leg {
     }
 
     /// One frame from the jitter buffer of a transcoding bridge.
-    fn play_out_jitter(&mut self, out: &mut [u8; 12 + FRAME], stats: &MediaStats) {
+    fn play_out_jitter(&mut self, out: &mut [u8; OUT], stats: &MediaStats) {
         let Some(jb) = self.jitter.as_deref_mut() else {
             return;
         };
@@ -770,78 +930,85 @@ impl Leg {
         for t in &mut self.taps {
             t.sent(&pcm);
         }
-        let codec = self.setup.codec;
-        codec.encode(&pcm, &mut out[12..]);
+        let n = self.encode(&pcm, &mut out[12..]);
+        self.send_frame(out, n, stats);
+    }
+
+    /// Encodes one node-rate frame in this leg's format; returns the payload length.
+    fn encode(&mut self, pcm: &[i16; FRAME], out: &mut [u8]) -> usize {
+        match (self.setup.codec.g711(), self.coder.as_deref_mut()) {
+            (Some(g), _) => {
+                g.encode(pcm, &mut out[..FRAME]);
+                FRAME
+            }
+            (None, Some(c)) => c.encode(pcm, out),
+            (None, None) => 0,
+        }
+    }
+
+    /// Sends the frame in `out[12..12 + n]` stamped with this leg's clock.
+    fn send_frame(&mut self, out: &mut [u8; OUT], n: usize, stats: &MediaStats) {
+        if n == 0 {
+            return;
+        }
+        let marker = !self.talking;
+        self.talking = true;
         packet::write_header(
             &mut out[..12],
-            !self.talking,
-            codec.payload_type(),
+            marker,
+            self.setup.codec.payload_type(),
             self.seq,
             self.timestamp,
             self.ssrc,
         );
-        self.talking = true;
         self.seq = self.seq.wrapping_add(1);
-        if self.setup.socket.send_to(&out[..], self.remote).is_ok() {
-            stats.packets_out.fetch_add(1, Ordering::Relaxed);
-            self.sent += 1;
+        match self.setup.socket.send_to(&out[..12 + n], self.remote) {
+            Ok(_) => {
+                stats.packets_out.fetch_add(1, Ordering::Relaxed);
+                self.sent += 1;
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+            Err(_) => {} // e.g. ECONNREFUSED from an earlier ICMP: keep going.
         }
     }
 
-    fn send(&mut self, out: &mut [u8; 12 + FRAME], stats: &MediaStats) {
-        self.timestamp = self.timestamp.wrapping_add(FRAME as u32);
+    fn send(&mut self, out: &mut [u8; OUT], stats: &MediaStats) {
+        self.timestamp = self.timestamp.wrapping_add(self.ts_step);
         if self.bridge.is_some() {
             return self.play_out_jitter(out, stats);
         }
         if self.queue.is_empty() {
             return;
         }
-        let codec = self.setup.codec;
-        let mut filled = 0;
-        while filled < FRAME {
-            let Some(prompt) = self.queue.front() else {
-                break;
-            };
-            let audio = prompt.encoded(codec);
-            let n = (audio.len() - self.pos).min(FRAME - filled);
-            out[12 + filled..12 + filled + n].copy_from_slice(&audio[self.pos..self.pos + n]);
-            filled += n;
-            self.pos += n;
-            if self.pos >= audio.len() {
-                self.queue.pop_front();
-                self.pos = 0;
+        let n = match self.setup.codec.g711() {
+            // The fast path: prompts are pre-encoded in both laws.
+            Some(g) => {
+                let payload = &mut out[12..12 + FRAME];
+                let filled = next_frame(&mut self.queue, &mut self.pos, |p| p.encoded(g), payload);
+                payload[filled..].fill(g.silence());
+                if !self.taps.is_empty() {
+                    let mut frame = [0u8; FRAME];
+                    frame.copy_from_slice(payload);
+                    self.tap(&frame, false);
+                }
+                FRAME
             }
-        }
-        out[12 + filled..].fill(codec.silence());
-        if !self.taps.is_empty() {
-            let mut frame = [0u8; FRAME];
-            frame.copy_from_slice(&out[12..]);
-            self.tap(&frame, codec, false);
-        }
+            None => {
+                let mut pcm = [0i16; FRAME];
+                next_frame(&mut self.queue, &mut self.pos, |p| &p.pcm, &mut pcm);
+                for t in &mut self.taps {
+                    t.sent(&pcm);
+                }
+                // Encoded even on hold: the codec state keeps its place in time.
+                self.encode(&pcm, &mut out[12..])
+            }
+        };
         if self.held {
             // On hold the prompt keeps its place in time but nothing is sent;
             // the first packet after resuming carries the marker.
             self.talking = false;
         } else {
-            let marker = !self.talking;
-            self.talking = true;
-            packet::write_header(
-                &mut out[..12],
-                marker,
-                codec.payload_type(),
-                self.seq,
-                self.timestamp,
-                self.ssrc,
-            );
-            self.seq = self.seq.wrapping_add(1);
-            match self.setup.socket.send_to(&out[..], self.remote) {
-                Ok(_) => {
-                    stats.packets_out.fetch_add(1, Ordering::Relaxed);
-                    self.sent += 1;
-                }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-                Err(_) => {} // e.g. ECONNREFUSED from an earlier ICMP: keep going.
-            }
+            self.send_frame(out, n, stats);
         }
         if self.queue.is_empty() {
             if self.looped.is_empty() {
@@ -862,6 +1029,7 @@ struct Worker {
     index: HashMap<LegId, usize>,
     stats: Arc<MediaStats>,
     tick: u64,
+    options: CodecOptions,
 }
 
 impl Worker {
@@ -900,6 +1068,7 @@ impl Worker {
             concealed: leg.concealed,
             peer_lost: leg.peer_report.map(|r| r.cumulative_lost),
             peer_jitter_ms: leg.peer_report.map(|r| r.jitter / 8),
+            codec: leg.setup.codec.name(),
             ..LegStats::default()
         };
         for st in &leg.streams {
@@ -926,7 +1095,7 @@ impl Worker {
                 Ok(Command::Add(setup)) => {
                     self.stats.legs.fetch_add(1, Ordering::Relaxed);
                     self.index.insert(setup.id, self.legs.len());
-                    self.legs.push(Leg::new(*setup, self.tick));
+                    self.legs.push(Leg::new(*setup, self.tick, self.options));
                 }
                 Ok(Command::SetRemote {
                     leg,
@@ -937,6 +1106,11 @@ impl Worker {
                     if let Some(l) = self.leg(leg) {
                         l.remote = remote;
                         l.setup.remote = remote;
+                        if codec != l.setup.codec {
+                            l.coder = coder_for(codec, l.options);
+                            l.sent_decoder = None;
+                            l.ts_step = codec.ts_per_frame();
+                        }
                         l.setup.codec = codec;
                         l.setup.dtmf_pt = dtmf_pt;
                     }
@@ -1037,7 +1211,7 @@ impl Worker {
 
     fn run(mut self) {
         let mut buf = vec![0u8; 2048];
-        let mut out = [0u8; 12 + FRAME];
+        let mut out = [0u8; OUT];
         let mut next = Instant::now() + TICK;
         while self.commands() {
             self.tick += 1;
@@ -1097,6 +1271,7 @@ fn pair_mut<T>(v: &mut [T], i: usize, j: usize) -> (&mut T, &mut T) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codec::g711::G711;
     use tokio::sync::mpsc;
 
     #[test]
@@ -1111,7 +1286,7 @@ mod tests {
             id: 1,
             socket,
             remote: peer.local_addr().unwrap(),
-            codec: G711::Ulaw(0),
+            codec: Format::PCMU,
             dtmf_pt: Some(101),
             inband_dtmf: false,
             rtp_timeout: None,
@@ -1195,16 +1370,16 @@ mod tests {
             a,
             sock_a,
             phone_a.local_addr().unwrap(),
-            G711::Ulaw(0),
+            Format::PCMU,
         ));
         engine.add_leg(setup(
             b,
             sock_b,
             "127.0.0.1:9".parse().unwrap(),
-            G711::Ulaw(0),
+            Format::PCMU,
         ));
         // The callee answered with A-law at phone_b.
-        engine.set_remote(b, phone_b.local_addr().unwrap(), G711::Alaw(8), None);
+        engine.set_remote(b, phone_b.local_addr().unwrap(), Format::PCMA, None);
         engine.bridge(a, b);
         thread::sleep(Duration::from_millis(60));
         let pcm: Vec<i16> = (0..160)

@@ -54,6 +54,11 @@ pub struct JitterBuffer {
     last_transit: Option<i64>,
     epoch: Option<Instant>,
     stats: JitterStats,
+    /// RTP timestamp units per 20 ms frame of the source (160 at 8 kHz, 960 for Opus).
+    ts_per_frame: u32,
+    /// The source's timestamps unwrapped to 64 bits (they wrap every few hours).
+    last_ts: Option<u32>,
+    ext_ts: i64,
 }
 
 impl Default for JitterBuffer {
@@ -70,15 +75,30 @@ impl Default for JitterBuffer {
             last_transit: None,
             epoch: None,
             stats: JitterStats::default(),
+            ts_per_frame: FRAME as u32,
+            last_ts: None,
+            ext_ts: 0,
         }
     }
 }
 
 impl JitterBuffer {
+    /// A buffer for a source whose RTP clock advances `ts_per_frame` per 20 ms.
+    pub fn with_clock(ts_per_frame: u32) -> Self {
+        JitterBuffer {
+            ts_per_frame: ts_per_frame.max(1),
+            ..JitterBuffer::default()
+        }
+    }
+
+    pub fn ts_per_frame(&self) -> u32 {
+        self.ts_per_frame
+    }
+
     pub fn stats(&self) -> JitterStats {
         JitterStats {
             delay_frames: self.delay,
-            jitter_ms: (self.jitter_x16 / 16 / 8) as u32,
+            jitter_ms: (self.jitter_x16 / 16 * 20 / self.ts_per_frame as i64) as u32,
             ..self.stats
         }
     }
@@ -86,14 +106,21 @@ impl JitterBuffer {
     /// Takes one decoded 20 ms frame with its RTP timestamp and arrival time.
     pub fn push(&mut self, timestamp: u32, pcm: &[i16], arrival: Instant) {
         let epoch = *self.epoch.get_or_insert(arrival);
-        let arrival_ts = ((arrival - epoch).as_micros() * 8 / 1000) as i64;
-        let transit = arrival_ts - timestamp as i64;
+        let arrival_ts =
+            ((arrival - epoch).as_micros() * self.ts_per_frame as u128 / 20_000) as i64;
+        self.ext_ts = match self.last_ts {
+            None => timestamp as i64,
+            Some(last) => self.ext_ts + timestamp.wrapping_sub(last) as i32 as i64,
+        };
+        self.last_ts = Some(timestamp);
+        let transit = arrival_ts - self.ext_ts;
         if let Some(prev) = self.last_transit {
             let d = (transit - prev).abs();
             self.jitter_x16 += d - ((self.jitter_x16 + 8) >> 4);
         }
         self.last_transit = Some(transit);
-        let index = timestamp as u64 / FRAME as u64;
+        // Index frames from a base far from zero so an early wrap cannot go negative.
+        let index = ((self.ext_ts + (1 << 40)) / self.ts_per_frame as i64) as u64;
         if self.next.is_none() {
             self.startup = self.delay;
         }
@@ -153,7 +180,7 @@ impl JitterBuffer {
 
     /// Moves the playout delay one frame toward 2 × jitter + 1 frame.
     fn adapt(&mut self) {
-        let jitter_frames = (self.jitter_x16 / 16) as u32 / FRAME as u32;
+        let jitter_frames = (self.jitter_x16 / 16) as u32 / self.ts_per_frame;
         let target = (2 * jitter_frames + 1).clamp(MIN_DELAY, MAX_DELAY);
         if let Some(next) = self.next.as_mut() {
             if target > self.delay && *next > 0 {
@@ -251,5 +278,26 @@ mod tests {
         let s = jb.stats();
         assert!(s.jitter_ms >= 20, "{s:?}");
         assert!(s.delay_frames >= 4, "{s:?}");
+    }
+
+    #[test]
+    fn timestamps_that_wrap_keep_playing() {
+        let mut jb = JitterBuffer::with_clock(960);
+        let t0 = Instant::now();
+        let start = u32::MAX - 960 * 3;
+        let mut out = [0; FRAME];
+        let mut audio = 0;
+        for i in 0..20u32 {
+            jb.push(
+                start.wrapping_add(i * 960),
+                &frame(100),
+                t0 + Duration::from_millis(20 * i as u64),
+            );
+            if jb.pop(&mut out) == Played::Audio {
+                audio += 1;
+            }
+        }
+        assert!(audio >= 17, "{audio} frames played across the wrap");
+        assert_eq!(jb.stats().dropped_late, 0);
     }
 }

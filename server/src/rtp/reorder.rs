@@ -3,8 +3,9 @@
 
 use super::packet::RtpPacket;
 
-/// Largest payload kept (60 ms of G.711); bigger packets are counted and dropped.
-pub const MAX_PAYLOAD: usize = 480;
+/// Largest payload kept (Opus' 1,275-byte maximum, 160 ms of G.711); bigger
+/// packets are counted and dropped.
+pub const MAX_PAYLOAD: usize = 1280;
 const SLOTS: usize = 8;
 
 /// Receive statistics of one stream.

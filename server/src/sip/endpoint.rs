@@ -52,7 +52,7 @@ pub enum Event {
         call_id: String,
         remote: SocketAddr,
         hold: bool,
-        codec: crate::codec::g711::G711,
+        codec: crate::codec::Format,
         dtmf_pt: Option<u8>,
     },
     /// Progress of an outbound leg started with `dial`.
@@ -919,7 +919,7 @@ fn parse_cseq(value: &str) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::g711::G711;
+    use crate::codec::Format;
 
     const OFFER: &str = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
         m=audio 6000 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n";
@@ -1103,8 +1103,8 @@ mod tests {
     fn no_common_codec_is_488_and_garbage_is_400_or_dropped() {
         let t0 = Instant::now();
         let mut ep = Endpoint::new("127.0.0.1:5060".parse().unwrap());
-        let g722 = OFFER.replace("RTP/AVP 0 101", "RTP/AVP 9");
-        ep.handle_datagram(t0, peer(), &invite("c2", &g722));
+        let g729 = OFFER.replace("RTP/AVP 0 101", "RTP/AVP 18");
+        ep.handle_datagram(t0, peer(), &invite("c2", &g729));
         let d = drain(&mut ep);
         assert_eq!(status(&d.sent[0]), "488");
         assert!(d.events.is_empty());
@@ -1185,7 +1185,7 @@ mod tests {
             matches!(
                 d.events[0],
                 Event::Reinvite {
-                    codec: G711::Alaw(8),
+                    codec: Format::PCMA,
                     hold: false,
                     ..
                 }

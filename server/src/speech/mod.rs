@@ -6,7 +6,6 @@ pub mod endpoint;
 pub mod listen;
 pub mod piper;
 pub mod pocketsphinx;
-pub mod resample;
 pub mod tts;
 pub mod vosk;
 

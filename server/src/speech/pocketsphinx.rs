@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use libloading::Library;
 
 use super::asr::{AsrError, Engine, Hypothesis, Utterance};
-use super::resample::Upsampler;
+use crate::codec::resample::StreamResampler;
 
 type Ptr = *mut c_void;
 
@@ -274,7 +274,7 @@ impl Engine for PocketSphinx {
         Ok(Box::new(PsUtterance {
             decoder: Some(d),
             pool: self.pool.clone(),
-            up: Upsampler::new().map_err(AsrError::Failed)?,
+            up: StreamResampler::new(8000, 16000).map_err(|e| AsrError::Failed(e.to_string()))?,
             running: true,
             grammar,
             heard: Vec::new(),
@@ -285,7 +285,7 @@ impl Engine for PocketSphinx {
 struct PsUtterance {
     decoder: Option<Decoder>,
     pool: Arc<Mutex<Vec<Decoder>>>,
-    up: Upsampler,
+    up: StreamResampler,
     running: bool,
     /// Restricted to menu phrases.
     grammar: bool,
@@ -330,7 +330,7 @@ impl PsUtterance {
 
 impl Utterance for PsUtterance {
     fn accept(&mut self, pcm: &[i16]) -> Result<(), AsrError> {
-        let wide = self.up.push(pcm).map_err(AsrError::Failed)?;
+        let wide = self.up.process(pcm);
         if wide.is_empty() {
             return Ok(());
         }
