@@ -14,6 +14,8 @@ python3 -m pip --version >/dev/null 2>&1 || packages+=(python3-pip)
 if [ "${1:-}" = "--test" ]; then
   # Real peers, and the C plugin toolchain (clang for wasm32-wasi).
   packages+=(sip-tester baresip-core sox clang lld wasi-libc libclang-rt-14-dev-wasm32)
+  # Headless Chromium for the softphone page, driven by playwright-core on Node.js.
+  packages+=(chromium nodejs npm)
 fi
 
 missing=()
@@ -66,6 +68,10 @@ if [ "${1:-}" = "--test" ]; then
       exit 1
     fi
   fi
+fi
+
+if [ "${1:-}" = "--test" ] && [ ! -d tests/browser/node_modules/playwright-core ]; then
+  (cd tests/browser && npm install --no-audit --no-fund --loglevel=error)
 fi
 
 # The sample plugins are WebAssembly components.

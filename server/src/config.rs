@@ -33,6 +33,10 @@ pub struct Config {
     #[serde(default)]
     pub speech: SpeechConfig,
     #[serde(default)]
+    pub codecs: CodecsConfig,
+    #[serde(default)]
+    pub webrtc: WebRtcConfig,
+    #[serde(default)]
     pub plugins: Vec<PluginConfig>,
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
@@ -186,6 +190,50 @@ impl Default for PromptsConfig {
             languages: Vec::new(),
         }
     }
+}
+
+/// Codec tuning (what is negotiated follows the peers' offers).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CodecsConfig {
+    /// Opus encoder complexity, 0 (cheapest) to 10 (best): CPU per
+    /// transcoded call against quality.
+    #[serde(default = "default_opus_complexity")]
+    pub opus_complexity: i32,
+}
+
+impl Default for CodecsConfig {
+    fn default() -> Self {
+        CodecsConfig {
+            opus_complexity: default_opus_complexity(),
+        }
+    }
+}
+
+fn default_opus_complexity() -> i32 {
+    5
+}
+
+/// Browser softphones (WebRTC legs).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebRtcConfig {
+    /// Who may log in from a browser: each token is an agent's extension.
+    #[serde(default)]
+    pub agents: Vec<WebRtcAgent>,
+    /// Address offered in ICE candidates (default: the node's media address;
+    /// loopback included when that is loopback).
+    #[serde(default)]
+    pub ice_ip: Option<IpAddr>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebRtcAgent {
+    /// The extension calls reach the browser on (dial it like any extension).
+    pub user: String,
+    /// Bearer token the softphone logs in with.
+    pub token: String,
 }
 
 /// Speech recognition and synthesis engines.
@@ -421,6 +469,20 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "node.max_calls must be at least 1".into(),
             ));
+        }
+        if !(0..=10).contains(&config.codecs.opus_complexity) {
+            return Err(ConfigError::Invalid(format!(
+                "codecs.opus_complexity must be 0..=10, not {}",
+                config.codecs.opus_complexity
+            )));
+        }
+        for a in &config.webrtc.agents {
+            if a.token.len() < 8 {
+                return Err(ConfigError::Invalid(format!(
+                    "webrtc agent {:?}: a token of at least 8 characters is required",
+                    a.user
+                )));
+            }
         }
         Ok(config)
     }

@@ -13,3 +13,4 @@ pub mod rtp;
 pub mod sip;
 pub mod speech;
 pub mod store;
+pub mod webrtc;

@@ -229,7 +229,18 @@ pub async fn build(opts: &ServeOptions) -> anyhow::Result<Arc<Node>> {
     // RTP listens on the SIP address (all interfaces when SIP does).
     let rtp_ip = opts.sip.ip();
     Ok(Arc::new(Node {
-        media: Arc::new(MediaEngine::start(threads)),
+        media: Arc::new(MediaEngine::start_with(
+            threads,
+            crate::codec::CodecOptions {
+                opus_complexity: config.codecs.opus_complexity,
+            },
+        )),
+        webrtc: crate::webrtc::WebRtc::new(
+            config.webrtc.ice_ip.unwrap_or(rtp_ip),
+            config.node.advertise_ip,
+        )
+        .context("starting the WebRTC stack")?,
+        sip_tx: Default::default(),
         ports: PortPool::new(rtp_ip, opts.rtp_ports.0, opts.rtp_ports.1),
         plugins,
         prompts: Arc::new(prompts),

@@ -43,7 +43,9 @@ pub fn router(node: Arc<Node>) -> Router {
             put(deploy).layer(DefaultBodyLimit::max(MAX_PLUGIN_BYTES)),
         )
         .layer(middleware::from_fn_with_state(node.clone(), auth))
-        .with_state(node)
+        .with_state(node.clone())
+        // Browsers authenticate with their own tokens.
+        .merge(crate::webrtc::signalling::router(node))
 }
 
 /// Requires `Authorization: Bearer <node.api_token>` when a token is configured.

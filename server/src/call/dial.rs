@@ -126,6 +126,11 @@ impl CallSession {
                             .into_iter()
                             .map(|b| (i, vec![direct(b.contact, b.source)])),
                     );
+                    // A softphone logged in from a browser rings too.
+                    if node.webrtc.agents.is_online(user) {
+                        let nowhere = SocketAddr::new(IpAddr::from([0, 0, 0, 0]), 0);
+                        contacts.push((i, vec![direct(format!("webrtc:{user}"), nowhere)]));
+                    }
                 }
                 Target::Uri(uri) => match uri_dest(uri) {
                     Some(dest) => contacts.push((i, vec![direct(uri.clone(), dest)])),

@@ -93,6 +93,10 @@ pub struct Node {
     /// Shared HTTP client for plugins' fetches.
     pub http: reqwest::Client,
     pub counters: crate::plugin::services::Counters,
+    /// Browser legs and agents.
+    pub webrtc: crate::webrtc::WebRtc,
+    /// The SIP driver's commands, once it runs (browser calls dial through it).
+    pub sip_tx: std::sync::OnceLock<UnboundedSender<SipCommand>>,
 }
 
 impl Node {
@@ -115,6 +119,18 @@ impl Node {
             }
         }
         Ok(())
+    }
+
+    /// Frees a call's place on the node and its route.
+    pub(crate) fn release_route(&self, route: usize) {
+        self.release(route)
+    }
+
+    /// Hands a command to the SIP driver.
+    pub(crate) fn send_sip(&self, cmd: SipCommand) {
+        if let Some(tx) = self.sip_tx.get() {
+            let _ = tx.send(cmd);
+        }
     }
 
     fn release(&self, route: usize) {
@@ -241,6 +257,7 @@ pub async fn run_sip(
         });
     }
     let (cmd_tx, mut cmd_rx) = mpsc::unbounded_channel::<SipCommand>();
+    let _ = node.sip_tx.set(cmd_tx.clone());
     let mut calls: HashMap<String, UnboundedSender<CallEvent>> = HashMap::new();
     let mut buf = vec![0u8; 65536];
     let mut timer = tokio::time::interval(Duration::from_millis(50));
@@ -277,6 +294,9 @@ pub async fn run_sip(
                 SipCommand::Answer { call_id, sdp } => {
                     endpoint.answer(Instant::now(), &call_id, sdp);
                 }
+                SipCommand::Hangup { call_id } if node.webrtc.agents.owns(&call_id) => {
+                    node.webrtc.agents.hang_up(&call_id)
+                }
                 SipCommand::Hangup { call_id } => endpoint.hangup(Instant::now(), &call_id),
                 SipCommand::EarlyMedia { call_id, sdp } => endpoint.early_media(&call_id, &sdp),
                 SipCommand::Reject { call_id, code } => {
@@ -284,6 +304,9 @@ pub async fn run_sip(
                 }
                 SipCommand::Finished { call_id } => {
                     calls.remove(&call_id);
+                }
+                SipCommand::Dial { dial, events } if dial.target.starts_with("webrtc:") => {
+                    crate::webrtc::agents::ring(node.clone(), dial, events);
                 }
                 SipCommand::Dial { dial, events } => {
                     calls.insert(dial.call_id.clone(), events);
@@ -359,29 +382,8 @@ fn start_call(
     inc: Incoming,
 ) -> Result<(String, UnboundedSender<CallEvent>), Rejection> {
     let call_id = inc.call_id.clone();
-    let key = crate::config::CallKey {
-        callee: &inc.callee,
-        caller: &inc.caller,
-        domain: &inc.domain,
-        now_s: crate::store::now_ms() / 1000,
-    };
-    let Some(route_idx) = node.config.route_for(&key) else {
-        tracing::info!(call = %call_id, callee = %inc.callee, "no route");
-        node.store
-            .call_started(&call_id, &inc.caller, &inc.callee, None);
-        node.store.call_ended(&call_id, "no-route", vec![]);
-        return Err((call_id, 404, None));
-    };
-    let route = &node.config.routes[route_idx];
-    let Some(plugin) = node.plugins.get(&route.plugin) else {
-        return Err((call_id, 500, None));
-    };
-    if let Err(refusal) = node.admit(route_idx) {
-        // No call record: under overload, refusing must stay cheap.
-        node.refused.fetch_add(1, Ordering::Relaxed);
-        tracing::debug!(call = %call_id, "refused: {}", refusal.as_str());
-        return Err((call_id, 503, Some(refusal.retry_after())));
-    }
+    let (route_idx, plugin) =
+        route_and_admit(node, &call_id, &inc.caller, &inc.callee, &inc.domain)?;
     let (socket, port) = match node.ports.bind() {
         Ok(s) => s,
         Err(e) => {
@@ -397,40 +399,144 @@ fn start_call(
     if node_cfg.dtmf == DtmfMode::Inband {
         offer.dtmf_pt = None; // not offered back: the caller sends tones in the audio
     }
+    let answer = sdp::answer(local, &offer, leg);
+    let tx = launch(
+        node,
+        sip,
+        NewCall {
+            call_id: call_id.clone(),
+            caller: inc.caller,
+            callee: inc.callee,
+            caller_name: inc.caller_name,
+            domain: inc.domain,
+            route_idx,
+            plugin,
+            leg,
+            port,
+            socket,
+            remote: offer.remote,
+            codec: offer.codec,
+            dtmf_pt: offer.dtmf_pt,
+            // Latch only when the caller looks NATed: its SDP names another address
+            // than the one its signalling came from (RFC 4961 symmetric RTP, as
+            // SBCs apply it). Otherwise a stray sender could divert the media.
+            latch: node_cfg.rtp_latch && offer.remote.ip() != inc.source.ip(),
+            answer_sdp: answer,
+        },
+    );
+    Ok((call_id, tx))
+}
+
+/// Finds the route of a new call and admits it on the node and the route.
+pub(crate) fn route_and_admit(
+    node: &Arc<Node>,
+    call_id: &str,
+    caller: &str,
+    callee: &str,
+    domain: &str,
+) -> Result<(usize, Arc<crate::plugin::LoadedPlugin>), Rejection> {
+    let key = crate::config::CallKey {
+        callee,
+        caller,
+        domain,
+        now_s: crate::store::now_ms() / 1000,
+    };
+    let Some(route_idx) = node.config.route_for(&key) else {
+        tracing::info!(call = %call_id, %callee, "no route");
+        node.store.call_started(call_id, caller, callee, None);
+        node.store.call_ended(call_id, "no-route", vec![]);
+        return Err((call_id.to_string(), 404, None));
+    };
+    let route = &node.config.routes[route_idx];
+    let Some(plugin) = node.plugins.get(&route.plugin) else {
+        return Err((call_id.to_string(), 500, None));
+    };
+    if let Err(refusal) = node.admit(route_idx) {
+        // No call record: under overload, refusing must stay cheap.
+        node.refused.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(call = %call_id, "refused: {}", refusal.as_str());
+        return Err((call_id.to_string(), 503, Some(refusal.retry_after())));
+    }
+    Ok((route_idx, plugin))
+}
+
+/// A routed and admitted call with its media socket, from SIP or a browser.
+pub(crate) struct NewCall {
+    pub call_id: String,
+    pub caller: String,
+    pub callee: String,
+    pub caller_name: Option<String>,
+    pub domain: String,
+    pub route_idx: usize,
+    pub plugin: Arc<crate::plugin::LoadedPlugin>,
+    pub leg: crate::media::worker::LegId,
+    pub port: u16,
+    pub socket: StdUdpSocket,
+    /// Where the caller's media goes, in which format.
+    pub remote: SocketAddr,
+    pub codec: crate::codec::Format,
+    pub dtmf_pt: Option<u8>,
+    pub latch: bool,
+    /// Our SDP answer, sent when the plugin answers.
+    pub answer_sdp: String,
+}
+
+/// Adds the caller's media leg and runs the route's plugin on the call until
+/// it ends; `sip` carries the call's signalling (SIP, or a browser's driver).
+pub(crate) fn launch(
+    node: &Arc<Node>,
+    sip: &UnboundedSender<SipCommand>,
+    call: NewCall,
+) -> UnboundedSender<CallEvent> {
+    let NewCall {
+        call_id,
+        caller,
+        callee,
+        caller_name,
+        domain,
+        route_idx,
+        plugin,
+        leg,
+        port,
+        socket,
+        remote,
+        codec,
+        dtmf_pt,
+        latch,
+        answer_sdp,
+    } = call;
+    let route = &node.config.routes[route_idx];
+    let node_cfg = &node.config.node;
     let inband_dtmf = match node_cfg.dtmf {
-        DtmfMode::Auto => offer.dtmf_pt.is_none(),
+        DtmfMode::Auto => dtmf_pt.is_none(),
         DtmfMode::Rfc4733 => false,
         DtmfMode::Inband => true,
     };
-    let answer = sdp::answer(local, &offer, leg);
     let (tx, rx) = mpsc::unbounded_channel();
     let media_tx = tx.clone();
     node.media.add_leg(LegSetup {
         id: leg,
         socket,
-        remote: inc.offer.remote,
-        codec: offer.codec,
-        dtmf_pt: offer.dtmf_pt,
+        remote,
+        codec,
+        dtmf_pt,
         inband_dtmf,
         rtp_timeout: (node_cfg.rtp_timeout_s > 0)
             .then(|| Duration::from_secs(node_cfg.rtp_timeout_s)),
-        // Latch only when the caller looks NATed: its SDP names another address
-        // than the one its signalling came from (RFC 4961 symmetric RTP, as
-        // SBCs apply it). Otherwise a stray sender could divert the media.
-        latch: node_cfg.rtp_latch && offer.remote.ip() != inc.source.ip(),
+        latch,
         rtcp: node.ports.bind_rtcp(port),
         events: Box::new(move |e| {
             let _ = media_tx.send(CallEvent::Media(e));
         }),
     });
     node.store
-        .call_started(&call_id, &inc.caller, &inc.callee, Some(&plugin.name));
+        .call_started(&call_id, &caller, &callee, Some(&plugin.name));
     let info = CallInfo {
         call_id: call_id.clone(),
-        caller: inc.caller.clone(),
-        callee: inc.callee,
-        caller_name: inc.caller_name,
-        domain: inc.domain,
+        caller: caller.clone(),
+        callee,
+        caller_name,
+        domain,
         config: serde_json::to_string(&route.config).unwrap_or_else(|_| "{}".into()),
         arguments: None,
     };
@@ -444,10 +550,10 @@ fn start_call(
         events: rx,
         events_tx: tx.clone(),
         node: node.clone(),
-        caller: inc.caller.clone(),
-        codec: offer.codec,
+        caller,
+        codec,
         store: node.store.clone(),
-        answer_sdp: answer,
+        answer_sdp,
         info: info.clone(),
         language: node.config.prompts.language.clone(),
     });
@@ -532,7 +638,7 @@ fn start_call(
             .call_finished(&session.call_id, &cause, session.path, media);
         node.call_tasks.fetch_sub(1, Ordering::SeqCst);
     });
-    Ok((call_id, tx))
+    tx
 }
 
 /// Lets benchmarks build a session with no network behind it: the call has

@@ -267,7 +267,7 @@ mod tests {
         let n = negotiate(OFFER.as_bytes()).unwrap();
         assert_eq!(n.codec, Format::PCMA);
         assert_eq!(n.dtmf_pt, Some(101));
-        assert_eq!(n.remote, "127.0.0.1:6000".parse().unwrap());
+        assert_eq!(n.remote, "127.0.0.1:6000".parse::<SocketAddr>().unwrap());
         let a = answer("127.0.0.1:20000".parse().unwrap(), &n, 7);
         assert!(a.contains("m=audio 20000 RTP/AVP 8 101\r\n"), "{a}");
         assert!(negotiate(a.as_bytes()).is_ok());

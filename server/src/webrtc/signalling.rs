@@ -1,0 +1,216 @@
+//! Browser signalling over HTTP, WHIP-style: `POST /webrtc/call/{number}` with
+//! the SDP offer (ICE gathered) returns `201 Created` with the answer and a
+//! `Location` to `DELETE` for hanging up. Tokens are the agents' (config
+//! `[webrtc] agents`) or the node's API token. `GET /phone` is the softphone.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
+
+use super::BrowserMedia;
+use crate::call::session::CallEvent;
+use crate::call::{launch, route_and_admit, NewCall, Node, SipCommand};
+use crate::sip::endpoint::EndCause;
+
+/// Largest SDP offer accepted.
+const MAX_SDP: usize = 32 << 10;
+
+pub fn router(node: Arc<Node>) -> Router {
+    Router::new()
+        .route(
+            "/phone",
+            get(|| async { Html(include_str!("../../assets/phone.html")) }),
+        )
+        .route("/webrtc/call/{target}", post(call).delete(hang_up))
+        .route("/webrtc/agent", get(super::agents::connect))
+        .with_state(node)
+}
+
+/// Who a bearer token logs in as: an agent's extension, or "browser" for the
+/// node's API token.
+pub(crate) fn who(node: &Node, headers: &HeaderMap) -> Option<String> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))?;
+    token_user(node, token)
+}
+
+pub(crate) fn token_user(node: &Node, token: &str) -> Option<String> {
+    if let Some(a) = node.config.webrtc.agents.iter().find(|a| a.token == token) {
+        return Some(a.user.clone());
+    }
+    (node.config.node.api_token.as_deref() == Some(token)).then(|| "browser".to_string())
+}
+
+fn error(code: StatusCode, why: impl std::fmt::Display) -> Response {
+    (code, format!("{why}\n")).into_response()
+}
+
+/// A browser calls `number` like any SIP caller: routed to a plugin.
+async fn call(
+    State(node): State<Arc<Node>>,
+    Path(number): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(user) = who(&node, &headers) else {
+        return error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
+    };
+    if body.len() > MAX_SDP {
+        return error(StatusCode::PAYLOAD_TOO_LARGE, "SDP offer too large");
+    }
+    let Ok(offer) = String::from_utf8(body.to_vec()) else {
+        return error(StatusCode::BAD_REQUEST, "SDP offer is not UTF-8");
+    };
+    let call_id = format!("webrtc-{:016x}", rand::random::<u64>());
+    let (route_idx, plugin) = match route_and_admit(&node, &call_id, &user, &number, "webrtc") {
+        Ok(r) => r,
+        Err((_, code, _)) => {
+            let code = StatusCode::from_u16(code).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+            return error(code, format!("call to {number} refused"));
+        }
+    };
+    let release = |port: Option<u16>| {
+        node.release_route(route_idx);
+        if let Some(p) = port {
+            node.ports.release(p);
+        }
+    };
+    let (socket, port) = match node.ports.bind() {
+        Ok(s) => s,
+        Err(e) => {
+            release(None);
+            return error(StatusCode::SERVICE_UNAVAILABLE, format!("RTP port: {e}"));
+        }
+    };
+    let engine = match socket.local_addr() {
+        Ok(a) => a,
+        Err(e) => {
+            release(Some(port));
+            return error(StatusCode::SERVICE_UNAVAILABLE, e);
+        }
+    };
+    let media = match node.webrtc.answer(offer, engine).await {
+        Ok(m) => m,
+        Err(e) => {
+            release(Some(port));
+            let code = match e {
+                super::WebRtcError::NoCommonCodec => StatusCode::NOT_ACCEPTABLE,
+                _ => StatusCode::BAD_REQUEST,
+            };
+            return error(code, e);
+        }
+    };
+    let answer = media.local_sdp.clone();
+    let (sip_tx, sip_rx) = mpsc::unbounded_channel();
+    let events = launch(
+        &node,
+        &sip_tx,
+        NewCall {
+            call_id: call_id.clone(),
+            caller: user,
+            callee: number,
+            caller_name: None,
+            domain: "webrtc".into(),
+            route_idx,
+            plugin,
+            leg: node.media.new_leg_id(None),
+            port,
+            socket,
+            remote: media.relay,
+            codec: media.format,
+            dtmf_pt: media.dtmf_pt,
+            latch: false,
+            // The answer went back in the HTTP response already.
+            answer_sdp: String::new(),
+        },
+    );
+    node.webrtc
+        .calls
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(call_id.clone(), media.pc.clone());
+    tokio::spawn(drive(node.clone(), call_id.clone(), media, sip_rx, events));
+    (
+        StatusCode::CREATED,
+        [
+            (header::CONTENT_TYPE, "application/sdp".to_string()),
+            (header::LOCATION, format!("/webrtc/call/{call_id}")),
+        ],
+        answer,
+    )
+        .into_response()
+}
+
+/// `DELETE /webrtc/call/{id}`: the browser hangs up.
+async fn hang_up(
+    State(node): State<Arc<Node>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if who(&node, &headers).is_none() {
+        return error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
+    }
+    let pc = node
+        .webrtc
+        .calls
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&id)
+        .cloned();
+    match pc {
+        Some(pc) => {
+            let _ = pc.close().await;
+            StatusCode::OK.into_response()
+        }
+        None => error(StatusCode::NOT_FOUND, "no such call"),
+    }
+}
+
+/// The signalling side of a browser call: what the call task asks of "SIP"
+/// for this leg is done on the peer connection; commands for other legs
+/// (the plugin dialling out) go to the SIP driver. A browser that leaves
+/// ends the call.
+pub(crate) async fn drive(
+    node: Arc<Node>,
+    call_id: String,
+    mut media: BrowserMedia,
+    mut commands: UnboundedReceiver<SipCommand>,
+    events: UnboundedSender<CallEvent>,
+) {
+    let mut gone = false;
+    loop {
+        tokio::select! {
+            cmd = commands.recv() => match cmd {
+                None => break,
+                Some(SipCommand::Finished { call_id: c }) if c == call_id => break,
+                Some(SipCommand::Hangup { call_id: c }) | Some(SipCommand::Reject { call_id: c, .. })
+                    if c == call_id =>
+                {
+                    let _ = media.pc.close().await;
+                }
+                Some(SipCommand::Answer { call_id: c, .. })
+                | Some(SipCommand::EarlyMedia { call_id: c, .. })
+                    if c == call_id => {}
+                Some(other) => node.send_sip(other),
+            },
+            Some(()) = media.closed.recv(), if !gone => {
+                gone = true;
+                let _ = events.send(CallEvent::Ended(EndCause::CallerBye));
+            }
+        }
+    }
+    let _ = media.pc.close().await;
+    node.webrtc
+        .calls
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&call_id);
+}

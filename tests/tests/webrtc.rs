@@ -1,0 +1,162 @@
+//! Browser legs with a real browser: headless Chromium (Debian's chromium,
+//! driven by playwright-core) opens the node's softphone page at `/phone`.
+//! It calls the IVR and presses a key; and, logged in as agent 301, it
+//! answers a SIP caller bridged to it. Audio is checked at both ends: the
+//! page's inbound-rtp audio level, and what baresip recorded.
+
+use std::process::Command;
+use std::time::Duration;
+
+use hookline_tests::{
+    http_post, read_wav_i16, rms, steps, wav_rate, workspace_root, write_wav_i16, Baresip, TestNode,
+};
+use serde_json::Value;
+
+const TOKEN: &str = "demo-301-change-me";
+
+const ROUTES: &str = r#"[[routes]]
+number = "menu"
+plugin = "ivr"
+config = { menu = ["main_menu"], attempts = 1, timeout_ms = 6000, options = [{ digit = "1", name = "sales", prompts = ["sales"] }], fallback = { name = "operator", prompts = ["operator"] } }
+
+[[routes]]
+number = "agent"
+plugin = "ivr"
+config = { fallback = { name = "agent", dial = ["301"], dial_timeout_ms = 20000 } }
+"#;
+
+fn tone(hz: f64, seconds: usize) -> Vec<i16> {
+    (0..8000 * seconds)
+        .map(|n| ((n as f64 * 2.0 * std::f64::consts::PI * hz / 8000.0).sin() * 8000.0) as i16)
+        .collect()
+}
+
+/// Runs the page driver; returns what it printed as JSON, with its log.
+fn softphone(args: &[String]) -> (Value, String) {
+    let script = workspace_root().join("tests/browser/softphone.mjs");
+    let out = Command::new("node")
+        .arg(&script)
+        .args(args)
+        .output()
+        .expect("node (apt nodejs; scripts/setup.sh --test installs it and playwright-core)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    let line = stdout.lines().last().unwrap_or("{}");
+    let json = serde_json::from_str(line)
+        .unwrap_or_else(|e| panic!("softphone printed {stdout:?}: {e}\n{log}"));
+    (json, log)
+}
+
+#[test]
+fn browser_calls_the_ivr_and_its_key_reaches_the_plugin() {
+    let node = TestNode::with_routes(ROUTES).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mic = dir.path().join("mic.wav");
+    write_wav_i16(&mic, 8000, &vec![0; 8000 * 20]).unwrap();
+    let (page, log) = softphone(&[
+        "call".into(),
+        format!("http://{}", node.http),
+        TOKEN.into(),
+        "menu".into(),
+        "1".into(),
+        mic.display().to_string(),
+        "6".into(),
+    ]);
+    assert_eq!(page["connected"], true, "{page}\n{log}\n{}", node.logs());
+    // The page heard the menu (speech), not silence.
+    let level = page["maxLevel"].as_f64().unwrap_or(0.0);
+    assert!(level > 0.02, "inbound audio level {level}: {page}");
+    let call = node
+        .wait_for_call(Duration::from_secs(20), |c| {
+            c["callee"] == "menu" && c["hangup_cause"].is_string()
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{log}"));
+    assert_eq!(call["caller"], "301", "{call:#}");
+    assert!(
+        steps(&call).contains(&"branch:sales"),
+        "the key did not reach the plugin: {call:#}\n{log}\n{}",
+        node.logs()
+    );
+    assert_eq!(call["media"]["codec"], "opus", "{call:#}");
+}
+
+#[test]
+fn wrong_token_and_garbage_offers_are_refused() {
+    let node = TestNode::with_routes(ROUTES).unwrap();
+    let post = |token: &str, body: &str| {
+        http_post(node.http, "/webrtc/call/menu", Some(token), body)
+            .unwrap()
+            .0
+    };
+    assert_eq!(post("nope-nope-nope", "v=0"), 401);
+    assert_eq!(post(TOKEN, "not sdp at all"), 400);
+    // Nothing was admitted: no call record, capacity free.
+    assert!(node.calls().unwrap().is_empty());
+}
+
+#[test]
+fn sip_caller_is_bridged_to_a_browser_agent_both_ways() {
+    let node = TestNode::with_routes(ROUTES).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mic = dir.path().join("agent.wav");
+    write_wav_i16(&mic, 8000, &tone(1000.0, 30)).unwrap();
+    let base = format!("http://{}", node.http);
+    let agent = std::thread::spawn(move || {
+        softphone(&[
+            "agent".into(),
+            base,
+            TOKEN.into(),
+            mic.display().to_string(),
+            "8".into(),
+        ])
+    });
+    // Logged in (the page shows "Available" once the node says ready).
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !node.logs().contains("browser agent logged in") {
+        assert!(std::time::Instant::now() < deadline, "{}", node.logs());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let caller =
+        Baresip::start_with_mic(&format!("sip:agent@{}", node.sip), &tone(600.0, 10)).unwrap();
+    let (page, log) = agent.join().unwrap();
+    assert_eq!(page["connected"], true, "{page}\n{log}\n{}", node.logs());
+    assert_eq!(page["from"], "bs", "{page}");
+    let level = page["maxLevel"].as_f64().unwrap_or(0.0);
+    assert!(level > 0.02, "the agent heard nothing: level {level}");
+
+    let call = node
+        .wait_for_call(Duration::from_secs(20), |c| {
+            c["callee"] == "agent" && c["hangup_cause"].is_string()
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}", caller.log()));
+    let leg = node
+        .wait_for_call(Duration::from_secs(5), |c| {
+            c["parent"] == call["id"] && c["hangup_cause"].is_string()
+        })
+        .unwrap();
+    assert_eq!(leg["callee"], "301", "{leg:#}");
+    assert!(leg["answered_at"].is_string(), "{leg:#}");
+    assert_eq!(steps(&leg), ["codec:opus"], "{leg:#}");
+
+    // The SIP caller heard the browser's 1 kHz tone (Opus -> PCMU).
+    let caller = caller.quit().unwrap();
+    let heard = caller.heard().expect("baresip recorded");
+    let (pcm, rate) = (read_wav_i16(&heard).unwrap(), wav_rate(&heard).unwrap());
+    let voiced: Vec<i16> = pcm
+        .chunks(rate as usize / 10)
+        .filter(|c| rms(c) > 1000.0)
+        .flatten()
+        .copied()
+        .collect();
+    assert!(
+        voiced.len() > rate as usize,
+        "the caller heard {} voiced samples",
+        voiced.len()
+    );
+    let z = voiced
+        .windows(2)
+        .filter(|w| (w[0] < 0) != (w[1] < 0))
+        .count();
+    let hz = z as f64 / 2.0 / (voiced.len() as f64 / rate as f64);
+    assert!((900.0..1100.0).contains(&hz), "the caller heard {hz:.0} Hz");
+}
