@@ -31,6 +31,7 @@ fn main() -> anyhow::Result<()> {
         cps,
         answer_calls: false,
         sip_port: 0,
+        opus_agents: None,
     })?;
     let cpu = cpu_seconds(pid) - cpu0;
     let secs = took.as_secs_f64().max(1e-9);

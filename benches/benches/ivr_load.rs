@@ -51,6 +51,7 @@ fn main() -> anyhow::Result<()> {
             cps,
             answer_calls: false,
             sip_port: 0,
+            opus_agents: None,
         },
         |phase| {
             let sample = (cpu_seconds(pid), rss_mib(pid), std::time::Instant::now());

@@ -1,5 +1,6 @@
 //! Benchmark support: a light SIP/RTP load generator and process measurements.
 
+pub mod bridged;
 pub mod loadgen;
 pub mod proc_stats;
 

@@ -31,6 +31,10 @@ pub struct LoadConfig {
     pub answer_calls: bool,
     /// Our SIP port (0: any), so a node's route can dial back to us.
     pub sip_port: u16,
+    /// The agents answer with Opus and send this 20 ms Opus packet (encoded
+    /// once); callers then send a tone in A-law, so both directions of every
+    /// bridge are transcoded. `None`: A-law silence everywhere.
+    pub opus_agents: Option<Vec<u8>>,
 }
 
 /// Where the run is.
@@ -82,6 +86,8 @@ struct Rx {
     received: u64,
     base_transit: f64,
     late: u64,
+    /// RTP clock of the stream, in ticks per millisecond.
+    clock_khz: f64,
 }
 
 impl Rx {
@@ -89,7 +95,7 @@ impl Rx {
         if !self.counting {
             return;
         }
-        let transit = arrival_ms - ts as f64 / 8.0;
+        let transit = arrival_ms - ts as f64 / self.clock_khz.max(1.0);
         match self.first {
             None => {
                 let ext = 65536 + seq as u64;
@@ -129,6 +135,8 @@ struct Call {
     tries: u32,
     seq: u16,
     ts: u32,
+    /// Timestamp units per packet (160 for G.711, 960 for Opus).
+    ts_step: u32,
     rx: Rx,
 }
 
@@ -145,7 +153,11 @@ impl Call {
             tries: 0,
             seq: (i as u16).wrapping_mul(7919),
             ts: (i as u32).wrapping_mul(104_729),
-            rx: Rx::default(),
+            ts_step: FRAME as u32,
+            rx: Rx {
+                clock_khz: 8.0,
+                ..Rx::default()
+            },
         }
     }
 }
@@ -210,6 +222,8 @@ struct Gen {
     in_addrs: Vec<libc::sockaddr_in>,
     in_iov: Vec<libc::iovec>,
     in_msgs: Vec<libc::mmsghdr>,
+    /// Bytes of each leg's packet (Opus agents send shorter ones).
+    out_len: Vec<usize>,
 }
 
 /// Runs the load and reports; `on_phase` is called at the edges of the hold window.
@@ -288,12 +302,33 @@ impl Gen {
                 RECV_BATCH
             ],
             in_msgs: vec![unsafe { std::mem::zeroed() }; RECV_BATCH],
+            out_len: vec![PKT; n],
         };
         for (i, b) in g.out_bufs.iter_mut().enumerate() {
             b[0] = 0x80;
             b[1] = 8;
             b[8..12].copy_from_slice(&(0x1000_0000u32 + i as u32).to_be_bytes());
             b[12..].fill(0xd5); // A-law silence
+        }
+        if let Some(opus) = &cfg.opus_agents {
+            // Callers speak: a 400 Hz tone (whole cycles per frame), A-law.
+            let pcm: Vec<i16> = (0..FRAME)
+                .map(|k| {
+                    ((k as f64 * 2.0 * std::f64::consts::PI * 400.0 / 8000.0).sin() * 8000.0) as i16
+                })
+                .collect();
+            let mut tone = [0u8; FRAME];
+            hookline::codec::g711::G711::Alaw(8).encode(&pcm, &mut tone);
+            let len = opus.len().min(FRAME);
+            for (i, b) in g.out_bufs.iter_mut().enumerate() {
+                if i < cfg.calls {
+                    b[12..].copy_from_slice(&tone);
+                } else {
+                    b[1] = 111;
+                    b[12..12 + len].copy_from_slice(&opus[..len]);
+                    g.out_len[i] = 12 + len;
+                }
+            }
         }
         Ok(g)
     }
@@ -598,11 +633,20 @@ impl Gen {
             }
             None => return Ok(()),
         };
-        let sdp = format!(
-            "v=0\r\no=agent {i} 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
-             m=audio {} RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\n",
-            self.media_port
-        );
+        let sdp = if self.cfg.opus_agents.is_some() {
+            format!(
+                "v=0\r\no=agent {i} 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+                 m=audio {} RTP/AVP 111 102\r\na=rtpmap:111 opus/48000/2\r\n\
+                 a=rtpmap:102 telephone-event/48000\r\n",
+                self.media_port
+            )
+        } else {
+            format!(
+                "v=0\r\no=agent {i} 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+                 m=audio {} RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\n",
+                self.media_port
+            )
+        };
         let mut resp = String::from("SIP/2.0 200 OK\r\n");
         for l in msg.lines().take_while(|l| !l.is_empty()) {
             let name = l
@@ -629,6 +673,10 @@ impl Gen {
         let c = &mut self.calls[i];
         if c.st == St::Idle {
             c.st = St::Up;
+            if self.cfg.opus_agents.is_some() {
+                c.rx.clock_khz = 48.0;
+                c.ts_step = 960;
+            }
             c.call_id = id;
             c.node_rtp = sdp_addr(msg);
             if let Some(a) = c.node_rtp {
@@ -723,14 +771,14 @@ impl Gen {
                 continue;
             };
             c.seq = c.seq.wrapping_add(1);
-            c.ts = c.ts.wrapping_add(FRAME as u32);
+            c.ts = c.ts.wrapping_add(c.ts_step);
             let b = &mut self.out_bufs[i];
             b[2..4].copy_from_slice(&c.seq.to_be_bytes());
             b[4..8].copy_from_slice(&c.ts.to_be_bytes());
             self.out_addrs[n] = sockaddr(dst);
             self.out_iov[n] = libc::iovec {
                 iov_base: b.as_mut_ptr() as *mut libc::c_void,
-                iov_len: PKT,
+                iov_len: self.out_len[i],
             };
             n += 1;
         }

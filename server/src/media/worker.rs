@@ -102,6 +102,7 @@ enum Command {
     Stop {
         leg: LegId,
     },
+
     Remove {
         leg: LegId,
     },
@@ -447,6 +448,10 @@ struct Leg {
     ts_step: u32,
     /// A relayed key press across clocks: (source event timestamp, ours).
     dtmf_map: Option<(u32, u32)>,
+    /// Key presses this leg receives while bridged (for a peer without RFC 4733).
+    bridge_dtmf: DtmfReceiver,
+    /// A key played as tones in what this leg sends: samples and position.
+    key_tone: Option<(Vec<i16>, usize)>,
 }
 
 /// Decodes one payload of `codec` to node-rate audio; returns the samples.
@@ -513,6 +518,8 @@ impl Leg {
             options,
             ts_step: setup.codec.ts_per_frame(),
             dtmf_map: None,
+            bridge_dtmf: DtmfReceiver::default(),
+            key_tone: None,
             remote: setup.remote,
             latched: None,
             last_latched_tick: tick,
@@ -719,14 +726,43 @@ impl Leg {
                 }
                 _ => peer.push_decoded(pkt.timestamp, codec.ts_per_frame(), &pcm[..samples]),
             }
-        } else if Some(pkt.payload_type) == self.setup.dtmf_pt && peer.setup.dtmf_pt.is_some() {
-            if codec.clock_rate() == peer.setup.codec.clock_rate() {
+        } else if Some(pkt.payload_type) == self.setup.dtmf_pt {
+            if peer.setup.dtmf_pt.is_none() {
+                // The peer takes keys only as tones in the audio.
+                if let Some(key) = self.bridge_dtmf.on_payload(pkt.timestamp, pkt.payload) {
+                    peer.play_key(key);
+                }
+            } else if codec.clock_rate() == peer.setup.codec.clock_rate() {
                 peer.relay(pkt.timestamp, pkt.marker, pkt.payload, true, stats);
             } else {
                 peer.relay_event_across_clocks(pkt, codec.clock_rate(), stats);
             }
         }
         // Comfort noise or unknown payloads: dropped.
+    }
+
+    /// Plays `key` as DTMF tones over what this leg sends (100 ms, the
+    /// shortest that detectors accept reliably, then 40 ms of silence).
+    fn play_key(&mut self, key: char) {
+        if let Some(mut samples) = super::tone::dtmf(&key.to_string()) {
+            samples.truncate(800);
+            samples.resize(800 + 320, 0);
+            self.key_tone = Some((samples, 0));
+        }
+    }
+
+    /// Replaces `pcm` with the key tone in progress, if any.
+    fn overlay_key(&mut self, pcm: &mut [i16]) {
+        let Some((tone, pos)) = self.key_tone.as_mut() else {
+            return;
+        };
+        let n = pcm.len().min(tone.len() - *pos);
+        pcm[..n].copy_from_slice(&tone[*pos..*pos + n]);
+        pcm[n..].fill(0);
+        *pos += pcm.len();
+        if *pos >= tone.len() {
+            self.key_tone = None;
+        }
     }
 
     /// Decoded audio from the bridged peer, played out on this leg's tick.
@@ -753,6 +789,21 @@ impl Leg {
         event: bool,
         stats: &MediaStats,
     ) {
+        if !event && self.key_tone.is_some() {
+            // A key in progress replaces the relayed audio for its duration.
+            let mut pcm = [0i16; FRAME];
+            self.overlay_key(&mut pcm);
+            let mut out = [0u8; MAX_PAYLOAD];
+            let n = self.encode(&pcm, &mut out);
+            let offset = *self
+                .relay_ts_offset
+                .get_or_insert(self.timestamp.wrapping_sub(timestamp));
+            let pt = self.setup.codec.payload_type();
+            for t in &mut self.taps {
+                t.sent(&pcm);
+            }
+            return self.send_packet(marker, pt, timestamp.wrapping_add(offset), &out[..n], stats);
+        }
         let payload_type = if event {
             self.setup.dtmf_pt.unwrap_or(101)
         } else {
@@ -920,13 +971,15 @@ impl Leg {
         };
         let mut pcm = [0i16; FRAME];
         let played = jb.pop(&mut pcm);
-        if played == crate::rtp::jitter::Played::Silence || self.held {
+        let silent = played == crate::rtp::jitter::Played::Silence && self.key_tone.is_none();
+        if silent || self.held {
             self.talking = false;
             return;
         }
         if played == crate::rtp::jitter::Played::Concealed {
             self.concealed += 1;
         }
+        self.overlay_key(&mut pcm);
         for t in &mut self.taps {
             t.sent(&pcm);
         }
@@ -1339,6 +1392,72 @@ mod tests {
             "{events:?}"
         );
         engine.remove_leg(1);
+    }
+
+    /// RFC 4733 on one side, none on the other: the key becomes tones.
+    #[test]
+    fn a_key_event_becomes_tones_for_a_peer_without_rfc4733() {
+        let engine = MediaEngine::start(1);
+        let pool = PortPool::new("127.0.0.1".parse().unwrap(), 31400, 31500);
+        let (sock_a, port_a) = pool.bind().unwrap();
+        let (sock_b, _) = pool.bind().unwrap();
+        let phone_a = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let phone_b = UdpSocket::bind("127.0.0.1:0").unwrap();
+        phone_b
+            .set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let a = engine.new_leg_id(None);
+        let b = engine.new_leg_id(Some(a));
+        for (id, socket, remote, dtmf_pt) in [
+            (a, sock_a, phone_a.local_addr().unwrap(), Some(101)),
+            (b, sock_b, phone_b.local_addr().unwrap(), None),
+        ] {
+            engine.add_leg(LegSetup {
+                id,
+                socket,
+                remote,
+                codec: Format::PCMU,
+                dtmf_pt,
+                inband_dtmf: false,
+                rtp_timeout: None,
+                latch: false,
+                rtcp: None,
+                events: Box::new(|_| {}),
+            });
+        }
+        engine.bridge(a, b);
+        thread::sleep(Duration::from_millis(60));
+        // Phone A talks (silence) and presses 7 between its audio packets.
+        let mut heard = Vec::new();
+        let mut buf = [0u8; 512];
+        for k in 0..20u16 {
+            let mut pkt = [0u8; 12 + FRAME];
+            packet::write_header(&mut pkt, false, 0, k, k as u32 * 160, 5);
+            pkt[12..].fill(0xff);
+            phone_a.send_to(&pkt, ("127.0.0.1", port_a)).unwrap();
+            if k == 3 {
+                let mut ev = [0u8; 16];
+                packet::write_header(&mut ev, true, 101, 100, 480, 5);
+                ev[12..].copy_from_slice(&[7, 10, 0, 160]);
+                phone_a.send_to(&ev, ("127.0.0.1", port_a)).unwrap();
+            }
+            thread::sleep(Duration::from_millis(20));
+            while let Ok(n) = phone_b.recv(&mut buf) {
+                let p = RtpPacket::parse(&buf[..n]).unwrap();
+                assert_eq!(p.payload_type, 0, "no telephone-event towards B");
+                let mut pcm = vec![0i16; p.payload.len()];
+                G711::Ulaw(0).decode(p.payload, &mut pcm);
+                heard.extend(pcm);
+                if phone_b.peek(&mut buf).is_err() {
+                    break;
+                }
+            }
+        }
+        let mut keys = String::new();
+        crate::media::dtmf_detect::DtmfDetector::default().feed(&heard, |k| keys.push(k));
+        assert_eq!(keys, "7", "{} samples heard", heard.len());
+        engine.remove_leg(a);
+        engine.remove_leg(b);
     }
 
     #[test]

@@ -1,0 +1,113 @@
+//! Bridged-call load against a release node: N callers, each connected by the
+//! node to an agent that the load generator also plays, held together for T
+//! seconds while node CPU and memory are sampled.
+
+use std::time::{Duration, Instant};
+
+use hookline_tests::{free_udp_port, NodeSpec, TestNode};
+
+use crate::loadgen::{self, LoadConfig, LoadReport, Phase};
+use crate::proc_stats::{cpu_seconds, rss_mib};
+
+/// What one run measured.
+pub struct Bridged {
+    pub report: LoadReport,
+    pub held_s: f64,
+    pub cpu_pct: f64,
+    pub rss_idle_mib: f64,
+    pub rss_loaded_mib: f64,
+}
+
+impl Bridged {
+    pub fn calls_per_core(&self) -> f64 {
+        if self.cpu_pct > 0.0 {
+            self.report.bridged as f64 / (self.cpu_pct / 100.0)
+        } else {
+            0.0
+        }
+    }
+
+    pub fn rss_mib_per_call(&self) -> f64 {
+        (self.rss_loaded_mib - self.rss_idle_mib).max(0.0) / self.report.bridged.max(1) as f64
+    }
+
+    fn expected(&self) -> f64 {
+        (self.report.rtp_received + self.report.rtp_lost).max(1) as f64
+    }
+
+    pub fn lost_pct(&self) -> f64 {
+        self.report.rtp_lost as f64 / self.expected() * 100.0
+    }
+
+    pub fn late_pct(&self) -> f64 {
+        self.report.rtp_late as f64 / self.expected() * 100.0
+    }
+}
+
+/// Runs `calls` bridged calls for `seconds`; `config` is TOML placed before the
+/// node's routes (e.g. a `[codecs]` table); `opus_agents` as in [`LoadConfig`].
+pub fn run(
+    config: &str,
+    calls: usize,
+    seconds: u64,
+    cps: u32,
+    opus_agents: Option<Vec<u8>>,
+) -> anyhow::Result<Bridged> {
+    let agent_port = free_udp_port();
+    // The route connects every caller straight to the agent side of the generator.
+    let routes = format!(
+        "{config}\n[[routes]]\nnumber = \"bridge\"\nplugin = \"ivr\"\nconfig = {{ fallback = {{ name = \"agent\", dial = [\"sip:agent@127.0.0.1:{agent_port}\"], dial_timeout_ms = 20000 }} }}\n"
+    );
+    let node_section = format!("max_calls = {}\nmedia_threads = 0", calls + 100);
+    let span = (calls as u16)
+        .saturating_mul(4)
+        .saturating_add(200)
+        .min(25000);
+    let node = TestNode::start(NodeSpec {
+        profile: "release",
+        extra_routes: &routes,
+        node_section: Some(&node_section),
+        rtp_ports: (30000, 30000 + span),
+    })?;
+    let pid = node.pid();
+    std::thread::sleep(Duration::from_millis(500));
+    let rss_idle = rss_mib(pid);
+    let mut at_start = (0.0, 0.0, Instant::now());
+    let mut at_end = at_start;
+    let report = loadgen::run(
+        &LoadConfig {
+            node: node.sip,
+            service: "bridge".into(),
+            calls,
+            hold: Duration::from_secs(seconds),
+            cps,
+            answer_calls: true,
+            sip_port: agent_port,
+            opus_agents,
+        },
+        |phase| {
+            let sample = (cpu_seconds(pid), rss_mib(pid), Instant::now());
+            match phase {
+                Phase::HoldStart => at_start = sample,
+                Phase::HoldEnd => at_end = sample,
+            }
+        },
+    )?;
+    if report.bridged < report.answered {
+        let logs = node.logs();
+        let tail: Vec<&str> = logs.lines().rev().take(15).collect();
+        eprintln!(
+            "{} answered calls were not bridged; node log tail:\n{}",
+            report.answered - report.bridged,
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        );
+    }
+    let held_s = (at_end.2 - at_start.2).as_secs_f64().max(1e-9);
+    Ok(Bridged {
+        cpu_pct: (at_end.0 - at_start.0) / held_s * 100.0,
+        held_s,
+        rss_idle_mib: rss_idle,
+        rss_loaded_mib: at_end.1,
+        report,
+    })
+}
