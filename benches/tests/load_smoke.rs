@@ -24,6 +24,7 @@ fn twenty_ivr_calls_hold_media_and_tear_down() {
             cps: 50,
             answer_calls: false,
             sip_port: 0,
+            opus_agents: None,
         },
         |p| phases.push(p),
     )
