@@ -46,6 +46,9 @@ pub struct Config {
     /// Carriers for calls to numbers, tried in this order (failover).
     #[serde(default)]
     pub trunks: Vec<TrunkConfig>,
+    /// Departments: agents rung together by a strategy, dialled like an extension.
+    #[serde(default)]
+    pub groups: Vec<GroupConfig>,
     /// Directory the relative paths above are resolved against (the file's own).
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -211,6 +214,52 @@ impl Default for CodecsConfig {
 }
 
 fn default_opus_complexity() -> i32 {
+    5
+}
+
+/// A department (ring group).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupConfig {
+    pub name: String,
+    /// The group's own extension number (dial it, or its name).
+    pub number: Option<String>,
+    #[serde(default)]
+    pub strategy: RingStrategy,
+    /// Extensions (SIP or browser agents); an agent may be in several groups.
+    pub members: Vec<String>,
+    /// In turn / cascading / uniform: seconds before the next agent rings.
+    #[serde(default = "default_step_s")]
+    pub step_s: u64,
+}
+
+/// How a group's agents ring.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RingStrategy {
+    /// All at once: the first to answer wins, the others stop ringing.
+    #[default]
+    All,
+    /// The agent idle longest first, then the next, one at a time.
+    Uniform,
+    /// One at a time in list order, each for `step_s`; the previous stops.
+    InTurn,
+    /// Like in turn, but earlier agents keep ringing.
+    Cascade,
+}
+
+impl RingStrategy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RingStrategy::All => "all",
+            RingStrategy::Uniform => "uniform",
+            RingStrategy::InTurn => "in-turn",
+            RingStrategy::Cascade => "cascade",
+        }
+    }
+}
+
+fn default_step_s() -> u64 {
     5
 }
 
@@ -476,6 +525,20 @@ impl Config {
                 config.codecs.opus_complexity
             )));
         }
+        for g in &config.groups {
+            if g.members.is_empty() {
+                return Err(ConfigError::Invalid(format!(
+                    "group {:?} has no members",
+                    g.name
+                )));
+            }
+            if g.step_s == 0 && g.strategy != RingStrategy::All {
+                return Err(ConfigError::Invalid(format!(
+                    "group {:?}: step_s must be at least 1",
+                    g.name
+                )));
+            }
+        }
         for a in &config.webrtc.agents {
             if a.token.len() < 8 {
                 return Err(ConfigError::Invalid(format!(
@@ -504,6 +567,13 @@ impl Config {
     /// Index of the first route matching a dialled number.
     pub fn route_index(&self, number: &str) -> Option<usize> {
         self.routes.iter().position(|r| r.matches(number))
+    }
+
+    /// The group dialled as `name` (its name or number).
+    pub fn group(&self, name: &str) -> Option<&GroupConfig> {
+        self.groups
+            .iter()
+            .find(|g| g.name == name || g.number.as_deref() == Some(name))
     }
 
     /// Index of the first route matching a call (number, caller, domain, time).

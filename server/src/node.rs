@@ -241,6 +241,7 @@ pub async fn build(opts: &ServeOptions) -> anyhow::Result<Arc<Node>> {
         )
         .context("starting the WebRTC stack")?,
         sip_tx: Default::default(),
+        presence: Default::default(),
         ports: PortPool::new(rtp_ip, opts.rtp_ports.0, opts.rtp_ports.1),
         plugins,
         prompts: Arc::new(prompts),

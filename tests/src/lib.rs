@@ -318,6 +318,17 @@ impl TestNode {
         Ok(agent)
     }
 
+    /// An agent registered as `user` whose phone rings and is never picked up
+    /// (it answers a CANCEL with 487, like a phone nobody is at).
+    pub fn agent_not_answering(&self, user: &str, password: &str) -> Result<Baresip> {
+        let agent = Baresip::register(&format!(
+            "<sip:{user}@{}>;auth_pass={password};regint=600;answermode=manual",
+            self.sip
+        ))?;
+        self.wait_registered(user, || agent.log());
+        Ok(agent)
+    }
+
     /// Waits (15 s at most) until `user` has registered; `log` explains a failure.
     pub fn wait_registered(&self, user: &str, log: impl Fn() -> String) {
         let deadline = Instant::now() + Duration::from_secs(15);

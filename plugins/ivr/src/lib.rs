@@ -66,8 +66,9 @@ pub struct Branch {
     pub name: String,
     #[serde(default)]
     pub prompts: Vec<String>,
-    /// Extensions, SIP URIs (`sip:…`) or numbers via the trunks (`tel:…`), rung at
-    /// once after the prompts. `{callee}` stands for the dialled number.
+    /// Extensions, ring groups (by name or number, rung by their strategy),
+    /// SIP URIs (`sip:…`) or numbers via the trunks (`tel:…`), rung at once
+    /// after the prompts. `{callee}` stands for the dialled number.
     #[serde(default)]
     pub dial: Vec<String>,
     #[serde(default = "default_dial_timeout_ms")]
@@ -76,7 +77,7 @@ pub struct Branch {
     #[serde(default)]
     pub unanswered: Vec<String>,
     /// Hand the call to another plugin (voicemail, crm-router) after the
-    /// prompts; when it returns, `unanswered` plays and the call ends.
+    /// prompts, or, when the branch dials, as the no-answer action.
     #[serde(default)]
     pub hand_over: Option<String>,
     /// Arguments for the handed-over plugin (any JSON).
@@ -209,6 +210,7 @@ fn take(branch: &Branch, callee: &str) -> Result<(), CallError> {
     if !branch.prompts.is_empty() {
         media::play(&prompts(&branch.prompts), false)?;
     }
+    let mut connected = false;
     if !branch.dial.is_empty() {
         let targets = branch
             .dial
@@ -230,11 +232,13 @@ fn take(branch: &Branch, callee: &str) -> Result<(), CallError> {
             timeout_ms: branch.dial_timeout_ms,
             caller_id: None,
         })?;
-        if result.status != DialStatus::Completed && !branch.unanswered.is_empty() {
+        connected = result.status == DialStatus::Completed;
+        if !connected && !branch.unanswered.is_empty() {
             media::play(&prompts(&branch.unanswered), false)?;
         }
     }
-    if let Some(plugin) = &branch.hand_over {
+    // The hand-over is the no-answer action when the branch dials first.
+    if let Some(plugin) = branch.hand_over.as_ref().filter(|_| !connected) {
         let args = branch
             .hand_over_args
             .as_ref()
@@ -244,7 +248,7 @@ fn take(branch: &Branch, callee: &str) -> Result<(), CallError> {
         if !done.ok {
             hookline_sdk::warn(&format!("{plugin}: {}", done.reason.unwrap_or_default()));
         }
-        if !branch.unanswered.is_empty() {
+        if !branch.unanswered.is_empty() && branch.dial.is_empty() {
             media::play(&prompts(&branch.unanswered), false)?;
         }
     }

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::session::{CallEvent, CallSession};
 use super::SipCommand;
+use crate::config::RingStrategy;
 use crate::media::worker::{LegId, LegSetup};
 use crate::plugin::CallError;
 use crate::sip::endpoint::EndCause;
@@ -55,9 +56,42 @@ pub struct DialOutcome {
     pub talk_seconds: u32,
 }
 
+/// When a leg rings, from the start of the dial (ring groups stagger them).
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    start: Duration,
+    /// In turn: the leg stops ringing when the next agent's turn comes.
+    stop: Option<Duration>,
+}
+
+const AT_ONCE: Slot = Slot {
+    start: Duration::ZERO,
+    stop: None,
+};
+
+/// One way to reach one target, and when it rings.
+struct Contact {
+    target: u32,
+    /// Who rings (the extension, a group member, the number).
+    label: String,
+    routes: Vec<Route>,
+    slot: Slot,
+    /// An extension or a group member: busy while connected.
+    agent: bool,
+}
+
 /// One ringing leg.
 struct Attempt {
     target: u32,
+    label: String,
+    slot: Slot,
+    agent: bool,
+    /// The INVITE went out (a later turn of a group waits).
+    started: bool,
+    /// Rang for its whole turn unanswered.
+    unanswered: bool,
+    /// The route to start with, until started.
+    first: Option<Route>,
     call_id: String,
     leg: LegId,
     port: u16,
@@ -91,6 +125,32 @@ fn uri_dest(uri: &str) -> Option<SocketAddr> {
         .map(|ip| SocketAddr::new(ip, 5060))
 }
 
+/// Where an extension rings: every registered contact, and its browser if
+/// one is logged in.
+fn extension_routes(node: &super::Node, user: &str, now_unix: u64) -> Vec<Route> {
+    let bindings = node
+        .registrar
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .lookup(user, now_unix);
+    let direct = |uri: String, dest| Route {
+        uri,
+        dest,
+        auth: None,
+        caller_id: None,
+        via: None,
+    };
+    let mut routes: Vec<Route> = bindings
+        .into_iter()
+        .map(|b| direct(b.contact, b.source))
+        .collect();
+    if node.webrtc.agents.is_online(user) {
+        let nowhere = SocketAddr::new(IpAddr::from([0, 0, 0, 0]), 0);
+        routes.push(direct(format!("webrtc:{user}"), nowhere));
+    }
+    routes
+}
+
 impl CallSession {
     /// Rings `targets`, connects the first to answer; see the WIT `dial`.
     pub async fn dial(
@@ -104,7 +164,14 @@ impl CallSession {
         let node = self.node.clone();
         let now_unix = crate::store::now_ms() as u64 / 1000;
         // Every reachable contact of every target; a number gets its trunks in failover order.
-        let mut contacts: Vec<(u32, Vec<Route>)> = Vec::new();
+        let mut contacts: Vec<Contact> = Vec::new();
+        let at_once = |target: u32, label: &str, routes: Vec<Route>, agent: bool| Contact {
+            target,
+            label: label.to_string(),
+            routes,
+            slot: AT_ONCE,
+            agent,
+        };
         let direct = |uri: String, dest| Route {
             uri,
             dest,
@@ -115,25 +182,58 @@ impl CallSession {
         for (i, t) in targets.iter().enumerate() {
             let i = i as u32;
             match t {
+                Target::Extension(name) if node.config.group(name).is_some() => {
+                    let Some(group) = node.config.group(name) else {
+                        continue;
+                    };
+                    self.mark(&format!("group:{}:{}", group.name, group.strategy.as_str()));
+                    // Busy and do-not-disturb agents are skipped, unreachable ones too;
+                    // turns are counted over the agents that can ring.
+                    let step = Duration::from_secs(group.step_s);
+                    let mut turn = 0u32;
+                    let reachable: Vec<(String, Vec<Route>)> = node
+                        .presence
+                        .ring_order(&group.members, group.strategy)
+                        .into_iter()
+                        .map(|m| {
+                            let devices = extension_routes(&node, &m, now_unix);
+                            (m, devices)
+                        })
+                        .filter(|(_, devices)| !devices.is_empty())
+                        .collect();
+                    let last = reachable.len().saturating_sub(1) as u32;
+                    for (member, devices) in reachable {
+                        let slot = match group.strategy {
+                            RingStrategy::All => AT_ONCE,
+                            RingStrategy::Cascade => Slot {
+                                start: step * turn,
+                                stop: None,
+                            },
+                            // The last agent rings until the dial's time is up.
+                            RingStrategy::InTurn | RingStrategy::Uniform => Slot {
+                                start: step * turn,
+                                stop: (turn < last).then(|| step * (turn + 1)),
+                            },
+                        };
+                        turn += 1;
+                        for route in devices {
+                            contacts.push(Contact {
+                                slot,
+                                ..at_once(i, &member, vec![route], true)
+                            });
+                        }
+                    }
+                }
                 Target::Extension(user) => {
-                    let bindings = node
-                        .registrar
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .lookup(user, now_unix);
-                    contacts.extend(
-                        bindings
-                            .into_iter()
-                            .map(|b| (i, vec![direct(b.contact, b.source)])),
-                    );
-                    // A softphone logged in from a browser rings too.
-                    if node.webrtc.agents.is_online(user) {
-                        let nowhere = SocketAddr::new(IpAddr::from([0, 0, 0, 0]), 0);
-                        contacts.push((i, vec![direct(format!("webrtc:{user}"), nowhere)]));
+                    for route in extension_routes(&node, user, now_unix) {
+                        contacts.push(at_once(i, user, vec![route], true));
                     }
                 }
                 Target::Uri(uri) => match uri_dest(uri) {
-                    Some(dest) => contacts.push((i, vec![direct(uri.clone(), dest)])),
+                    Some(dest) => {
+                        let label = message::user_of(uri).to_string();
+                        contacts.push(at_once(i, &label, vec![direct(uri.clone(), dest)], false));
+                    }
                     None => {
                         return Err(CallError::InvalidArgument(format!(
                             "not a SIP URI with a numeric host: {uri}"
@@ -175,7 +275,7 @@ impl CallSession {
                         })
                         .collect();
                     if !routes.is_empty() {
-                        contacts.push((i, routes));
+                        contacts.push(at_once(i, number, routes, false));
                     }
                 }
             }
@@ -199,8 +299,8 @@ impl CallSession {
         }
         let from_user = caller_id.unwrap_or_else(|| self.caller.clone());
         let mut attempts = Vec::new();
-        for (target, routes) in contacts {
-            let mut routes: std::collections::VecDeque<Route> = routes.into();
+        for contact in contacts {
+            let mut routes: std::collections::VecDeque<Route> = contact.routes.into();
             let Some(route) = routes.pop_front() else {
                 continue;
             };
@@ -222,9 +322,20 @@ impl CallSession {
                 rtcp: node.ports.bind_rtcp(port),
                 events: Box::new(|_| {}),
             });
-            let call_id = self.start_route(&route, &from_user, &label[target as usize], local, leg);
+            let started = contact.slot.start.is_zero();
+            let call_id = if started {
+                self.start_route(&route, &from_user, &contact.label, local, leg)
+            } else {
+                String::new()
+            };
             attempts.push(Attempt {
-                target,
+                target: contact.target,
+                label: contact.label,
+                slot: contact.slot,
+                agent: contact.agent,
+                started,
+                unanswered: false,
+                first: (!started).then_some(route),
                 call_id,
                 leg,
                 port,
@@ -326,16 +437,20 @@ impl CallSession {
         attempts: &mut [Attempt],
         timeout: Duration,
     ) -> Result<DialOutcome, CallError> {
-        let deadline = tokio::time::Instant::now() + timeout;
+        let t0 = tokio::time::Instant::now();
+        let deadline = t0 + timeout;
         // The attempt whose early media the caller hears, if any.
         let mut early: Option<usize> = None;
         // Ringing.
         // The answering leg's codec, for its call record.
         let codec;
         let winner = loop {
+            let wake = self.turns(attempts, t0, &mut early);
             if attempts.iter().all(|a| a.done) {
                 let status = if attempts.iter().any(|a| a.busy) {
                     DialStatus::Busy
+                } else if attempts.iter().any(|a| a.unanswered) {
+                    DialStatus::NoAnswer
                 } else {
                     DialStatus::Failed
                 };
@@ -347,7 +462,10 @@ impl CallSession {
             }
             let ev = tokio::select! {
                 ev = self.next_event() => ev,
-                _ = tokio::time::sleep_until(deadline) => {
+                _ = tokio::time::sleep_until(deadline.min(wake)) => {
+                    if tokio::time::Instant::now() < deadline {
+                        continue; // a group's next turn
+                    }
                     self.end_attempts(attempts, None, "no-answer");
                     return Ok(DialOutcome { status: DialStatus::NoAnswer, answered_target: None, talk_seconds: 0 });
                 }
@@ -357,6 +475,9 @@ impl CallSession {
                     let Some(i) = attempts.iter().position(|a| a.call_id == call_id) else {
                         continue;
                     };
+                    if attempts[i].done {
+                        continue; // its turn is over: the CANCEL's 487, late responses
+                    }
                     match event {
                         UacEvent::Progress {
                             sdp: Some(body), ..
@@ -459,6 +580,27 @@ impl CallSession {
             }
         };
         self.end_attempts(attempts, Some(winner), "answered-elsewhere");
+        self.mark(&format!("answered:{}", attempts[winner].label));
+        let agent = attempts[winner]
+            .agent
+            .then(|| attempts[winner].label.clone());
+        if let Some(a) = &agent {
+            self.node.presence.busy(a);
+        }
+        let talked = self.talk(attempts, winner, codec).await;
+        if let Some(a) = &agent {
+            self.node.presence.free(a, crate::store::now_ms());
+        }
+        talked
+    }
+
+    /// Connected until one side hangs up.
+    async fn talk(
+        &mut self,
+        attempts: &mut [Attempt],
+        winner: usize,
+        codec: &str,
+    ) -> Result<DialOutcome, CallError> {
         let answered_at = Instant::now();
         let target = attempts[winner].target;
         let call_id = attempts[winner].call_id.clone();
@@ -498,6 +640,67 @@ impl CallSession {
         }
     }
 
+    /// Ring groups' turns: starts the legs whose turn has come and stops those
+    /// whose turn is over; when nobody is left ringing, the next turn comes at
+    /// once. Returns when the next turn is due.
+    fn turns(
+        &mut self,
+        attempts: &mut [Attempt],
+        t0: tokio::time::Instant,
+        early: &mut Option<usize>,
+    ) -> tokio::time::Instant {
+        let elapsed = tokio::time::Instant::now() - t0;
+        if !attempts.iter().any(|a| a.started && !a.done) {
+            let next = attempts
+                .iter()
+                .filter(|a| !a.started && !a.done)
+                .map(|a| a.slot.start)
+                .min();
+            if let Some(shift) = next.and_then(|n| n.checked_sub(elapsed)) {
+                for a in attempts.iter_mut().filter(|a| !a.started) {
+                    a.slot.start = a.slot.start.saturating_sub(shift);
+                    a.slot.stop = a.slot.stop.map(|s| s.saturating_sub(shift));
+                }
+            }
+        }
+        for i in 0..attempts.len() {
+            let a = &mut attempts[i];
+            if a.done {
+                continue;
+            }
+            if !a.started && a.slot.start <= elapsed {
+                a.started = true;
+                if let Some(route) = a.first.take() {
+                    let (local, leg) = (a.local, a.leg);
+                    let (label, from) = (a.label.clone(), a.from_user.clone());
+                    attempts[i].call_id = self.start_route(&route, &from, &label, local, leg);
+                }
+            } else if a.started && a.slot.stop.is_some_and(|s| s <= elapsed) {
+                a.done = true;
+                a.unanswered = true;
+                let (call_id, leg) = (a.call_id.clone(), a.leg);
+                let _ = self.sip.send(SipCommand::Hangup {
+                    call_id: call_id.clone(),
+                });
+                self.store.call_ended(&call_id, "next-agent", vec![]);
+                self.leave_early_media(early, i, leg);
+            }
+        }
+        let next = attempts
+            .iter()
+            .filter(|a| !a.done)
+            .filter_map(|a| {
+                if a.started {
+                    a.slot.stop
+                } else {
+                    Some(a.slot.start)
+                }
+            })
+            .min()
+            .unwrap_or(Duration::from_secs(24 * 3600));
+        t0 + next
+    }
+
     /// Attempt `i` ended: if the caller heard its early media, back to ringback.
     fn leave_early_media(&mut self, early: &mut Option<usize>, i: usize, leg: LegId) {
         if *early == Some(i) {
@@ -522,6 +725,9 @@ impl CallSession {
                 continue;
             }
             a.done = true;
+            if !a.started {
+                continue; // its turn never came: nothing rang
+            }
             let _ = self.sip.send(SipCommand::Hangup {
                 call_id: a.call_id.clone(),
             });

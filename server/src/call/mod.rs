@@ -4,6 +4,7 @@
 pub mod admission;
 pub mod collect;
 pub mod dial;
+pub mod presence;
 pub mod record;
 pub mod schedule;
 pub mod session;
@@ -95,6 +96,8 @@ pub struct Node {
     pub counters: crate::plugin::services::Counters,
     /// Browser legs and agents.
     pub webrtc: crate::webrtc::WebRtc,
+    /// Agents' availability for ring groups.
+    pub presence: presence::Presence,
     /// The SIP driver's commands, once it runs (browser calls dial through it).
     pub sip_tx: std::sync::OnceLock<UnboundedSender<SipCommand>>,
 }
