@@ -190,7 +190,6 @@ impl CallSession {
                     // Busy and do-not-disturb agents are skipped, unreachable ones too;
                     // turns are counted over the agents that can ring.
                     let step = Duration::from_secs(group.step_s);
-                    let mut turn = 0u32;
                     let reachable: Vec<(String, Vec<Route>)> = node
                         .presence
                         .ring_order(&group.members, group.strategy)
@@ -202,7 +201,7 @@ impl CallSession {
                         .filter(|(_, devices)| !devices.is_empty())
                         .collect();
                     let last = reachable.len().saturating_sub(1) as u32;
-                    for (member, devices) in reachable {
+                    for (turn, (member, devices)) in (0u32..).zip(reachable) {
                         let slot = match group.strategy {
                             RingStrategy::All => AT_ONCE,
                             RingStrategy::Cascade => Slot {
@@ -215,7 +214,6 @@ impl CallSession {
                                 stop: (turn < last).then(|| step * (turn + 1)),
                             },
                         };
-                        turn += 1;
                         for route in devices {
                             contacts.push(Contact {
                                 slot,
@@ -663,8 +661,7 @@ impl CallSession {
                 }
             }
         }
-        for i in 0..attempts.len() {
-            let a = &mut attempts[i];
+        for (i, a) in attempts.iter_mut().enumerate() {
             if a.done {
                 continue;
             }
@@ -673,7 +670,7 @@ impl CallSession {
                 if let Some(route) = a.first.take() {
                     let (local, leg) = (a.local, a.leg);
                     let (label, from) = (a.label.clone(), a.from_user.clone());
-                    attempts[i].call_id = self.start_route(&route, &from, &label, local, leg);
+                    a.call_id = self.start_route(&route, &from, &label, local, leg);
                 }
             } else if a.started && a.slot.stop.is_some_and(|s| s <= elapsed) {
                 a.done = true;
