@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use hookline_tests::{steps, Baresip, TestNode};
+use hookline_tests::{http_get, http_request, steps, Baresip, TestNode};
 use serde_json::Value;
 
 const SETUP: &str = r#"[[extensions]]
@@ -199,6 +199,15 @@ fn each_strategy_rings_agents_in_its_order_and_connects_the_one_who_answers() {
     assert!(path.contains(&"dial:no-answer"), "{record:#}");
     assert!(path.contains(&"hand-over:voicemail"), "{record:#}");
     assert_eq!(callees(&legs), ["201", "202"], "{legs:#?}");
+
+    let (_, metrics) = http_get(node.http, "/metrics", None).unwrap();
+    for line in [
+        "hookline_group_answered_total{group=\"turns\"} 1",
+        "hookline_group_answered_in_20s_total{group=\"cascade\"} 1",
+        "hookline_group_missed_total{group=\"nobody\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} not in\n{metrics}");
+    }
 }
 
 #[test]
@@ -245,4 +254,17 @@ fn uniform_rings_the_agent_idle_longest_and_skips_a_busy_one() {
     };
     assert_eq!(order, ["204", "205", "204"]);
     drop(long);
+
+    // 204 is idle longest now, but in do-not-disturb: 205 gets the call.
+    let (status, _) = http_request(node.http, "PUT", "/api/agents/204/dnd", None, b"on").unwrap();
+    assert_eq!(status, 204);
+    let (fourth, legs) = call(&node, "650", 3);
+    assert_eq!(answered(&fourth), "205", "{fourth:#}\n{legs:#?}");
+    assert_eq!(callees(&legs), ["205"], "{legs:#?}");
+    let (_, metrics) = http_get(node.http, "/metrics", None).unwrap();
+    assert!(
+        metrics.contains("hookline_group_answered_total{group=\"even\"} 4"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("hookline_agents_dnd 1"), "{metrics}");
 }

@@ -38,6 +38,8 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/api/registrations", get(registrations))
         .route("/api/recordings", get(recordings))
         .route("/api/plugins", get(plugins))
+        .route("/api/agents", get(agents))
+        .route("/api/agents/{user}/dnd", put(set_dnd))
         .route(
             "/api/plugins/{name}",
             put(deploy).layer(DefaultBodyLimit::max(MAX_PLUGIN_BYTES)),
@@ -215,5 +217,37 @@ async fn metrics(State(node): State<Arc<Node>>) -> String {
         node.draining.load(Ordering::Relaxed) as u8,
     );
     out.push_str(&node.counters.render());
+    out.push_str(&node.presence.render_metrics());
     out
+}
+
+/// Agents' presence: in a call, idle since, do-not-disturb; and browser agents online.
+async fn agents(State(node): State<Arc<Node>>) -> Response {
+    let agents: Vec<serde_json::Value> = node
+        .presence
+        .snapshot()
+        .into_iter()
+        .map(|(user, s)| serde_json::json!({ "user": user, "calls": s.calls, "idle_since_ms": s.idle_since_ms, "dnd": s.dnd }))
+        .collect();
+    Json(serde_json::json!({
+        "agents": agents,
+        "browsers": node.webrtc.agents.online(),
+        "groups": node.presence.groups().into_iter().map(|(g, c)| serde_json::json!({ "group": g, "counters": c })).collect::<Vec<_>>(),
+    }))
+    .into_response()
+}
+
+/// `PUT /api/agents/{user}/dnd` with `on` or `off`: ring groups skip an agent in do-not-disturb.
+async fn set_dnd(
+    State(node): State<Arc<Node>>,
+    Path(user): Path<String>,
+    body: String,
+) -> Response {
+    let dnd = match body.trim() {
+        "on" | "true" => true,
+        "off" | "false" => false,
+        _ => return (StatusCode::BAD_REQUEST, "body must be on or off\n").into_response(),
+    };
+    node.presence.set_dnd(&user, dnd);
+    StatusCode::NO_CONTENT.into_response()
 }

@@ -5,6 +5,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use super::presence::GroupOutcome;
 use super::session::{CallEvent, CallSession};
 use super::SipCommand;
 use crate::config::RingStrategy;
@@ -78,6 +79,8 @@ struct Contact {
     slot: Slot,
     /// An extension or a group member: busy while connected.
     agent: bool,
+    /// The ring group this contact rings for.
+    group: Option<String>,
 }
 
 /// One ringing leg.
@@ -90,6 +93,7 @@ struct Attempt {
     started: bool,
     /// Rang for its whole turn unanswered.
     unanswered: bool,
+    group: Option<String>,
     /// The route to start with, until started.
     first: Option<Route>,
     call_id: String,
@@ -171,6 +175,7 @@ impl CallSession {
             routes,
             slot: AT_ONCE,
             agent,
+            group: None,
         };
         let direct = |uri: String, dest| Route {
             uri,
@@ -217,6 +222,7 @@ impl CallSession {
                         for route in devices {
                             contacts.push(Contact {
                                 slot,
+                                group: Some(group.name.clone()),
                                 ..at_once(i, &member, vec![route], true)
                             });
                         }
@@ -333,6 +339,7 @@ impl CallSession {
                 agent: contact.agent,
                 started,
                 unanswered: false,
+                group: contact.group,
                 first: (!started).then_some(route),
                 call_id,
                 leg,
@@ -452,6 +459,7 @@ impl CallSession {
                 } else {
                     DialStatus::Failed
                 };
+                self.count_groups(attempts, None, GroupOutcome::Missed);
                 return Ok(DialOutcome {
                     status,
                     answered_target: None,
@@ -465,6 +473,7 @@ impl CallSession {
                         continue; // a group's next turn
                     }
                     self.end_attempts(attempts, None, "no-answer");
+                    self.count_groups(attempts, None, GroupOutcome::Missed);
                     return Ok(DialOutcome { status: DialStatus::NoAnswer, answered_target: None, talk_seconds: 0 });
                 }
             };
@@ -572,11 +581,14 @@ impl CallSession {
                 ev @ CallEvent::Ended(_) => {
                     self.absorb(ev);
                     self.end_attempts(attempts, None, "caller-hangup");
+                    self.count_groups(attempts, None, GroupOutcome::Abandoned);
                     return Err(CallError::HungUp);
                 }
                 other => self.absorb(other),
             }
         };
+        let ring_ms = t0.elapsed().as_millis() as u64;
+        self.count_groups(attempts, Some(winner), GroupOutcome::Answered { ring_ms });
         self.end_attempts(attempts, Some(winner), "answered-elsewhere");
         self.mark(&format!("answered:{}", attempts[winner].label));
         let agent = attempts[winner]
@@ -635,6 +647,24 @@ impl CallSession {
                 }
                 other => self.absorb(other),
             }
+        }
+    }
+
+    /// Counts the call in the metrics of every group it rang: `outcome` for
+    /// the winner's group, missed for the others.
+    fn count_groups(&self, attempts: &[Attempt], winner: Option<usize>, outcome: GroupOutcome) {
+        let won = winner.and_then(|w| attempts[w].group.as_deref());
+        let mut seen: Vec<&str> = Vec::new();
+        for g in attempts.iter().filter_map(|a| a.group.as_deref()) {
+            if seen.contains(&g) {
+                continue;
+            }
+            seen.push(g);
+            let o = match (winner, won == Some(g)) {
+                (Some(_), false) => GroupOutcome::Missed,
+                _ => outcome,
+            };
+            self.node.presence.group_call(g, o);
         }
     }
 

@@ -21,9 +21,34 @@ impl AgentState {
     }
 }
 
+/// What a ring group did, for metrics.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct GroupCounters {
+    /// Calls that rang the group.
+    pub offered: u64,
+    pub answered: u64,
+    /// Answered within 20 s of ringing (the usual service level).
+    pub answered_in_20s: u64,
+    /// Nobody answered (no answer, busy, nobody reachable).
+    pub missed: u64,
+    /// The caller hung up while it rang.
+    pub abandoned: u64,
+    /// Total ringing time of answered calls.
+    pub ring_ms_total: u64,
+}
+
 #[derive(Default)]
 pub struct Presence {
     agents: Mutex<HashMap<String, AgentState>>,
+    groups: Mutex<std::collections::BTreeMap<String, GroupCounters>>,
+}
+
+/// How a group's ringing ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupOutcome {
+    Answered { ring_ms: u64 },
+    Missed,
+    Abandoned,
 }
 
 impl Presence {
@@ -46,6 +71,52 @@ impl Presence {
         let a = agents.entry(user.to_string()).or_default();
         a.calls = a.calls.saturating_sub(1);
         a.idle_since_ms = now_ms;
+    }
+
+    /// Counts one call to a group and how it ended.
+    pub fn group_call(&self, group: &str, outcome: GroupOutcome) {
+        let mut groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
+        let g = groups.entry(group.to_string()).or_default();
+        g.offered += 1;
+        match outcome {
+            GroupOutcome::Answered { ring_ms } => {
+                g.answered += 1;
+                g.ring_ms_total += ring_ms;
+                if ring_ms <= 20_000 {
+                    g.answered_in_20s += 1;
+                }
+            }
+            GroupOutcome::Missed => g.missed += 1,
+            GroupOutcome::Abandoned => g.abandoned += 1,
+        }
+    }
+
+    pub fn groups(&self) -> Vec<(String, GroupCounters)> {
+        let groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
+        groups.iter().map(|(k, v)| (k.clone(), *v)).collect()
+    }
+
+    /// Prometheus lines: agents by state, groups' counters.
+    pub fn render_metrics(&self) -> String {
+        let agents = self.snapshot();
+        let busy = agents.iter().filter(|(_, a)| a.calls > 0).count();
+        let dnd = agents.iter().filter(|(_, a)| a.dnd).count();
+        let mut out = format!("hookline_agents_busy {busy}\nhookline_agents_dnd {dnd}\n");
+        for (name, g) in self.groups() {
+            for (metric, value) in [
+                ("offered", g.offered),
+                ("answered", g.answered),
+                ("answered_in_20s", g.answered_in_20s),
+                ("missed", g.missed),
+                ("abandoned", g.abandoned),
+                ("ring_ms", g.ring_ms_total),
+            ] {
+                out.push_str(&format!(
+                    "hookline_group_{metric}_total{{group=\"{name}\"}} {value}\n"
+                ));
+            }
+        }
+        out
     }
 
     pub fn set_dnd(&self, user: &str, dnd: bool) {
