@@ -366,6 +366,9 @@ pub struct ExtensionConfig {
     pub user: String,
     /// Digest password.
     pub password: String,
+    /// Where calls to the extension go when it cannot take them.
+    #[serde(default)]
+    pub forward: Option<crate::call::forwarding::Forwarding>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -524,6 +527,13 @@ impl Config {
                 "codecs.opus_complexity must be 0..=10, not {}",
                 config.codecs.opus_complexity
             )));
+        }
+        for e in &config.extensions {
+            if let Some(h) = e.forward.as_ref().and_then(|f| f.hours.as_ref()) {
+                h.validate().map_err(|err| {
+                    ConfigError::Invalid(format!("extension {:?} forward.hours: {err}", e.user))
+                })?;
+            }
         }
         for g in &config.groups {
             if g.members.is_empty() {

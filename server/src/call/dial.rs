@@ -5,6 +5,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use super::forwarding::{ExtensionState, Forwarding, Missed, Reason as ForwardReason};
 use super::presence::GroupOutcome;
 use super::session::{CallEvent, CallSession};
 use super::SipCommand;
@@ -155,9 +156,86 @@ fn extension_routes(node: &super::Node, user: &str, now_unix: u64) -> Vec<Route>
     routes
 }
 
+/// A dial string from config: `tel:<number>`, `sip:<uri>`, else an extension or group.
+pub fn parse_target(s: &str) -> Target {
+    if s.starts_with("sip:") {
+        Target::Uri(s.to_string())
+    } else if let Some(number) = s.strip_prefix("tel:") {
+        Target::Number(number.to_string())
+    } else {
+        Target::Extension(s.to_string())
+    }
+}
+
 impl CallSession {
-    /// Rings `targets`, connects the first to answer; see the WIT `dial`.
+    /// Rings `targets`, connects the first to answer; see the WIT `dial`. A
+    /// single extension with forwarding rules is dialled by its rules.
     pub async fn dial(
+        &mut self,
+        targets: &[Target],
+        timeout: Duration,
+        caller_id: Option<String>,
+    ) -> Result<DialOutcome, CallError> {
+        if let [Target::Extension(user)] = targets {
+            let rules = self
+                .node
+                .config
+                .extensions
+                .iter()
+                .find(|e| &e.user == user)
+                .and_then(|e| e.forward.clone());
+            if let Some(rules) = rules {
+                return self.dial_forwarding(user, &rules, timeout, caller_id).await;
+            }
+        }
+        self.dial_targets(targets, timeout, caller_id).await
+    }
+
+    /// Follows an extension's forwarding rules step by step until someone
+    /// connects or nothing is left; `answered_target` is 0 (the extension's
+    /// place in the plugin's list) whoever answered.
+    async fn dial_forwarding(
+        &mut self,
+        user: &str,
+        rules: &Forwarding,
+        timeout: Duration,
+        caller_id: Option<String>,
+    ) -> Result<DialOutcome, CallError> {
+        let now_unix = crate::store::now_ms() as u64 / 1000;
+        let state = ExtensionState {
+            registered: !extension_routes(&self.node, user, now_unix).is_empty(),
+            busy: self.node.presence.state(user).calls > 0,
+            now_s: now_unix as i64,
+        };
+        let mut step = Some(rules.first(user, state));
+        let mut last = DialOutcome {
+            status: DialStatus::Failed,
+            answered_target: None,
+            talk_seconds: 0,
+        };
+        while let Some(s) = step {
+            if s.reason != ForwardReason::Extension {
+                self.mark(&format!("forward:{}:{}", s.reason.as_str(), s.target));
+            }
+            let ring = s
+                .ring_s
+                .map_or(timeout, |r| timeout.min(Duration::from_secs(r as u64)));
+            last = self
+                .dial_targets(&[parse_target(&s.target)], ring, caller_id.clone())
+                .await?;
+            let missed = match last.status {
+                DialStatus::Completed => return Ok(last),
+                DialStatus::NoAnswer => Missed::NoAnswer,
+                DialStatus::Busy => Missed::Busy,
+                DialStatus::Failed => Missed::Failed,
+            };
+            step = rules.next(&s, missed);
+        }
+        Ok(last)
+    }
+
+    /// Rings `targets` (no forwarding), connects the first to answer.
+    async fn dial_targets(
         &mut self,
         targets: &[Target],
         timeout: Duration,

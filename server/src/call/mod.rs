@@ -4,6 +4,7 @@
 pub mod admission;
 pub mod collect;
 pub mod dial;
+pub mod forwarding;
 pub mod presence;
 pub mod record;
 pub mod schedule;
