@@ -231,6 +231,10 @@ pub struct GroupConfig {
     /// In turn / cascading / uniform: seconds before the next agent rings.
     #[serde(default = "default_step_s")]
     pub step_s: u64,
+    /// Personal managers of key clients: caller number -> agent, rung alone
+    /// for `step_s` before the group.
+    #[serde(default)]
+    pub managers: std::collections::BTreeMap<String, String>,
 }
 
 /// How a group's agents ring.

@@ -58,6 +58,14 @@ members = ["201", "202"]
 step_s = 2
 
 [[groups]]
+name = "vip"
+number = "660"
+strategy = "all"
+members = ["201", "202"]
+managers = { bs = "203" }
+step_s = 3
+
+[[groups]]
 name = "even"
 number = "650"
 strategy = "uniform"
@@ -199,6 +207,13 @@ fn each_strategy_rings_agents_in_its_order_and_connects_the_one_who_answers() {
     assert!(path.contains(&"dial:no-answer"), "{record:#}");
     assert!(path.contains(&"hand-over:voicemail"), "{record:#}");
     assert_eq!(callees(&legs), ["201", "202"], "{legs:#?}");
+
+    // A key client (caller "bs") reaches their personal manager before the group.
+    let (record, legs) = call(&node, "660", 4);
+    let path = steps(&record);
+    assert!(path.contains(&"manager:203"), "{record:#}");
+    assert!(path.contains(&"answered:203"), "{record:#}");
+    assert_eq!(callees(&legs), ["203"], "the group rang too: {legs:#?}");
 
     let (_, metrics) = http_get(node.http, "/metrics", None).unwrap();
     for line in [

@@ -273,6 +273,32 @@ impl CallSession {
                     // Busy and do-not-disturb agents are skipped, unreachable ones too;
                     // turns are counted over the agents that can ring.
                     let step = Duration::from_secs(group.step_s);
+                    // A key client's personal manager, if free, has the first turn alone.
+                    let manager = group
+                        .managers
+                        .get(&self.caller)
+                        .filter(|m| node.presence.state(m).available())
+                        .map(|m| (m.clone(), extension_routes(&node, m, now_unix)))
+                        .filter(|(_, devices)| !devices.is_empty());
+                    let head_start = if manager.is_some() {
+                        step
+                    } else {
+                        Duration::ZERO
+                    };
+                    let manager_name = manager.as_ref().map(|(m, _)| m.clone());
+                    if let Some((m, devices)) = manager {
+                        self.mark(&format!("manager:{m}"));
+                        for route in devices {
+                            contacts.push(Contact {
+                                slot: Slot {
+                                    start: Duration::ZERO,
+                                    stop: Some(step),
+                                },
+                                group: Some(group.name.clone()),
+                                ..at_once(i, &m, vec![route], true)
+                            });
+                        }
+                    }
                     let reachable: Vec<(String, Vec<Route>)> = node
                         .presence
                         .ring_order(&group.members, group.strategy)
@@ -281,20 +307,25 @@ impl CallSession {
                             let devices = extension_routes(&node, &m, now_unix);
                             (m, devices)
                         })
-                        .filter(|(_, devices)| !devices.is_empty())
+                        .filter(|(m, devices)| {
+                            !devices.is_empty() && Some(m) != manager_name.as_ref()
+                        })
                         .collect();
                     let last = reachable.len().saturating_sub(1) as u32;
                     for (turn, (member, devices)) in (0u32..).zip(reachable) {
                         let slot = match group.strategy {
-                            RingStrategy::All => AT_ONCE,
+                            RingStrategy::All => Slot {
+                                start: head_start,
+                                stop: None,
+                            },
                             RingStrategy::Cascade => Slot {
-                                start: step * turn,
+                                start: head_start + step * turn,
                                 stop: None,
                             },
                             // The last agent rings until the dial's time is up.
                             RingStrategy::InTurn | RingStrategy::Uniform => Slot {
-                                start: step * turn,
-                                stop: (turn < last).then(|| step * (turn + 1)),
+                                start: head_start + step * turn,
+                                stop: (turn < last).then(|| head_start + step * (turn + 1)),
                             },
                         };
                         for route in devices {
