@@ -49,6 +49,9 @@ pub struct Config {
     /// Departments: agents rung together by a strategy, dialled like an extension.
     #[serde(default)]
     pub groups: Vec<GroupConfig>,
+    /// Queues in front of departments, dialled like an extension.
+    #[serde(default)]
+    pub queues: Vec<crate::call::queue::QueueConfig>,
     /// Directory the relative paths above are resolved against (the file's own).
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -553,6 +556,14 @@ impl Config {
                 )));
             }
         }
+        for q in &config.queues {
+            if config.group(&q.group).is_none() {
+                return Err(ConfigError::Invalid(format!(
+                    "queue {:?} names group {:?}, which is not in [[groups]]",
+                    q.name, q.group
+                )));
+            }
+        }
         for a in &config.webrtc.agents {
             if a.token.len() < 8 {
                 return Err(ConfigError::Invalid(format!(
@@ -588,6 +599,13 @@ impl Config {
         self.groups
             .iter()
             .find(|g| g.name == name || g.number.as_deref() == Some(name))
+    }
+
+    /// The queue dialled as `name` (its name or number).
+    pub fn queue(&self, name: &str) -> Option<&crate::call::queue::QueueConfig> {
+        self.queues
+            .iter()
+            .find(|q| q.name == name || q.number.as_deref() == Some(name))
     }
 
     /// Index of the first route matching a call (number, caller, domain, time).

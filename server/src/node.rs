@@ -115,6 +115,23 @@ fn ringback_tone() -> Vec<i16> {
         .collect()
 }
 
+/// Queues' default music: a soft arpeggio, 8 s, looped; decoded once and
+/// shared by every waiting caller. A recorded `prompts/recorded/<lang>/hold_music.wav`
+/// replaces it.
+fn hold_music() -> Vec<i16> {
+    let rate = crate::media::prompt::RATE as f64;
+    let notes = [262.0, 330.0, 392.0, 523.0, 392.0, 330.0, 294.0, 349.0];
+    let note_len = crate::media::prompt::RATE as usize;
+    (0..notes.len() * note_len)
+        .map(|n| {
+            let f = notes[n / note_len];
+            let t = (n % note_len) as f64 / rate;
+            let env = (1.0 - t).max(0.0) * (t * 40.0).min(1.0);
+            ((2.0 * std::f64::consts::PI * f * t).sin() * 5000.0 * env) as i16
+        })
+        .collect()
+}
+
 /// Where a plugin deployed over the API is kept.
 pub fn deployed_path(data: &std::path::Path, name: &str) -> PathBuf {
     data.join("plugins").join(format!("{name}.wasm"))
@@ -167,6 +184,12 @@ pub async fn build(opts: &ServeOptions) -> anyhow::Result<Arc<Node>> {
         prompts.insert(crate::media::prompt::Prompt::from_pcm(
             "ringback",
             ringback_tone(),
+        ));
+    }
+    if prompts.get("hold_music").is_none() {
+        prompts.insert(crate::media::prompt::Prompt::from_pcm(
+            "hold_music",
+            hold_music(),
         ));
     }
     // Other languages' prompts, for calls that switch (ringback is shared).
@@ -242,6 +265,7 @@ pub async fn build(opts: &ServeOptions) -> anyhow::Result<Arc<Node>> {
         .context("starting the WebRTC stack")?,
         sip_tx: Default::default(),
         presence: Default::default(),
+        queues: Default::default(),
         ports: PortPool::new(rtp_ip, opts.rtp_ports.0, opts.rtp_ports.1),
         plugins,
         prompts: Arc::new(prompts),

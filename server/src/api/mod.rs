@@ -218,6 +218,7 @@ async fn metrics(State(node): State<Arc<Node>>) -> String {
     );
     out.push_str(&node.counters.render());
     out.push_str(&node.presence.render_metrics());
+    out.push_str(&node.queues.render_metrics());
     out
 }
 

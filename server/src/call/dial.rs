@@ -176,6 +176,11 @@ impl CallSession {
         timeout: Duration,
         caller_id: Option<String>,
     ) -> Result<DialOutcome, CallError> {
+        if let [Target::Extension(name)] = targets {
+            if let Some(q) = self.node.config.queue(name).cloned() {
+                return self.wait_in_queue(&q, timeout, caller_id).await;
+            }
+        }
         if let [Target::Extension(user)] = targets {
             let rules = self
                 .node
@@ -235,7 +240,7 @@ impl CallSession {
     }
 
     /// Rings `targets` (no forwarding), connects the first to answer.
-    async fn dial_targets(
+    pub(crate) async fn dial_targets(
         &mut self,
         targets: &[Target],
         timeout: Duration,
@@ -706,6 +711,7 @@ impl CallSession {
         if let Some(a) = &agent {
             self.node.presence.busy(a);
         }
+        self.connected_at = Some(Instant::now());
         let talked = self.talk(attempts, winner, codec).await;
         if let Some(a) = &agent {
             self.node.presence.free(a, crate::store::now_ms());
@@ -848,6 +854,9 @@ impl CallSession {
 
     /// Plays the ringback cadence to the caller until stopped.
     fn ringback(&mut self) {
+        if self.music.is_some() {
+            return self.hold_music(); // queued callers keep their music while agents ring
+        }
         if let Some(tone) = self.prompts.get("ringback").cloned() {
             self.media.play(self.leg, vec![tone], u64::MAX);
             self.media.loop_play(self.leg);

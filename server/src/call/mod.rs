@@ -6,6 +6,7 @@ pub mod collect;
 pub mod dial;
 pub mod forwarding;
 pub mod presence;
+pub mod queue;
 pub mod record;
 pub mod schedule;
 pub mod session;
@@ -99,6 +100,8 @@ pub struct Node {
     pub webrtc: crate::webrtc::WebRtc,
     /// Agents' availability for ring groups.
     pub presence: presence::Presence,
+    /// Callers waiting in queues.
+    pub queues: queue::Queues,
     /// The SIP driver's commands, once it runs (browser calls dial through it).
     pub sip_tx: std::sync::OnceLock<UnboundedSender<SipCommand>>,
 }

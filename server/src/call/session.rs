@@ -81,6 +81,10 @@ pub struct CallSession {
     pub(crate) hold_events: VecDeque<bool>,
     /// The session recording in progress: id, handle, file.
     pub(crate) session_recording: Option<super::record::Active>,
+    /// Waiting in a queue: the music that replaces ringback.
+    pub(crate) music: Option<Vec<Arc<Prompt>>>,
+    /// When the last dial connected someone (queues measure handle time).
+    pub(crate) connected_at: Option<std::time::Instant>,
 }
 
 /// Everything a session is built from.
@@ -130,6 +134,8 @@ impl CallSession {
             early: false,
             hold_events: VecDeque::new(),
             session_recording: None,
+            music: None,
+            connected_at: None,
         }
     }
 

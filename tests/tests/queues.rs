@@ -1,0 +1,129 @@
+//! A queue in front of a department, against a registered baresip agent: two
+//! callers wait while the agent is in do-not-disturb, hear music and their
+//! positions, and are connected first come, first served; a third leaves the
+//! queue with its key and lands in voicemail (the no-answer action).
+
+use std::time::Duration;
+
+use hookline_tests::{http_get, http_request, read_wav_i16, rms, steps, Baresip, TestNode};
+use serde_json::Value;
+
+const SETUP: &str = r#"[[extensions]]
+user = "203"
+password = "three"
+
+[[groups]]
+name = "help"
+strategy = "all"
+members = ["203"]
+
+[[queues]]
+name = "support"
+number = "700"
+group = "help"
+announce_s = 4
+leave_digit = "0"
+ring_s = 10
+
+[[routes]]
+number = "700"
+plugin = "ivr"
+config = { fallback = { name = "queue", dial = ["support"], dial_timeout_ms = 90000, hand_over = "voicemail", hand_over_args = { mailbox = "support" } } }
+"#;
+
+fn dnd(node: &TestNode, on: bool) {
+    let body: &[u8] = if on { b"on" } else { b"off" };
+    let (status, _) = http_request(node.http, "PUT", "/api/agents/203/dnd", None, body).unwrap();
+    assert_eq!(status, 204);
+}
+
+fn record_of(node: &TestNode, known: &[Value]) -> Value {
+    node.wait_for_call(Duration::from_secs(60), |c| {
+        c["callee"] == "700"
+            && c["parent"].is_null()
+            && c["hangup_cause"].is_string()
+            && !known.contains(&c["id"])
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", node.logs()))
+}
+
+fn leg_started(node: &TestNode, record: &Value) -> String {
+    node.calls()
+        .unwrap()
+        .iter()
+        .find(|c| c["parent"] == record["id"] && c["answered_at"].is_string())
+        .and_then(|c| c["started_at"].as_str().map(String::from))
+        .unwrap_or_else(|| panic!("no answered leg for {record:#}"))
+}
+
+fn metric(node: &TestNode, name: &str) -> String {
+    let (_, metrics) = http_get(node.http, "/metrics", None).unwrap();
+    metrics
+        .lines()
+        .find(|l| l.starts_with(name))
+        .unwrap_or("")
+        .to_string()
+}
+
+#[test]
+fn callers_wait_with_music_and_positions_and_are_served_in_order() {
+    let node = TestNode::with_routes(SETUP).unwrap();
+    let _agent = node.agent("203", "three", &vec![0; 8000 * 120]).unwrap();
+    dnd(&node, true);
+
+    let first =
+        Baresip::start_with_mic(&format!("sip:700@{}", node.sip), &vec![0; 8000 * 20]).unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let second =
+        Baresip::start_with_mic(&format!("sip:700@{}", node.sip), &vec![0; 8000 * 40]).unwrap();
+    // Both wait: nobody is free.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while metric(&node, "hookline_queue_waiting{queue=\"support\"}")
+        != "hookline_queue_waiting{queue=\"support\"} 2"
+    {
+        assert!(std::time::Instant::now() < deadline, "{}", node.logs());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(5));
+    dnd(&node, false);
+
+    let a = record_of(&node, &[]);
+    let b = record_of(&node, std::slice::from_ref(&a["id"]));
+    let (pa, pb) = (steps(&a), steps(&b));
+    assert!(pa.contains(&"queue:support"), "{a:#}");
+    assert!(pa.contains(&"queue:position:1"), "{a:#}");
+    assert!(pb.contains(&"queue:position:2"), "{b:#}");
+    assert!(
+        pa.contains(&"answered:203") && pb.contains(&"answered:203"),
+        "{a:#}\n{b:#}"
+    );
+    // First come, first served: the first caller's leg rang first.
+    assert!(
+        leg_started(&node, &a) < leg_started(&node, &b),
+        "the second caller was served first:\n{a:#}\n{b:#}"
+    );
+    // The second caller heard the announcements and music while waiting
+    // (the agent itself sends silence).
+    let second = second.quit().unwrap();
+    let heard = read_wav_i16(&second.heard().expect("recorded")).unwrap();
+    let audible = heard.chunks(800).filter(|c| rms(c) > 300.0).count();
+    assert!(
+        audible >= 50,
+        "only {audible} × 100 ms of music and announcements"
+    );
+    drop(first);
+    assert_eq!(
+        metric(&node, "hookline_queue_answered_total{queue=\"support\"}"),
+        "hookline_queue_answered_total{queue=\"support\"} 2"
+    );
+
+    // Leaving with 0: the no-answer action (voicemail) takes the call.
+    dnd(&node, true);
+    let leaver =
+        Baresip::start_with_mic(&format!("sip:700@{}", node.sip), &vec![0; 8000 * 12]).unwrap();
+    leaver.press_when_answered(&node, "0");
+    let c = record_of(&node, &[a["id"].clone(), b["id"].clone()]);
+    let pc = steps(&c);
+    assert!(pc.contains(&"queue:left"), "{c:#}");
+    assert!(pc.contains(&"hand-over:voicemail"), "{c:#}");
+}
