@@ -9,6 +9,8 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use std::ops::Not;
+
 use serde::Deserialize;
 
 use super::dial::{DialOutcome, DialStatus, Target};
@@ -154,11 +156,7 @@ impl Queues {
                         answered: q.answered,
                         abandoned: q.abandoned,
                         timed_out: q.timed_out,
-                        average_handle_ms: if q.answered > 0 {
-                            q.talk_ms_total / q.answered
-                        } else {
-                            0
-                        },
+                        average_handle_ms: q.talk_ms_total.checked_div(q.answered).unwrap_or(0),
                     },
                 )
             })
@@ -355,8 +353,8 @@ impl CallSession {
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .lookup(m, now_unix)
-                    .first()
-                    .is_some()
+                    .is_empty()
+                    .not()
                     || node.webrtc.agents.is_online(m)
             })
             .count()
