@@ -53,11 +53,27 @@ pub fn run(
     cps: u32,
     opus_agents: Option<Vec<u8>>,
 ) -> anyhow::Result<Bridged> {
-    let agent_port = free_udp_port();
     // The route connects every caller straight to the agent side of the generator.
-    let routes = format!(
-        "{config}\n[[routes]]\nnumber = \"bridge\"\nplugin = \"ivr\"\nconfig = {{ fallback = {{ name = \"agent\", dial = [\"sip:agent@127.0.0.1:{agent_port}\"], dial_timeout_ms = 20000 }} }}\n"
-    );
+    let routes = |agent_port: u16| {
+        format!(
+            "{config}\n[[routes]]\nnumber = \"bridge\"\nplugin = \"ivr\"\nconfig = {{ fallback = {{ name = \"agent\", dial = [\"sip:agent@127.0.0.1:{agent_port}\"], dial_timeout_ms = 20000 }} }}\n"
+        )
+    };
+    run_scenario(routes, "bridge", calls, seconds, cps, opus_agents).map(|(b, _)| b)
+}
+
+/// Like [`run`] with the node's routes made by `routes` from the agents'
+/// SIP port, callers dialling `service`; the node is returned still running.
+pub fn run_scenario(
+    routes: impl FnOnce(u16) -> String,
+    service: &str,
+    calls: usize,
+    seconds: u64,
+    cps: u32,
+    opus_agents: Option<Vec<u8>>,
+) -> anyhow::Result<(Bridged, TestNode)> {
+    let agent_port = free_udp_port();
+    let routes = routes(agent_port);
     let node_section = format!("max_calls = {}\nmedia_threads = 0", calls + 100);
     let span = (calls as u16)
         .saturating_mul(4)
@@ -77,7 +93,7 @@ pub fn run(
     let report = loadgen::run(
         &LoadConfig {
             node: node.sip,
-            service: "bridge".into(),
+            service: service.into(),
             calls,
             hold: Duration::from_secs(seconds),
             cps,
@@ -103,11 +119,14 @@ pub fn run(
         );
     }
     let held_s = (at_end.2 - at_start.2).as_secs_f64().max(1e-9);
-    Ok(Bridged {
-        cpu_pct: (at_end.0 - at_start.0) / held_s * 100.0,
-        held_s,
-        rss_idle_mib: rss_idle,
-        rss_loaded_mib: at_end.1,
-        report,
-    })
+    Ok((
+        Bridged {
+            cpu_pct: (at_end.0 - at_start.0) / held_s * 100.0,
+            held_s,
+            rss_idle_mib: rss_idle,
+            rss_loaded_mib: at_end.1,
+            report,
+        },
+        node,
+    ))
 }

@@ -32,7 +32,7 @@ pub enum Target {
 
 /// One way to reach a target: where to send the INVITE and as whom.
 #[derive(Debug, Clone)]
-struct Route {
+pub(crate) struct Route {
     uri: String,
     dest: SocketAddr,
     auth: Option<(String, String)>,
@@ -167,6 +167,60 @@ pub fn parse_target(s: &str) -> Target {
     }
 }
 
+/// A number's routes: every trunk (or the one named), in failover order.
+fn trunk_routes(node: &super::Node, number: &str, only: Option<&str>) -> Vec<Route> {
+    node.config
+        .trunks
+        .iter()
+        .filter(|t| only.is_none_or(|n| n == t.name))
+        .map(|t| Route {
+            uri: format!("sip:{}{number}@{}", t.prefix, t.address),
+            dest: t.address,
+            auth: t.username.clone().zip(t.password.clone()),
+            caller_id: t.caller_id.clone(),
+            via: Some(t.name.clone()),
+        })
+        .collect()
+}
+
+/// A group member's devices, each with its routes in failover order: an
+/// extension's registered phones and browser, a `sip:` URI, or a `tel:`
+/// number out through the trunks. Its name for records and presence.
+pub(crate) fn member_devices(
+    node: &super::Node,
+    member: &str,
+    now_unix: u64,
+) -> (String, Vec<Vec<Route>>) {
+    if let Some(number) = member.strip_prefix("tel:") {
+        let routes = trunk_routes(node, number, None);
+        let devices = if routes.is_empty() {
+            vec![]
+        } else {
+            vec![routes]
+        };
+        return (number.to_string(), devices);
+    }
+    if member.starts_with("sip:") {
+        let devices = uri_dest(member)
+            .map(|dest| {
+                vec![vec![Route {
+                    uri: member.to_string(),
+                    dest,
+                    auth: None,
+                    caller_id: None,
+                    via: None,
+                }]]
+            })
+            .unwrap_or_default();
+        return (message::user_of(member).to_string(), devices);
+    }
+    let devices = extension_routes(node, member, now_unix)
+        .into_iter()
+        .map(|r| vec![r])
+        .collect();
+    (member.to_string(), devices)
+}
+
 impl CallSession {
     /// Rings `targets`, connects the first to answer; see the WIT `dial`. A
     /// single extension with forwarding rules is dialled by its rules.
@@ -282,9 +336,10 @@ impl CallSession {
                     let manager = group
                         .managers
                         .get(&self.caller)
-                        .filter(|m| node.presence.state(m).available())
-                        .map(|m| (m.clone(), extension_routes(&node, m, now_unix)))
-                        .filter(|(_, devices)| !devices.is_empty());
+                        .map(|m| member_devices(&node, m, now_unix))
+                        .filter(|(m, devices)| {
+                            !devices.is_empty() && node.presence.state(m).available()
+                        });
                     let head_start = if manager.is_some() {
                         step
                     } else {
@@ -293,25 +348,22 @@ impl CallSession {
                     let manager_name = manager.as_ref().map(|(m, _)| m.clone());
                     if let Some((m, devices)) = manager {
                         self.mark(&format!("manager:{m}"));
-                        for route in devices {
+                        for routes in devices {
                             contacts.push(Contact {
                                 slot: Slot {
                                     start: Duration::ZERO,
                                     stop: Some(step),
                                 },
                                 group: Some(group.name.clone()),
-                                ..at_once(i, &m, vec![route], true)
+                                ..at_once(i, &m, routes, true)
                             });
                         }
                     }
-                    let reachable: Vec<(String, Vec<Route>)> = node
+                    let reachable: Vec<(String, Vec<Vec<Route>>)> = node
                         .presence
                         .ring_order(&group.members, group.strategy)
                         .into_iter()
-                        .map(|m| {
-                            let devices = extension_routes(&node, &m, now_unix);
-                            (m, devices)
-                        })
+                        .map(|m| member_devices(&node, &m, now_unix))
                         .filter(|(m, devices)| {
                             !devices.is_empty() && Some(m) != manager_name.as_ref()
                         })
@@ -333,11 +385,11 @@ impl CallSession {
                                 stop: (turn < last).then(|| head_start + step * (turn + 1)),
                             },
                         };
-                        for route in devices {
+                        for routes in devices {
                             contacts.push(Contact {
                                 slot,
                                 group: Some(group.name.clone()),
-                                ..at_once(i, &member, vec![route], true)
+                                ..at_once(i, &member, routes, true)
                             });
                         }
                     }
@@ -379,19 +431,7 @@ impl CallSession {
                         }
                         _ => None,
                     };
-                    let routes: Vec<Route> = node
-                        .config
-                        .trunks
-                        .iter()
-                        .filter(|t| only.is_none_or(|n| n == t.name))
-                        .map(|t| Route {
-                            uri: format!("sip:{}{number}@{}", t.prefix, t.address),
-                            dest: t.address,
-                            auth: t.username.clone().zip(t.password.clone()),
-                            caller_id: t.caller_id.clone(),
-                            via: Some(t.name.clone()),
-                        })
-                        .collect();
+                    let routes = trunk_routes(&node, number, only);
                     if !routes.is_empty() {
                         contacts.push(at_once(i, number, routes, false));
                     }

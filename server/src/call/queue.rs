@@ -9,8 +9,6 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use std::ops::Not;
-
 use serde::Deserialize;
 
 use super::dial::{DialOutcome, DialStatus, Target};
@@ -74,6 +72,10 @@ struct QueueState {
     abandoned: u64,
     timed_out: u64,
     talk_ms_total: u64,
+    /// Announcements made, and how late they came against their schedule.
+    announcements: u64,
+    announce_late_ms_total: u64,
+    announce_late_ms_max: u64,
 }
 
 /// Counters for metrics.
@@ -85,6 +87,9 @@ pub struct QueueStats {
     pub abandoned: u64,
     pub timed_out: u64,
     pub average_handle_ms: u64,
+    pub announcements: u64,
+    pub announce_late_ms_avg: u64,
+    pub announce_late_ms_max: u64,
 }
 
 /// Every queue's waiting callers, node-wide.
@@ -157,6 +162,12 @@ impl Queues {
                         abandoned: q.abandoned,
                         timed_out: q.timed_out,
                         average_handle_ms: q.talk_ms_total.checked_div(q.answered).unwrap_or(0),
+                        announcements: q.announcements,
+                        announce_late_ms_avg: q
+                            .announce_late_ms_total
+                            .checked_div(q.announcements)
+                            .unwrap_or(0),
+                        announce_late_ms_max: q.announce_late_ms_max,
                     },
                 )
             })
@@ -174,6 +185,9 @@ impl Queues {
                 ("abandoned_total", s.abandoned),
                 ("timed_out_total", s.timed_out),
                 ("average_handle_ms", s.average_handle_ms),
+                ("announcements_total", s.announcements),
+                ("announce_late_ms_avg", s.announce_late_ms_avg),
+                ("announce_late_ms_max", s.announce_late_ms_max),
             ] {
                 out.push_str(&format!(
                     "hookline_queue_{metric}{{queue=\"{name}\"}} {value}\n"
@@ -184,11 +198,19 @@ impl Queues {
     }
 }
 
-/// What a caller hears about their place: "You are number 2 in the queue…".
-pub fn announcement(position: usize, wait: Duration) -> String {
+/// What a caller hears about their place, in pieces so that the fixed
+/// phrases and each number are synthesised once and then come from the
+/// cache: "You are number | 2 | in the queue. The estimated wait is about |
+/// 3 minutes."
+pub fn announcement(position: usize, wait: Duration) -> Vec<String> {
     let minutes = wait.as_secs().div_ceil(60).max(1);
     let unit = if minutes == 1 { "minute" } else { "minutes" };
-    format!("You are number {position} in the queue. The estimated wait is about {minutes} {unit}.")
+    vec![
+        "You are number".into(),
+        position.to_string(),
+        "in the queue. The estimated wait is about".into(),
+        format!("{minutes} {unit}."),
+    ]
 }
 
 /// Estimated wait at `position` with `agents` agents, from the handle time.
@@ -268,7 +290,16 @@ impl CallSession {
             self.check_live()?;
             let position = node.queues.position(&q.name, ticket).unwrap_or(1);
             let free = self.free_agents(&group.members);
-            if q.announce_s > 0 && tokio::time::Instant::now() >= next_announce && position > free {
+            let now = tokio::time::Instant::now();
+            if q.announce_s > 0 && now >= next_announce && position > free {
+                // Announcements are due every announce_s; how late this one is (the
+                // first is due on joining) shows how busy the node is.
+                let late = (now - next_announce).as_millis() as u64;
+                node.queues.count(&q.name, |s| {
+                    s.announcements += 1;
+                    s.announce_late_ms_total += late;
+                    s.announce_late_ms_max = s.announce_late_ms_max.max(late);
+                });
                 if position != last_position {
                     self.mark(&format!("queue:position:{position}"));
                     last_position = position;
@@ -278,16 +309,19 @@ impl CallSession {
                     group.members.len(),
                     node.queues.average_handle(&q.name),
                 );
-                let text = announcement(position, wait);
-                self.play_items(
-                    &[PlayItem::Say(SpeechText {
-                        text,
-                        language: None,
-                    })],
-                    true,
-                )
-                .await?;
-                next_announce = tokio::time::Instant::now() + Duration::from_secs(q.announce_s);
+                let items: Vec<PlayItem> = announcement(position, wait)
+                    .into_iter()
+                    .map(|text| {
+                        PlayItem::Say(SpeechText {
+                            text,
+                            language: None,
+                        })
+                    })
+                    .collect();
+                self.play_items(&items, true).await?;
+                next_announce += Duration::from_secs(q.announce_s);
+                // After a long announcement, the next is due from now on.
+                next_announce = next_announce.max(tokio::time::Instant::now());
                 self.hold_music();
             }
             if let Some(k) = q.leave_digit {
@@ -329,7 +363,11 @@ impl CallSession {
                 });
             }
             // Wait a moment for a key or the caller leaving, then look again.
-            let tick = tokio::time::sleep(Duration::from_millis(500));
+            let mut wake = tokio::time::Instant::now() + Duration::from_millis(500);
+            if q.announce_s > 0 {
+                wake = wake.min(next_announce);
+            }
+            let tick = tokio::time::sleep_until(wake);
             tokio::pin!(tick);
             tokio::select! {
                 ev = self.next_event() => match ev {
@@ -345,18 +383,10 @@ impl CallSession {
     fn free_agents(&self, members: &[String]) -> usize {
         let node = &self.node;
         let now_unix = crate::store::now_ms() as u64 / 1000;
-        node.presence
-            .ring_order(members, crate::config::RingStrategy::All)
+        members
             .iter()
-            .filter(|m| {
-                node.registrar
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .lookup(m, now_unix)
-                    .is_empty()
-                    .not()
-                    || node.webrtc.agents.is_online(m)
-            })
+            .map(|m| super::dial::member_devices(node, m, now_unix))
+            .filter(|(name, devices)| !devices.is_empty() && node.presence.state(name).available())
             .count()
     }
 
@@ -398,9 +428,9 @@ mod tests {
         let wait = estimated_wait(3, 2, Duration::from_secs(90));
         assert_eq!(wait, Duration::from_secs(135));
         assert_eq!(
-            announcement(3, wait),
+            announcement(3, wait).join(" "),
             "You are number 3 in the queue. The estimated wait is about 3 minutes."
         );
-        assert!(announcement(1, Duration::from_secs(10)).ends_with("about 1 minute."));
+        assert_eq!(announcement(1, Duration::from_secs(10))[3], "1 minute.");
     }
 }

@@ -1,0 +1,71 @@
+//! A queue with many waiting callers and a few agents: callers join at
+//! `--cps`, 50 agents (the load generator's answering side, as SIP URIs in
+//! the group, rung in turn) take the first 50, the rest wait on the shared
+//! hold music with position announcements every 20 s. Measured while all
+//! are in: node CPU, memory per caller, media loss and lateness, and how
+//! late announcements came against their schedule.
+//!
+//! `cargo bench -p hookline-benches --bench queue_load -- --calls 1000 --seconds 40`
+//! Last line: `bench=queue calls=N agents=50 node_cpu_pct=.. rss_mib_per_caller=.. announce_late_ms_avg=.. ...`
+
+use hookline_tests::http_get;
+
+fn main() -> anyhow::Result<()> {
+    let calls = hookline_benches::arg("--calls", 1000) as usize;
+    let seconds = hookline_benches::arg("--seconds", 40);
+    let cps = hookline_benches::arg("--cps", 100) as u32;
+    let agents = hookline_benches::arg("--agents", 50) as usize;
+    let routes = |port: u16| {
+        let members: Vec<String> = (1..=agents)
+            .map(|i| format!("\"sip:agent{i}@127.0.0.1:{port}\""))
+            .collect();
+        format!(
+            "[[groups]]\nname = \"agents\"\nstrategy = \"uniform\"\nstep_s = 5\nmembers = [{}]\n\n\
+             [[queues]]\nname = \"q\"\nnumber = \"700\"\ngroup = \"agents\"\nannounce_s = 20\nmax_wait_s = 3600\nmax_len = 100000\nring_s = 10\n\n\
+             [[routes]]\nnumber = \"700\"\nplugin = \"ivr\"\nconfig = {{ fallback = {{ name = \"queue\", dial = [\"q\"], dial_timeout_ms = 3600000 }} }}\n",
+            members.join(", ")
+        )
+    };
+    let (b, node) =
+        hookline_benches::bridged::run_scenario(routes, "700", calls, seconds, cps, None)?;
+    let (_, metrics) = http_get(node.http, "/metrics", None)?;
+    let metric = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(&format!("hookline_queue_{name}{{queue=\"q\"}}")))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(-1.0)
+    };
+    let r = &b.report;
+    let per_caller = (b.rss_loaded_mib - b.rss_idle_mib).max(0.0) / r.answered.max(1) as f64;
+    println!(
+        "{} callers in ({} with an agent), held {:.1} s; node CPU {:.1} %, RSS {:.1} -> {:.1} MiB; \
+         {} announcements, {:.0} ms late on average, {:.0} ms at most",
+        r.answered,
+        r.bridged,
+        b.held_s,
+        b.cpu_pct,
+        b.rss_idle_mib,
+        b.rss_loaded_mib,
+        metric("announcements_total"),
+        metric("announce_late_ms_avg"),
+        metric("announce_late_ms_max")
+    );
+    println!(
+        "bench=queue calls={} callers_in={} with_agent={} agents={agents} held_s={:.1} node_cpu_pct={:.1} \
+         rss_mib_per_caller={:.3} lost_pct={:.3} late_pct={:.3} announcements={} announce_late_ms_avg={} announce_late_ms_max={}",
+        r.attempted,
+        r.answered,
+        r.bridged,
+        b.held_s,
+        b.cpu_pct,
+        per_caller,
+        b.lost_pct(),
+        b.late_pct(),
+        metric("announcements_total"),
+        metric("announce_late_ms_avg"),
+        metric("announce_late_ms_max")
+    );
+    Ok(())
+}
