@@ -38,6 +38,22 @@ fn main() -> anyhow::Result<()> {
             .unwrap_or(-1.0)
     };
     let r = &b.report;
+    if r.answered < r.attempted {
+        eprintln!(
+            "{} of {} callers were not let in ({} failed); last records: {:#?}",
+            r.attempted - r.answered,
+            r.attempted,
+            r.failed,
+            node.calls_limit(1)?
+        );
+        let logs = node.logs();
+        let problems: Vec<&str> = logs
+            .lines()
+            .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+            .take(10)
+            .collect();
+        eprintln!("node warnings:\n{}", problems.join("\n"));
+    }
     let per_caller = (b.rss_loaded_mib - b.rss_idle_mib).max(0.0) / r.answered.max(1) as f64;
     println!(
         "{} callers in ({} with an agent), held {:.1} s; node CPU {:.1} %, RSS {:.1} -> {:.1} MiB; \

@@ -462,25 +462,16 @@ impl CallSession {
             let Some(route) = routes.pop_front() else {
                 continue;
             };
-            let Ok((socket, port)) = node.ports.bind() else {
-                continue;
-            };
-            let leg = self.media.new_leg_id(Some(self.leg));
-            let local = SocketAddr::new(node.media_ip_for(route.dest), port);
-            node.media.add_leg(LegSetup {
-                id: leg,
-                socket,
-                // Nothing is sent on the leg until it answers and `set_remote` says where.
-                remote: SocketAddr::new(local.ip(), 9),
-                codec: self.codec,
-                dtmf_pt: None,
-                inband_dtmf: false,
-                rtp_timeout: None,
-                latch: false,
-                rtcp: node.ports.bind_rtcp(port),
-                events: Box::new(|_| {}),
-            });
+            // A later turn gets its media port when its turn comes.
             let started = contact.slot.start.is_zero();
+            let (leg, port, local) = if started {
+                match self.open_leg(&route) {
+                    Some(l) => l,
+                    None => continue,
+                }
+            } else {
+                (0, 0, SocketAddr::new(IpAddr::from([0, 0, 0, 0]), 0))
+            };
             let call_id = if started {
                 self.start_route(&route, &from_user, &contact.label, local, leg)
             } else {
@@ -510,7 +501,7 @@ impl CallSession {
         self.ringback();
         let outcome = self.ring_and_talk(&mut attempts, timeout).await;
         self.media.stop(self.leg);
-        for a in &attempts {
+        for a in attempts.iter().filter(|a| a.port != 0) {
             node.media.remove_leg(a.leg);
             node.ports.release(a.port);
             let _ = self.sip.send(SipCommand::Finished {
@@ -805,6 +796,28 @@ impl CallSession {
         }
     }
 
+    /// An outbound leg's media: a port and an engine leg beside the caller's.
+    fn open_leg(&self, route: &Route) -> Option<(LegId, u16, SocketAddr)> {
+        let node = &self.node;
+        let (socket, port) = node.ports.bind().ok()?;
+        let leg = self.media.new_leg_id(Some(self.leg));
+        let local = SocketAddr::new(node.media_ip_for(route.dest), port);
+        node.media.add_leg(LegSetup {
+            id: leg,
+            socket,
+            // Nothing is sent on the leg until it answers and `set_remote` says where.
+            remote: SocketAddr::new(local.ip(), 9),
+            codec: self.codec,
+            dtmf_pt: None,
+            inband_dtmf: false,
+            rtp_timeout: None,
+            latch: false,
+            rtcp: node.ports.bind_rtcp(port),
+            events: Box::new(|_| {}),
+        });
+        Some((leg, port, local))
+    }
+
     /// Counts the call in the metrics of every group it rang: `outcome` for
     /// the winner's group, missed for the others.
     fn count_groups(&self, attempts: &[Attempt], winner: Option<usize>, outcome: GroupOutcome) {
@@ -852,11 +865,16 @@ impl CallSession {
             }
             if !a.started && a.slot.start <= elapsed {
                 a.started = true;
-                if let Some(route) = a.first.take() {
-                    let (local, leg) = (a.local, a.leg);
-                    let (label, from) = (a.label.clone(), a.from_user.clone());
-                    a.call_id = self.start_route(&route, &from, &label, local, leg);
-                }
+                let Some(route) = a.first.take() else {
+                    continue;
+                };
+                let Some((leg, port, local)) = self.open_leg(&route) else {
+                    a.done = true; // no media port free: this agent is skipped
+                    continue;
+                };
+                (a.leg, a.port, a.local) = (leg, port, local);
+                let (label, from) = (a.label.clone(), a.from_user.clone());
+                a.call_id = self.start_route(&route, &from, &label, local, leg);
             } else if a.started && a.slot.stop.is_some_and(|s| s <= elapsed) {
                 a.done = true;
                 a.unanswered = true;
