@@ -94,6 +94,8 @@ struct Attempt {
     started: bool,
     /// Rang for its whole turn unanswered.
     unanswered: bool,
+    /// An agent held busy while this rings or talks (other dials skip them).
+    reserved: bool,
     group: Option<String>,
     /// The route to start with, until started.
     first: Option<Route>,
@@ -154,6 +156,15 @@ fn extension_routes(node: &super::Node, user: &str, now_unix: u64) -> Vec<Route>
         routes.push(direct(format!("webrtc:{user}"), nowhere));
     }
     routes
+}
+
+impl super::presence::Presence {
+    /// Frees the agent an attempt held (ringing or talking), once.
+    fn release(&self, a: &mut Attempt) {
+        if std::mem::take(&mut a.reserved) {
+            self.free(&a.label, crate::store::now_ms());
+        }
+    }
 }
 
 /// A dial string from config: `tel:<number>`, `sip:<uri>`, else an extension or group.
@@ -477,6 +488,10 @@ impl CallSession {
             } else {
                 String::new()
             };
+            let reserved = started && contact.agent;
+            if reserved {
+                node.presence.busy(&contact.label);
+            }
             attempts.push(Attempt {
                 target: contact.target,
                 label: contact.label,
@@ -484,6 +499,7 @@ impl CallSession {
                 agent: contact.agent,
                 started,
                 unanswered: false,
+                reserved,
                 group: contact.group,
                 first: (!started).then_some(route),
                 call_id,
@@ -501,6 +517,9 @@ impl CallSession {
         self.ringback();
         let outcome = self.ring_and_talk(&mut attempts, timeout).await;
         self.media.stop(self.leg);
+        for a in attempts.iter_mut() {
+            node.presence.release(a);
+        }
         for a in attempts.iter().filter(|a| a.port != 0) {
             node.media.remove_leg(a.leg);
             node.ports.release(a.port);
@@ -736,18 +755,15 @@ impl CallSession {
         self.count_groups(attempts, Some(winner), GroupOutcome::Answered { ring_ms });
         self.end_attempts(attempts, Some(winner), "answered-elsewhere");
         self.mark(&format!("answered:{}", attempts[winner].label));
-        let agent = attempts[winner]
-            .agent
-            .then(|| attempts[winner].label.clone());
-        if let Some(a) = &agent {
-            self.node.presence.busy(a);
+        // The others stop ringing: free for other calls; the winner stays busy
+        // until the dial ends.
+        for (i, a) in attempts.iter_mut().enumerate() {
+            if i != winner {
+                self.node.presence.release(a);
+            }
         }
         self.connected_at = Some(Instant::now());
-        let talked = self.talk(attempts, winner, codec).await;
-        if let Some(a) = &agent {
-            self.node.presence.free(a, crate::store::now_ms());
-        }
-        talked
+        self.talk(attempts, winner, codec).await
     }
 
     /// Connected until one side hangs up.
@@ -875,6 +891,10 @@ impl CallSession {
                 (a.leg, a.port, a.local) = (leg, port, local);
                 let (label, from) = (a.label.clone(), a.from_user.clone());
                 a.call_id = self.start_route(&route, &from, &label, local, leg);
+                if a.agent {
+                    self.node.presence.busy(&label);
+                    a.reserved = true;
+                }
             } else if a.started && a.slot.stop.is_some_and(|s| s <= elapsed) {
                 a.done = true;
                 a.unanswered = true;
