@@ -3,7 +3,9 @@
 //! the group, rung in turn) take the first 50, the rest wait on the shared
 //! hold music with position announcements every 20 s. Measured while all
 //! are in: node CPU, memory per caller, media loss and lateness, and how
-//! late announcements came against their schedule.
+//! late announcements came against their schedule. The generator's agents
+//! never hang up, so during the hold 50 callers talk and the rest wait;
+//! agents freed while callers leave at the end take the next in line.
 //!
 //! `cargo bench -p hookline-benches --bench queue_load -- --calls 1000 --seconds 40`
 //! Last line: `bench=queue calls=N agents=50 node_cpu_pct=.. rss_mib_per_caller=.. announce_late_ms_avg=.. ...`
@@ -38,6 +40,18 @@ fn main() -> anyhow::Result<()> {
             .unwrap_or(-1.0)
     };
     let r = &b.report;
+    // How the agents' legs ended, from the call records.
+    let mut causes = std::collections::BTreeMap::<String, usize>::new();
+    for c in node.calls_limit(10_000)? {
+        if c["parent"].is_string() {
+            let cause = c["hangup_cause"]
+                .as_str()
+                .unwrap_or("in progress")
+                .to_string();
+            *causes.entry(cause).or_default() += 1;
+        }
+    }
+    eprintln!("agent legs by how they ended: {causes:?}");
     if r.answered < r.attempted {
         eprintln!(
             "{} of {} callers were not let in ({} failed); last records: {:#?}",
@@ -56,7 +70,7 @@ fn main() -> anyhow::Result<()> {
     }
     let per_caller = (b.rss_loaded_mib - b.rss_idle_mib).max(0.0) / r.answered.max(1) as f64;
     println!(
-        "{} callers in ({} with an agent), held {:.1} s; node CPU {:.1} %, RSS {:.1} -> {:.1} MiB; \
+        "{} callers in ({} agent legs answered over the run, teardown included), held {:.1} s; node CPU {:.1} %, RSS {:.1} -> {:.1} MiB; \
          {} announcements, {:.0} ms late on average, {:.0} ms at most",
         r.answered,
         r.bridged,
@@ -69,7 +83,7 @@ fn main() -> anyhow::Result<()> {
         metric("announce_late_ms_max")
     );
     println!(
-        "bench=queue calls={} callers_in={} with_agent={} agents={agents} held_s={:.1} node_cpu_pct={:.1} \
+        "bench=queue calls={} callers_in={} agent_legs={} agents={agents} held_s={:.1} node_cpu_pct={:.1} \
          rss_mib_per_caller={:.3} lost_pct={:.3} late_pct={:.3} announcements={} announce_late_ms_avg={} announce_late_ms_max={}",
         r.attempted,
         r.answered,
