@@ -14,8 +14,11 @@ python3 -m pip --version >/dev/null 2>&1 || packages+=(python3-pip)
 if [ "${1:-}" = "--test" ]; then
   # Real peers, and the C plugin toolchain (clang for wasm32-wasi).
   packages+=(sip-tester baresip-core sox clang lld wasi-libc libclang-rt-14-dev-wasm32)
-  # Headless Chromium for the softphone page, driven by playwright-core on Node.js.
-  packages+=(chromium nodejs npm)
+  # Headless Chromium for the softphone page, driven by playwright-core on Node.js
+  # (a Node.js from elsewhere, e.g. NodeSource with its own npm, is kept).
+  packages+=(chromium)
+  command -v node >/dev/null || packages+=(nodejs)
+  command -v npm >/dev/null || packages+=(npm)
 fi
 
 missing=()
