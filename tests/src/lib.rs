@@ -355,6 +355,46 @@ impl TestNode {
     }
 
     /// Waits until a call record satisfies `pred` (records are written asynchronously).
+    /// Calls `number` from a baresip caller with a silent microphone that
+    /// hangs up after `seconds`; returns the caller's record once it ended.
+    pub fn call_and_wait(&self, number: &str, seconds: usize) -> Value {
+        let before: Vec<Value> = self
+            .calls()
+            .unwrap_or_default()
+            .iter()
+            .map(|c| c["id"].clone())
+            .collect();
+        let caller = Baresip::start_with_mic(
+            &format!("sip:{number}@{}", self.sip),
+            &vec![0; 8000 * seconds],
+        )
+        .expect("baresip caller");
+        self.wait_for_call(Duration::from_secs(40), |c| {
+            c["callee"] == number
+                && c["parent"].is_null()
+                && c["hangup_cause"].is_string()
+                && !before.contains(&c["id"])
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}\n{}", caller.log(), self.logs()))
+    }
+
+    /// A call's outbound legs (who rang), in the order they started.
+    pub fn legs_of(&self, record: &Value) -> Vec<Value> {
+        let mut legs: Vec<Value> = self
+            .calls()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|c| c["parent"] == record["id"])
+            .collect();
+        legs.sort_by(|a, b| {
+            a["started_at"]
+                .as_str()
+                .cmp(&b["started_at"].as_str())
+                .then(a["callee"].as_str().cmp(&b["callee"].as_str()))
+        });
+        legs
+    }
+
     pub fn wait_for_call(&self, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Result<Value> {
         let deadline = Instant::now() + timeout;
         loop {
@@ -971,6 +1011,22 @@ pub fn to_tag(msg: &str) -> String {
         .and_then(|l| l.split(";tag=").nth(1))
         .map(|t| t.split(';').next().unwrap_or(t).trim().to_string())
         .unwrap_or_default()
+}
+
+/// Who took a call: its `answered:<agent>` step.
+pub fn answered_by(record: &Value) -> String {
+    steps(record)
+        .iter()
+        .find_map(|s| s.strip_prefix("answered:"))
+        .unwrap_or("")
+        .to_string()
+}
+
+/// A sine tone at `rate`, `seconds` long.
+pub fn tone(hz: f64, rate: u32, seconds: usize) -> Vec<i16> {
+    (0..rate as usize * seconds)
+        .map(|n| ((n as f64 * 2.0 * std::f64::consts::PI * hz / rate as f64).sin() * 8000.0) as i16)
+        .collect()
 }
 
 /// A DTMF key as audio: both tones, `ms` long, at 8 kHz.

@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use hookline_tests::{alaw_to_linear, read_wav_i16, rms, sipp, steps, Baresip, RtpSink, TestNode};
+use hookline_tests::{
+    alaw_to_linear, read_wav_i16, rms, sipp, steps, tone, Baresip, RtpSink, TestNode,
+};
 use serde_json::Value;
 
 const SETUP: &str = r#"[[extensions]]
@@ -98,12 +100,6 @@ fn caller_is_bridged_to_a_registered_agent_with_audio_both_ways() {
     );
 }
 
-fn tone(hz: f64, seconds: usize) -> Vec<i16> {
-    (0..8000 * seconds)
-        .map(|n| ((n as f64 * 2.0 * std::f64::consts::PI * hz / 8000.0).sin() * 8000.0) as i16)
-        .collect()
-}
-
 #[test]
 fn two_registered_phones_call_each_other_and_hear_each_other() {
     let setup = r#"[[extensions]]
@@ -120,9 +116,9 @@ plugin = "ivr"
 config = { fallback = { name = "extension", dial = ["{callee}"], dial_timeout_ms = 15000 } }
 "#;
     let node = TestNode::with_routes(setup).unwrap();
-    let callee = node.agent("202", "two", &tone(1000.0, 60)).unwrap();
+    let callee = node.agent("202", "two", &tone(1000.0, 8000, 60)).unwrap();
     // 201 registers too and dials 202 by its extension; the mic plays 600 Hz for 8 s, then silence.
-    let mut mic = tone(600.0, 8);
+    let mut mic = tone(600.0, 8000, 8);
     mic.extend(vec![0i16; 8000 * 50]);
     let caller = Baresip::register_and_dial(
         &format!("<sip:201@{}>;auth_pass=one;regint=600", node.sip),

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use hookline_tests::{read_wav_i16, rms, steps, wav_rate, Baresip, TestNode};
+use hookline_tests::{read_wav_i16, rms, steps, tone, wav_rate, Baresip, TestNode};
 use serde_json::Value;
 
 const MENU: &str = r#"[[extensions]]
@@ -21,12 +21,6 @@ number = "agent"
 plugin = "ivr"
 config = { fallback = { name = "agent", dial = ["202"], dial_timeout_ms = 15000 } }
 "#;
-
-fn tone(hz: f64, rate: u32, seconds: usize) -> Vec<i16> {
-    (0..rate as usize * seconds)
-        .map(|n| ((n as f64 * 2.0 * std::f64::consts::PI * hz / rate as f64).sin() * 8000.0) as i16)
-        .collect()
-}
 
 /// The frequency of a pure tone, from its zero crossings.
 fn tone_hz(pcm: &[i16], rate: u32) -> f64 {

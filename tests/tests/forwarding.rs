@@ -5,8 +5,7 @@
 
 use std::time::Duration;
 
-use hookline_tests::{steps, Baresip, TestNode};
-use serde_json::Value;
+use hookline_tests::{answered_by, steps, Baresip, TestNode};
 
 const SETUP: &str = r#"[[extensions]]
 user = "202"
@@ -47,36 +46,6 @@ plugin = "ivr"
 config = { fallback = { name = "extension", dial = ["{callee}"], dial_timeout_ms = 15000 } }
 "#;
 
-/// Calls `number` for `seconds`; returns the caller's record once it ended.
-fn call(node: &TestNode, number: &str, seconds: usize) -> Value {
-    let before: Vec<Value> = node
-        .calls()
-        .unwrap()
-        .iter()
-        .map(|c| c["id"].clone())
-        .collect();
-    let caller = Baresip::start_with_mic(
-        &format!("sip:{number}@{}", node.sip),
-        &vec![0; 8000 * seconds],
-    )
-    .unwrap();
-    node.wait_for_call(Duration::from_secs(40), |c| {
-        c["callee"] == number
-            && c["parent"].is_null()
-            && c["hangup_cause"].is_string()
-            && !before.contains(&c["id"])
-    })
-    .unwrap_or_else(|e| panic!("{e}\n{}\n{}", caller.log(), node.logs()))
-}
-
-fn answered(record: &Value) -> String {
-    steps(record)
-        .iter()
-        .find_map(|s| s.strip_prefix("answered:"))
-        .unwrap_or("")
-        .to_string()
-}
-
 #[test]
 fn every_rule_forwards_and_the_reserve_catches_the_rest() {
     let node = TestNode::with_routes(SETUP).unwrap();
@@ -86,21 +55,16 @@ fn every_rule_forwards_and_the_reserve_catches_the_rest() {
     let busy_bee = node.agent("503", "busy-bee", &vec![0; 8000 * 90]).unwrap();
 
     // Not registered: forwarded at once.
-    let r = call(&node, "501", 3);
+    let r = node.call_and_wait("501", 3);
     assert!(steps(&r).contains(&"forward:unreachable:202"), "{r:#}");
-    assert_eq!(answered(&r), "202", "{r:#}");
+    assert_eq!(answered_by(&r), "202", "{r:#}");
 
     // Rings 2 s unanswered, then forwarded.
-    let r = call(&node, "502", 6);
+    let r = node.call_and_wait("502", 6);
     let path = steps(&r);
     assert!(path.contains(&"forward:no-answer:203"), "{r:#}");
-    assert_eq!(answered(&r), "203", "{r:#}");
-    let legs: Vec<Value> = node
-        .calls()
-        .unwrap()
-        .into_iter()
-        .filter(|c| c["parent"] == r["id"])
-        .collect();
+    assert_eq!(answered_by(&r), "203", "{r:#}");
+    let legs = node.legs_of(&r);
     assert!(
         legs.iter()
             .any(|l| l["callee"] == "502" && l["answered_at"].is_null()),
@@ -108,16 +72,16 @@ fn every_rule_forwards_and_the_reserve_catches_the_rest() {
     );
 
     // Unconditional.
-    let r = call(&node, "504", 3);
+    let r = node.call_and_wait("504", 3);
     assert!(steps(&r).contains(&"forward:always:202"), "{r:#}");
-    assert_eq!(answered(&r), "202");
+    assert_eq!(answered_by(&r), "202");
 
     // The forward target is unreachable too: the reserve takes the call.
-    let r = call(&node, "505", 3);
+    let r = node.call_and_wait("505", 3);
     let path = steps(&r);
     assert!(path.contains(&"forward:unreachable:506"), "{r:#}");
     assert!(path.contains(&"forward:reserve:202"), "{r:#}");
-    assert_eq!(answered(&r), "202");
+    assert_eq!(answered_by(&r), "202");
 
     // Busy: 503 is in a call, so the next caller goes to 203.
     let long =
@@ -126,8 +90,8 @@ fn every_rule_forwards_and_the_reserve_catches_the_rest() {
         c["callee"] == "503" && c["parent"].is_string() && c["answered_at"].is_string()
     })
     .unwrap_or_else(|e| panic!("{e}\n{}", busy_bee.log()));
-    let r = call(&node, "503", 3);
+    let r = node.call_and_wait("503", 3);
     assert!(steps(&r).contains(&"forward:busy:203"), "{r:#}");
-    assert_eq!(answered(&r), "203");
+    assert_eq!(answered_by(&r), "203");
     drop(long);
 }

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use hookline_tests::{http_get, http_request, steps, Baresip, TestNode};
+use hookline_tests::{answered_by, http_get, http_request, steps, Baresip, TestNode};
 use serde_json::Value;
 
 const SETUP: &str = r#"[[extensions]]
@@ -91,42 +91,12 @@ fn agents(node: &TestNode) -> Vec<Baresip> {
     ]
 }
 
-/// Calls `number` from a baresip whose call lasts `seconds`; returns the
-/// caller's record and its legs' records in the order they started ringing.
+/// Calls `number` for `seconds`; the caller's record and its legs.
 fn call(node: &TestNode, number: &str, seconds: usize) -> (Value, Vec<Value>) {
-    let before: Vec<Value> = node
-        .calls()
-        .unwrap()
-        .iter()
-        .map(|c| c["id"].clone())
-        .collect();
-    let caller = Baresip::start_with_mic(
-        &format!("sip:{number}@{}", node.sip),
-        &vec![0; 8000 * seconds],
-    )
-    .unwrap();
-    let record = node
-        .wait_for_call(Duration::from_secs(40), |c| {
-            c["callee"] == number
-                && c["parent"].is_null()
-                && c["hangup_cause"].is_string()
-                && !before.contains(&c["id"])
-        })
-        .unwrap_or_else(|e| panic!("{e}\n{}\n{}", caller.log(), node.logs()));
+    let record = node.call_and_wait(number, seconds);
     // Legs finish just after the caller's record.
     std::thread::sleep(Duration::from_millis(500));
-    let mut legs: Vec<Value> = node
-        .calls()
-        .unwrap()
-        .into_iter()
-        .filter(|c| c["parent"] == record["id"])
-        .collect();
-    legs.sort_by(|a, b| {
-        a["started_at"]
-            .as_str()
-            .cmp(&b["started_at"].as_str())
-            .then(a["callee"].as_str().cmp(&b["callee"].as_str()))
-    });
+    let legs = node.legs_of(&record);
     (record, legs)
 }
 
@@ -230,13 +200,7 @@ fn uniform_rings_the_agent_idle_longest_and_skips_a_busy_one() {
     let node = TestNode::with_routes(SETUP).unwrap();
     let _a = node.agent("204", "four", &vec![0; 8000 * 60]).unwrap();
     let _b = node.agent("205", "five", &vec![0; 8000 * 60]).unwrap();
-    let answered = |record: &Value| {
-        steps(record)
-            .iter()
-            .find_map(|s| s.strip_prefix("answered:"))
-            .unwrap_or("")
-            .to_string()
-    };
+    let answered = answered_by;
     // Nobody has had a call: list order.
     let (first, _) = call(&node, "650", 3);
     assert_eq!(answered(&first), "204", "{first:#}");

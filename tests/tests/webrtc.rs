@@ -8,7 +8,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use hookline_tests::{
-    http_post, read_wav_i16, rms, steps, wav_rate, workspace_root, write_wav_i16, Baresip, TestNode,
+    http_post, read_wav_i16, rms, steps, tone, wav_rate, workspace_root, write_wav_i16, Baresip,
+    TestNode,
 };
 use serde_json::Value;
 
@@ -24,12 +25,6 @@ number = "agent"
 plugin = "ivr"
 config = { fallback = { name = "agent", dial = ["301"], dial_timeout_ms = 20000 } }
 "#;
-
-fn tone(hz: f64, seconds: usize) -> Vec<i16> {
-    (0..8000 * seconds)
-        .map(|n| ((n as f64 * 2.0 * std::f64::consts::PI * hz / 8000.0).sin() * 8000.0) as i16)
-        .collect()
-}
 
 /// Runs the page driver; returns what it printed as JSON, with its log.
 fn softphone(args: &[String]) -> (Value, String) {
@@ -99,7 +94,7 @@ fn sip_caller_is_bridged_to_a_browser_agent_both_ways() {
     let node = TestNode::with_routes(ROUTES).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mic = dir.path().join("agent.wav");
-    write_wav_i16(&mic, 8000, &tone(1000.0, 30)).unwrap();
+    write_wav_i16(&mic, 8000, &tone(1000.0, 8000, 30)).unwrap();
     let base = format!("http://{}", node.http);
     let agent = std::thread::spawn(move || {
         softphone(&[
@@ -117,7 +112,8 @@ fn sip_caller_is_bridged_to_a_browser_agent_both_ways() {
         std::thread::sleep(Duration::from_millis(200));
     }
     let caller =
-        Baresip::start_with_mic(&format!("sip:agent@{}", node.sip), &tone(600.0, 10)).unwrap();
+        Baresip::start_with_mic(&format!("sip:agent@{}", node.sip), &tone(600.0, 8000, 10))
+            .unwrap();
     let (page, log) = agent.join().unwrap();
     assert_eq!(page["connected"], true, "{page}\n{log}\n{}", node.logs());
     assert_eq!(page["from"], "bs", "{page}");

@@ -41,6 +41,19 @@ pub(crate) struct Route {
     via: Option<String>,
 }
 
+impl Route {
+    /// Straight to an address: no credentials, the caller's ID.
+    fn direct(uri: String, dest: SocketAddr) -> Route {
+        Route {
+            uri,
+            dest,
+            auth: None,
+            caller_id: None,
+            via: None,
+        }
+    }
+}
+
 /// How a dial ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DialStatus {
@@ -56,6 +69,17 @@ pub struct DialOutcome {
     pub status: DialStatus,
     pub answered_target: Option<u32>,
     pub talk_seconds: u32,
+}
+
+impl DialOutcome {
+    /// Nobody connected.
+    pub fn missed(status: DialStatus) -> DialOutcome {
+        DialOutcome {
+            status,
+            answered_target: None,
+            talk_seconds: 0,
+        }
+    }
 }
 
 /// When a leg rings, from the start of the dial (ring groups stagger them).
@@ -140,13 +164,7 @@ fn extension_routes(node: &super::Node, user: &str, now_unix: u64) -> Vec<Route>
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .lookup(user, now_unix);
-    let direct = |uri: String, dest| Route {
-        uri,
-        dest,
-        auth: None,
-        caller_id: None,
-        via: None,
-    };
+    let direct = Route::direct;
     let mut routes: Vec<Route> = bindings
         .into_iter()
         .map(|b| direct(b.contact, b.source))
@@ -213,15 +231,7 @@ pub(crate) fn member_devices(
     }
     if member.starts_with("sip:") {
         let devices = uri_dest(member)
-            .map(|dest| {
-                vec![vec![Route {
-                    uri: member.to_string(),
-                    dest,
-                    auth: None,
-                    caller_id: None,
-                    via: None,
-                }]]
-            })
+            .map(|dest| vec![vec![Route::direct(member.to_string(), dest)]])
             .unwrap_or_default();
         return (message::user_of(member).to_string(), devices);
     }
@@ -278,11 +288,7 @@ impl CallSession {
             now_s: now_unix as i64,
         };
         let mut step = Some(rules.first(user, state));
-        let mut last = DialOutcome {
-            status: DialStatus::Failed,
-            answered_target: None,
-            talk_seconds: 0,
-        };
+        let mut last = DialOutcome::missed(DialStatus::Failed);
         while let Some(s) = step {
             if s.reason != ForwardReason::Extension {
                 self.mark(&format!("forward:{}:{}", s.reason.as_str(), s.target));
@@ -325,13 +331,7 @@ impl CallSession {
             agent,
             group: None,
         };
-        let direct = |uri: String, dest| Route {
-            uri,
-            dest,
-            auth: None,
-            caller_id: None,
-            via: None,
-        };
+        let direct = Route::direct;
         for (i, t) in targets.iter().enumerate() {
             let i = i as u32;
             match t {
@@ -460,11 +460,7 @@ impl CallSession {
         self.mark(&format!("dial:{}", label.join(",")));
         if contacts.is_empty() {
             self.mark("dial:failed");
-            return Ok(DialOutcome {
-                status: DialStatus::Failed,
-                answered_target: None,
-                talk_seconds: 0,
-            });
+            return Ok(DialOutcome::missed(DialStatus::Failed));
         }
         let from_user = caller_id.unwrap_or_else(|| self.caller.clone());
         let mut attempts = Vec::new();
@@ -542,11 +538,7 @@ impl CallSession {
         timeout: Duration,
         caller_id: Option<String>,
     ) -> Result<DialOutcome, CallError> {
-        let mut last = DialOutcome {
-            status: DialStatus::Failed,
-            answered_target: None,
-            talk_seconds: 0,
-        };
+        let mut last = DialOutcome::missed(DialStatus::Failed);
         let mut busy = false;
         for (i, t) in targets.iter().enumerate() {
             let out = self
@@ -624,11 +616,7 @@ impl CallSession {
                     DialStatus::Failed
                 };
                 self.count_groups(attempts, None, GroupOutcome::Missed);
-                return Ok(DialOutcome {
-                    status,
-                    answered_target: None,
-                    talk_seconds: 0,
-                });
+                return Ok(DialOutcome::missed(status));
             }
             let ev = tokio::select! {
                 ev = self.next_event() => ev,
@@ -638,7 +626,7 @@ impl CallSession {
                     }
                     self.end_attempts(attempts, None, "no-answer");
                     self.count_groups(attempts, None, GroupOutcome::Missed);
-                    return Ok(DialOutcome { status: DialStatus::NoAnswer, answered_target: None, talk_seconds: 0 });
+                    return Ok(DialOutcome::missed(DialStatus::NoAnswer));
                 }
             };
             match ev {

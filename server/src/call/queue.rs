@@ -229,14 +229,9 @@ impl CallSession {
         self.check_live()?;
         self.answer()?;
         let node = self.node.clone();
-        let missed = |status| DialOutcome {
-            status,
-            answered_target: None,
-            talk_seconds: 0,
-        };
         let Some(ticket) = node.queues.join(&q.name, q.max_len) else {
             self.mark(&format!("queue:{}:full", q.name));
-            return Ok(missed(DialStatus::Busy));
+            return Ok(DialOutcome::missed(DialStatus::Busy));
         };
         self.mark(&format!("queue:{}", q.name));
         self.connected_at = None;
@@ -328,11 +323,7 @@ impl CallSession {
                 while let Some(d) = self.take_digit() {
                     if d == k {
                         self.mark("queue:left");
-                        return Ok(DialOutcome {
-                            status: DialStatus::NoAnswer,
-                            answered_target: None,
-                            talk_seconds: 0,
-                        });
+                        return Ok(DialOutcome::missed(DialStatus::NoAnswer));
                     }
                 }
             }
@@ -356,11 +347,7 @@ impl CallSession {
             }
             if tokio::time::Instant::now() >= deadline {
                 self.mark("queue:timeout");
-                return Ok(DialOutcome {
-                    status: DialStatus::NoAnswer,
-                    answered_target: None,
-                    talk_seconds: 0,
-                });
+                return Ok(DialOutcome::missed(DialStatus::NoAnswer));
             }
             // Wait a moment for a key or the caller leaving, then look again.
             let mut wake = tokio::time::Instant::now() + Duration::from_millis(500);
