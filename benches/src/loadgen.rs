@@ -95,7 +95,13 @@ impl Rx {
         if !self.counting {
             return;
         }
-        let transit = arrival_ms - ts as f64 / self.clock_khz.max(1.0);
+        // G.711's 8 kHz clock unless the stream said otherwise.
+        let khz = if self.clock_khz > 0.0 {
+            self.clock_khz
+        } else {
+            8.0
+        };
+        let transit = arrival_ms - ts as f64 / khz;
         match self.first {
             None => {
                 let ext = 65536 + seq as u64;

@@ -71,6 +71,15 @@ pub struct BrowserMedia {
     pub dtmf_pt: Option<u8>,
     /// Fires once when the browser is gone (closed, failed, disconnected).
     pub closed: mpsc::Receiver<()>,
+    /// The engine -> browser relay task: it waits on its socket forever
+    /// once the leg is gone, so it ends with this value.
+    relay_task: tokio::task::AbortHandle,
+}
+
+impl Drop for BrowserMedia {
+    fn drop(&mut self) {
+        self.relay_task.abort();
+    }
 }
 
 fn codec(mime: &str, clock_rate: u32, channels: u16, fmtp: &str, pt: u8) -> RTCRtpCodecParameters {
@@ -268,7 +277,7 @@ impl WebRtc {
         let audio_pt = neg.codec.payload_type();
         let from_engine = relay.clone();
         let out = track.clone();
-        tokio::spawn(async move {
+        let relay_task = tokio::spawn(async move {
             let mut buf = vec![0u8; 1500];
             while let Ok(n) = from_engine.recv(&mut buf).await {
                 if n > 12 && buf[1] & 0x7f == audio_pt && out.write(&buf[..n]).await.is_err() {
@@ -283,6 +292,7 @@ impl WebRtc {
             format: neg.codec,
             dtmf_pt: neg.dtmf_pt,
             closed,
+            relay_task: relay_task.abort_handle(),
         })
     }
 }
