@@ -88,7 +88,8 @@ fn no_common_codec_is_488() {
             sdp.len()
         )
     };
-    let r = exchange(&sock, node.sip, invite("g722only", "9").as_bytes()).unwrap();
+    // G.729 (18) is a codec the node does not speak.
+    let r = exchange(&sock, node.sip, invite("g729only", "18").as_bytes()).unwrap();
     assert!(r.starts_with("SIP/2.0 488"), "{r}");
     // Acknowledge the 488 so the node stops retransmitting it; then a good offer is accepted.
     let r = exchange(&sock, node.sip, invite("pcmu", "0").as_bytes()).unwrap();
