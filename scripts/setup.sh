@@ -7,8 +7,8 @@ cd "$(dirname "$0")/.."
 # Speech: espeak-ng (every language), PocketSphinx with its English model
 # (recognition, opened at run time), Python for the Piper voice.
 packages=(espeak-ng libpocketsphinx3 pocketsphinx-en-us)
-# The opus crate builds libopus from source with CMake.
-packages+=(cmake)
+# The build: a C toolchain (bundled SQLite, ring) and CMake (libopus, built from source).
+packages+=(build-essential cmake)
 command -v python3 >/dev/null || packages+=(python3)
 python3 -m pip --version >/dev/null 2>&1 || packages+=(python3-pip)
 if [ "${1:-}" = "--test" ]; then

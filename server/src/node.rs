@@ -103,33 +103,31 @@ pub fn load_voices(config: &Config) -> Voices {
 
 /// One ringback cadence (ETSI: 425 Hz, 1 s on, 4 s off), looped while a dial rings.
 fn ringback_tone() -> Vec<i16> {
-    let rate = crate::media::prompt::RATE as f64;
-    (0..5 * crate::media::prompt::RATE as usize)
-        .map(|n| {
-            if n < rate as usize {
-                ((n as f64 * 2.0 * std::f64::consts::PI * 425.0 / rate).sin() * 6000.0) as i16
-            } else {
-                0
-            }
-        })
-        .collect()
+    // A third below the tone level, as phones play it.
+    let mut cadence: Vec<i16> = crate::media::tone::tone(&[425], 1000)
+        .iter()
+        .map(|s| s / 3 * 2)
+        .collect();
+    cadence.extend(crate::media::tone::silence(4000));
+    cadence
 }
 
 /// Queues' default music: a soft arpeggio, 8 s, looped; decoded once and
 /// shared by every waiting caller. A recorded `prompts/recorded/<lang>/hold_music.wav`
 /// replaces it.
 fn hold_music() -> Vec<i16> {
-    let rate = crate::media::prompt::RATE as f64;
-    let notes = [262.0, 330.0, 392.0, 523.0, 392.0, 330.0, 294.0, 349.0];
-    let note_len = crate::media::prompt::RATE as usize;
-    (0..notes.len() * note_len)
-        .map(|n| {
-            let f = notes[n / note_len];
-            let t = (n % note_len) as f64 / rate;
-            let env = (1.0 - t).max(0.0) * (t * 40.0).min(1.0);
-            ((2.0 * std::f64::consts::PI * f * t).sin() * 5000.0 * env) as i16
-        })
-        .collect()
+    let notes = [262, 330, 392, 523, 392, 330, 294, 349];
+    let mut music = Vec::new();
+    for f in notes {
+        let note = crate::media::tone::tone(&[f], 1000);
+        let len = note.len() as f64;
+        // Each note fades in over 25 ms and out to its end, at about half the tone level.
+        music.extend(note.iter().enumerate().map(|(i, s)| {
+            let t = i as f64 / len;
+            (*s as f64 * 0.55 * (1.0 - t) * (t * 40.0).min(1.0)) as i16
+        }));
+    }
+    music
 }
 
 /// Where a plugin deployed over the API is kept.

@@ -284,7 +284,13 @@ impl CallSession {
         loop {
             self.check_live()?;
             let position = node.queues.position(&q.name, ticket).unwrap_or(1);
-            let free = self.free_agents(&group.members);
+            // Only the first callers (as many as the group has agents) can be
+            // served now; the rest need not look up every agent each tick.
+            let free = if position <= group.members.len() {
+                self.free_agents(&group.members)
+            } else {
+                0
+            };
             let now = tokio::time::Instant::now();
             if q.announce_s > 0 && now >= next_announce && position > free {
                 // Announcements are due every announce_s; how late this one is (the

@@ -226,17 +226,13 @@ pub fn codec_for(format: Format, opts: CodecOptions) -> Result<Box<dyn Codec>, C
         Format::Opus { fec, dtx, .. } => Box::new(opus::Opus::new(
             NODE_RATE,
             opus::OpusConfig {
-                complexity: opus_complexity(opts),
+                complexity: opts.opus_complexity.clamp(0, 10),
                 fec,
                 dtx,
             },
         )?),
         Format::L16 { rate, .. } => Box::new(l16::L16::new(rate)),
     })
-}
-
-fn opus_complexity(opts: CodecOptions) -> i32 {
-    opts.opus_complexity.clamp(0, 10)
 }
 
 /// A leg's codec seen from the node: 20 ms frames at 8 kHz in and out,
