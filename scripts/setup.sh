@@ -79,7 +79,7 @@ fi
 
 # The sample plugins are WebAssembly components.
 cargo build --release --target wasm32-wasip2 -p hookline-ivr -p hookline-voicemail \
-  -p hookline-survey -p hookline-crm-router
+  -p hookline-survey -p hookline-crm-router -p hookline-conference
 if [ "${1:-}" = "--test" ]; then
   # Test plugins: hostile ones, and one built against the frozen 0.1.0 WIT.
   cargo build --release --target wasm32-wasip2 -p hookline-hostile -p hookline-test-api-0-1-0

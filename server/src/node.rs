@@ -264,6 +264,7 @@ pub async fn build(opts: &ServeOptions) -> anyhow::Result<Arc<Node>> {
         sip_tx: Default::default(),
         presence: Default::default(),
         queues: Default::default(),
+        rooms: Default::default(),
         ports: PortPool::new(rtp_ip, opts.rtp_ports.0, opts.rtp_ports.1),
         plugins,
         prompts: Arc::new(prompts),

@@ -852,6 +852,18 @@ impl Baresip {
         Self::spawn("<sip:bs@127.0.0.1>;regint=0", Some(dial), mic, Some(codec))
     }
 
+    /// Dials from SIP port `sip_port` (e.g. a trunk's configured address),
+    /// offering only `codec`.
+    pub fn dial_from(sip_port: u16, dial: &str, mic: &[i16], codec: &str) -> Result<Baresip> {
+        Self::spawn_on(
+            sip_port,
+            "<sip:carrier@127.0.0.1>;regint=0",
+            Some(dial),
+            mic,
+            Some(codec),
+        )
+    }
+
     /// Starts baresip as an extension that registers with `account` (a baresip
     /// account line, e.g. `<sip:201@127.0.0.1:5060>;auth_pass=secret`).
     pub fn register(account: &str) -> Result<Baresip> {
@@ -881,6 +893,16 @@ impl Baresip {
         mic: &[i16],
         codec: Option<&str>,
     ) -> Result<Baresip> {
+        Self::spawn_on(free_udp_port(), account, dial, mic, codec)
+    }
+
+    fn spawn_on(
+        sip_port: u16,
+        account: &str,
+        dial: Option<&str>,
+        mic: &[i16],
+        codec: Option<&str>,
+    ) -> Result<Baresip> {
         let dir = tempfile::tempdir()?;
         let d = dir.path();
         std::fs::create_dir_all(d.join("cfg"))?;
@@ -905,7 +927,7 @@ impl Baresip {
              module aufile.so\nmodule aubridge.so\n\
              module sndfile.so\nmodule_app account.so\nmodule_app menu.so\nmodule ctrl_tcp.so\n\
              ctrl_tcp_listen {ctrl}\nsnd_path {rec}\n",
-            sip = free_udp_port(),
+            sip = sip_port,
             mic = d.join("mic.wav").display(),
             rec = d.join("rec").display(),
         );
@@ -1020,6 +1042,26 @@ pub fn answered_by(record: &Value) -> String {
         .find_map(|s| s.strip_prefix("answered:"))
         .unwrap_or("")
         .to_string()
+}
+
+/// The share of a window's energy at `hz` (Goertzel): about 1 for a pure
+/// tone at `hz`, 1/n for each of n equal tones mixed, near 0 when absent.
+pub fn tone_share(pcm: &[i16], rate: u32, hz: f64) -> f64 {
+    let n = pcm.len() as f64;
+    let w = 2.0 * std::f64::consts::PI * hz / rate as f64;
+    let coeff = 2.0 * w.cos();
+    let (mut s1, mut s2) = (0.0f64, 0.0f64);
+    for &x in pcm {
+        let s0 = x as f64 + coeff * s1 - s2;
+        s2 = s1;
+        s1 = s0;
+    }
+    let power = s1 * s1 + s2 * s2 - coeff * s1 * s2;
+    let energy: f64 = pcm.iter().map(|&x| (x as f64) * (x as f64)).sum();
+    if energy == 0.0 {
+        return 0.0;
+    }
+    2.0 * power / (n * energy)
 }
 
 /// A sine tone at `rate`, `seconds` long.

@@ -39,6 +39,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/api/recordings", get(recordings))
         .route("/api/plugins", get(plugins))
         .route("/api/agents", get(agents))
+        .route("/api/conferences", get(conferences))
         .route("/api/agents/{user}/dnd", put(set_dnd))
         .route(
             "/api/plugins/{name}",
@@ -219,7 +220,13 @@ async fn metrics(State(node): State<Arc<Node>>) -> String {
     out.push_str(&node.counters.render());
     out.push_str(&node.presence.render_metrics());
     out.push_str(&node.queues.render_metrics());
+    out.push_str(&node.rooms.render_metrics());
     out
+}
+
+/// Conference rooms open now and who is in each.
+async fn conferences(State(node): State<Arc<Node>>) -> Response {
+    Json(node.rooms.list()).into_response()
 }
 
 /// Agents' presence: in a call, idle since, do-not-disturb; and browser agents online.

@@ -3,6 +3,7 @@
 
 pub mod admission;
 pub mod collect;
+pub mod conference;
 pub mod dial;
 pub mod forwarding;
 pub mod presence;
@@ -102,6 +103,8 @@ pub struct Node {
     pub presence: presence::Presence,
     /// Callers waiting in queues.
     pub queues: queue::Queues,
+    /// Conference rooms and their members.
+    pub rooms: conference::Rooms,
     /// The SIP driver's commands, once it runs (browser calls dial through it).
     pub sip_tx: std::sync::OnceLock<UnboundedSender<SipCommand>>,
 }
@@ -407,6 +410,7 @@ fn start_call(
         offer.dtmf_pt = None; // not offered back: the caller sends tones in the audio
     }
     let answer = sdp::answer(local, &offer, leg);
+    let via = trunk_of(node, inc.source);
     let tx = launch(
         node,
         sip,
@@ -429,9 +433,21 @@ fn start_call(
             // SBCs apply it). Otherwise a stray sender could divert the media.
             latch: node_cfg.rtp_latch && offer.remote.ip() != inc.source.ip(),
             answer_sdp: answer,
+            via,
         },
     );
     Ok((call_id, tx))
+}
+
+/// The trunk a call came in from: the one whose address sent it. (By IP
+/// alone it could be a phone behind the same SBC; trust by IP is the
+/// registrar's business, the record names only an exact match.)
+fn trunk_of(node: &Node, source: SocketAddr) -> Option<String> {
+    node.config
+        .trunks
+        .iter()
+        .find(|t| t.address == source)
+        .map(|t| t.name.clone())
 }
 
 /// Finds the route of a new call and admits it on the node and the route.
@@ -486,6 +502,8 @@ pub(crate) struct NewCall {
     pub latch: bool,
     /// Our SDP answer, sent when the plugin answers.
     pub answer_sdp: String,
+    /// The trunk the call came in from, for the call record.
+    pub via: Option<String>,
 }
 
 /// Adds the caller's media leg and runs the route's plugin on the call until
@@ -511,6 +529,7 @@ pub(crate) fn launch(
         dtmf_pt,
         latch,
         answer_sdp,
+        via,
     } = call;
     let route = &node.config.routes[route_idx];
     let node_cfg = &node.config.node;
@@ -564,6 +583,10 @@ pub(crate) fn launch(
         info: info.clone(),
         language: node.config.prompts.language.clone(),
     });
+    let mut session = session;
+    if let Some(trunk) = via {
+        session.mark(&format!("from-trunk:{trunk}"));
+    }
     let node = node.clone();
     let sip = sip.clone();
     let fallback = route.fallback.clone();

@@ -2,6 +2,7 @@
 //! that pace RTP on a 20 ms tick.
 
 pub mod dtmf_detect;
+pub mod mixer;
 pub mod prompt;
 pub mod recorder;
 pub mod tone;

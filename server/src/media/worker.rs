@@ -142,6 +142,22 @@ enum Command {
         handle: RecordingHandle,
         done: tokio::sync::oneshot::Sender<Result<u64, String>>,
     },
+    /// Mix a conference room on this worker's tick.
+    AddMixer(Room),
+    /// Joins a leg to a room (`None`: leaves its room).
+    Conference {
+        leg: LegId,
+        room: Option<Room>,
+        muted: bool,
+    },
+}
+
+/// A conference room's mixer, shared by the worker that mixes it and those
+/// whose legs are in it.
+pub type Room = Arc<Mutex<super::mixer::Mixer>>;
+
+fn lock_room(room: &Room) -> std::sync::MutexGuard<'_, super::mixer::Mixer> {
+    room.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Engine-wide counters.
@@ -239,6 +255,7 @@ impl MediaEngine {
                         Worker {
                             rx,
                             legs: Vec::new(),
+                            rooms: Vec::new(),
                             index: HashMap::new(),
                             stats,
                             tick: 0,
@@ -389,6 +406,34 @@ impl MediaEngine {
     pub fn remove_leg(&self, leg: LegId) {
         let _ = self.shard(leg).send(Command::Remove { leg });
     }
+
+    /// A new conference room, mixed by one worker (rooms spread round-robin).
+    pub fn new_room(&self) -> Room {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let room = Room::default();
+        let i = NEXT.fetch_add(1, Ordering::Relaxed) as usize % self.workers.len();
+        let _ = self.workers[i].send(Command::AddMixer(room.clone()));
+        room
+    }
+
+    /// Puts a leg in a room: it hears everyone else mixed (and, unless
+    /// `muted`, is heard). Ends its bridge or play.
+    pub fn conference(&self, leg: LegId, room: Room, muted: bool) {
+        let _ = self.shard(leg).send(Command::Conference {
+            leg,
+            room: Some(room),
+            muted,
+        });
+    }
+
+    /// Takes a leg out of its room.
+    pub fn leave_conference(&self, leg: LegId) {
+        let _ = self.shard(leg).send(Command::Conference {
+            leg,
+            room: None,
+            muted: false,
+        });
+    }
 }
 
 struct Stream {
@@ -452,6 +497,8 @@ struct Leg {
     bridge_dtmf: DtmfReceiver,
     /// A key played as tones in what this leg sends: samples and position.
     key_tone: Option<(Vec<i16>, usize)>,
+    /// The conference room this leg hears and talks to.
+    room: Option<Room>,
 }
 
 /// Decodes one payload of `codec` to node-rate audio; returns the samples.
@@ -520,6 +567,7 @@ impl Leg {
             dtmf_map: None,
             bridge_dtmf: DtmfReceiver::default(),
             key_tone: None,
+            room: None,
             remote: setup.remote,
             latched: None,
             last_latched_tick: tick,
@@ -628,6 +676,10 @@ impl Leg {
             if let Some(peer) = peer.as_deref_mut() {
                 // Bridged: the far leg hears this leg; only recordings listen here.
                 self.bridged(&pkt, peer, stats);
+                continue;
+            }
+            if self.room.is_some() {
+                self.conferenced(&pkt);
                 continue;
             }
             let idx = match self
@@ -739,6 +791,52 @@ impl Leg {
             }
         }
         // Comfort noise or unknown payloads: dropped.
+    }
+
+    /// A packet from a conference member: its voice goes to the room's
+    /// mixer (decoded here, on its own worker); its keys to the call.
+    fn conferenced(&mut self, pkt: &RtpPacket<'_>) {
+        let codec = self.setup.codec;
+        if pkt.payload_type == codec.payload_type() {
+            let n = pkt.payload.len().min(MAX_PAYLOAD);
+            let mut pcm = [0i16; MAX_PAYLOAD];
+            let samples = decode_payload(
+                codec,
+                self.coder.as_deref_mut(),
+                &pkt.payload[..n],
+                &mut pcm,
+            );
+            let pcm = &pcm[..samples];
+            if let Some(det) = self.inband.as_deref_mut() {
+                let events = &self.setup.events;
+                det.feed(pcm, |k| events(MediaEvent::Dtmf(k)));
+            }
+            for t in &mut self.taps {
+                t.heard(pcm);
+            }
+            if let Some(room) = &self.room {
+                lock_room(room).push(self.setup.id, pkt.timestamp, pcm, Instant::now());
+            }
+        } else if Some(pkt.payload_type) == self.setup.dtmf_pt {
+            if let Some(key) = self.bridge_dtmf.on_payload(pkt.timestamp, pkt.payload) {
+                (self.setup.events)(MediaEvent::Dtmf(key));
+            }
+        }
+    }
+
+    /// Sends this leg's next frame of the room's mix, when the mixer made one.
+    fn play_out_room(&mut self, out: &mut [u8; OUT], stats: &MediaStats) {
+        let Some(room) = &self.room else { return };
+        let mut pcm = [0i16; FRAME];
+        if !lock_room(room).pull(self.setup.id, &mut pcm) || self.held {
+            self.talking = false;
+            return;
+        }
+        for t in &mut self.taps {
+            t.sent(&pcm);
+        }
+        let n = self.encode(&pcm, &mut out[12..]);
+        self.send_frame(out, n, stats);
     }
 
     /// Plays `key` as DTMF tones over what this leg sends (100 ms, the
@@ -1029,7 +1127,7 @@ impl Leg {
             return self.play_out_jitter(out, stats);
         }
         if self.queue.is_empty() {
-            return;
+            return self.play_out_room(out, stats);
         }
         let n = match self.setup.codec.g711() {
             // The fast path: prompts are pre-encoded in both laws.
@@ -1076,6 +1174,8 @@ impl Leg {
 struct Worker {
     rx: Receiver<Command>,
     legs: Vec<Leg>,
+    /// Conference rooms this worker mixes.
+    rooms: Vec<Room>,
     /// Leg id -> index in `legs`.
     index: HashMap<LegId, usize>,
     stats: Arc<MediaStats>,
@@ -1108,6 +1208,9 @@ impl Worker {
             return;
         };
         let mut leg = self.legs.swap_remove(i);
+        if let Some(room) = leg.room.take() {
+            lock_room(&room).leave(id);
+        }
         for tap in leg.taps.drain(..) {
             tap.close(None);
         }
@@ -1254,6 +1357,20 @@ impl Worker {
                     }
                 }
                 Ok(Command::Remove { leg }) => self.remove(leg),
+                Ok(Command::AddMixer(room)) => self.rooms.push(room),
+                Ok(Command::Conference { leg, room, muted }) => {
+                    self.unbridge(leg);
+                    if let Some(l) = self.leg(leg) {
+                        l.finish_play(true);
+                        if let Some(old) = l.room.take() {
+                            lock_room(&old).leave(leg);
+                        }
+                        if let Some(room) = room {
+                            lock_room(&room).join(leg, muted, l.ts_step);
+                            l.room = Some(room);
+                        }
+                    }
+                }
                 Err(TryRecvError::Empty) => return true,
                 Err(TryRecvError::Disconnected) => return false,
             }
@@ -1267,6 +1384,12 @@ impl Worker {
         while self.commands() {
             self.tick += 1;
             let tick = self.tick;
+            // Rooms mix first, so members on this worker send this tick's mix;
+            // a room nobody else holds any more is dropped.
+            self.rooms.retain(|r| Arc::strong_count(r) > 1);
+            for room in &self.rooms {
+                lock_room(room).mix();
+            }
             for i in 0..self.legs.len() {
                 match self.legs[i].bridge {
                     Some(j) => {

@@ -1,6 +1,14 @@
 //! `hookline plugin check FILE.wasm`: what the node would see when loading a
 //! plugin, before anyone deploys it.
 
+/// Prints a line; a closed pipe (`| head`) ends the output, not the process.
+macro_rules! out {
+    ($($t:tt)*) => {{
+        use std::io::Write;
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
+
 use std::path::Path;
 
 use anyhow::{bail, Context};
@@ -16,11 +24,11 @@ pub async fn run(file: &Path, config: Option<&Path>, name: Option<&str>) -> anyh
         .inspect(&bytes)
         .await
         .with_context(|| format!("{} is not a usable plugin", file.display()))?;
-    println!("file:        {} ({} bytes)", file.display(), bytes.len());
-    println!("name:        {}", m.name);
-    println!("version:     {}", m.version);
-    println!("api-version: {}", m.api_version);
-    println!(
+    out!("file:        {} ({} bytes)", file.display(), bytes.len());
+    out!("name:        {}", m.name);
+    out!("version:     {}", m.version);
+    out!("api-version: {}", m.api_version);
+    out!(
         "needs:       {}",
         if m.needs.is_empty() {
             "(nothing)".to_string()
@@ -28,11 +36,11 @@ pub async fn run(file: &Path, config: Option<&Path>, name: Option<&str>) -> anyh
             m.needs.join(", ")
         }
     );
-    println!("memory-mib:  {}", m.memory_mib);
-    println!("cpu-ms:      {}", m.cpu_ms);
-    println!("config:");
+    out!("memory-mib:  {}", m.memory_mib);
+    out!("cpu-ms:      {}", m.cpu_ms);
+    out!("config:");
     for f in &m.config_schema {
-        println!(
+        out!(
             "  {:<20} {:<7} {:<9} {}",
             f.name,
             f.kind,
@@ -55,8 +63,8 @@ pub async fn run(file: &Path, config: Option<&Path>, name: Option<&str>) -> anyh
         let granted = Grants::parse(&p.grants).map_err(|e| anyhow::anyhow!("grants: {e}"))?;
         let loaded = host.prepare(name, &bytes, &granted).await?;
         crate::node::check_route_configs(&config, &loaded)?;
-        println!("grants and routes in {}: ok", config_path.display());
+        out!("grants and routes in {}: ok", config_path.display());
     }
-    println!("ok: hookline:call {} plugin", m.api_version);
+    out!("ok: hookline:call {} plugin", m.api_version);
     Ok(())
 }

@@ -178,9 +178,8 @@ impl routing::Host for CallState {
         Err(CallError::Unavailable)
     }
 
-    async fn conference(&mut self, _room: String, _muted: bool) -> Result<(), CallError> {
-        self.call()?.check_live()?;
-        Err(CallError::Unavailable)
+    async fn conference(&mut self, room: String, muted: bool) -> Result<(), CallError> {
+        self.call()?.conference(&room, muted).await
     }
 
     async fn hand_over(

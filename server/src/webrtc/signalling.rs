@@ -130,6 +130,7 @@ async fn call(
             latch: false,
             // The answer went back in the HTTP response already.
             answer_sdp: String::new(),
+            via: None,
         },
     );
     node.webrtc
