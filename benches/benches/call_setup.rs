@@ -32,6 +32,7 @@ fn main() -> anyhow::Result<()> {
         answer_calls: false,
         sip_port: 0,
         opus_agents: None,
+        group_size: 0,
     })?;
     let cpu = cpu_seconds(pid) - cpu0;
     let secs = took.as_secs_f64().max(1e-9);

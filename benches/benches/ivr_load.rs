@@ -52,6 +52,7 @@ fn main() -> anyhow::Result<()> {
             answer_calls: false,
             sip_port: 0,
             opus_agents: None,
+            group_size: 0,
         },
         |phase| {
             let sample = (cpu_seconds(pid), rss_mib(pid), std::time::Instant::now());

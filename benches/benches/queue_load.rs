@@ -29,7 +29,7 @@ fn main() -> anyhow::Result<()> {
         )
     };
     let (b, node) =
-        hookline_benches::bridged::run_scenario(routes, "700", calls, seconds, cps, None)?;
+        hookline_benches::bridged::run_scenario(routes, "700", calls, seconds, cps, None, 0)?;
     let (_, metrics) = http_get(node.http, "/metrics", None)?;
     let metric = |name: &str| -> f64 {
         metrics

@@ -59,11 +59,12 @@ pub fn run(
             "{config}\n[[routes]]\nnumber = \"bridge\"\nplugin = \"ivr\"\nconfig = {{ fallback = {{ name = \"agent\", dial = [\"sip:agent@127.0.0.1:{agent_port}\"], dial_timeout_ms = 20000 }} }}\n"
         )
     };
-    run_scenario(routes, "bridge", calls, seconds, cps, opus_agents).map(|(b, _)| b)
+    run_scenario(routes, "bridge", calls, seconds, cps, opus_agents, 0).map(|(b, _)| b)
 }
 
 /// Like [`run`] with the node's routes made by `routes` from the agents'
-/// SIP port, callers dialling `service`; the node is returned still running.
+/// SIP port, callers dialling `service` (in groups, as in [`LoadConfig`]);
+/// the node is returned still running.
 pub fn run_scenario(
     routes: impl FnOnce(u16) -> String,
     service: &str,
@@ -71,6 +72,7 @@ pub fn run_scenario(
     seconds: u64,
     cps: u32,
     opus_agents: Option<Vec<u8>>,
+    group_size: usize,
 ) -> anyhow::Result<(Bridged, TestNode)> {
     let agent_port = free_udp_port();
     let routes = routes(agent_port);
@@ -100,6 +102,7 @@ pub fn run_scenario(
             answer_calls: true,
             sip_port: agent_port,
             opus_agents,
+            group_size,
         },
         |phase| {
             let sample = (cpu_seconds(pid), rss_mib(pid), Instant::now());

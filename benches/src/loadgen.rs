@@ -35,6 +35,9 @@ pub struct LoadConfig {
     /// once); callers then send a tone in A-law, so both directions of every
     /// bridge are transcoded. `None`: A-law silence everywhere.
     pub opus_agents: Option<Vec<u8>>,
+    /// 0: every call dials `service`. k: calls dial `service` followed by
+    /// their index / k, so groups of k meet under one number (conference rooms).
+    pub group_size: usize,
 }
 
 /// Where the run is.
@@ -513,6 +516,14 @@ impl Gen {
         }
     }
 
+    /// The number call `i` dials.
+    fn service(&self, i: usize) -> String {
+        match self.cfg.group_size {
+            0 => self.cfg.service.clone(),
+            k => format!("{}{}", self.cfg.service, i / k),
+        }
+    }
+
     fn invite_text(&self, i: usize) -> String {
         let c = &self.calls[i];
         let local = self.local_sip;
@@ -526,7 +537,7 @@ impl Gen {
              From: <sip:load@{local}>;tag={ft}\r\nTo: <sip:{svc}@{node}>\r\nCall-ID: {id}\r\nCSeq: 1 INVITE\r\n\
              Contact: <sip:load@{local}>\r\nMax-Forwards: 70\r\nContent-Type: application/sdp\r\n\
              Content-Length: {len}\r\n\r\n{sdp}",
-            svc = self.cfg.service,
+            svc = self.service(i),
             node = self.cfg.node,
             id = c.call_id,
             ft = c.from_tag,
@@ -541,7 +552,7 @@ impl Gen {
             "{method} sip:{svc}@{node} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK-{id}-{m};rport\r\n\
              From: <sip:load@{local}>;tag={ft}\r\nTo: <sip:{svc}@{node}>;tag={tt}\r\nCall-ID: {id}\r\n\
              CSeq: {cseq} {method}\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
-            svc = self.cfg.service,
+            svc = self.service(i),
             node = self.cfg.node,
             id = c.call_id,
             ft = c.from_tag,

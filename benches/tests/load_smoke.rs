@@ -25,6 +25,7 @@ fn twenty_ivr_calls_hold_media_and_tear_down() {
             answer_calls: false,
             sip_port: 0,
             opus_agents: None,
+            group_size: 0,
         },
         |p| phases.push(p),
     )
