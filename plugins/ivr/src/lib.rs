@@ -2,6 +2,7 @@
 //! then a fallback branch. Everything the caller hears comes from the route's
 //! config (see `plugins/ivr/README.md`), not from code.
 
+use hookline_sdk::media::CollectOptions;
 use hookline_sdk::menu::{Menu, MenuOutcome};
 use hookline_sdk::routing::RingStrategy;
 use hookline_sdk::routing::{DialOptions, DialStatus, DialTarget};
@@ -36,6 +37,18 @@ pub struct IvrConfig {
     /// the choice sets the call's language for every prompt after it.
     #[serde(default)]
     pub languages: Vec<LanguageOption>,
+    /// Callers may dial an extension of this many digits at any time during
+    /// the greeting and the menu (0: keys are menu choices only). A single
+    /// menu key followed by a pause still picks its option.
+    #[serde(default)]
+    pub extension_digits: u32,
+    /// Pause that ends an extension being dialled.
+    #[serde(default = "default_inter_digit_ms")]
+    pub inter_digit_ms: u32,
+}
+
+fn default_inter_digit_ms() -> u32 {
+    2500
 }
 
 /// One key of the language menu.
@@ -125,6 +138,18 @@ impl Plugin for Ivr {
                 false,
                 "{digit, language, label}: language menu first",
             ),
+            field(
+                "extension_digits",
+                "number",
+                false,
+                "dial an extension of this many digits at any time (0 = off)",
+            ),
+            field(
+                "inter_digit_ms",
+                "number",
+                false,
+                "pause that ends an extension (default 2500)",
+            ),
         ];
         m
     }
@@ -163,6 +188,9 @@ fn run(config: &IvrConfig, callee: &str) -> Result<(), CallError> {
         invalid_prompts: &invalid,
         timeout_prompts: &no_input,
     };
+    if config.extension_digits > 0 {
+        return menu_or_extension(config, &menu, callee);
+    }
     let spoken: Vec<(String, char)> = config
         .options
         .iter()
@@ -178,6 +206,56 @@ fn run(config: &IvrConfig, callee: &str) -> Result<(), CallError> {
         MenuOutcome::NoChoice => &config.fallback,
     };
     take(branch, callee)
+}
+
+/// The menu where the caller may also dial an extension (keys only; a key
+/// pressed during the greeting counts, type-ahead). One valid menu key then
+/// a pause picks its option; `extension_digits` keys dial that extension.
+fn menu_or_extension(config: &IvrConfig, menu: &Menu, callee: &str) -> Result<(), CallError> {
+    for attempt in 1..=config.attempts.max(1) {
+        let got = media::collect_digits(&CollectOptions {
+            prompts: menu.prompts.to_vec(),
+            min_digits: 1,
+            max_digits: config.extension_digits,
+            first_digit_timeout_ms: config.timeout_ms,
+            inter_digit_timeout_ms: config.inter_digit_ms,
+            terminator: Some("#".into()),
+            attempts: 1,
+            valid: Vec::new(),
+            invalid_prompts: Vec::new(),
+            timeout_prompts: Vec::new(),
+        })?;
+        let digits = got.digits.as_str();
+        let mut keys = digits.chars();
+        if let (Some(k), None) = (keys.next(), keys.next()) {
+            if let Some(o) = config.options.iter().find(|o| o.digit == k) {
+                return take(&o.branch, callee);
+            }
+        }
+        if digits.len() as u32 == config.extension_digits
+            && digits.chars().all(|c| c.is_ascii_digit())
+        {
+            let branch = Branch {
+                name: format!("extension:{digits}"),
+                prompts: Vec::new(),
+                dial: vec![digits.to_string()],
+                dial_timeout_ms: default_dial_timeout_ms(),
+                unanswered: config.fallback.unanswered.clone(),
+                hand_over: config.fallback.hand_over.clone(),
+                hand_over_args: config.fallback.hand_over_args.clone(),
+            };
+            return take(&branch, callee);
+        }
+        if attempt < config.attempts.max(1) {
+            let retry = if digits.is_empty() {
+                menu.timeout_prompts
+            } else {
+                menu.invalid_prompts
+            };
+            media::play(retry, true)?;
+        }
+    }
+    take(&config.fallback, callee)
 }
 
 /// Offers the language menu; no valid key keeps the node's default language.

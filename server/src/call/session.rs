@@ -447,7 +447,8 @@ impl CallSession {
             attempts: 0,
         };
         for attempt in 1..=attempts {
-            if !prompts.is_empty() {
+            // Keys typed ahead (during a greeting) skip the prompts.
+            if !prompts.is_empty() && self.digits.is_empty() {
                 self.mark_items(&o.prompts);
                 self.play_prompts(prompts.clone(), true).await?;
             }
