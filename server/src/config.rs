@@ -563,6 +563,12 @@ impl Config {
                     q.name, q.group
                 )));
             }
+            if q.callback_digit.is_some() && q.callback_digit == q.leave_digit {
+                return Err(ConfigError::Invalid(format!(
+                    "queue {:?}: callback_digit and leave_digit must differ",
+                    q.name
+                )));
+            }
         }
         for a in &config.webrtc.agents {
             if a.token.len() < 8 {

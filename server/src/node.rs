@@ -169,6 +169,7 @@ pub async fn build(opts: &ServeOptions) -> anyhow::Result<Arc<Node>> {
         .with_context(|| format!("creating data directory {}", opts.data.display()))?;
     let store = Store::open(&opts.data.join("hookline.db"))?;
     let plugin_data = PluginData::open(&opts.data.join("hookline.db"))?;
+    let callbacks = crate::store::callbacks::Callbacks::open(&opts.data.join("hookline.db"))?;
     let catalog = load_catalog(&config)?;
     let voices = Arc::new(load_voices(&config));
     let mut prompts = prepare_language(
@@ -249,7 +250,7 @@ pub async fn build(opts: &ServeOptions) -> anyhow::Result<Arc<Node>> {
     };
     // RTP listens on the SIP address (all interfaces when SIP does).
     let rtp_ip = opts.sip.ip();
-    Ok(Arc::new(Node {
+    let node = Arc::new(Node {
         media: Arc::new(MediaEngine::start_with(
             threads,
             crate::codec::CodecOptions {
@@ -265,6 +266,7 @@ pub async fn build(opts: &ServeOptions) -> anyhow::Result<Arc<Node>> {
         presence: Default::default(),
         queues: Default::default(),
         rooms: Default::default(),
+        callbacks,
         ports: PortPool::new(rtp_ip, opts.rtp_ports.0, opts.rtp_ports.1),
         plugins,
         prompts: Arc::new(prompts),
@@ -300,7 +302,19 @@ pub async fn build(opts: &ServeOptions) -> anyhow::Result<Arc<Node>> {
         http: crate::plugin::services::http_client(),
         counters: Default::default(),
         config,
-    }))
+    });
+    // Callers who asked for a callback before a restart keep their places.
+    let kept = node.callbacks.waiting()?;
+    if !kept.is_empty() {
+        tracing::info!(
+            "{} queue callbacks kept from before the restart",
+            kept.len()
+        );
+    }
+    for (queue, cb) in kept {
+        node.queues.restore(&queue, cb);
+    }
+    Ok(node)
 }
 
 /// Binds the SIP socket with a large receive buffer: call bursts (a BYE per
@@ -339,6 +353,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         .with_context(|| format!("binding SIP/TCP to {}", opts.sip))?;
     let mut sip_task = tokio::spawn(call::run_sip(node.clone(), sip, Some(tcp)));
     let mut http_task = tokio::spawn(async move { axum::serve(http, api).await });
+    tokio::spawn(call::callback::run(node.clone()));
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         r = &mut sip_task => bail!("SIP task ended: {r:?}"),

@@ -112,6 +112,24 @@ pub fn have(cmd: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// Starts the node binary; its output goes to (the end of) `node.log` and `node.err`.
+fn spawn_node(bin: &Path, args: &[std::ffi::OsString], dir: &Path) -> Result<Child> {
+    let append = |name: &str| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join(name))
+    };
+    Command::new(bin)
+        .args(args)
+        .env("RUST_LOG", "info,wasmtime=warn,cranelift=warn")
+        .stdin(Stdio::null())
+        .stdout(append("node.log")?)
+        .stderr(append("node.err")?)
+        .spawn()
+        .with_context(|| format!("starting {}", bin.display()))
+}
+
 /// A node process with its own data directory and ports.
 pub struct TestNode {
     child: Child,
@@ -121,6 +139,9 @@ pub struct TestNode {
     pub log: PathBuf,
     /// The API token when the node section sets one.
     pub token: Option<String>,
+    /// How it was started (for `crash_and_restart`).
+    bin: PathBuf,
+    args: Vec<std::ffi::OsString>,
 }
 
 /// How to start a node.
@@ -190,26 +211,20 @@ impl TestNode {
             http.set_port(free_tcp_port());
         }
         let log = data.path().join("node.log");
-        let child = Command::new(&bin)
-            .args([
-                "serve",
-                "--sip",
-                &sip.to_string(),
-                "--http",
-                &http.to_string(),
-            ])
-            .arg("--rtp-ports")
-            .arg(format!("{}-{}", spec.rtp_ports.0, spec.rtp_ports.1))
-            .arg("--data")
-            .arg(data.path().join("data"))
-            .arg("--config")
-            .arg(&config_path)
-            .env("RUST_LOG", "info,wasmtime=warn,cranelift=warn")
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&log)?)
-            .stderr(std::fs::File::create(data.path().join("node.err"))?)
-            .spawn()
-            .with_context(|| format!("starting {}", bin.display()))?;
+        let args: Vec<std::ffi::OsString> = vec![
+            "serve".into(),
+            "--sip".into(),
+            sip.to_string().into(),
+            "--http".into(),
+            http.to_string().into(),
+            "--rtp-ports".into(),
+            format!("{}-{}", spec.rtp_ports.0, spec.rtp_ports.1).into(),
+            "--data".into(),
+            data.path().join("data").into(),
+            "--config".into(),
+            config_path.into(),
+        ];
+        let child = spawn_node(&bin, &args, data.path())?;
         let token = spec.node_section.and_then(|n| {
             n.lines()
                 .find_map(|l| l.trim().strip_prefix("api_token"))
@@ -223,20 +238,36 @@ impl TestNode {
             data,
             log,
             token,
+            bin,
+            args,
         };
+        node.wait_up()?;
+        Ok(node)
+    }
+
+    fn wait_up(&mut self) -> Result<()> {
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
-            if let Ok((200, _)) = http_get(node.http, "/health", None) {
-                return Ok(node);
+            if let Ok((200, _)) = http_get(self.http, "/health", None) {
+                return Ok(());
             }
-            if let Some(status) = node.child.try_wait()? {
-                bail!("node exited with {status} during startup:\n{}", node.logs());
+            if let Some(status) = self.child.try_wait()? {
+                bail!("node exited with {status} during startup:\n{}", self.logs());
             }
             if Instant::now() > deadline {
-                bail!("node did not come up:\n{}", node.logs());
+                bail!("node did not come up:\n{}", self.logs());
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// Kills the node without warning (SIGKILL: no drain, nothing flushed
+    /// on the way out) and starts it again on the same data and ports.
+    pub fn crash_and_restart(&mut self) -> Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        self.child = spawn_node(&self.bin, &self.args, self.data.path())?;
+        self.wait_up()
     }
 
     pub fn pid(&self) -> u32 {
@@ -852,6 +883,18 @@ impl Baresip {
         Self::spawn("<sip:bs@127.0.0.1>;regint=0", Some(dial), mic, Some(codec))
     }
 
+    /// A customer behind a trunk: number `user` on SIP port `sip_port` (the
+    /// trunk's address), dialling `dial` and answering whatever calls it back.
+    pub fn customer(sip_port: u16, user: &str, dial: &str, mic: &[i16]) -> Result<Baresip> {
+        Self::spawn_on(
+            sip_port,
+            &format!("<sip:{user}@127.0.0.1>;regint=0;answermode=auto"),
+            Some(dial),
+            mic,
+            None,
+        )
+    }
+
     /// Dials from SIP port `sip_port` (e.g. a trunk's configured address),
     /// offering only `codec`.
     pub fn dial_from(sip_port: u16, dial: &str, mic: &[i16], codec: &str) -> Result<Baresip> {
@@ -986,10 +1029,21 @@ impl Baresip {
 
     /// The WAV of what baresip heard (sndfile's decode dump).
     pub fn heard(&self) -> Option<PathBuf> {
-        std::fs::read_dir(self.dir.path().join("rec"))
-            .ok()?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .find(|p| p.to_string_lossy().ends_with("-dec.wav"))
+        self.heard_all().into_iter().next()
+    }
+
+    /// What baresip heard in each of its calls, oldest first.
+    pub fn heard_all(&self) -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(self.dir.path().join("rec"))
+            .map(|d| {
+                d.filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.to_string_lossy().ends_with("-dec.wav"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        // By when each was last written: one file per call, in call order.
+        files.sort_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
+        files
     }
 
     pub fn log(&self) -> String {

@@ -40,6 +40,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/api/plugins", get(plugins))
         .route("/api/agents", get(agents))
         .route("/api/conferences", get(conferences))
+        .route("/api/callbacks", get(callbacks))
         .route("/api/agents/{user}/dnd", put(set_dnd))
         .route(
             "/api/plugins/{name}",
@@ -222,6 +223,22 @@ async fn metrics(State(node): State<Arc<Node>>) -> String {
     out.push_str(&node.queues.render_metrics());
     out.push_str(&node.rooms.render_metrics());
     out
+}
+
+/// Queue callbacks waiting: queue, place, number, since when.
+async fn callbacks(State(node): State<Arc<Node>>) -> Response {
+    let list: Vec<serde_json::Value> = node
+        .queues
+        .callbacks()
+        .into_iter()
+        .map(|(queue, position, cb)| {
+            serde_json::json!({
+                "id": cb.id, "queue": queue, "position": position, "number": cb.number,
+                "joined_ms": cb.joined_ms, "in_progress": cb.in_progress,
+            })
+        })
+        .collect();
+    Json(list).into_response()
 }
 
 /// Conference rooms open now and who is in each.

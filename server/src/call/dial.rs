@@ -10,7 +10,7 @@ use super::presence::GroupOutcome;
 use super::session::{CallEvent, CallSession};
 use super::SipCommand;
 use crate::config::RingStrategy;
-use crate::media::worker::{LegId, LegSetup};
+use crate::media::worker::{LegId, LegSetup, MediaEvent};
 use crate::plugin::CallError;
 use crate::sip::endpoint::EndCause;
 use crate::sip::uac::{Dial, UacEvent};
@@ -640,7 +640,7 @@ impl CallSession {
                     match event {
                         UacEvent::Progress {
                             sdp: Some(body), ..
-                        } if early.is_none() => {
+                        } if early.is_none() && !self.placeholder() => {
                             // Early media (183 + SDP): the caller hears the callee's tones instead of ringback.
                             if let Ok(neg) = sdp::negotiate(body.as_bytes()) {
                                 self.media.set_remote(
@@ -688,9 +688,11 @@ impl CallSession {
                                         neg.codec,
                                         neg.dtmf_pt,
                                     );
-                                    self.media.bridge(self.leg, a.leg);
+                                    if !self.placeholder() {
+                                        self.media.bridge(self.leg, a.leg);
+                                    }
                                     self.store.call_answered(&a.call_id);
-                                    codec = neg.codec.name();
+                                    codec = neg.codec;
                                     break i;
                                 }
                                 Err(e) => {
@@ -751,7 +753,31 @@ impl CallSession {
             }
         }
         self.connected_at = Some(Instant::now());
-        self.talk(attempts, winner, codec).await
+        if self.placeholder() {
+            // A call the node places: whoever answered becomes its own leg
+            // (the agent of a callback), kept busy until the session ends.
+            let a = &mut attempts[winner];
+            self.adopted = Some(super::session::Adopted {
+                call_id: a.call_id.clone(),
+                port: std::mem::take(&mut a.port),
+                label: a.label.clone(),
+                reserved: std::mem::take(&mut a.reserved),
+                codec: codec.name(),
+            });
+            self.leg = a.leg;
+            self.codec = codec;
+            return Ok(DialOutcome {
+                status: DialStatus::Completed,
+                answered_target: Some(a.target),
+                talk_seconds: 0,
+            });
+        }
+        self.talk(attempts, winner, codec.name()).await
+    }
+
+    /// A node-placed call that has no leg of its own yet.
+    pub(crate) fn placeholder(&self) -> bool {
+        self.originating && self.adopted.is_none()
     }
 
     /// Connected until one side hangs up.
@@ -817,7 +843,17 @@ impl CallSession {
             rtp_timeout: None,
             latch: false,
             rtcp: node.ports.bind_rtcp(port),
-            events: Box::new(|_| {}),
+            events: if self.placeholder() {
+                // The leg may become the session's own: its plays must report back.
+                let tx = self.events_tx.clone();
+                Box::new(move |e| {
+                    if matches!(e, MediaEvent::PlayDone { .. }) {
+                        let _ = tx.send(CallEvent::Media(e));
+                    }
+                })
+            } else {
+                Box::new(|_| {})
+            },
         });
         Some((leg, port, local))
     }

@@ -2,6 +2,7 @@
 //! per-call task that runs a plugin and writes the call record.
 
 pub mod admission;
+pub mod callback;
 pub mod collect;
 pub mod conference;
 pub mod dial;
@@ -105,6 +106,8 @@ pub struct Node {
     pub queues: queue::Queues,
     /// Conference rooms and their members.
     pub rooms: conference::Rooms,
+    /// Queue callbacks kept across restarts.
+    pub callbacks: crate::store::callbacks::Callbacks,
     /// The SIP driver's commands, once it runs (browser calls dial through it).
     pub sip_tx: std::sync::OnceLock<UnboundedSender<SipCommand>>,
 }

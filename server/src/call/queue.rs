@@ -43,6 +43,24 @@ pub struct QueueConfig {
     /// How long each offer rings the agents.
     #[serde(default = "default_ring_s")]
     pub ring_s: u64,
+    /// The key that asks for a callback: the caller hangs up and keeps
+    /// their place; when it comes up an agent is called first, then them.
+    pub callback_digit: Option<char>,
+    /// A callback not served within this long: the node calls the customer,
+    /// apologises, and hands them to `callback_voicemail`.
+    #[serde(default = "default_callback_window_s")]
+    pub callback_window_s: u64,
+    /// The plugin that takes a message when the callback window passed
+    /// (its `mailbox` argument is the queue's name).
+    #[serde(default = "default_callback_voicemail")]
+    pub callback_voicemail: String,
+}
+
+fn default_callback_window_s() -> u64 {
+    600
+}
+fn default_callback_voicemail() -> String {
+    "voicemail".into()
 }
 
 fn default_music() -> Vec<String> {
@@ -64,14 +82,33 @@ fn default_ring_s() -> u64 {
 /// Handle time assumed before any call was measured.
 const DEFAULT_HANDLE: Duration = Duration::from_secs(120);
 
+/// A callback waiting in a queue: the caller hung up, their place is kept.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PendingCallback {
+    pub id: String,
+    /// Whom to call back (the caller's number or extension).
+    pub number: String,
+    /// When the caller joined the queue (Unix ms): their place.
+    pub joined_ms: i64,
+    /// An agent is being rung for it (or it is being served) now.
+    pub in_progress: bool,
+}
+
+struct Waiting {
+    ticket: u64,
+    since: Instant,
+    callback: Option<PendingCallback>,
+}
+
 #[derive(Default)]
-struct QueueState {
-    /// Tickets in order, with when they joined.
-    waiting: VecDeque<(u64, Instant)>,
-    answered: u64,
+pub(crate) struct QueueState {
+    /// Callers (and kept places of callbacks) in order.
+    waiting: VecDeque<Waiting>,
+    callbacks_requested: u64,
+    pub(crate) answered: u64,
     abandoned: u64,
     timed_out: u64,
-    talk_ms_total: u64,
+    pub(crate) talk_ms_total: u64,
     /// Announcements made, and how late they came against their schedule.
     announcements: u64,
     announce_late_ms_total: u64,
@@ -81,7 +118,10 @@ struct QueueState {
 /// Counters for metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct QueueStats {
+    /// Callers on the line and kept places of callbacks.
     pub waiting: usize,
+    pub callbacks_waiting: usize,
+    pub callbacks_requested: u64,
     pub longest_wait_ms: u64,
     pub answered: u64,
     pub abandoned: u64,
@@ -114,8 +154,118 @@ impl Queues {
         let ticket = self
             .next_ticket
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        q.waiting.push_back((ticket, Instant::now()));
+        q.waiting.push_back(Waiting {
+            ticket,
+            since: Instant::now(),
+            callback: None,
+        });
         Some(ticket)
+    }
+
+    /// The caller of `ticket` hung up for a callback: their place stays.
+    pub fn to_callback(&self, queue: &str, ticket: u64, cb: PendingCallback) {
+        if let Some(q) = self.lock().get_mut(queue) {
+            if let Some(w) = q.waiting.iter_mut().find(|w| w.ticket == ticket) {
+                w.callback = Some(cb);
+                q.callbacks_requested += 1;
+            }
+        }
+    }
+
+    /// Puts a stored callback back in its place (after a restart): before
+    /// every caller who joined later.
+    pub fn restore(&self, queue: &str, cb: PendingCallback) {
+        let age_ms = (super::super::store::now_ms() - cb.joined_ms).max(0) as u64;
+        let since = Instant::now()
+            .checked_sub(Duration::from_millis(age_ms))
+            .unwrap_or_else(Instant::now);
+        let ticket = self
+            .next_ticket
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut all = self.lock();
+        let q = all.entry(queue.to_string()).or_default();
+        let at = q
+            .waiting
+            .iter()
+            .position(|w| w.since > since)
+            .unwrap_or(q.waiting.len());
+        q.waiting.insert(
+            at,
+            Waiting {
+                ticket,
+                since,
+                callback: Some(cb),
+            },
+        );
+    }
+
+    /// How long the caller of `ticket` has waited.
+    pub fn waited(&self, queue: &str, ticket: u64) -> Duration {
+        let all = self.lock();
+        all.get(queue)
+            .and_then(|q| q.waiting.iter().find(|w| w.ticket == ticket))
+            .map(|w| w.since.elapsed())
+            .unwrap_or_default()
+    }
+
+    /// Whether `ticket` became a callback.
+    pub fn is_callback(&self, queue: &str, ticket: u64) -> bool {
+        let all = self.lock();
+        all.get(queue)
+            .and_then(|q| q.waiting.iter().find(|w| w.ticket == ticket))
+            .is_some_and(|w| w.callback.is_some())
+    }
+
+    /// Callbacks whose turn has come (among the first `free` places) and
+    /// that nobody serves yet; they are marked in progress.
+    pub fn callbacks_due(&self, queue: &str, free: usize) -> Vec<PendingCallback> {
+        let mut all = self.lock();
+        let Some(q) = all.get_mut(queue) else {
+            return Vec::new();
+        };
+        take_callbacks(q.waiting.iter_mut().take(free), |_| true)
+    }
+
+    /// Callbacks that waited longer than `window` (not being served).
+    pub fn callbacks_expired(&self, queue: &str, window: Duration) -> Vec<PendingCallback> {
+        let mut all = self.lock();
+        let Some(q) = all.get_mut(queue) else {
+            return Vec::new();
+        };
+        take_callbacks(q.waiting.iter_mut(), |w| w.since.elapsed() >= window)
+    }
+
+    /// A callback's attempt ended without serving it: it waits again, in its place.
+    pub fn callback_retry(&self, queue: &str, id: &str) {
+        if let Some(q) = self.lock().get_mut(queue) {
+            for w in q.waiting.iter_mut() {
+                if let Some(cb) = w.callback.as_mut().filter(|cb| cb.id == id) {
+                    cb.in_progress = false;
+                }
+            }
+        }
+    }
+
+    /// A callback was served (or given up): its place is freed.
+    pub fn callback_done(&self, queue: &str, id: &str) {
+        if let Some(q) = self.lock().get_mut(queue) {
+            q.waiting
+                .retain(|w| w.callback.as_ref().is_none_or(|cb| cb.id != id));
+        }
+    }
+
+    /// Every kept place, with its queue and 1-based position.
+    pub fn callbacks(&self) -> Vec<(String, usize, PendingCallback)> {
+        let all = self.lock();
+        let mut out = Vec::new();
+        for (name, q) in all.iter() {
+            for (i, w) in q.waiting.iter().enumerate() {
+                if let Some(cb) = &w.callback {
+                    out.push((name.clone(), i + 1, cb.clone()));
+                }
+            }
+        }
+        out
     }
 
     /// 1-based place in the queue.
@@ -124,17 +274,19 @@ impl Queues {
         let q = all.get(queue)?;
         q.waiting
             .iter()
-            .position(|(t, _)| *t == ticket)
+            .position(|w| w.ticket == ticket)
             .map(|p| p + 1)
     }
 
     fn leave(&self, queue: &str, ticket: u64) {
         if let Some(q) = self.lock().get_mut(queue) {
-            q.waiting.retain(|(t, _)| *t != ticket);
+            // A callback keeps its place after its caller has gone.
+            q.waiting
+                .retain(|w| w.ticket != ticket || w.callback.is_some());
         }
     }
 
-    fn count(&self, queue: &str, f: impl FnOnce(&mut QueueState)) {
+    pub(crate) fn count(&self, queue: &str, f: impl FnOnce(&mut QueueState)) {
         f(self.lock().entry(queue.to_string()).or_default())
     }
 
@@ -152,11 +304,17 @@ impl Queues {
         self.lock()
             .iter()
             .map(|(name, q)| {
-                let longest = q.waiting.front().map(|(_, t)| now - *t).unwrap_or_default();
+                let longest = q.waiting.front().map(|w| now - w.since).unwrap_or_default();
                 (
                     name.clone(),
                     QueueStats {
                         waiting: q.waiting.len(),
+                        callbacks_waiting: q
+                            .waiting
+                            .iter()
+                            .filter(|w| w.callback.is_some())
+                            .count(),
+                        callbacks_requested: q.callbacks_requested,
                         longest_wait_ms: longest.as_millis() as u64,
                         answered: q.answered,
                         abandoned: q.abandoned,
@@ -180,6 +338,8 @@ impl Queues {
         for (name, s) in self.stats() {
             for (metric, value) in [
                 ("waiting", s.waiting as u64),
+                ("callbacks_waiting", s.callbacks_waiting as u64),
+                ("callbacks_requested_total", s.callbacks_requested),
                 ("longest_wait_ms", s.longest_wait_ms),
                 ("answered_total", s.answered),
                 ("abandoned_total", s.abandoned),
@@ -198,6 +358,25 @@ impl Queues {
     }
 }
 
+/// Marks the callbacks among `places` that `pick` accepts and nobody serves
+/// yet as in progress, and returns them.
+fn take_callbacks<'a>(
+    places: impl Iterator<Item = &'a mut Waiting>,
+    pick: impl Fn(&Waiting) -> bool,
+) -> Vec<PendingCallback> {
+    let mut out = Vec::new();
+    for w in places {
+        if !pick(w) {
+            continue;
+        }
+        if let Some(cb) = w.callback.as_mut().filter(|cb| !cb.in_progress) {
+            cb.in_progress = true;
+            out.push(cb.clone());
+        }
+    }
+    out
+}
+
 /// What a caller hears about their place, in pieces so that the fixed
 /// phrases and each number are synthesised once and then come from the
 /// cache: "You are number | 2 | in the queue. The estimated wait is about |
@@ -211,6 +390,40 @@ pub fn announcement(position: usize, wait: Duration) -> Vec<String> {
         "in the queue. The estimated wait is about".into(),
         format!("{minutes} {unit}."),
     ]
+}
+
+/// The offer of a callback, said after the position.
+pub fn callback_offer(key: char) -> String {
+    let name = match key {
+        '*' => "star".to_string(),
+        '#' => "the pound key".to_string(),
+        k => k.to_string(),
+    };
+    format!("To be called back without losing your place, press {name}.")
+}
+
+/// Whether a caller's number can be called back (a number or an extension).
+pub fn callable(number: &str) -> bool {
+    !number.is_empty()
+        && number.len() <= 32
+        && number.chars().all(|c| c.is_ascii_digit() || c == '+')
+}
+
+fn say(text: impl Into<String>) -> PlayItem {
+    PlayItem::Say(SpeechText {
+        text: text.into(),
+        language: None,
+    })
+}
+
+/// Agents of a group who could take a call now.
+pub(crate) fn free_agents(node: &super::Node, members: &[String]) -> usize {
+    let now_unix = crate::store::now_ms() as u64 / 1000;
+    members
+        .iter()
+        .map(|m| super::dial::member_devices(node, m, now_unix))
+        .filter(|(name, devices)| !devices.is_empty() && node.presence.state(name).available())
+        .count()
 }
 
 /// Estimated wait at `position` with `agents` agents, from the handle time.
@@ -251,6 +464,8 @@ impl CallSession {
                 });
             }
             (None, Ok(_)) => node.queues.count(&q.name, |s| s.timed_out += 1),
+            // A callback is not abandoned: the place is still in the queue.
+            (None, Err(_)) if node.queues.is_callback(&q.name, ticket) => {}
             (None, Err(_)) => node.queues.count(&q.name, |s| s.abandoned += 1),
         }
         out
@@ -310,27 +525,32 @@ impl CallSession {
                     group.members.len(),
                     node.queues.average_handle(&q.name),
                 );
-                let items: Vec<PlayItem> = announcement(position, wait)
-                    .into_iter()
-                    .map(|text| {
-                        PlayItem::Say(SpeechText {
-                            text,
-                            language: None,
-                        })
-                    })
-                    .collect();
+                let mut pieces = announcement(position, wait);
+                if let Some(k) = q.callback_digit {
+                    pieces.push(callback_offer(k));
+                }
+                let items: Vec<PlayItem> = pieces.into_iter().map(say).collect();
                 self.play_items(&items, true).await?;
                 next_announce += Duration::from_secs(q.announce_s);
                 // After a long announcement, the next is due from now on.
                 next_announce = next_announce.max(tokio::time::Instant::now());
                 self.hold_music();
             }
-            if let Some(k) = q.leave_digit {
-                while let Some(d) = self.take_digit() {
-                    if d == k {
-                        self.mark("queue:left");
-                        return Ok(DialOutcome::missed(DialStatus::NoAnswer));
+            // Keys: leave, ask for a callback; others are dropped (kept, they
+            // would skip every announcement as type-ahead).
+            while let Some(d) = self.take_digit() {
+                if Some(d) == q.leave_digit {
+                    self.mark("queue:left");
+                    return Ok(DialOutcome::missed(DialStatus::NoAnswer));
+                }
+                if Some(d) == q.callback_digit {
+                    if callable(&self.caller) {
+                        return self.request_callback(q, ticket).await;
                     }
+                    self.mark("queue:callback-unavailable");
+                    let sorry = say("We cannot call your number back. Please stay on the line.");
+                    self.play_items(&[sorry], false).await?;
+                    self.hold_music();
                 }
             }
             if position <= free {
@@ -374,13 +594,40 @@ impl CallSession {
 
     /// Agents of the group who could take a call now.
     fn free_agents(&self, members: &[String]) -> usize {
-        let node = &self.node;
-        let now_unix = crate::store::now_ms() as u64 / 1000;
-        members
-            .iter()
-            .map(|m| super::dial::member_devices(node, m, now_unix))
-            .filter(|(name, devices)| !devices.is_empty() && node.presence.state(name).available())
-            .count()
+        free_agents(&self.node, members)
+    }
+
+    /// The caller asked to be called back: their place is kept (and
+    /// stored, so a restart keeps it too); they hear so and the call ends.
+    async fn request_callback(
+        &mut self,
+        q: &QueueConfig,
+        ticket: u64,
+    ) -> Result<DialOutcome, CallError> {
+        let node = self.node.clone();
+        let waited = node.queues.waited(&q.name, ticket);
+        let cb = PendingCallback {
+            id: format!("cb-{:016x}", rand::random::<u64>()),
+            number: self.caller.clone(),
+            joined_ms: crate::store::now_ms() - waited.as_millis() as i64,
+            in_progress: false,
+        };
+        let store = node.callbacks.clone();
+        let (queue, saved) = (q.name.clone(), cb.clone());
+        crate::plugin::blocking(move || store.save(&queue, &saved))
+            .await?
+            .map_err(crate::plugin::failed)?;
+        node.queues.to_callback(&q.name, ticket, cb);
+        self.mark("queue:callback");
+        self.music = None;
+        let spaced: Vec<String> = self.caller.chars().map(String::from).collect();
+        let bye = say(format!(
+            "Thank you. We will call you back at {}. You keep your place in the queue. Goodbye.",
+            spaced.join(" ")
+        ));
+        self.play_items(&[bye], false).await?;
+        self.hangup()?;
+        Err(CallError::HungUp)
     }
 
     /// Loops the queue's music on the caller's leg.
@@ -407,6 +654,64 @@ mod tests {
         qs.leave("support", a);
         assert_eq!(qs.position("support", b), Some(1));
         assert_eq!(qs.stats()["support"].waiting, 1);
+    }
+
+    fn cb(id: &str, joined_ms: i64) -> PendingCallback {
+        PendingCallback {
+            id: id.into(),
+            number: "5551234".into(),
+            joined_ms,
+            in_progress: false,
+        }
+    }
+
+    /// A caller who asks for a callback keeps their place after leaving;
+    /// it is served when it comes up, once, and retried if nobody answered.
+    #[test]
+    fn a_callback_keeps_its_place_until_served() {
+        let qs = Queues::default();
+        let a = qs.join("q", 10).unwrap();
+        let b = qs.join("q", 10).unwrap();
+        qs.to_callback("q", a, cb("cb-a", 1));
+        qs.leave("q", a); // the caller hung up
+        assert_eq!(qs.position("q", b), Some(2), "b is still behind a's place");
+        assert!(qs.is_callback("q", a));
+        assert_eq!(qs.stats()["q"].callbacks_waiting, 1);
+        assert!(qs.callbacks_due("q", 0).is_empty(), "no free agent");
+        let due = qs.callbacks_due("q", 1);
+        assert_eq!(due.len(), 1);
+        assert!(qs.callbacks_due("q", 1).is_empty(), "served once at a time");
+        qs.callback_retry("q", "cb-a");
+        assert_eq!(qs.callbacks_due("q", 1).len(), 1);
+        qs.callback_done("q", "cb-a");
+        assert_eq!(qs.position("q", b), Some(1));
+        assert!(qs.callbacks().is_empty());
+    }
+
+    /// Restored after a restart, an old place goes before later callers.
+    #[test]
+    fn a_restored_callback_goes_before_callers_who_came_later() {
+        let qs = Queues::default();
+        let live = qs.join("q", 10).unwrap();
+        let now = crate::store::now_ms();
+        qs.restore("q", cb("old", now - 60_000));
+        assert_eq!(qs.position("q", live), Some(2));
+        assert_eq!(qs.callbacks()[0].1, 1);
+        let expired = qs.callbacks_expired("q", Duration::from_secs(30));
+        assert_eq!(expired.len(), 1, "waited a minute against a 30 s window");
+        assert!(qs.callbacks_due("q", 5).is_empty(), "already being handled");
+    }
+
+    #[test]
+    fn only_numbers_can_be_called_back() {
+        assert!(callable("+380441234567"));
+        assert!(callable("201"));
+        assert!(!callable("anonymous"));
+        assert!(!callable(""));
+        assert_eq!(
+            callback_offer('*'),
+            "To be called back without losing your place, press star."
+        );
     }
 
     #[test]

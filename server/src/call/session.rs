@@ -85,6 +85,23 @@ pub struct CallSession {
     pub(crate) music: Option<Vec<Arc<Prompt>>>,
     /// When the last dial connected someone (queues measure handle time).
     pub(crate) connected_at: Option<std::time::Instant>,
+    /// A call the node places (a queue callback): there is no caller yet;
+    /// the first dial's answering leg becomes the session's own leg.
+    pub(crate) originating: bool,
+    /// That leg once adopted.
+    pub(crate) adopted: Option<Adopted>,
+}
+
+/// An outbound leg that became a node-originated session's own leg.
+#[derive(Debug, Clone)]
+pub(crate) struct Adopted {
+    pub call_id: String,
+    pub port: u16,
+    /// Who answered (an agent's name), for presence.
+    pub label: String,
+    /// Whether the dial reserved the agent (busy until the session ends).
+    pub reserved: bool,
+    pub codec: &'static str,
 }
 
 /// Everything a session is built from.
@@ -136,7 +153,18 @@ impl CallSession {
             session_recording: None,
             music: None,
             connected_at: None,
+            originating: false,
+            adopted: None,
         }
+    }
+
+    /// Turns a fresh session into one the node places: nothing to answer,
+    /// and the first dial's answering leg becomes the session's leg.
+    pub(crate) fn originate(mut self) -> Self {
+        self.answered = true;
+        self.answer_sdp = None;
+        self.originating = true;
+        self
     }
 
     pub fn is_answered(&self) -> bool {
@@ -238,6 +266,13 @@ impl CallSession {
                     self.hold_events.push_back(hold);
                 }
                 None
+            }
+            CallEvent::Outbound {
+                call_id,
+                event: crate::sip::uac::UacEvent::RemoteBye,
+            } if self.adopted.as_ref().is_some_and(|a| a.call_id == call_id) => {
+                // The adopted leg is the session's caller now: its BYE ends the call.
+                Some(CallEvent::Ended(EndCause::CallerBye))
             }
             ev => Some(ev),
         }
@@ -525,9 +560,12 @@ impl CallSession {
 
     pub fn hangup(&mut self) -> Result<(), CallError> {
         self.check_live()?;
-        let _ = self.sip.send(SipCommand::Hangup {
-            call_id: self.call_id.clone(),
-        });
+        // A call the node placed hangs up the leg it adopted.
+        let call_id = match &self.adopted {
+            Some(a) => a.call_id.clone(),
+            None => self.call_id.clone(),
+        };
+        let _ = self.sip.send(SipCommand::Hangup { call_id });
         self.end("plugin-hangup");
         Ok(())
     }

@@ -1,0 +1,136 @@
+//! Queue callbacks that must survive a restart: a caller's kept place (queue,
+//! number, when they joined) is written before they are told "we will call
+//! you back", and read back into the queues when the node starts.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{params, Connection};
+
+use super::{now_ms, StoreError};
+use crate::call::queue::PendingCallback;
+
+const SCHEMA: &str = "
+    CREATE TABLE IF NOT EXISTS callbacks (
+        id TEXT PRIMARY KEY,
+        queue TEXT NOT NULL,
+        number TEXT NOT NULL,
+        joined_ms INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        updated_ms INTEGER NOT NULL
+    );";
+
+/// How a callback ended (its state once it is no longer waiting).
+pub const WAITING: &str = "waiting";
+
+#[derive(Clone)]
+pub struct Callbacks {
+    conn: Arc<Mutex<Connection>>,
+    path: String,
+}
+
+impl Callbacks {
+    pub fn open(path: &Path) -> Result<Callbacks, StoreError> {
+        let err = |source| StoreError::Sqlite {
+            path: path.display().to_string(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(err)?;
+        conn.execute_batch(SCHEMA).map_err(err)?;
+        Ok(Callbacks {
+            conn: Arc::new(Mutex::new(conn)),
+            path: path.display().to_string(),
+        })
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
+        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        f(&conn).map_err(|source| StoreError::Sqlite {
+            path: self.path.clone(),
+            source,
+        })
+    }
+
+    /// Keeps a caller's place (durably: SQLite commits before returning).
+    pub fn save(&self, queue: &str, cb: &PendingCallback) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT OR REPLACE INTO callbacks (id, queue, number, joined_ms, state, updated_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![cb.id, queue, cb.number, cb.joined_ms, WAITING, now_ms()],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// A callback is over: `state` says how (answered, customer-missed, expired…).
+    pub fn finish(&self, id: &str, state: &str) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE callbacks SET state = ?2, updated_ms = ?3 WHERE id = ?1",
+                params![id, state, now_ms()],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// Callbacks still waiting, oldest place first, with their queue.
+    pub fn waiting(&self) -> Result<Vec<(String, PendingCallback)>, StoreError> {
+        self.with(|c| {
+            let mut st = c.prepare(
+                "SELECT queue, id, number, joined_ms FROM callbacks
+                 WHERE state = ?1 ORDER BY joined_ms",
+            )?;
+            let rows = st.query_map(params![WAITING], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    PendingCallback {
+                        id: r.get(1)?,
+                        number: r.get(2)?,
+                        joined_ms: r.get(3)?,
+                        in_progress: false,
+                    },
+                ))
+            })?;
+            rows.collect()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_kept_place_survives_reopening_until_it_is_finished() {
+        let dir = std::env::temp_dir().join(format!("hl-cb-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("h.db");
+        let cb = |id: &str, joined_ms| PendingCallback {
+            id: id.into(),
+            number: "5551234".into(),
+            joined_ms,
+            in_progress: true,
+        };
+        {
+            let s = Callbacks::open(&path).unwrap();
+            s.save("support", &cb("b", 2000)).unwrap();
+            s.save("support", &cb("a", 1000)).unwrap();
+            s.save("sales", &cb("c", 3000)).unwrap();
+            s.finish("c", "answered").unwrap();
+        }
+        let s = Callbacks::open(&path).unwrap();
+        let waiting = s.waiting().unwrap();
+        let ids: Vec<&str> = waiting.iter().map(|(_, c)| c.id.as_str()).collect();
+        assert_eq!(ids, ["a", "b"], "oldest first, finished ones gone");
+        assert_eq!(waiting[0].0, "support");
+        assert!(
+            !waiting[0].1.in_progress,
+            "nobody serves it after a restart"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
