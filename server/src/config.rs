@@ -238,6 +238,10 @@ pub struct GroupConfig {
     /// for `step_s` before the group.
     #[serde(default)]
     pub managers: std::collections::BTreeMap<String, String>,
+    /// After a call from this group an agent gets no group or queue call
+    /// for this long (notes, the CRM).
+    #[serde(default)]
+    pub wrap_up_s: u64,
 }
 
 /// How a group's agents ring.

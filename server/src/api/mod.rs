@@ -42,6 +42,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/api/conferences", get(conferences))
         .route("/api/callbacks", get(callbacks))
         .route("/api/agents/{user}/dnd", put(set_dnd))
+        .route("/api/agents/{user}/pause", put(set_paused))
         .route(
             "/api/plugins/{name}",
             put(deploy).layer(DefaultBodyLimit::max(MAX_PLUGIN_BYTES)),
@@ -252,7 +253,12 @@ async fn agents(State(node): State<Arc<Node>>) -> Response {
         .presence
         .snapshot()
         .into_iter()
-        .map(|(user, s)| serde_json::json!({ "user": user, "calls": s.calls, "idle_since_ms": s.idle_since_ms, "dnd": s.dnd }))
+        .map(|(user, s)| {
+            serde_json::json!({
+                "user": user, "calls": s.calls, "idle_since_ms": s.idle_since_ms, "dnd": s.dnd,
+                "paused": s.paused, "wrap_up_until_ms": s.wrap_up_until_ms,
+            })
+        })
         .collect();
     Json(serde_json::json!({
         "agents": agents,
@@ -262,17 +268,37 @@ async fn agents(State(node): State<Arc<Node>>) -> Response {
     .into_response()
 }
 
-/// `PUT /api/agents/{user}/dnd` with `on` or `off`: ring groups skip an agent in do-not-disturb.
+/// `PUT /api/agents/{user}/dnd` with `on` or `off`: nothing rings an agent in do-not-disturb.
 async fn set_dnd(
     State(node): State<Arc<Node>>,
     Path(user): Path<String>,
     body: String,
 ) -> Response {
-    let dnd = match body.trim() {
-        "on" | "true" => true,
-        "off" | "false" => false,
-        _ => return (StatusCode::BAD_REQUEST, "body must be on or off\n").into_response(),
-    };
-    node.presence.set_dnd(&user, dnd);
+    match on_off(&body) {
+        Some(dnd) => node.presence.set_dnd(&user, dnd),
+        None => return (StatusCode::BAD_REQUEST, "body must be on or off\n").into_response(),
+    }
     StatusCode::NO_CONTENT.into_response()
+}
+
+/// `PUT /api/agents/{user}/pause` with `on` or `off`: groups and queues pass
+/// a paused agent over (a break); direct calls still ring.
+async fn set_paused(
+    State(node): State<Arc<Node>>,
+    Path(user): Path<String>,
+    body: String,
+) -> Response {
+    match on_off(&body) {
+        Some(paused) => node.presence.set_paused(&user, paused),
+        None => return (StatusCode::BAD_REQUEST, "body must be on or off\n").into_response(),
+    }
+    StatusCode::NO_CONTENT.into_response()
+}
+
+fn on_off(body: &str) -> Option<bool> {
+    match body.trim() {
+        "on" | "true" => Some(true),
+        "off" | "false" => Some(false),
+        _ => None,
+    }
 }

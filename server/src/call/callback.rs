@@ -68,7 +68,7 @@ async fn serve(node: Arc<Node>, q: QueueConfig, cb: PendingCallback) {
         .await;
     if !matches!(agent, Ok(ref o) if o.status == DialStatus::Completed) {
         s.mark("callback:no-agent");
-        end(&node, &mut s, "callback-no-agent");
+        end(&node, &mut s, "callback-no-agent", 0);
         tokio::time::sleep(RETRY_AFTER).await;
         return node.queues.callback_retry(&q.name, &cb.id);
     }
@@ -104,12 +104,18 @@ async fn serve(node: Arc<Node>, q: QueueConfig, cb: PendingCallback) {
         Err(_) => {
             // The agent hung up before the customer answered: the place stays.
             s.mark("callback:agent-left");
-            end(&node, &mut s, "callback-agent-left");
+            end(&node, &mut s, "callback-agent-left", 0);
             return node.queues.callback_retry(&q.name, &cb.id);
         }
     };
     finish(&node, &q, &cb, state).await;
-    end(&node, &mut s, &format!("callback-{state}"));
+    let wrap_up_s = node.config.group(&q.group).map_or(0, |g| g.wrap_up_s);
+    end(
+        &node,
+        &mut s,
+        &format!("callback-{state}"),
+        wrap_up_s as i64 * 1000,
+    );
 }
 
 /// The window passed: call the customer, apologise, take a message.
@@ -138,7 +144,7 @@ async fn expire(node: Arc<Node>, q: QueueConfig, cb: PendingCallback) {
         "expired-unreached"
     };
     finish(&node, &q, &cb, state).await;
-    end(&node, &mut s, &format!("callback-{state}"));
+    end(&node, &mut s, &format!("callback-{state}"), 0);
 }
 
 /// Hands the customer to the queue's voicemail plugin (mailbox: the queue).
@@ -218,7 +224,7 @@ async fn finish(node: &Arc<Node>, q: &QueueConfig, cb: &PendingCallback, state: 
 }
 
 /// Hangs up and frees the adopted leg, and closes the session's record.
-fn end(node: &Node, s: &mut CallSession, cause: &str) {
+fn end(node: &Node, s: &mut CallSession, cause: &str, wrap_up_ms: i64) {
     if let Some(a) = s.adopted.take() {
         // Ended already: the far end hung up, or a plugin did (and sent the BYE).
         let already_ended = s.ended.is_some();
@@ -233,7 +239,8 @@ fn end(node: &Node, s: &mut CallSession, cause: &str) {
             call_id: a.call_id.clone(),
         });
         if a.reserved {
-            node.presence.free(&a.label, crate::store::now_ms());
+            node.presence
+                .free_after(&a.label, crate::store::now_ms(), wrap_up_ms);
         }
         let leg_cause = if already_ended {
             "ended"

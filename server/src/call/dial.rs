@@ -136,6 +136,8 @@ struct Attempt {
     from_user: String,
     /// 3xx redirects followed so far.
     redirects: u32,
+    /// Answered and connected: a group's agent wraps up afterwards.
+    talked: bool,
 }
 
 /// Responses that mean "this carrier failed", not "this callee declined".
@@ -176,11 +178,17 @@ fn extension_routes(node: &super::Node, user: &str, now_unix: u64) -> Vec<Route>
     routes
 }
 
-impl super::presence::Presence {
-    /// Frees the agent an attempt held (ringing or talking), once.
-    fn release(&self, a: &mut Attempt) {
+impl super::Node {
+    /// Frees the agent an attempt held (ringing or talking), once; after a
+    /// group's call they wrap up for the group's `wrap_up_s`.
+    fn release_agent(&self, a: &mut Attempt) {
         if std::mem::take(&mut a.reserved) {
-            self.free(&a.label, crate::store::now_ms());
+            let wrap_up_s = match (&a.group, a.talked) {
+                (Some(g), true) => self.config.group(g).map_or(0, |g| g.wrap_up_s),
+                _ => 0,
+            };
+            self.presence
+                .free_after(&a.label, crate::store::now_ms(), wrap_up_s as i64 * 1000);
         }
     }
 }
@@ -349,7 +357,8 @@ impl CallSession {
                         .get(&self.caller)
                         .map(|m| member_devices(&node, m, now_unix))
                         .filter(|(m, devices)| {
-                            !devices.is_empty() && node.presence.state(m).available()
+                            !devices.is_empty()
+                                && node.presence.state(m).ready(crate::store::now_ms())
                         });
                     let head_start = if manager.is_some() {
                         step
@@ -507,6 +516,7 @@ impl CallSession {
                 failover: routes,
                 from_user: from_user.clone(),
                 redirects: 0,
+                talked: false,
             });
         }
         // Ringback until someone answers.
@@ -514,7 +524,7 @@ impl CallSession {
         let outcome = self.ring_and_talk(&mut attempts, timeout).await;
         self.media.stop(self.leg);
         for a in attempts.iter_mut() {
-            node.presence.release(a);
+            node.release_agent(a);
         }
         for a in attempts.iter().filter(|a| a.port != 0) {
             node.media.remove_leg(a.leg);
@@ -745,11 +755,12 @@ impl CallSession {
         self.count_groups(attempts, Some(winner), GroupOutcome::Answered { ring_ms });
         self.end_attempts(attempts, Some(winner), "answered-elsewhere");
         self.mark(&format!("answered:{}", attempts[winner].label));
+        attempts[winner].talked = true;
         // The others stop ringing: free for other calls; the winner stays busy
         // until the dial ends.
         for (i, a) in attempts.iter_mut().enumerate() {
             if i != winner {
-                self.node.presence.release(a);
+                self.node.release_agent(a);
             }
         }
         self.connected_at = Some(Instant::now());

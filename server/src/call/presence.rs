@@ -1,5 +1,7 @@
 //! Agents' availability for ring groups: busy while in a call, idle since when
-//! (the uniform strategy rings the agent idle longest first), do-not-disturb.
+//! (the uniform strategy rings the agent idle longest first), wrap-up time
+//! after a group's call, paused (no group or queue calls; direct calls still
+//! ring), do-not-disturb (nothing rings).
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
@@ -13,11 +15,21 @@ pub struct AgentState {
     /// When the agent's last call ended (Unix ms); 0 = no call yet.
     pub idle_since_ms: i64,
     pub dnd: bool,
+    /// On a break: groups and queues pass them over.
+    pub paused: bool,
+    /// After a group's call the agent wraps up (notes) until then (Unix ms).
+    pub wrap_up_until_ms: i64,
 }
 
 impl AgentState {
+    /// Free for a direct call.
     pub fn available(&self) -> bool {
         self.calls == 0 && !self.dnd
+    }
+
+    /// Free for a group's or a queue's call at `now_ms`.
+    pub fn ready(&self, now_ms: i64) -> bool {
+        self.available() && !self.paused && now_ms >= self.wrap_up_until_ms
     }
 }
 
@@ -67,10 +79,22 @@ impl Presence {
 
     /// One of the agent's calls ended at `now_ms`.
     pub fn free(&self, user: &str, now_ms: i64) {
+        self.free_after(user, now_ms, 0);
+    }
+
+    /// A call ended at `now_ms` after which the agent wraps up for `wrap_up_ms`.
+    pub fn free_after(&self, user: &str, now_ms: i64, wrap_up_ms: i64) {
         let mut agents = self.lock();
         let a = agents.entry(user.to_string()).or_default();
         a.calls = a.calls.saturating_sub(1);
         a.idle_since_ms = now_ms;
+        if wrap_up_ms > 0 {
+            a.wrap_up_until_ms = a.wrap_up_until_ms.max(now_ms + wrap_up_ms);
+        }
+    }
+
+    pub fn set_paused(&self, user: &str, paused: bool) {
+        self.lock().entry(user.to_string()).or_default().paused = paused;
     }
 
     /// Counts one call to a group and how it ended.
@@ -101,7 +125,16 @@ impl Presence {
         let agents = self.snapshot();
         let busy = agents.iter().filter(|(_, a)| a.calls > 0).count();
         let dnd = agents.iter().filter(|(_, a)| a.dnd).count();
-        let mut out = format!("hookline_agents_busy {busy}\nhookline_agents_dnd {dnd}\n");
+        let paused = agents.iter().filter(|(_, a)| a.paused).count();
+        let now = crate::store::now_ms();
+        let wrap_up = agents
+            .iter()
+            .filter(|(_, a)| a.calls == 0 && a.wrap_up_until_ms > now)
+            .count();
+        let mut out = format!(
+            "hookline_agents_busy {busy}\nhookline_agents_dnd {dnd}\nhookline_agents_paused {paused}\n\
+             hookline_agents_wrap_up {wrap_up}\n"
+        );
         for (name, g) in self.groups() {
             for (metric, value) in [
                 ("offered", g.offered),
@@ -130,15 +163,16 @@ impl Presence {
         v
     }
 
-    /// A group's members in ringing order, without busy or do-not-disturb
-    /// agents: list order, or for `uniform` the longest idle first (agents
-    /// that had no call yet before all others, in list order).
+    /// A group's members in ringing order, without busy, wrapping-up,
+    /// paused or do-not-disturb agents: list order, or for `uniform` the
+    /// longest idle first (agents that had no call yet before all others).
     pub fn ring_order(&self, members: &[String], strategy: RingStrategy) -> Vec<String> {
+        let now = crate::store::now_ms();
         let agents = self.lock();
         let mut order: Vec<(i64, &String)> = members
             .iter()
             .map(|m| (agents.get(m).copied().unwrap_or_default(), m))
-            .filter(|(s, _)| s.available())
+            .filter(|(s, _)| s.ready(now))
             .map(|(s, m)| (s.idle_since_ms, m))
             .collect();
         if strategy == RingStrategy::Uniform {
@@ -179,5 +213,22 @@ mod tests {
         p.free("202", 2_000);
         p.set_dnd("204", false);
         assert_eq!(p.ring_order(&members, RingStrategy::All), members);
+    }
+
+    #[test]
+    fn wrapping_up_and_paused_agents_are_passed_over_but_not_for_direct_calls() {
+        let p = Presence::default();
+        let members = names(&["201", "202", "203"]);
+        let now = crate::store::now_ms();
+        p.busy("201");
+        p.free_after("201", now, 60_000);
+        p.set_paused("202", true);
+        assert_eq!(p.ring_order(&members, RingStrategy::All), names(&["203"]));
+        assert!(p.state("201").available(), "a direct call still rings");
+        assert!(!p.state("201").ready(now + 59_000));
+        assert!(p.state("201").ready(now + 60_000), "wrap-up over");
+        p.set_paused("202", false);
+        assert!(p.state("202").ready(now));
+        assert!(p.render_metrics().contains("hookline_agents_wrap_up 1"));
     }
 }

@@ -54,6 +54,25 @@ pub struct QueueConfig {
     /// (its `mailbox` argument is the queue's name).
     #[serde(default = "default_callback_voicemail")]
     pub callback_voicemail: String,
+    /// Callers served ahead of others: caller number (or prefix ending in
+    /// `*`) -> priority; higher first, equal ones first come, first served.
+    #[serde(default)]
+    pub priorities: BTreeMap<String, u32>,
+}
+
+impl QueueConfig {
+    /// A caller's priority: an exact number, else the longest matching prefix.
+    pub fn priority_of(&self, caller: &str) -> u32 {
+        if let Some(p) = self.priorities.get(caller) {
+            return *p;
+        }
+        self.priorities
+            .iter()
+            .filter_map(|(k, p)| Some((k.strip_suffix('*')?, p)))
+            .filter(|(prefix, _)| caller.starts_with(prefix))
+            .max_by_key(|(prefix, _)| prefix.len())
+            .map_or(0, |(_, p)| *p)
+    }
 }
 
 fn default_callback_window_s() -> u64 {
@@ -97,6 +116,7 @@ pub struct PendingCallback {
 struct Waiting {
     ticket: u64,
     since: Instant,
+    priority: u32,
     callback: Option<PendingCallback>,
 }
 
@@ -144,8 +164,9 @@ impl Queues {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Joins the end of a queue; `None` when it is full.
-    pub fn join(&self, queue: &str, max_len: usize) -> Option<u64> {
+    /// Joins a queue behind everyone of the same or a higher priority;
+    /// `None` when it is full.
+    pub fn join(&self, queue: &str, max_len: usize, priority: u32) -> Option<u64> {
         let mut all = self.lock();
         let q = all.entry(queue.to_string()).or_default();
         if q.waiting.len() >= max_len {
@@ -154,11 +175,20 @@ impl Queues {
         let ticket = self
             .next_ticket
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        q.waiting.push_back(Waiting {
-            ticket,
-            since: Instant::now(),
-            callback: None,
-        });
+        let at = q
+            .waiting
+            .iter()
+            .position(|w| w.priority < priority)
+            .unwrap_or(q.waiting.len());
+        q.waiting.insert(
+            at,
+            Waiting {
+                ticket,
+                since: Instant::now(),
+                priority,
+                callback: None,
+            },
+        );
         Some(ticket)
     }
 
@@ -187,13 +217,14 @@ impl Queues {
         let at = q
             .waiting
             .iter()
-            .position(|w| w.since > since)
+            .position(|w| w.priority == 0 && w.since > since)
             .unwrap_or(q.waiting.len());
         q.waiting.insert(
             at,
             Waiting {
                 ticket,
                 since,
+                priority: 0,
                 callback: Some(cb),
             },
         );
@@ -418,11 +449,12 @@ fn say(text: impl Into<String>) -> PlayItem {
 
 /// Agents of a group who could take a call now.
 pub(crate) fn free_agents(node: &super::Node, members: &[String]) -> usize {
-    let now_unix = crate::store::now_ms() as u64 / 1000;
+    let now_ms = crate::store::now_ms();
+    let now_unix = now_ms as u64 / 1000;
     members
         .iter()
         .map(|m| super::dial::member_devices(node, m, now_unix))
-        .filter(|(name, devices)| !devices.is_empty() && node.presence.state(name).available())
+        .filter(|(name, devices)| !devices.is_empty() && node.presence.state(name).ready(now_ms))
         .count()
 }
 
@@ -442,11 +474,15 @@ impl CallSession {
         self.check_live()?;
         self.answer()?;
         let node = self.node.clone();
-        let Some(ticket) = node.queues.join(&q.name, q.max_len) else {
+        let priority = q.priority_of(&self.caller);
+        let Some(ticket) = node.queues.join(&q.name, q.max_len, priority) else {
             self.mark(&format!("queue:{}:full", q.name));
             return Ok(DialOutcome::missed(DialStatus::Busy));
         };
         self.mark(&format!("queue:{}", q.name));
+        if priority > 0 {
+            self.mark(&format!("queue:priority:{priority}"));
+        }
         self.connected_at = None;
         let out = self.queued(q, ticket, timeout, caller_id).await;
         node.queues.leave(&q.name, ticket);
@@ -646,9 +682,9 @@ mod tests {
     #[test]
     fn first_come_first_served_and_a_full_queue_refuses() {
         let qs = Queues::default();
-        let a = qs.join("support", 2).unwrap();
-        let b = qs.join("support", 2).unwrap();
-        assert_eq!(qs.join("support", 2), None);
+        let a = qs.join("support", 2, 0).unwrap();
+        let b = qs.join("support", 2, 0).unwrap();
+        assert_eq!(qs.join("support", 2, 0), None);
         assert_eq!(qs.position("support", a), Some(1));
         assert_eq!(qs.position("support", b), Some(2));
         qs.leave("support", a);
@@ -670,8 +706,8 @@ mod tests {
     #[test]
     fn a_callback_keeps_its_place_until_served() {
         let qs = Queues::default();
-        let a = qs.join("q", 10).unwrap();
-        let b = qs.join("q", 10).unwrap();
+        let a = qs.join("q", 10, 0).unwrap();
+        let b = qs.join("q", 10, 0).unwrap();
         qs.to_callback("q", a, cb("cb-a", 1));
         qs.leave("q", a); // the caller hung up
         assert_eq!(qs.position("q", b), Some(2), "b is still behind a's place");
@@ -692,7 +728,7 @@ mod tests {
     #[test]
     fn a_restored_callback_goes_before_callers_who_came_later() {
         let qs = Queues::default();
-        let live = qs.join("q", 10).unwrap();
+        let live = qs.join("q", 10, 0).unwrap();
         let now = crate::store::now_ms();
         qs.restore("q", cb("old", now - 60_000));
         assert_eq!(qs.position("q", live), Some(2));
@@ -700,6 +736,30 @@ mod tests {
         let expired = qs.callbacks_expired("q", Duration::from_secs(30));
         assert_eq!(expired.len(), 1, "waited a minute against a 30 s window");
         assert!(qs.callbacks_due("q", 5).is_empty(), "already being handled");
+    }
+
+    #[test]
+    fn higher_priorities_go_first_and_equal_ones_keep_their_order() {
+        let qs = Queues::default();
+        let a = qs.join("q", 10, 0).unwrap();
+        let b = qs.join("q", 10, 0).unwrap();
+        let vip = qs.join("q", 10, 10).unwrap();
+        let vip2 = qs.join("q", 10, 10).unwrap();
+        let mid = qs.join("q", 10, 5).unwrap();
+        let order: Vec<usize> = [vip, vip2, mid, a, b]
+            .iter()
+            .map(|t| qs.position("q", *t).unwrap())
+            .collect();
+        assert_eq!(order, [1, 2, 3, 4, 5]);
+        let cfg: QueueConfig = toml::from_str(
+            r#"name = "q"
+group = "g"
+priorities = { "380501234567" = 10, "38050*" = 5, "3805*" = 1 }"#,
+        )
+        .unwrap();
+        assert_eq!(cfg.priority_of("380501234567"), 10);
+        assert_eq!(cfg.priority_of("380509999999"), 5, "the longest prefix");
+        assert_eq!(cfg.priority_of("380671234567"), 0);
     }
 
     #[test]
