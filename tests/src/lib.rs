@@ -37,11 +37,40 @@ pub fn ivr_wasm() -> PathBuf {
     workspace_root().join("target/wasm32-wasip2/release/hookline_ivr.wasm")
 }
 
+/// Signalling ports for peers (baresip, SIPp UAS, the node's SIP and HTTP)
+/// come from 6000-9999: below SIPp's media ports and the nodes' RTP ranges,
+/// and outside the kernel's ephemeral range, where a port asked of the
+/// kernel and let go could be handed to someone else before the peer binds
+/// it. Each process walks the range from its own random start, so tests
+/// running side by side rarely meet; a port in use is skipped.
+fn kit_port(free: impl Fn(u16) -> bool) -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 6000;
+    const COUNT: u32 = 4000;
+    static START: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    // Even ports only: baresip takes the next one for SIP over TLS.
+    let start = *START.get_or_init(|| rand_u32() % (COUNT / 2));
+    for _ in 0..COUNT / 2 {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (FIRST + (start + n) % (COUNT / 2) * 2) as u16;
+        if free(port) {
+            return port;
+        }
+    }
+    panic!("no free port in {FIRST}-{}", FIRST + COUNT - 1)
+}
+
+fn udp_free(port: u16) -> bool {
+    UdpSocket::bind(("127.0.0.1", port)).is_ok()
+}
+
+fn tcp_free(port: u16) -> bool {
+    std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+}
+
 pub fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .map(|a| a.port())
-        .expect("free UDP port")
+    kit_port(udp_free)
 }
 
 /// A media port for SIPp: SIPp binds it and the next three (RTCP, video RTP/RTCP),
@@ -66,20 +95,11 @@ fn rand_u32() -> u32 {
 
 /// A port free for both UDP and TCP (the node's SIP listens on both).
 pub fn free_sip_port() -> u16 {
-    for _ in 0..100 {
-        let p = free_udp_port();
-        if std::net::TcpListener::bind(("127.0.0.1", p)).is_ok() {
-            return p;
-        }
-    }
-    free_udp_port()
+    kit_port(|p| udp_free(p) && tcp_free(p))
 }
 
 pub fn free_tcp_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .map(|a| a.port())
-        .expect("free TCP port")
+    kit_port(tcp_free)
 }
 
 /// A call record's route path as strings.
