@@ -5,6 +5,7 @@
 //! the node rings the agent first, then calls the customer back through the
 //! trunk and bridges them: each hears the other's tone.
 //!
+//! The IVR puts the caller in the queue with the host API's `enqueue`.
 //! And when nobody is free within the callback window, the node calls the
 //! customer, apologises and takes a voicemail.
 
@@ -47,7 +48,7 @@ ring_s = 15
 [[routes]]
 number = "700"
 plugin = "ivr"
-config = {{ fallback = {{ name = "queue", dial = ["help"], dial_timeout_ms = 120000 }} }}
+config = {{ fallback = {{ name = "queue", enqueue = "help" }} }}
 "#
     )
 }
@@ -75,6 +76,8 @@ fn ask_for_callback(node: &TestNode, customer: &Baresip) -> Value {
         .unwrap_or_else(|e| panic!("{e}\n{}", node.logs()));
     let path = steps(&call);
     assert!(path.contains(&"queue:callback"), "{path:?}");
+    // The plugin's enqueue verb learnt how the wait ended.
+    assert!(path.contains(&"queue-end:callback"), "{path:?}");
     assert!(path.contains(&"from-trunk:carrier"), "{path:?}");
     call
 }

@@ -5,7 +5,7 @@
 use hookline_sdk::media::CollectOptions;
 use hookline_sdk::menu::{Menu, MenuOutcome};
 use hookline_sdk::routing::RingStrategy;
-use hookline_sdk::routing::{DialOptions, DialStatus, DialTarget};
+use hookline_sdk::routing::{DialOptions, DialStatus, DialTarget, EnqueueOptions, QueueEnd};
 use hookline_sdk::{data, field, media, prompts, routing, CallError, CallInfo, Manifest, Plugin};
 use serde::Deserialize;
 
@@ -86,6 +86,13 @@ pub struct Branch {
     pub dial: Vec<String>,
     #[serde(default = "default_dial_timeout_ms")]
     pub dial_timeout_ms: u32,
+    /// Wait in this queue (after the prompts; instead of `dial`): the
+    /// queue's music, announcements, leave and callback keys apply.
+    #[serde(default)]
+    pub enqueue: Option<String>,
+    /// The caller's priority in that queue (the queue's own list may raise it).
+    #[serde(default)]
+    pub priority: u32,
     /// Played when nobody answers the dial or the handed-over plugin returns.
     #[serde(default)]
     pub unanswered: Vec<String>,
@@ -240,6 +247,8 @@ fn menu_or_extension(config: &IvrConfig, menu: &Menu, callee: &str) -> Result<()
                 prompts: Vec::new(),
                 dial: vec![digits.to_string()],
                 dial_timeout_ms: default_dial_timeout_ms(),
+                enqueue: None,
+                priority: 0,
                 unanswered: config.fallback.unanswered.clone(),
                 hand_over: config.fallback.hand_over.clone(),
                 hand_over_args: config.fallback.hand_over_args.clone(),
@@ -256,6 +265,16 @@ fn menu_or_extension(config: &IvrConfig, menu: &Menu, callee: &str) -> Result<()
         }
     }
     take(&config.fallback, callee)
+}
+
+fn queue_end_name(end: QueueEnd) -> &'static str {
+    match end {
+        QueueEnd::Answered => "answered",
+        QueueEnd::Timeout => "timeout",
+        QueueEnd::Full => "full",
+        QueueEnd::Left => "left",
+        QueueEnd::Callback => "callback",
+    }
 }
 
 /// Offers the language menu; no valid key keeps the node's default language.
@@ -289,7 +308,26 @@ fn take(branch: &Branch, callee: &str) -> Result<(), CallError> {
         media::play(&prompts(&branch.prompts), false)?;
     }
     let mut connected = false;
-    if !branch.dial.is_empty() {
+    if let Some(queue) = &branch.enqueue {
+        let end = routing::enqueue(
+            queue,
+            EnqueueOptions {
+                priority: branch.priority,
+                max_wait_ms: 0,
+            },
+        )?;
+        data::mark(&format!("queue-end:{}", queue_end_name(end)));
+        match end {
+            // The caller asked to be called back: the node has said goodbye.
+            QueueEnd::Callback => return Ok(()),
+            QueueEnd::Answered => connected = true,
+            QueueEnd::Timeout | QueueEnd::Full | QueueEnd::Left => {
+                if !branch.unanswered.is_empty() {
+                    media::play(&prompts(&branch.unanswered), false)?;
+                }
+            }
+        }
+    } else if !branch.dial.is_empty() {
         let targets = branch
             .dial
             .iter()
@@ -326,7 +364,7 @@ fn take(branch: &Branch, callee: &str) -> Result<(), CallError> {
         if !done.ok {
             hookline_sdk::warn(&format!("{plugin}: {}", done.reason.unwrap_or_default()));
         }
-        if !branch.unanswered.is_empty() && branch.dial.is_empty() {
+        if !branch.unanswered.is_empty() && branch.dial.is_empty() && branch.enqueue.is_none() {
             media::play(&prompts(&branch.unanswered), false)?;
         }
     }

@@ -463,6 +463,19 @@ pub fn estimated_wait(position: usize, agents: usize, handle: Duration) -> Durat
     handle * position as u32 / agents.max(1) as u32
 }
 
+/// How waiting in a queue ended (the `enqueue` verb's answer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueExit {
+    /// An agent answered; the call with them has ended since.
+    Answered,
+    Timeout,
+    Full,
+    /// The caller pressed the leave key.
+    Left,
+    /// The caller asked for a callback (and the node hung up).
+    Callback,
+}
+
 impl CallSession {
     /// Waits in `q` until an agent of its group answers; see [`QueueConfig`].
     pub(crate) async fn wait_in_queue(
@@ -471,13 +484,52 @@ impl CallSession {
         timeout: Duration,
         caller_id: Option<String>,
     ) -> Result<DialOutcome, CallError> {
+        let priority = q.priority_of(&self.caller);
+        match self
+            .wait_in_queue_as(q, timeout, caller_id, priority)
+            .await?
+        {
+            (_, QueueExit::Callback) => Err(CallError::HungUp),
+            (out, _) => Ok(out),
+        }
+    }
+
+    /// The `enqueue` verb: waits in the queue named `name` with at least
+    /// `priority`, at most `max_wait` (zero: the queue's own limit).
+    pub async fn enqueue(
+        &mut self,
+        name: &str,
+        priority: u32,
+        max_wait: Duration,
+    ) -> Result<QueueExit, CallError> {
+        self.check_live()?;
+        let Some(q) = self.node.config.queue(name).cloned() else {
+            return Err(CallError::InvalidArgument(format!("no queue {name:?}")));
+        };
+        let limit = Duration::from_secs(q.max_wait_s);
+        let timeout = if max_wait.is_zero() {
+            limit
+        } else {
+            max_wait.min(limit)
+        };
+        let priority = priority.max(q.priority_of(&self.caller));
+        let (_, exit) = self.wait_in_queue_as(&q, timeout, None, priority).await?;
+        Ok(exit)
+    }
+
+    async fn wait_in_queue_as(
+        &mut self,
+        q: &QueueConfig,
+        timeout: Duration,
+        caller_id: Option<String>,
+        priority: u32,
+    ) -> Result<(DialOutcome, QueueExit), CallError> {
         self.check_live()?;
         self.answer()?;
         let node = self.node.clone();
-        let priority = q.priority_of(&self.caller);
         let Some(ticket) = node.queues.join(&q.name, q.max_len, priority) else {
             self.mark(&format!("queue:{}:full", q.name));
-            return Ok(DialOutcome::missed(DialStatus::Busy));
+            return Ok((DialOutcome::missed(DialStatus::Busy), QueueExit::Full));
         };
         self.mark(&format!("queue:{}", q.name));
         if priority > 0 {
@@ -504,7 +556,13 @@ impl CallSession {
             (None, Err(_)) if node.queues.is_callback(&q.name, ticket) => {}
             (None, Err(_)) => node.queues.count(&q.name, |s| s.abandoned += 1),
         }
-        out
+        match out {
+            Err(CallError::HungUp) if node.queues.is_callback(&q.name, ticket) => Ok((
+                DialOutcome::missed(DialStatus::NoAnswer),
+                QueueExit::Callback,
+            )),
+            out => out,
+        }
     }
 
     async fn queued(
@@ -513,7 +571,7 @@ impl CallSession {
         ticket: u64,
         timeout: Duration,
         caller_id: Option<String>,
-    ) -> Result<DialOutcome, CallError> {
+    ) -> Result<(DialOutcome, QueueExit), CallError> {
         let node = self.node.clone();
         let Some(group) = node.config.group(&q.group).cloned() else {
             return Err(CallError::InvalidArgument(format!(
@@ -577,11 +635,14 @@ impl CallSession {
             while let Some(d) = self.take_digit() {
                 if Some(d) == q.leave_digit {
                     self.mark("queue:left");
-                    return Ok(DialOutcome::missed(DialStatus::NoAnswer));
+                    return Ok((DialOutcome::missed(DialStatus::NoAnswer), QueueExit::Left));
                 }
                 if Some(d) == q.callback_digit {
                     if callable(&self.caller) {
-                        return self.request_callback(q, ticket).await;
+                        return self
+                            .request_callback(q, ticket)
+                            .await
+                            .map(|o| (o, QueueExit::Callback));
                     }
                     self.mark("queue:callback-unavailable");
                     let sorry = say("We cannot call your number back. Please stay on the line.");
@@ -600,16 +661,20 @@ impl CallSession {
                     )
                     .await?;
                 if out.status == DialStatus::Completed {
-                    return Ok(DialOutcome {
+                    let out = DialOutcome {
                         answered_target: Some(0),
                         ..out
-                    });
+                    };
+                    return Ok((out, QueueExit::Answered));
                 }
                 self.hold_music();
             }
             if tokio::time::Instant::now() >= deadline {
                 self.mark("queue:timeout");
-                return Ok(DialOutcome::missed(DialStatus::NoAnswer));
+                return Ok((
+                    DialOutcome::missed(DialStatus::NoAnswer),
+                    QueueExit::Timeout,
+                ));
             }
             // Wait a moment for a key or the caller leaving, then look again.
             let mut wake = tokio::time::Instant::now() + Duration::from_millis(500);

@@ -171,11 +171,22 @@ impl routing::Host for CallState {
 
     async fn enqueue(
         &mut self,
-        _queue: String,
-        _options: routing::EnqueueOptions,
+        queue: String,
+        options: routing::EnqueueOptions,
     ) -> Result<routing::QueueEnd, CallError> {
-        self.call()?.check_live()?;
-        Err(CallError::Unavailable)
+        use crate::call::queue::QueueExit;
+        let max_wait = Duration::from_millis(options.max_wait_ms.into());
+        let exit = self
+            .call()?
+            .enqueue(&queue, options.priority, max_wait)
+            .await?;
+        Ok(match exit {
+            QueueExit::Answered => routing::QueueEnd::Answered,
+            QueueExit::Timeout => routing::QueueEnd::Timeout,
+            QueueExit::Full => routing::QueueEnd::Full,
+            QueueExit::Left => routing::QueueEnd::Left,
+            QueueExit::Callback => routing::QueueEnd::Callback,
+        })
     }
 
     async fn conference(&mut self, room: String, muted: bool) -> Result<(), CallError> {
