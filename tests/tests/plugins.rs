@@ -157,7 +157,7 @@ fn a_plugin_gets_nothing_it_was_not_granted() {
         "escape:speech=not-allowed",
         "escape:fs=denied",
         "escape:net=denied",
-        "escape:enqueue=unavailable",
+        "escape:enqueue=invalid-argument",
     ] {
         assert!(path.contains(&expected.to_string()), "{expected}: {path:?}");
     }

@@ -138,7 +138,7 @@ fn escape(info: &CallInfo, target: &str) {
         "escape:net={}",
         if net.is_ok() { "connected" } else { "denied" }
     ));
-    // Verbs whose engine comes later say so cleanly.
+    // A queue the node does not have is refused cleanly (no wait, no trap).
     let q = routing::enqueue(
         "sales",
         hookline_sdk::routing::EnqueueOptions {
