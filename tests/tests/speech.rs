@@ -38,6 +38,73 @@ fn a_caller_picks_a_language_then_says_the_department() {
     assert!(path.contains(&"branch:support"), "{path:?}");
 }
 
+/// The best normalised correlation of `snippet` anywhere in `audio`: about 1
+/// where those very samples were played (G.711 adds only quantisation noise).
+fn best_match(audio: &[i16], snippet: &[i16]) -> f64 {
+    let s: Vec<f64> = snippet.iter().map(|&x| x as f64).collect();
+    let s_norm = s.iter().map(|x| x * x).sum::<f64>().sqrt();
+    let a: Vec<f64> = audio.iter().map(|&x| x as f64).collect();
+    if a.len() < s.len() || s_norm == 0.0 {
+        return 0.0;
+    }
+    let mut energy: f64 = a[..s.len()].iter().map(|x| x * x).sum();
+    let mut best: f64 = 0.0;
+    for lag in 0..=a.len() - s.len() {
+        if lag > 0 {
+            energy += a[lag + s.len() - 1].powi(2) - a[lag - 1].powi(2);
+        }
+        if energy > 1.0 {
+            let dot: f64 = a[lag..lag + s.len()]
+                .iter()
+                .zip(&s)
+                .map(|(x, y)| x * y)
+                .sum();
+            best = best.max(dot / (energy.max(0.0).sqrt() * s_norm));
+        }
+    }
+    best
+}
+
+/// 300 ms from the middle of a rendered prompt (speech, not the silence around it).
+fn middle_of(wav: &std::path::Path) -> Vec<i16> {
+    let pcm = hookline_tests::read_wav_i16(wav).unwrap();
+    let mid = pcm.len() / 2;
+    pcm[mid - 1200..mid + 1200].to_vec()
+}
+
+/// The language menu on 200: a caller who presses 2 hears the greeting and
+/// the main menu in Russian (the very audio the node rendered for "ru"),
+/// not the English ones.
+#[test]
+fn a_caller_who_picks_russian_hears_the_menu_in_russian() {
+    let node = TestNode::start(NodeSpec::default()).unwrap();
+    let phone =
+        Baresip::start_with_mic(&format!("sip:200@{}", node.sip), &silence(40_000)).unwrap();
+    phone.press_when_answered(&node, "2");
+    let greeting = hookline_tests::wav_duration_ms(&node.prompt_wav_in("ru", "welcome")).unwrap();
+    let menu = hookline_tests::wav_duration_ms(&node.prompt_wav_in("ru", "main_menu")).unwrap();
+    std::thread::sleep(Duration::from_millis(greeting + menu + 2000));
+    let phone = phone.quit().unwrap();
+    let call = node
+        .wait_for_call(Duration::from_secs(20), |c| {
+            c["caller"] == "bs" && c["hangup_cause"].is_string()
+        })
+        .unwrap();
+    let path = steps(&call);
+    let lang = path.iter().position(|s| *s == "language:ru");
+    let main_menu = path.iter().position(|s| *s == "prompt:main_menu");
+    assert!(lang.is_some() && main_menu > lang, "{path:?}");
+    let heard = hookline_tests::read_wav_i16(&phone.heard().expect("baresip recorded")).unwrap();
+    let ru = best_match(&heard, &middle_of(&node.prompt_wav_in("ru", "main_menu")));
+    let en = best_match(&heard, &middle_of(&node.prompt_wav_in("en", "main_menu")));
+    eprintln!("main menu match: ru {ru:.3}, en {en:.3}");
+    assert!(
+        ru > 0.8,
+        "the Russian menu was not heard: {ru:.2} (English {en:.2})"
+    );
+    assert!(en < 0.5, "the English menu was heard: {en:.2}");
+}
+
 /// A voicemail spoken by the caller gets a transcript stored with its record.
 #[test]
 fn a_voicemail_gets_a_transcript() {
