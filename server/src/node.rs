@@ -87,7 +87,11 @@ pub fn load_voices(config: &Config) -> Voices {
         } else {
             config.resolve(std::path::Path::new(voice))
         };
-        match crate::speech::piper::Piper::new(&path) {
+        match crate::speech::piper::Piper::new(
+            &path,
+            config.speech.piper_workers,
+            config.speech.piper_threads,
+        ) {
             Ok(p) => {
                 tracing::info!("speech synthesis for {lang:?}: piper ({})", path.display());
                 piper.insert(lang.clone(), p);

