@@ -52,8 +52,15 @@ if [ "${1:-}" = "--test" ]; then
   fi
 fi
 
-if ! rustup target list --installed | grep -qx wasm32-wasip2; then
-  rustup target add wasm32-wasip2
+# (Lists are read whole first: `grep -q` leaving a pipe early would fail it under pipefail.)
+targets=$(rustup target list --installed)
+grep -qx wasm32-wasip2 <<<"$targets" || rustup target add wasm32-wasip2
+if [ "${1:-}" = "--test" ]; then
+  # The test command checks formatting and lints (a minimal rustup profile lacks them).
+  components=$(rustup component list --installed)
+  for c in rustfmt clippy; do
+    grep -q "^$c" <<<"$components" || rustup component add "$c"
+  done
 fi
 
 if [ "${1:-}" = "--test" ]; then

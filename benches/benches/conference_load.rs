@@ -33,12 +33,8 @@ fn main() -> anyhow::Result<()> {
     let rooms = rooms.len();
     // Mixed audio each member got in the window, against 50 packets a second.
     let mix_pct = r.rtp_received as f64 / (joined.max(1) as f64 * b.held_s * 50.0) * 100.0;
-    let per_core = if b.cpu_pct > 0.0 {
-        r.answered as f64 / (b.cpu_pct / 100.0)
-    } else {
-        0.0
-    };
-    let rss_per = (b.rss_loaded_mib - b.rss_idle_mib).max(0.0) / r.answered.max(1) as f64;
+    let per_core = b.per_core(r.answered);
+    let rss_per = b.rss_mib_each(r.answered);
     println!(
         "{joined} of {} participants joined {rooms} rooms, {mix_pct:.1} % of their mix packets received;\n\
          {} of {} calls for {:.1} s; node CPU {:.1} %, {per_core:.0} participants per core, \

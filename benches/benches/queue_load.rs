@@ -68,7 +68,7 @@ fn main() -> anyhow::Result<()> {
             .collect();
         eprintln!("node warnings:\n{}", problems.join("\n"));
     }
-    let per_caller = (b.rss_loaded_mib - b.rss_idle_mib).max(0.0) / r.answered.max(1) as f64;
+    let per_caller = b.rss_mib_each(r.answered);
     println!(
         "{} callers in ({} agent legs answered over the run, teardown included), held {:.1} s; node CPU {:.1} %, RSS {:.1} -> {:.1} MiB; \
          {} announcements, {:.0} ms late on average, {:.0} ms at most",

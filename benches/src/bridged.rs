@@ -20,15 +20,25 @@ pub struct Bridged {
 
 impl Bridged {
     pub fn calls_per_core(&self) -> f64 {
+        self.per_core(self.report.bridged)
+    }
+
+    pub fn rss_mib_per_call(&self) -> f64 {
+        self.rss_mib_each(self.report.bridged)
+    }
+
+    /// `n` things held (calls, callers, participants) per core of node CPU.
+    pub fn per_core(&self, n: usize) -> f64 {
         if self.cpu_pct > 0.0 {
-            self.report.bridged as f64 / (self.cpu_pct / 100.0)
+            n as f64 / (self.cpu_pct / 100.0)
         } else {
             0.0
         }
     }
 
-    pub fn rss_mib_per_call(&self) -> f64 {
-        (self.rss_loaded_mib - self.rss_idle_mib).max(0.0) / self.report.bridged.max(1) as f64
+    /// Node memory grown under load, per each of `n` things held.
+    pub fn rss_mib_each(&self, n: usize) -> f64 {
+        (self.rss_loaded_mib - self.rss_idle_mib).max(0.0) / n.max(1) as f64
     }
 
     fn expected(&self) -> f64 {

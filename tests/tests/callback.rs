@@ -82,6 +82,29 @@ fn ask_for_callback(node: &TestNode, customer: &Baresip) -> Value {
     call
 }
 
+/// A node whose queue keeps callbacks for `window_s`, and the customer
+/// behind its trunk already calling the queue.
+fn node_and_customer(window_s: u64) -> (TestNode, Baresip) {
+    let trunk_port = free_udp_port();
+    let node = TestNode::with_routes(&setup(trunk_port, window_s)).unwrap();
+    let customer = Baresip::customer(
+        trunk_port,
+        CUSTOMER,
+        &format!("sip:700@{}", node.sip),
+        &tone(CUSTOMER_HZ, 8000, 40),
+    )
+    .unwrap();
+    (node, customer)
+}
+
+/// The record of call `id` once it has ended.
+fn ended(node: &TestNode, id: &Value) -> Value {
+    node.wait_for_call(Duration::from_secs(20), |c| {
+        c["id"] == *id && c["hangup_cause"].is_string()
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", node.logs()))
+}
+
 /// 100 ms windows of a recording in which `hz` is clearly heard.
 fn windows_with(path: &std::path::Path, hz: f64) -> usize {
     let (pcm, rate) = (read_wav_i16(path).unwrap(), wav_rate(path).unwrap());
@@ -92,15 +115,7 @@ fn windows_with(path: &std::path::Path, hz: f64) -> usize {
 
 #[test]
 fn a_callback_survives_a_crash_and_connects_the_agent_first_then_the_customer() {
-    let trunk_port = free_udp_port();
-    let mut node = TestNode::with_routes(&setup(trunk_port, 600)).unwrap();
-    let customer = Baresip::customer(
-        trunk_port,
-        CUSTOMER,
-        &format!("sip:700@{}", node.sip),
-        &tone(CUSTOMER_HZ, 8000, 40),
-    )
-    .unwrap();
+    let (mut node, customer) = node_and_customer(600);
     let first = ask_for_callback(&node, &customer);
     let kept = callbacks(&node);
     assert_eq!(kept.len(), 1, "{kept:?}");
@@ -123,11 +138,7 @@ fn a_callback_survives_a_crash_and_connects_the_agent_first_then_the_customer() 
     // Four seconds of talk, then the customer hangs up.
     std::thread::sleep(Duration::from_secs(4));
     customer.command("hangup", "").unwrap();
-    let cb = node
-        .wait_for_call(Duration::from_secs(20), |c| {
-            c["id"] == customer_leg["parent"] && c["hangup_cause"].is_string()
-        })
-        .unwrap_or_else(|e| panic!("{e}\n{}", node.logs()));
+    let cb = ended(&node, &customer_leg["parent"]);
     assert_ne!(cb["id"], first["id"]);
     let path = steps(&cb);
     let at = |step: &str| {
@@ -176,15 +187,7 @@ fn a_callback_survives_a_crash_and_connects_the_agent_first_then_the_customer() 
 
 #[test]
 fn nobody_free_within_the_window_the_customer_is_called_and_leaves_a_message() {
-    let trunk_port = free_udp_port();
-    let node = TestNode::with_routes(&setup(trunk_port, 3)).unwrap();
-    let customer = Baresip::customer(
-        trunk_port,
-        CUSTOMER,
-        &format!("sip:700@{}", node.sip),
-        &tone(CUSTOMER_HZ, 8000, 40),
-    )
-    .unwrap();
+    let (node, customer) = node_and_customer(3);
     ask_for_callback(&node, &customer);
     // The window passes with no agent at all: the node calls back.
     let cb = node
@@ -195,11 +198,7 @@ fn nobody_free_within_the_window_the_customer_is_called_and_leaves_a_message() {
     // The apology and the voicemail greeting, then a few seconds of message.
     std::thread::sleep(Duration::from_secs(14));
     customer.command("hangup", "").unwrap();
-    let cb = node
-        .wait_for_call(Duration::from_secs(20), |c| {
-            c["id"] == cb["id"] && c["hangup_cause"].is_string()
-        })
-        .unwrap_or_else(|e| panic!("{e}\n{}", node.logs()));
+    let cb = ended(&node, &cb["id"]);
     let path = steps(&cb);
     assert!(path.contains(&"callback:help:expired"), "{path:?}");
     assert!(path.contains(&"hand-over:voicemail"), "{path:?}");

@@ -274,11 +274,7 @@ async fn set_dnd(
     Path(user): Path<String>,
     body: String,
 ) -> Response {
-    match on_off(&body) {
-        Some(dnd) => node.presence.set_dnd(&user, dnd),
-        None => return (StatusCode::BAD_REQUEST, "body must be on or off\n").into_response(),
-    }
-    StatusCode::NO_CONTENT.into_response()
+    put_on_off(&body, |dnd| node.presence.set_dnd(&user, dnd))
 }
 
 /// `PUT /api/agents/{user}/pause` with `on` or `off`: groups and queues pass
@@ -288,17 +284,15 @@ async fn set_paused(
     Path(user): Path<String>,
     body: String,
 ) -> Response {
-    match on_off(&body) {
-        Some(paused) => node.presence.set_paused(&user, paused),
-        None => return (StatusCode::BAD_REQUEST, "body must be on or off\n").into_response(),
-    }
-    StatusCode::NO_CONTENT.into_response()
+    put_on_off(&body, |paused| node.presence.set_paused(&user, paused))
 }
 
-fn on_off(body: &str) -> Option<bool> {
+/// An agent switch set by a body of `on` or `off`.
+fn put_on_off(body: &str, set: impl FnOnce(bool)) -> Response {
     match body.trim() {
-        "on" | "true" => Some(true),
-        "off" | "false" => Some(false),
-        _ => None,
+        "on" | "true" => set(true),
+        "off" | "false" => set(false),
+        _ => return (StatusCode::BAD_REQUEST, "body must be on or off\n").into_response(),
     }
+    StatusCode::NO_CONTENT.into_response()
 }

@@ -15,10 +15,9 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use super::dial::{DialStatus, Target};
-use super::queue::{free_agents, PendingCallback, QueueConfig};
+use super::queue::{free_agents, say, PendingCallback, QueueConfig};
 use super::session::{CallSession, SessionParts};
 use super::{Node, SipCommand};
-use crate::plugin::hookline::call::media::{PlayItem, SpeechText};
 use crate::plugin::CallInfo;
 
 /// How often kept places are looked at.
@@ -73,7 +72,7 @@ async fn serve(node: Arc<Node>, q: QueueConfig, cb: PendingCallback) {
         return node.queues.callback_retry(&q.name, &cb.id);
     }
     node.store.call_answered(&s.call_id);
-    let intro = say(&format!(
+    let intro = say(format!(
         "Callback to a customer who waited in the {} queue. Connecting you now.",
         q.name
     ));
@@ -252,11 +251,4 @@ fn end(node: &Node, s: &mut CallSession, cause: &str, wrap_up_ms: i64) {
     }
     node.store
         .call_ended(&s.call_id, cause, std::mem::take(&mut s.path));
-}
-
-fn say(text: &str) -> PlayItem {
-    PlayItem::Say(SpeechText {
-        text: text.to_string(),
-        language: None,
-    })
 }

@@ -569,7 +569,7 @@ pub(crate) fn launch(
         config: serde_json::to_string(&route.config).unwrap_or_else(|_| "{}".into()),
         arguments: None,
     };
-    let session = CallSession::new(SessionParts {
+    let mut session = CallSession::new(SessionParts {
         call_id: call_id.clone(),
         plugin: plugin.name.clone(),
         leg,
@@ -586,7 +586,6 @@ pub(crate) fn launch(
         info: info.clone(),
         language: node.config.prompts.language.clone(),
     });
-    let mut session = session;
     if let Some(trunk) = via {
         session.mark(&format!("from-trunk:{trunk}"));
     }

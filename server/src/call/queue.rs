@@ -172,24 +172,36 @@ impl Queues {
         if q.waiting.len() >= max_len {
             return None;
         }
+        Some(self.place(q, Instant::now(), priority, None))
+    }
+
+    /// Puts a new place in its order: higher priorities first, then by
+    /// when they joined. Returns its ticket.
+    fn place(
+        &self,
+        q: &mut QueueState,
+        since: Instant,
+        priority: u32,
+        callback: Option<PendingCallback>,
+    ) -> u64 {
         let ticket = self
             .next_ticket
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let at = q
             .waiting
             .iter()
-            .position(|w| w.priority < priority)
+            .position(|w| w.priority < priority || (w.priority == priority && w.since > since))
             .unwrap_or(q.waiting.len());
         q.waiting.insert(
             at,
             Waiting {
                 ticket,
-                since: Instant::now(),
+                since,
                 priority,
-                callback: None,
+                callback,
             },
         );
-        Some(ticket)
+        ticket
     }
 
     /// The caller of `ticket` hung up for a callback: their place stays.
@@ -205,29 +217,13 @@ impl Queues {
     /// Puts a stored callback back in its place (after a restart): before
     /// every caller who joined later.
     pub fn restore(&self, queue: &str, cb: PendingCallback) {
-        let age_ms = (super::super::store::now_ms() - cb.joined_ms).max(0) as u64;
+        let age_ms = (crate::store::now_ms() - cb.joined_ms).max(0) as u64;
         let since = Instant::now()
             .checked_sub(Duration::from_millis(age_ms))
             .unwrap_or_else(Instant::now);
-        let ticket = self
-            .next_ticket
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut all = self.lock();
         let q = all.entry(queue.to_string()).or_default();
-        let at = q
-            .waiting
-            .iter()
-            .position(|w| w.priority == 0 && w.since > since)
-            .unwrap_or(q.waiting.len());
-        q.waiting.insert(
-            at,
-            Waiting {
-                ticket,
-                since,
-                priority: 0,
-                callback: Some(cb),
-            },
-        );
+        self.place(q, since, 0, Some(cb));
     }
 
     /// How long the caller of `ticket` has waited.
@@ -240,6 +236,7 @@ impl Queues {
     }
 
     /// Whether `ticket` became a callback.
+    #[cfg(test)]
     pub fn is_callback(&self, queue: &str, ticket: u64) -> bool {
         let all = self.lock();
         all.get(queue)
@@ -440,7 +437,8 @@ pub fn callable(number: &str) -> bool {
         && number.chars().all(|c| c.is_ascii_digit() || c == '+')
 }
 
-fn say(text: impl Into<String>) -> PlayItem {
+/// Text for the call's voice.
+pub(crate) fn say(text: impl Into<String>) -> PlayItem {
     PlayItem::Say(SpeechText {
         text: text.into(),
         language: None,
@@ -551,18 +549,12 @@ impl CallSession {
                     s.talk_ms_total += talk;
                 });
             }
-            (None, Ok(_)) => node.queues.count(&q.name, |s| s.timed_out += 1),
             // A callback is not abandoned: the place is still in the queue.
-            (None, Err(_)) if node.queues.is_callback(&q.name, ticket) => {}
+            (None, Ok((_, QueueExit::Callback))) => {}
+            (None, Ok(_)) => node.queues.count(&q.name, |s| s.timed_out += 1),
             (None, Err(_)) => node.queues.count(&q.name, |s| s.abandoned += 1),
         }
-        match out {
-            Err(CallError::HungUp) if node.queues.is_callback(&q.name, ticket) => Ok((
-                DialOutcome::missed(DialStatus::NoAnswer),
-                QueueExit::Callback,
-            )),
-            out => out,
-        }
+        out
     }
 
     async fn queued(
@@ -596,7 +588,7 @@ impl CallSession {
             // Only the first callers (as many as the group has agents) can be
             // served now; the rest need not look up every agent each tick.
             let free = if position <= group.members.len() {
-                self.free_agents(&group.members)
+                free_agents(&node, &group.members)
             } else {
                 0
             };
@@ -639,10 +631,9 @@ impl CallSession {
                 }
                 if Some(d) == q.callback_digit {
                     if callable(&self.caller) {
-                        return self
-                            .request_callback(q, ticket)
-                            .await
-                            .map(|o| (o, QueueExit::Callback));
+                        self.request_callback(q, ticket).await?;
+                        let out = DialOutcome::missed(DialStatus::NoAnswer);
+                        return Ok((out, QueueExit::Callback));
                     }
                     self.mark("queue:callback-unavailable");
                     let sorry = say("We cannot call your number back. Please stay on the line.");
@@ -693,18 +684,9 @@ impl CallSession {
         }
     }
 
-    /// Agents of the group who could take a call now.
-    fn free_agents(&self, members: &[String]) -> usize {
-        free_agents(&self.node, members)
-    }
-
     /// The caller asked to be called back: their place is kept (and
-    /// stored, so a restart keeps it too); they hear so and the call ends.
-    async fn request_callback(
-        &mut self,
-        q: &QueueConfig,
-        ticket: u64,
-    ) -> Result<DialOutcome, CallError> {
+    /// stored, so a restart keeps it too); they hear so and the node hangs up.
+    async fn request_callback(&mut self, q: &QueueConfig, ticket: u64) -> Result<(), CallError> {
         let node = self.node.clone();
         let waited = node.queues.waited(&q.name, ticket);
         let cb = PendingCallback {
@@ -727,8 +709,7 @@ impl CallSession {
             spaced.join(" ")
         ));
         self.play_items(&[bye], false).await?;
-        self.hangup()?;
-        Err(CallError::HungUp)
+        self.hangup()
     }
 
     /// Loops the queue's music on the caller's leg.

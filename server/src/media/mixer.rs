@@ -2,7 +2,9 @@
 //! timestamp and arrival time; once per 20 ms tick `mix` takes one frame from
 //! each member's jitter buffer, sums them once, and gives every member the
 //! sum minus its own voice (so nobody hears themselves). Members' legs may
-//! live on any media worker: each pulls its next frame on its own tick.
+//! live on any media worker: once per tick each hands over what it heard and
+//! takes its next frame in one `exchange` (one lock of the room per member
+//! and tick, none per packet).
 
 use std::collections::VecDeque;
 use std::time::Instant;
@@ -26,12 +28,41 @@ struct Member {
     out: VecDeque<[i16; FRAME]>,
 }
 
+impl Member {
+    fn hear(&mut self, timestamp: u32, pcm: &[i16], now: Instant) {
+        if self.muted {
+            return;
+        }
+        let step = self.input.ts_per_frame();
+        for (k, frame) in pcm.chunks(FRAME).enumerate() {
+            self.input
+                .push(timestamp.wrapping_add(k as u32 * step), frame, now);
+        }
+    }
+
+    fn next(&mut self, out: &mut [i16; FRAME]) -> bool {
+        match self.out.pop_front() {
+            Some(f) => {
+                *out = f;
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// A frame a member's leg decoded, kept on the leg until its tick's exchange.
+#[derive(Clone, Copy)]
+pub struct Heard {
+    pub timestamp: u32,
+    pub len: usize,
+    pub pcm: [i16; FRAME],
+}
+
 /// One conference room's audio.
 #[derive(Default)]
 pub struct Mixer {
     members: Vec<Member>,
-    /// Frames mixed, for the metrics.
-    pub ticks: u64,
 }
 
 impl Mixer {
@@ -66,24 +97,37 @@ impl Mixer {
         self.members.is_empty()
     }
 
+    fn member(&mut self, id: LegId) -> Option<&mut Member> {
+        self.members.iter_mut().find(|m| m.id == id)
+    }
+
     /// Audio heard from a member: whole 20 ms frames from `timestamp` on.
     pub fn push(&mut self, id: LegId, timestamp: u32, pcm: &[i16], now: Instant) {
-        let Some(m) = self.members.iter_mut().find(|m| m.id == id) else {
-            return;
+        if let Some(m) = self.member(id) {
+            m.hear(timestamp, pcm, now);
+        }
+    }
+
+    /// A member's tick: what it heard since the last one goes in, and its
+    /// next mixed frame, if one is ready, comes out.
+    pub fn exchange(
+        &mut self,
+        id: LegId,
+        heard: &[Heard],
+        now: Instant,
+        out: &mut [i16; FRAME],
+    ) -> bool {
+        let Some(m) = self.member(id) else {
+            return false;
         };
-        if m.muted {
-            return;
+        for h in heard {
+            m.hear(h.timestamp, &h.pcm[..h.len], now);
         }
-        let step = m.input.ts_per_frame();
-        for (k, frame) in pcm.chunks(FRAME).enumerate() {
-            m.input
-                .push(timestamp.wrapping_add(k as u32 * step), frame, now);
-        }
+        m.next(out)
     }
 
     /// One tick: every member gets the others' voices summed (clipped).
     pub fn mix(&mut self) {
-        self.ticks += 1;
         let mut total = [0i32; FRAME];
         for m in &mut self.members {
             let played = m.input.pop(&mut m.own);
@@ -109,16 +153,7 @@ impl Mixer {
 
     /// The member's next mixed frame, if one is ready.
     pub fn pull(&mut self, id: LegId, out: &mut [i16; FRAME]) -> bool {
-        let Some(m) = self.members.iter_mut().find(|m| m.id == id) else {
-            return false;
-        };
-        match m.out.pop_front() {
-            Some(f) => {
-                *out = f;
-                true
-            }
-            None => false,
-        }
+        self.member(id).is_some_and(|m| m.next(out))
     }
 }
 

@@ -499,7 +499,13 @@ struct Leg {
     key_tone: Option<(Vec<i16>, usize)>,
     /// The conference room this leg hears and talks to.
     room: Option<Room>,
+    /// What it heard this tick, handed to the room in one go when it sends.
+    room_heard: Vec<super::mixer::Heard>,
 }
+
+/// Frames a conference leg keeps between two ticks (a burst beyond is dropped,
+/// as the room's jitter buffer would drop it late anyway).
+const MAX_HEARD: usize = 8;
 
 /// Decodes one payload of `codec` to node-rate audio; returns the samples.
 fn decode_payload(
@@ -568,6 +574,7 @@ impl Leg {
             bridge_dtmf: DtmfReceiver::default(),
             key_tone: None,
             room: None,
+            room_heard: Vec::new(),
             remote: setup.remote,
             latched: None,
             last_latched_tick: tick,
@@ -793,8 +800,9 @@ impl Leg {
         // Comfort noise or unknown payloads: dropped.
     }
 
-    /// A packet from a conference member: its voice goes to the room's
-    /// mixer (decoded here, on its own worker); its keys to the call.
+    /// A packet from a conference member: its voice is decoded here, on its
+    /// own worker, and kept for the room until this leg's tick; its keys go
+    /// to the call.
     fn conferenced(&mut self, pkt: &RtpPacket<'_>) {
         let codec = self.setup.codec;
         if pkt.payload_type == codec.payload_type() {
@@ -814,8 +822,18 @@ impl Leg {
             for t in &mut self.taps {
                 t.heard(pcm);
             }
-            if let Some(room) = &self.room {
-                lock_room(room).push(self.setup.id, pkt.timestamp, pcm, Instant::now());
+            let step = self.ts_step;
+            for (k, chunk) in pcm.chunks(FRAME).enumerate() {
+                if self.room_heard.len() == MAX_HEARD {
+                    break;
+                }
+                let mut h = super::mixer::Heard {
+                    timestamp: pkt.timestamp.wrapping_add(k as u32 * step),
+                    len: chunk.len(),
+                    pcm: [0; FRAME],
+                };
+                h.pcm[..chunk.len()].copy_from_slice(chunk);
+                self.room_heard.push(h);
             }
         } else if Some(pkt.payload_type) == self.setup.dtmf_pt {
             if let Some(key) = self.bridge_dtmf.on_payload(pkt.timestamp, pkt.payload) {
@@ -824,14 +842,31 @@ impl Leg {
         }
     }
 
-    /// Sends this leg's next frame of the room's mix, when the mixer made one.
-    fn play_out_room(&mut self, out: &mut [u8; OUT], stats: &MediaStats) {
-        let Some(room) = &self.room else { return };
+    /// A room member's tick: hands the room what it heard and takes its
+    /// next frame of the mix (one lock of the room).
+    fn exchange_with_room(&mut self) -> Option<[i16; FRAME]> {
+        let room = self.room.as_ref()?;
         let mut pcm = [0i16; FRAME];
-        if !lock_room(room).pull(self.setup.id, &mut pcm) || self.held {
-            self.talking = false;
+        let got =
+            lock_room(room).exchange(self.setup.id, &self.room_heard, Instant::now(), &mut pcm);
+        self.room_heard.clear();
+        got.then_some(pcm)
+    }
+
+    /// Sends this leg's frame of the room's mix, when the mixer made one.
+    fn play_out_room(
+        &mut self,
+        mix: Option<[i16; FRAME]>,
+        out: &mut [u8; OUT],
+        stats: &MediaStats,
+    ) {
+        if self.room.is_none() {
             return;
         }
+        let Some(pcm) = mix.filter(|_| !self.held) else {
+            self.talking = false;
+            return;
+        };
         for t in &mut self.taps {
             t.sent(&pcm);
         }
@@ -1126,8 +1161,10 @@ impl Leg {
         if self.bridge.is_some() {
             return self.play_out_jitter(out, stats);
         }
+        // A room member's voice reaches the room even while a prompt plays to it.
+        let mix = self.exchange_with_room();
         if self.queue.is_empty() {
-            return self.play_out_room(out, stats);
+            return self.play_out_room(mix, out, stats);
         }
         let n = match self.setup.codec.g711() {
             // The fast path: prompts are pre-encoded in both laws.
@@ -1365,9 +1402,11 @@ impl Worker {
                         if let Some(old) = l.room.take() {
                             lock_room(&old).leave(leg);
                         }
+                        l.room_heard.clear();
                         if let Some(room) = room {
                             lock_room(&room).join(leg, muted, l.ts_step);
                             l.room = Some(room);
+                            l.room_heard.reserve(MAX_HEARD);
                         }
                     }
                 }

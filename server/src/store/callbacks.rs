@@ -3,11 +3,10 @@
 //! you back", and read back into the queues when the node starts.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 
-use rusqlite::{params, Connection};
+use rusqlite::params;
 
-use super::{now_ms, StoreError};
+use super::{now_ms, Db, StoreError};
 use crate::call::queue::PendingCallback;
 
 const SCHEMA: &str = "
@@ -25,37 +24,19 @@ pub const WAITING: &str = "waiting";
 
 #[derive(Clone)]
 pub struct Callbacks {
-    conn: Arc<Mutex<Connection>>,
-    path: String,
+    db: Db,
 }
 
 impl Callbacks {
     pub fn open(path: &Path) -> Result<Callbacks, StoreError> {
-        let err = |source| StoreError::Sqlite {
-            path: path.display().to_string(),
-            source,
-        };
-        let conn = Connection::open(path).map_err(err)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(err)?;
-        conn.execute_batch(SCHEMA).map_err(err)?;
         Ok(Callbacks {
-            conn: Arc::new(Mutex::new(conn)),
-            path: path.display().to_string(),
-        })
-    }
-
-    fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
-        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
-        f(&conn).map_err(|source| StoreError::Sqlite {
-            path: self.path.clone(),
-            source,
+            db: Db::open(path, SCHEMA)?,
         })
     }
 
     /// Keeps a caller's place (durably: SQLite commits before returning).
     pub fn save(&self, queue: &str, cb: &PendingCallback) -> Result<(), StoreError> {
-        self.with(|c| {
+        self.db.with(|c| {
             c.execute(
                 "INSERT OR REPLACE INTO callbacks (id, queue, number, joined_ms, state, updated_ms)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -67,7 +48,7 @@ impl Callbacks {
 
     /// A callback is over: `state` says how (answered, customer-missed, expired…).
     pub fn finish(&self, id: &str, state: &str) -> Result<(), StoreError> {
-        self.with(|c| {
+        self.db.with(|c| {
             c.execute(
                 "UPDATE callbacks SET state = ?2, updated_ms = ?3 WHERE id = ?1",
                 params![id, state, now_ms()],
@@ -78,7 +59,7 @@ impl Callbacks {
 
     /// Callbacks still waiting, oldest place first, with their queue.
     pub fn waiting(&self) -> Result<Vec<(String, PendingCallback)>, StoreError> {
-        self.with(|c| {
+        self.db.with(|c| {
             let mut st = c.prepare(
                 "SELECT queue, id, number, joined_ms FROM callbacks
                  WHERE state = ?1 ORDER BY joined_ms",

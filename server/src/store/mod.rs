@@ -24,6 +24,42 @@ pub enum StoreError {
     },
 }
 
+/// A connection to the node's SQLite file for one subsystem (plugin data,
+/// callbacks): synchronous, so callers run it on a blocking thread.
+#[derive(Clone)]
+pub struct Db {
+    conn: std::sync::Arc<std::sync::Mutex<Connection>>,
+    path: String,
+}
+
+impl Db {
+    /// Opens `path` and creates the subsystem's tables (`schema`) if missing.
+    pub fn open(path: &Path, schema: &str) -> Result<Db, StoreError> {
+        let err = |source| StoreError::Sqlite {
+            path: path.display().to_string(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(err)?;
+        conn.busy_timeout(Duration::from_secs(5)).map_err(err)?;
+        conn.execute_batch(schema).map_err(err)?;
+        Ok(Db {
+            conn: std::sync::Arc::new(std::sync::Mutex::new(conn)),
+            path: path.display().to_string(),
+        })
+    }
+
+    pub fn with<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
+        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        f(&conn).map_err(|source| StoreError::Sqlite {
+            path: self.path.clone(),
+            source,
+        })
+    }
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
     SystemTime::now()

@@ -3,12 +3,11 @@
 //! Synchronous on its own connection: callers run it on a blocking thread.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
 
-use super::{now_ms, StoreError};
+use super::{now_ms, Db, StoreError};
 
 /// Longest key and value a plugin may store.
 pub const MAX_KEY: usize = 256;
@@ -62,45 +61,27 @@ pub struct PastCall {
 
 #[derive(Clone)]
 pub struct PluginData {
-    conn: Arc<Mutex<Connection>>,
-    path: String,
+    db: Db,
 }
 
 impl PluginData {
     pub fn open(path: &Path) -> Result<PluginData, StoreError> {
-        let err = |source| StoreError::Sqlite {
-            path: path.display().to_string(),
-            source,
-        };
-        let conn = Connection::open(path).map_err(err)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(err)?;
-        conn.execute_batch(SCHEMA).map_err(err)?;
+        let db = Db::open(path, SCHEMA)?;
         // Added after the first release: databases from before get the column.
-        let has_transcript = conn
-            .prepare("SELECT transcript FROM recordings LIMIT 0")
-            .is_ok();
-        if !has_transcript {
-            conn.execute_batch("ALTER TABLE recordings ADD COLUMN transcript TEXT")
-                .map_err(err)?;
-        }
-        Ok(PluginData {
-            conn: Arc::new(Mutex::new(conn)),
-            path: path.display().to_string(),
-        })
-    }
-
-    fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
-        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
-        f(&conn).map_err(|source| StoreError::Sqlite {
-            path: self.path.clone(),
-            source,
-        })
+        db.with(|c| {
+            if c.prepare("SELECT transcript FROM recordings LIMIT 0")
+                .is_err()
+            {
+                c.execute_batch("ALTER TABLE recordings ADD COLUMN transcript TEXT")?;
+            }
+            Ok(())
+        })?;
+        Ok(PluginData { db })
     }
 
     pub fn kv_get(&self, plugin: &str, key: &str) -> Result<Option<String>, StoreError> {
         let now = now_ms();
-        self.with(|c| {
+        self.db.with(|c| {
             c.query_row(
                 "SELECT value FROM kv WHERE plugin = ?1 AND key = ?2 AND (expires_ms IS NULL OR expires_ms > ?3)",
                 params![plugin, key, now],
@@ -119,7 +100,7 @@ impl PluginData {
     ) -> Result<(), StoreError> {
         let now = now_ms();
         let expires = ttl_s.map(|t| now + t as i64 * 1000);
-        self.with(|c| {
+        self.db.with(|c| {
             // Expired keys are swept now and then, not on every write.
             if rand::random::<u8>() == 0 {
                 c.execute(
@@ -137,7 +118,7 @@ impl PluginData {
     }
 
     pub fn kv_delete(&self, plugin: &str, key: &str) -> Result<(), StoreError> {
-        self.with(|c| {
+        self.db.with(|c| {
             c.execute(
                 "DELETE FROM kv WHERE plugin = ?1 AND key = ?2",
                 params![plugin, key],
@@ -147,7 +128,7 @@ impl PluginData {
     }
 
     pub fn recording_saved(&self, r: &RecordingRow) -> Result<(), StoreError> {
-        self.with(|c| {
+        self.db.with(|c| {
             c.execute(
                 "INSERT OR REPLACE INTO recordings (id, call_id, plugin, kind, path, duration_ms, created_ms)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -158,7 +139,7 @@ impl PluginData {
     }
 
     pub fn recording_transcribed(&self, id: &str, text: &str) -> Result<(), StoreError> {
-        self.with(|c| {
+        self.db.with(|c| {
             c.execute(
                 "UPDATE recordings SET transcript = ?2 WHERE id = ?1",
                 params![id, text],
@@ -168,7 +149,7 @@ impl PluginData {
     }
 
     pub fn recordings(&self, limit: u32) -> Result<Vec<RecordingRow>, StoreError> {
-        self.with(|c| {
+        self.db.with(|c| {
             let mut st = c.prepare(
                 "SELECT id, call_id, plugin, kind, path, duration_ms, created_ms, transcript
                  FROM recordings ORDER BY created_ms DESC LIMIT ?1",
@@ -191,7 +172,7 @@ impl PluginData {
 
     /// The plugin that made a recording (plugins play only their own).
     pub fn recording_owner(&self, id: &str) -> Result<Option<(String, String)>, StoreError> {
-        self.with(|c| {
+        self.db.with(|c| {
             c.query_row(
                 "SELECT plugin, path FROM recordings WHERE id = ?1",
                 [id],
@@ -203,7 +184,7 @@ impl PluginData {
 
     /// Finished calls from `number`, newest first, with who answered them.
     pub fn call_history(&self, number: &str, limit: u32) -> Result<Vec<PastCall>, StoreError> {
-        self.with(|c| {
+        self.db.with(|c| {
             let mut st = c.prepare(
                 "SELECT c.id, c.started_ms, c.caller, c.callee, c.ended_ms,
                         (SELECT l.callee FROM calls l WHERE l.parent = c.id AND l.answered_ms IS NOT NULL
