@@ -66,15 +66,32 @@ fn best_match(audio: &[i16], snippet: &[i16]) -> f64 {
     best
 }
 
-/// The loudest 300 ms of a rendered prompt (speech, not a pause).
-fn loudest_of(wav: &std::path::Path) -> Vec<i16> {
+/// The loudest 300 ms of each third of a rendered prompt (speech, not a
+/// pause): one snippet alone can match unrelated speech by chance (0.52 was
+/// seen), three from across the prompt all matching means it was played.
+fn snippets_of(wav: &std::path::Path) -> Vec<Vec<i16>> {
     let pcm = hookline_tests::read_wav_i16(wav).unwrap();
     let energy = |w: &[i16]| w.iter().map(|&x| (x as f64).powi(2)).sum::<f64>();
-    let start = (0..pcm.len().saturating_sub(2400))
-        .step_by(400)
-        .max_by(|a, b| energy(&pcm[*a..*a + 2400]).total_cmp(&energy(&pcm[*b..*b + 2400])))
-        .unwrap_or(0);
-    pcm[start..(start + 2400).min(pcm.len())].to_vec()
+    pcm.chunks(pcm.len().div_ceil(3).max(2400))
+        .filter(|part| part.len() >= 2400)
+        .map(|part| {
+            let start = (0..=part.len() - 2400)
+                .step_by(400)
+                .max_by(|a, b| {
+                    energy(&part[*a..*a + 2400]).total_cmp(&energy(&part[*b..*b + 2400]))
+                })
+                .unwrap_or(0);
+            part[start..start + 2400].to_vec()
+        })
+        .collect()
+}
+
+/// How well all of a prompt's snippets are found in `audio`: the weakest one.
+fn prompt_match(audio: &[i16], wav: &std::path::Path) -> f64 {
+    snippets_of(wav)
+        .iter()
+        .map(|s| best_match(audio, s))
+        .fold(f64::INFINITY, f64::min)
 }
 
 /// The language menu on 200: a caller who presses 2 hears the greeting and
@@ -100,8 +117,8 @@ fn a_caller_who_picks_russian_hears_the_menu_in_russian() {
     let main_menu = path.iter().position(|s| *s == "prompt:main_menu");
     assert!(lang.is_some() && main_menu > lang, "{path:?}");
     let heard = hookline_tests::read_wav_i16(&phone.heard().expect("baresip recorded")).unwrap();
-    let ru = best_match(&heard, &loudest_of(&node.prompt_wav_in("ru", "main_menu")));
-    let en = best_match(&heard, &loudest_of(&node.prompt_wav_in("en", "main_menu")));
+    let ru = prompt_match(&heard, &node.prompt_wav_in("ru", "main_menu"));
+    let en = prompt_match(&heard, &node.prompt_wav_in("en", "main_menu"));
     eprintln!("main menu match: ru {ru:.3}, en {en:.3}");
     assert!(
         ru > 0.8,
