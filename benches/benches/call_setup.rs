@@ -21,7 +21,8 @@ fn main() -> anyhow::Result<()> {
         ..NodeSpec::default()
     })?;
     let pid = node.pid();
-    std::thread::sleep(Duration::from_millis(500));
+    // Measure a settled node: its start-up work (recognizer, Piper worker) is not the load.
+    hookline_benches::proc_stats::wait_until_machine_idle(Duration::from_secs(60));
     let cpu0 = cpu_seconds(pid);
     let (report, took) = loadgen::run_setups(&LoadConfig {
         node: node.sip,

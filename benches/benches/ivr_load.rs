@@ -34,7 +34,8 @@ fn main() -> anyhow::Result<()> {
         rtp_ports: (40000, 40000 + span),
     })?;
     let pid = node.pid();
-    std::thread::sleep(Duration::from_millis(500));
+    // Measure a settled node: its start-up work (recognizer, Piper worker) is not the load.
+    hookline_benches::proc_stats::wait_until_machine_idle(Duration::from_secs(60));
     let rss_idle = rss_mib(pid);
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())

@@ -83,6 +83,8 @@ fn main() -> anyhow::Result<()> {
         .plugins
         .get("hostile")
         .ok_or_else(|| anyhow::anyhow!("hostile plugin not loaded"))?;
+    // Time a settled node: its background start-up work would compete for the cores.
+    hookline_benches::proc_stats::wait_until_machine_idle(std::time::Duration::from_secs(60));
 
     // Host-call round trip: 200,000 calls of data.now-ms against an empty entry.
     let host_call_ns = rt.block_on(async {

@@ -4,6 +4,8 @@
 //!
 //! Last line: `bench=plugin_instantiate iterations=N instantiate_first_entry_us=X`
 
+use std::time::Duration;
+
 use hookline::call::detached_session;
 use hookline::node::{build, ServeOptions};
 
@@ -25,6 +27,9 @@ fn main() -> anyhow::Result<()> {
         .get("ivr")
         .ok_or_else(|| anyhow::anyhow!("sample config has no ivr plugin"))?;
     let make = || detached_session(&node, "ivr").0;
+    // Time a settled node: its background start-up work would compete for the cores.
+    let settled = hookline_benches::proc_stats::wait_until_machine_idle(Duration::from_secs(60));
+    eprintln!("node settled {:.1} s after start-up", settled.as_secs_f64());
     let iterations = 5000;
     let us = rt.block_on(async {
         node.plugins.instantiate_micros(&plugin, make, 200).await; // warm-up

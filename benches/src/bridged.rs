@@ -98,7 +98,8 @@ pub fn run_scenario(
         rtp_ports: (30000, 30000 + span),
     })?;
     let pid = node.pid();
-    std::thread::sleep(Duration::from_millis(500));
+    // Measure a settled node: its start-up work (recognizer, Piper worker) is not the load.
+    crate::proc_stats::wait_until_machine_idle(Duration::from_secs(60));
     let rss_idle = rss_mib(pid);
     let mut at_start = (0.0, 0.0, Instant::now());
     let mut at_end = at_start;
