@@ -242,6 +242,22 @@ pub struct GroupConfig {
     /// for this long (notes, the CRM).
     #[serde(default)]
     pub wrap_up_s: u64,
+    /// `conversion`: agents ring best conversion rate first (department
+    /// calls answered against conversions the CRM reports through
+    /// `POST /api/agents/{user}/conversions`), instead of list order.
+    #[serde(default)]
+    pub rank: Rank,
+}
+
+/// The order a group's agents take before the strategy applies.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Rank {
+    /// As listed in `members`.
+    #[default]
+    List,
+    /// Measured effectiveness: the best conversion rate first.
+    Conversion,
 }
 
 /// How a group's agents ring.

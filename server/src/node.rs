@@ -174,6 +174,8 @@ pub async fn build(opts: &ServeOptions) -> anyhow::Result<Arc<Node>> {
     let store = Store::open(&opts.data.join("hookline.db"))?;
     let plugin_data = PluginData::open(&opts.data.join("hookline.db"))?;
     let callbacks = crate::store::callbacks::Callbacks::open(&opts.data.join("hookline.db"))?;
+    let agent_results =
+        crate::store::agent_results::AgentResultsStore::open(&opts.data.join("hookline.db"))?;
     let catalog = load_catalog(&config)?;
     let voices = Arc::new(load_voices(&config));
     let mut prompts = prepare_language(
@@ -271,6 +273,7 @@ pub async fn build(opts: &ServeOptions) -> anyhow::Result<Arc<Node>> {
         queues: Default::default(),
         rooms: Default::default(),
         callbacks,
+        agent_results,
         ports: PortPool::new(rtp_ip, opts.rtp_ports.0, opts.rtp_ports.1),
         plugins,
         prompts: Arc::new(prompts),
@@ -307,6 +310,9 @@ pub async fn build(opts: &ServeOptions) -> anyhow::Result<Arc<Node>> {
         counters: Default::default(),
         config,
     });
+    for (user, r) in node.agent_results.all()? {
+        node.presence.add_results(&user, r.answered, r.converted);
+    }
     // Callers who asked for a callback before a restart keep their places.
     let kept = node.callbacks.waiting()?;
     if !kept.is_empty() {

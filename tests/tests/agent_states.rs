@@ -75,3 +75,85 @@ fn wrapping_up_and_paused_agents_get_no_department_calls() {
     assert!(steps(&third).contains(&"dial:failed"), "{third:#}");
     assert!(node.legs_of(&third).is_empty(), "nobody rang: {third:#}");
 }
+
+const RANKED: &str = r#"[[extensions]]
+user = "204"
+password = "four"
+
+[[extensions]]
+user = "205"
+password = "five"
+
+[[groups]]
+name = "sales"
+number = "680"
+strategy = "in-turn"
+members = ["204", "205"]
+step_s = 3
+rank = "conversion"
+
+[[routes]]
+number = "680"
+plugin = "ivr"
+config = { fallback = { name = "sales", dial = ["sales"], dial_timeout_ms = 8000, unanswered = ["operator"] } }
+"#;
+
+fn rang(node: &TestNode, call: &Value) -> Vec<String> {
+    node.legs_of(call)
+        .iter()
+        .filter_map(|l| l["callee"].as_str().map(String::from))
+        .collect()
+}
+
+fn convert(node: &TestNode, user: &str, count: &str) -> u16 {
+    let path = format!("/api/agents/{user}/conversions");
+    http_request(node.http, "POST", &path, None, count.as_bytes())
+        .unwrap()
+        .0
+}
+
+/// A department ranked by effectiveness: the agent with the best measured
+/// conversion rate (department calls they answered against the sales the
+/// CRM reported) rings first, and the figures survive a restart.
+#[test]
+fn a_department_ranked_by_conversion_rings_its_best_agent_first() {
+    let mut node = TestNode::with_routes(RANKED).unwrap();
+    let _a = node.agent("204", "four", &vec![0; 8000 * 60]).unwrap();
+    let _b = node.agent("205", "five", &vec![0; 8000 * 60]).unwrap();
+
+    // No results yet: list order.
+    let first = node.call_and_wait("680", 4);
+    assert_eq!(answered_by(&first), "204", "{first:#}");
+    // 204 answered one call and sold nothing: 205 (no evidence) goes first.
+    let second = node.call_and_wait("680", 4);
+    assert_eq!(answered_by(&second), "205", "{second:#}");
+    assert_eq!(rang(&node, &second), ["205"], "{second:#}");
+    // The CRM reports two sales from 204's calls: 204 leads again.
+    assert_eq!(convert(&node, "204", "2"), 200);
+    assert_eq!(convert(&node, "nobody", "1"), 404, "unknown agent");
+    assert_eq!(convert(&node, "205", "lots"), 400, "not a count");
+    let third = node.call_and_wait("680", 4);
+    assert_eq!(answered_by(&third), "204", "{third:#}");
+    assert_eq!(rang(&node, &third), ["204"], "{third:#}");
+
+    let (_, metrics) = http_get(node.http, "/metrics", None).unwrap();
+    assert!(
+        metrics.contains("hookline_agent_converted_total{agent=\"204\"} 2"),
+        "{metrics}"
+    );
+    // Kept across a crash: answered 2, converted 2 for 204; 1 and 0 for 205.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    node.crash_and_restart().unwrap();
+    let a = agent(&node, "204");
+    assert_eq!(
+        (a["answered"].as_u64(), a["converted"].as_u64()),
+        (Some(2), Some(2)),
+        "{a}"
+    );
+    let b = agent(&node, "205");
+    assert_eq!(
+        (b["answered"].as_u64(), b["converted"].as_u64()),
+        (Some(1), Some(0)),
+        "{b}"
+    );
+}

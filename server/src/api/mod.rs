@@ -8,7 +8,7 @@ use axum::extract::{Query, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, put};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::Deserialize;
 
@@ -43,6 +43,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/api/callbacks", get(callbacks))
         .route("/api/agents/{user}/dnd", put(set_dnd))
         .route("/api/agents/{user}/pause", put(set_paused))
+        .route("/api/agents/{user}/conversions", post(add_conversions))
         .route(
             "/api/plugins/{name}",
             put(deploy).layer(DefaultBodyLimit::max(MAX_PLUGIN_BYTES)),
@@ -249,14 +250,22 @@ async fn conferences(State(node): State<Arc<Node>>) -> Response {
 
 /// Agents' presence: in a call, idle since, do-not-disturb; and browser agents online.
 async fn agents(State(node): State<Arc<Node>>) -> Response {
-    let agents: Vec<serde_json::Value> = node
-        .presence
-        .snapshot()
+    // Agents with a state now, and those known only by their results (after a restart).
+    let mut states = node.presence.snapshot();
+    for (user, _) in node.presence.all_results() {
+        if !states.iter().any(|(u, _)| *u == user) {
+            states.push((user, Default::default()));
+        }
+    }
+    states.sort_by(|a, b| a.0.cmp(&b.0));
+    let agents: Vec<serde_json::Value> = states
         .into_iter()
         .map(|(user, s)| {
+            let r = node.presence.results(&user);
             serde_json::json!({
                 "user": user, "calls": s.calls, "idle_since_ms": s.idle_since_ms, "dnd": s.dnd,
                 "paused": s.paused, "wrap_up_until_ms": s.wrap_up_until_ms,
+                "answered": r.answered, "converted": r.converted, "score": r.score(),
             })
         })
         .collect();
@@ -285,6 +294,41 @@ async fn set_paused(
     body: String,
 ) -> Response {
     put_on_off(&body, |paused| node.presence.set_paused(&user, paused))
+}
+
+/// `POST /api/agents/{user}/conversions` (body: how many, default 1): the
+/// CRM reports that an agent's call converted (a sale, a solved case).
+/// Departments with `rank = "conversion"` ring the best rate first.
+async fn add_conversions(
+    State(node): State<Arc<Node>>,
+    Path(user): Path<String>,
+    body: String,
+) -> Response {
+    let count = match body.trim() {
+        "" => 1,
+        n => match n.parse::<u64>() {
+            Ok(n) if (1..=1000).contains(&n) => n,
+            _ => {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    "body must be a count from 1 to 1000\n",
+                )
+                    .into_response()
+            }
+        },
+    };
+    let cfg = &node.config;
+    let known = cfg.groups.iter().any(|g| g.members.contains(&user))
+        || cfg.extensions.iter().any(|e| e.user == user)
+        || cfg.webrtc.agents.iter().any(|a| a.user == user);
+    if !known {
+        return (StatusCode::NOT_FOUND, "no such agent\n").into_response();
+    }
+    let r = node.add_agent_results(&user, 0, count);
+    Json(serde_json::json!({
+        "user": user, "answered": r.answered, "converted": r.converted, "score": r.score(),
+    }))
+    .into_response()
 }
 
 /// An agent switch set by a body of `on` or `off`.

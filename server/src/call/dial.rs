@@ -381,7 +381,7 @@ impl CallSession {
                     }
                     let reachable: Vec<(String, Vec<Vec<Route>>)> = node
                         .presence
-                        .ring_order(&group.members, group.strategy)
+                        .ring_order(&group.members, group.strategy, group.rank)
                         .into_iter()
                         .map(|m| member_devices(&node, &m, now_unix))
                         .filter(|(m, devices)| {
@@ -753,6 +753,10 @@ impl CallSession {
         };
         let ring_ms = t0.elapsed().as_millis() as u64;
         self.count_groups(attempts, Some(winner), GroupOutcome::Answered { ring_ms });
+        if attempts[winner].group.is_some() {
+            // The base of the agent's conversion rate.
+            self.node.add_agent_results(&attempts[winner].label, 1, 0);
+        }
         self.end_attempts(attempts, Some(winner), "answered-elsewhere");
         self.mark(&format!("answered:{}", attempts[winner].label));
         attempts[winner].talked = true;

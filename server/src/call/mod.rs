@@ -108,11 +108,31 @@ pub struct Node {
     pub rooms: conference::Rooms,
     /// Queue callbacks kept across restarts.
     pub callbacks: crate::store::callbacks::Callbacks,
+    /// Agents' results (answered, converted) kept across restarts.
+    pub agent_results: crate::store::agent_results::AgentResultsStore,
     /// The SIP driver's commands, once it runs (browser calls dial through it).
     pub sip_tx: std::sync::OnceLock<UnboundedSender<SipCommand>>,
 }
 
 impl Node {
+    /// Adds to an agent's results in memory (ranking reads them) and on disk
+    /// (off the async threads: a call's answer does not wait on SQLite).
+    pub fn add_agent_results(
+        &self,
+        user: &str,
+        answered: u64,
+        converted: u64,
+    ) -> presence::AgentResults {
+        let now = self.presence.add_results(user, answered, converted);
+        let (store, user) = (self.agent_results.clone(), user.to_string());
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = store.add(&user, answered, converted) {
+                tracing::warn!("agent {user}'s results not saved: {e}");
+            }
+        });
+        now
+    }
+
     /// Calls in progress.
     pub fn active_calls(&self) -> usize {
         lock(&self.admission).active()

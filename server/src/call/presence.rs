@@ -1,12 +1,14 @@
 //! Agents' availability for ring groups: busy while in a call, idle since when
 //! (the uniform strategy rings the agent idle longest first), wrap-up time
 //! after a group's call, paused (no group or queue calls; direct calls still
-//! ring), do-not-disturb (nothing rings).
+//! ring), do-not-disturb (nothing rings); and what each agent achieved
+//! (department calls answered, conversions the CRM reported), by which a
+//! department may rank its agents.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
-use crate::config::RingStrategy;
+use crate::config::{Rank, RingStrategy};
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct AgentState {
@@ -33,6 +35,23 @@ impl AgentState {
     }
 }
 
+/// What an agent achieved: department calls answered, and how many of them
+/// the CRM reported as converted (a sale, a resolved case).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct AgentResults {
+    pub answered: u64,
+    pub converted: u64,
+}
+
+impl AgentResults {
+    /// Conversion rate with one success and one failure assumed (Laplace):
+    /// a new agent starts at 0.5, so neither tops nor trails the ranking on
+    /// no evidence, and one lucky call does not make a champion.
+    pub fn score(&self) -> f64 {
+        (self.converted as f64 + 1.0) / (self.answered.max(self.converted) as f64 + 2.0)
+    }
+}
+
 /// What a ring group did, for metrics.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct GroupCounters {
@@ -53,6 +72,7 @@ pub struct GroupCounters {
 pub struct Presence {
     agents: Mutex<HashMap<String, AgentState>>,
     groups: Mutex<std::collections::BTreeMap<String, GroupCounters>>,
+    results: Mutex<HashMap<String, AgentResults>>,
 }
 
 /// How a group's ringing ended.
@@ -91,6 +111,34 @@ impl Presence {
         if wrap_up_ms > 0 {
             a.wrap_up_until_ms = a.wrap_up_until_ms.max(now_ms + wrap_up_ms);
         }
+    }
+
+    fn results_lock(&self) -> MutexGuard<'_, HashMap<String, AgentResults>> {
+        self.results.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Adds to an agent's results (a department call answered, a conversion).
+    pub fn add_results(&self, user: &str, answered: u64, converted: u64) -> AgentResults {
+        let mut all = self.results_lock();
+        let r = all.entry(user.to_string()).or_default();
+        r.answered += answered;
+        r.converted += converted;
+        *r
+    }
+
+    /// Every agent with results, by name.
+    pub fn all_results(&self) -> Vec<(String, AgentResults)> {
+        let mut v: Vec<_> = self
+            .results_lock()
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    pub fn results(&self, user: &str) -> AgentResults {
+        self.results_lock().get(user).copied().unwrap_or_default()
     }
 
     pub fn set_paused(&self, user: &str, paused: bool) {
@@ -135,6 +183,13 @@ impl Presence {
             "hookline_agents_busy {busy}\nhookline_agents_dnd {dnd}\nhookline_agents_paused {paused}\n\
              hookline_agents_wrap_up {wrap_up}\n"
         );
+        for (agent, r) in self.results_lock().iter() {
+            out.push_str(&format!(
+                "hookline_agent_answered_total{{agent=\"{agent}\"}} {}\n\
+                 hookline_agent_converted_total{{agent=\"{agent}\"}} {}\n",
+                r.answered, r.converted
+            ));
+        }
         for (name, g) in self.groups() {
             for (metric, value) in [
                 ("offered", g.offered),
@@ -164,17 +219,31 @@ impl Presence {
     }
 
     /// A group's members in ringing order, without busy, wrapping-up,
-    /// paused or do-not-disturb agents: list order, or for `uniform` the
-    /// longest idle first (agents that had no call yet before all others).
-    pub fn ring_order(&self, members: &[String], strategy: RingStrategy) -> Vec<String> {
+    /// paused or do-not-disturb agents: list order, or by `rank` (the best
+    /// conversion rate first; equal rates keep list order); for `uniform`
+    /// then the longest idle first (agents that had no call yet before all
+    /// others).
+    pub fn ring_order(
+        &self,
+        members: &[String],
+        strategy: RingStrategy,
+        rank: Rank,
+    ) -> Vec<String> {
         let now = crate::store::now_ms();
-        let agents = self.lock();
-        let mut order: Vec<(i64, &String)> = members
-            .iter()
-            .map(|m| (agents.get(m).copied().unwrap_or_default(), m))
-            .filter(|(s, _)| s.ready(now))
-            .map(|(s, m)| (s.idle_since_ms, m))
-            .collect();
+        let mut order: Vec<(i64, &String)> = {
+            let agents = self.lock();
+            members
+                .iter()
+                .map(|m| (agents.get(m).copied().unwrap_or_default(), m))
+                .filter(|(s, _)| s.ready(now))
+                .map(|(s, m)| (s.idle_since_ms, m))
+                .collect()
+        };
+        if rank == Rank::Conversion {
+            let results = self.results_lock();
+            let score = |m: &String| results.get(m).copied().unwrap_or_default().score();
+            order.sort_by(|a, b| score(b.1).total_cmp(&score(a.1)));
+        }
         if strategy == RingStrategy::Uniform {
             order.sort_by_key(|(idle_since, _)| *idle_since);
         }
@@ -194,25 +263,31 @@ mod tests {
     fn uniform_rings_the_longest_idle_first_and_skips_the_unavailable() {
         let p = Presence::default();
         let members = names(&["201", "202", "203", "204"]);
-        assert_eq!(p.ring_order(&members, RingStrategy::Uniform), members);
+        assert_eq!(
+            p.ring_order(&members, RingStrategy::Uniform, Rank::List),
+            members
+        );
         p.busy("201");
         p.free("201", 1_000);
         p.busy("203");
         p.free("203", 500);
         p.set_dnd("204", true);
         assert_eq!(
-            p.ring_order(&members, RingStrategy::Uniform),
+            p.ring_order(&members, RingStrategy::Uniform, Rank::List),
             names(&["202", "203", "201"])
         );
         // List order for the other strategies; a busy agent is skipped.
         p.busy("202");
         assert_eq!(
-            p.ring_order(&members, RingStrategy::InTurn),
+            p.ring_order(&members, RingStrategy::InTurn, Rank::List),
             names(&["201", "203"])
         );
         p.free("202", 2_000);
         p.set_dnd("204", false);
-        assert_eq!(p.ring_order(&members, RingStrategy::All), members);
+        assert_eq!(
+            p.ring_order(&members, RingStrategy::All, Rank::List),
+            members
+        );
     }
 
     #[test]
@@ -223,12 +298,56 @@ mod tests {
         p.busy("201");
         p.free_after("201", now, 60_000);
         p.set_paused("202", true);
-        assert_eq!(p.ring_order(&members, RingStrategy::All), names(&["203"]));
+        assert_eq!(
+            p.ring_order(&members, RingStrategy::All, Rank::List),
+            names(&["203"])
+        );
         assert!(p.state("201").available(), "a direct call still rings");
         assert!(!p.state("201").ready(now + 59_000));
         assert!(p.state("201").ready(now + 60_000), "wrap-up over");
         p.set_paused("202", false);
         assert!(p.state("202").ready(now));
         assert!(p.render_metrics().contains("hookline_agents_wrap_up 1"));
+    }
+
+    #[test]
+    fn ranking_by_conversion_rings_the_best_rate_first() {
+        let p = Presence::default();
+        let members = names(&["201", "202", "203"]);
+        let order = |rank| p.ring_order(&members, RingStrategy::InTurn, rank);
+        // No evidence yet: list order.
+        assert_eq!(order(Rank::Conversion), members);
+        // 201 answered two calls and converted none; 203 converted one of one.
+        p.add_results("201", 2, 0);
+        p.add_results("203", 1, 1);
+        assert_eq!(order(Rank::Conversion), names(&["203", "202", "201"]));
+        assert_eq!(order(Rank::List), members, "list order unless ranked");
+        // A busy agent is still skipped, whatever their rate.
+        p.busy("203");
+        assert_eq!(order(Rank::Conversion), names(&["202", "201"]));
+    }
+
+    #[test]
+    fn a_rate_needs_evidence() {
+        let new = AgentResults::default();
+        let lucky = AgentResults {
+            answered: 1,
+            converted: 1,
+        };
+        let proven = AgentResults {
+            answered: 40,
+            converted: 30,
+        };
+        assert_eq!(new.score(), 0.5);
+        assert!(proven.score() > lucky.score(), "30 of 40 beats 1 of 1");
+        // A CRM reporting more conversions than answered calls cannot push past 1.
+        assert!(
+            AgentResults {
+                answered: 0,
+                converted: 5
+            }
+            .score()
+                <= 1.0
+        );
     }
 }

@@ -3,6 +3,7 @@
 //! Writes go through one writer thread that batches whatever is queued into a
 //! transaction, so call setup never waits on the disk.
 
+pub mod agent_results;
 pub mod callbacks;
 pub mod plugin_data;
 
