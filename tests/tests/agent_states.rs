@@ -1,11 +1,13 @@
 //! Agent states against registered baresip agents: after a department's
 //! call an agent wraps up (the next call goes to a colleague), a paused
-//! agent gets no department calls, and both come back.
+//! agent gets no department calls, and both come back; a department ranked
+//! by conversion rings its best agent first.
 
 use hookline_tests::{answered_by, http_get, http_request, steps, TestNode};
 use serde_json::Value;
 
-const SETUP: &str = r#"[[extensions]]
+/// The two agents both tests register.
+const AGENTS: &str = r#"[[extensions]]
 user = "204"
 password = "four"
 
@@ -13,7 +15,9 @@ password = "four"
 user = "205"
 password = "five"
 
-[[groups]]
+"#;
+
+const SETUP: &str = r#"[[groups]]
 name = "desk"
 number = "670"
 strategy = "in-turn"
@@ -45,7 +49,7 @@ fn agent(node: &TestNode, user: &str) -> Value {
 
 #[test]
 fn wrapping_up_and_paused_agents_get_no_department_calls() {
-    let node = TestNode::with_routes(SETUP).unwrap();
+    let node = TestNode::with_routes(&format!("{AGENTS}{SETUP}")).unwrap();
     let _a = node.agent("204", "four", &vec![0; 8000 * 60]).unwrap();
     let _b = node.agent("205", "five", &vec![0; 8000 * 60]).unwrap();
 
@@ -76,15 +80,7 @@ fn wrapping_up_and_paused_agents_get_no_department_calls() {
     assert!(node.legs_of(&third).is_empty(), "nobody rang: {third:#}");
 }
 
-const RANKED: &str = r#"[[extensions]]
-user = "204"
-password = "four"
-
-[[extensions]]
-user = "205"
-password = "five"
-
-[[groups]]
+const RANKED: &str = r#"[[groups]]
 name = "sales"
 number = "680"
 strategy = "in-turn"
@@ -117,7 +113,7 @@ fn convert(node: &TestNode, user: &str, count: &str) -> u16 {
 /// CRM reported) rings first, and the figures survive a restart.
 #[test]
 fn a_department_ranked_by_conversion_rings_its_best_agent_first() {
-    let mut node = TestNode::with_routes(RANKED).unwrap();
+    let mut node = TestNode::with_routes(&format!("{AGENTS}{RANKED}")).unwrap();
     let _a = node.agent("204", "four", &vec![0; 8000 * 60]).unwrap();
     let _b = node.agent("205", "five", &vec![0; 8000 * 60]).unwrap();
 
