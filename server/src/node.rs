@@ -178,7 +178,7 @@ pub async fn build(opts: &ServeOptions) -> anyhow::Result<Arc<Node>> {
         crate::store::agent_results::AgentResultsStore::open(&opts.data.join("hookline.db"))?;
     let catalog = load_catalog(&config)?;
     let voices = Arc::new(load_voices(&config));
-    let mut prompts = prepare_language(
+    let prompts = prepare_language(
         &config,
         &catalog,
         &opts.data,

@@ -113,24 +113,107 @@ fn write_wav(path: &Path, pcm: &[i16]) -> Result<(), hound::Error> {
     w.finalize()
 }
 
-/// Loads a language's prompts: recorded overrides first, then the rendered cache.
+/// Where prompts uploaded over the API live (`PUT /api/prompts/{lang}/{id}`):
+/// in the node's data, not in the deployed configuration.
+pub fn uploaded_path(data_dir: &Path, lang: &str, id: &str) -> PathBuf {
+    data_dir
+        .join("uploaded")
+        .join(lang)
+        .join(format!("{id}.wav"))
+}
+
+/// A prompt id an upload may take: it names a file.
+pub fn valid_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+/// The ids of the `.wav` files in `dir` (none when it does not exist).
+fn wav_ids(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let id = name.strip_suffix(".wav")?;
+            valid_id(id).then(|| id.to_string())
+        })
+        .collect()
+}
+
+/// Where a language's prompt comes from: an upload first, then a recorded
+/// override, then the rendered cache (None when there is none).
+pub fn prompt_path(data_dir: &Path, recorded: &Path, lang: &str, id: &str) -> Option<PathBuf> {
+    [
+        uploaded_path(data_dir, lang, id),
+        recorded.join(lang).join(format!("{id}.wav")),
+        cache_path(data_dir, lang, id),
+    ]
+    .into_iter()
+    .find(|p| p.exists())
+}
+
+/// Loads a language's prompts: the catalog's, and any uploaded or recorded
+/// ones beyond it (an auto-responder message), each from `prompt_path`.
 pub fn load_set(
     catalog: &Catalog,
     data_dir: &Path,
     recorded: &Path,
     lang: &str,
 ) -> Result<PromptSet, CatalogError> {
-    let mut set = PromptSet::default();
-    for id in catalog.prompts.keys() {
-        let over = recorded.join(lang).join(format!("{id}.wav"));
-        let path = if over.exists() {
-            over
-        } else {
-            cache_path(data_dir, lang, id)
-        };
-        if path.exists() {
-            set.insert(Prompt::load(id, &path)?);
+    let set = PromptSet::default();
+    let mut ids: Vec<String> = catalog.prompts.keys().cloned().collect();
+    ids.extend(wav_ids(&recorded.join(lang)));
+    ids.extend(wav_ids(&data_dir.join("uploaded").join(lang)));
+    ids.sort();
+    ids.dedup();
+    for id in ids {
+        if let Some(path) = prompt_path(data_dir, recorded, lang, &id) {
+            set.insert(Prompt::load(&id, &path)?);
         }
     }
     Ok(set)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_upload_wins_over_a_recording_which_wins_over_the_rendered_prompt() {
+        let dir = std::env::temp_dir().join(format!("hookline-prompt-path-{}", std::process::id()));
+        let (data, recorded) = (dir.join("data"), dir.join("recorded"));
+        let rendered = cache_path(&data, "en", "welcome");
+        let record = recorded.join("en").join("welcome.wav");
+        let upload = uploaded_path(&data, "en", "welcome");
+        assert_eq!(prompt_path(&data, &recorded, "en", "welcome"), None);
+        for (file, expected) in [
+            (&rendered, &rendered),
+            (&record, &record),
+            (&upload, &upload),
+        ] {
+            std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+            std::fs::write(file, b"").unwrap();
+            assert_eq!(
+                prompt_path(&data, &recorded, "en", "welcome").as_ref(),
+                Some(expected)
+            );
+        }
+        // Another language's files are not this one's.
+        assert_eq!(prompt_path(&data, &recorded, "ru", "welcome"), None);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn upload_ids_name_a_file_and_nothing_else() {
+        for ok in ["away_message", "holiday-2026", "a"] {
+            assert!(valid_id(ok), "{ok}");
+        }
+        for bad in ["", "../etc", "Away", "a.wav", "a/b", &"x".repeat(65)] {
+            assert!(!valid_id(bad), "{bad:?}");
+        }
+    }
 }

@@ -1138,6 +1138,18 @@ pub fn tone_share(pcm: &[i16], rate: u32, hz: f64) -> f64 {
     2.0 * power / (n * energy)
 }
 
+/// 100 ms windows of a recording in which `hz` is clearly heard (loud, and
+/// most of the window's energy at that frequency).
+pub fn tone_windows(path: &Path, hz: f64) -> usize {
+    let (pcm, rate) = (
+        read_wav_i16(path).unwrap_or_default(),
+        wav_rate(path).unwrap_or(8000),
+    );
+    pcm.chunks(rate as usize / 10)
+        .filter(|w| rms(w) > 500.0 && tone_share(w, rate, hz) > 0.5)
+        .count()
+}
+
 /// A sine tone at `rate`, `seconds` long.
 pub fn tone(hz: f64, rate: u32, seconds: usize) -> Vec<i16> {
     (0..rate as usize * seconds)

@@ -11,10 +11,7 @@
 
 use std::time::{Duration, Instant};
 
-use hookline_tests::{
-    free_udp_port, http_get, read_wav_i16, rms, steps, tone, tone_share, wav_rate, Baresip,
-    TestNode,
-};
+use hookline_tests::{free_udp_port, http_get, steps, tone, tone_windows, Baresip, TestNode};
 use serde_json::Value;
 
 const CUSTOMER: &str = "5551234";
@@ -105,14 +102,6 @@ fn ended(node: &TestNode, id: &Value) -> Value {
     .unwrap_or_else(|e| panic!("{e}\n{}", node.logs()))
 }
 
-/// 100 ms windows of a recording in which `hz` is clearly heard.
-fn windows_with(path: &std::path::Path, hz: f64) -> usize {
-    let (pcm, rate) = (read_wav_i16(path).unwrap(), wav_rate(path).unwrap());
-    pcm.chunks(rate as usize / 10)
-        .filter(|w| rms(w) > 500.0 && tone_share(w, rate, hz) > 0.5)
-        .count()
-}
-
 #[test]
 fn a_callback_survives_a_crash_and_connects_the_agent_first_then_the_customer() {
     let (mut node, customer) = node_and_customer(600);
@@ -172,8 +161,8 @@ fn a_callback_survives_a_crash_and_connects_the_agent_first_then_the_customer() 
     let customer_calls = customer.heard_all();
     let callback_call = customer_calls.last().expect("the customer's recordings");
     let (a, c) = (
-        windows_with(&agent_heard, CUSTOMER_HZ),
-        windows_with(callback_call, AGENT_HZ),
+        tone_windows(&agent_heard, CUSTOMER_HZ),
+        tone_windows(callback_call, AGENT_HZ),
     );
     assert!(a >= 10, "the agent heard the customer in {a} windows");
     assert!(c >= 10, "the customer heard the agent in {c} windows");

@@ -14,6 +14,8 @@ use serde::Deserialize;
 
 use crate::call::Node;
 
+mod prompts;
+
 #[derive(Deserialize)]
 struct ListQuery {
     limit: Option<u32>,
@@ -44,6 +46,13 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/api/agents/{user}/dnd", put(set_dnd))
         .route("/api/agents/{user}/pause", put(set_paused))
         .route("/api/agents/{user}/conversions", post(add_conversions))
+        .route("/api/prompts", get(prompts::list))
+        .route(
+            "/api/prompts/{lang}/{id}",
+            put(prompts::upload)
+                .delete(prompts::remove)
+                .layer(DefaultBodyLimit::max(prompts::MAX_UPLOAD_BYTES)),
+        )
         .route(
             "/api/plugins/{name}",
             put(deploy).layer(DefaultBodyLimit::max(MAX_PLUGIN_BYTES)),

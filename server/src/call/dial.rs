@@ -974,7 +974,7 @@ impl CallSession {
         if self.music.is_some() {
             return self.hold_music(); // queued callers keep their music while agents ring
         }
-        if let Some(tone) = self.prompts.get("ringback").cloned() {
+        if let Some(tone) = self.prompts.get("ringback") {
             self.media.play(self.leg, vec![tone], u64::MAX);
             self.media.loop_play(self.leg);
         }

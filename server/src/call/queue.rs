@@ -574,7 +574,7 @@ impl CallSession {
         let music: Vec<_> = q
             .music
             .iter()
-            .filter_map(|id| self.prompts.get(id).cloned())
+            .filter_map(|id| self.prompts.get(id))
             .collect();
         self.music = Some(music);
         let started = tokio::time::Instant::now();

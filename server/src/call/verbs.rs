@@ -71,7 +71,6 @@ impl CallSession {
                     .get(&self.language)
                     .and_then(|set| set.get(id))
                     .or_else(|| self.prompts.get(id))
-                    .cloned()
                     .ok_or_else(|| {
                         CallError::InvalidArgument(format!("unknown prompt id {id:?}"))
                     })?,

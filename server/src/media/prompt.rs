@@ -147,27 +147,44 @@ pub fn resample(input: &[f32], from: u32, to: u32) -> Result<Vec<f32>, String> {
     Ok(out.into_iter().skip(delay).take(expected).collect())
 }
 
-/// Prompt id -> loaded prompt, per language.
-#[derive(Debug, Default, Clone)]
+/// Prompt id -> loaded prompt, per language. Prompts can be replaced while
+/// the node runs (an uploaded auto-responder message): a play takes the
+/// prompt as it is then, a play already going keeps its own `Arc`.
+#[derive(Debug, Default)]
 pub struct PromptSet {
-    prompts: HashMap<String, Arc<Prompt>>,
+    prompts: std::sync::RwLock<HashMap<String, Arc<Prompt>>>,
 }
 
 impl PromptSet {
-    pub fn insert(&mut self, prompt: Prompt) {
-        self.prompts.insert(prompt.id.clone(), Arc::new(prompt));
+    pub fn insert(&self, prompt: Prompt) {
+        let mut all = self.prompts.write().unwrap_or_else(|e| e.into_inner());
+        all.insert(prompt.id.clone(), Arc::new(prompt));
     }
 
-    pub fn get(&self, id: &str) -> Option<&Arc<Prompt>> {
-        self.prompts.get(id)
+    pub fn remove(&self, id: &str) {
+        let mut all = self.prompts.write().unwrap_or_else(|e| e.into_inner());
+        all.remove(id);
+    }
+
+    pub fn get(&self, id: &str) -> Option<Arc<Prompt>> {
+        let all = self.prompts.read().unwrap_or_else(|e| e.into_inner());
+        all.get(id).cloned()
     }
 
     pub fn len(&self) -> usize {
-        self.prompts.len()
+        self.prompts.read().unwrap_or_else(|e| e.into_inner()).len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.prompts.is_empty()
+        self.len() == 0
+    }
+
+    /// Every prompt id, sorted.
+    pub fn ids(&self) -> Vec<String> {
+        let all = self.prompts.read().unwrap_or_else(|e| e.into_inner());
+        let mut ids: Vec<String> = all.keys().cloned().collect();
+        ids.sort();
+        ids
     }
 }
 

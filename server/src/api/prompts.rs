@@ -1,0 +1,160 @@
+//! Prompts over the API: an operator uploads a recording (an auto-responder
+//! message, a holiday greeting) and the next call plays it; no restart, no
+//! file access on the node. Uploads live in the node's data directory and
+//! take precedence over recorded overrides and rendered prompts.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+use crate::call::Node;
+use crate::media::prompt::{Prompt, PromptSet, RATE};
+use crate::prompts::{prompt_path, uploaded_path, valid_id};
+
+/// Largest upload accepted (a 10-minute 16-bit 48 kHz stereo WAV is 110 MiB;
+/// prompts are short, and this bounds what one request can make the node hold).
+pub const MAX_UPLOAD_BYTES: usize = 32 << 20;
+/// Longest prompt kept (at 8 kHz, about 9.6 MB of samples in three forms).
+const MAX_SECONDS: usize = 600;
+
+fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
+    (status, format!("{message}\n")).into_response()
+}
+
+/// The language's live prompt set, or a 404 for a language the node does not speak.
+fn set_of<'a>(node: &'a Node, lang: &str) -> Result<&'a Arc<PromptSet>, Response> {
+    if lang == node.config.prompts.language {
+        Ok(&node.prompts)
+    } else {
+        node.prompt_sets.get(lang).ok_or_else(|| {
+            error(
+                StatusCode::NOT_FOUND,
+                format!("no prompts in language {lang:?} (prompts.languages)"),
+            )
+        })
+    }
+}
+
+/// `PUT /api/prompts/{lang}/{id}` with a WAV body (any rate, mono or
+/// stereo, 8-32 bit): checked by decoding it, stored, and played from the
+/// next use on. `201` with its duration.
+pub async fn upload(
+    State(node): State<Arc<Node>>,
+    Path((lang, id)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Response {
+    let set = match set_of(&node, &lang) {
+        Ok(set) => set.clone(),
+        Err(r) => return r,
+    };
+    if !valid_id(&id) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "a prompt id is 1-64 of a-z, 0-9, _ and -",
+        );
+    }
+    let path = uploaded_path(&node.data_dir, &lang, &id);
+    let loaded = crate::plugin::blocking(move || -> Result<Prompt, String> {
+        let dir = path.parent().expect("uploaded_path has a directory");
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        // Decode a temporary copy first: a bad upload never replaces a good prompt.
+        let part = path.with_extension("wav.part");
+        std::fs::write(&part, &body).map_err(|e| format!("{}: {e}", part.display()))?;
+        let checked = Prompt::load(&id, &part)
+            .map_err(|e| format!("not a usable WAV: {e}"))
+            .and_then(|p| {
+                if p.pcm.len() > MAX_SECONDS * RATE as usize {
+                    Err(format!("longer than {MAX_SECONDS} s"))
+                } else {
+                    Ok(p)
+                }
+            });
+        match checked {
+            Ok(p) => {
+                std::fs::rename(&part, &path).map_err(|e| format!("{}: {e}", path.display()))?;
+                Ok(p)
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(&part);
+                Err(e)
+            }
+        }
+    })
+    .await;
+    match loaded {
+        Ok(Ok(prompt)) => {
+            let duration_ms = prompt.pcm.len() as u64 * 1000 / RATE as u64;
+            let id = prompt.id.clone();
+            set.insert(prompt);
+            tracing::info!("prompt {id:?} ({lang}) uploaded, {duration_ms} ms");
+            (
+                StatusCode::CREATED,
+                Json(serde_json::json!({ "id": id, "language": lang, "duration_ms": duration_ms })),
+            )
+                .into_response()
+        }
+        Ok(Err(message)) => error(StatusCode::BAD_REQUEST, message),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
+}
+
+/// `DELETE /api/prompts/{lang}/{id}`: removes an upload; the recorded or
+/// rendered prompt of that id (if any) plays again.
+pub async fn remove(
+    State(node): State<Arc<Node>>,
+    Path((lang, id)): Path<(String, String)>,
+) -> Response {
+    let set = match set_of(&node, &lang) {
+        Ok(set) => set.clone(),
+        Err(r) => return r,
+    };
+    if !valid_id(&id) {
+        return error(StatusCode::NOT_FOUND, "no such upload");
+    }
+    let path = uploaded_path(&node.data_dir, &lang, &id);
+    if !path.exists() {
+        return error(StatusCode::NOT_FOUND, "no such upload");
+    }
+    let recorded = node.config.resolve(&node.config.prompts.recorded);
+    let data = node.data_dir.clone();
+    let (lang2, id2) = (lang.clone(), id.clone());
+    let back = crate::plugin::blocking(move || -> Result<Option<Prompt>, String> {
+        std::fs::remove_file(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        prompt_path(&data, &recorded, &lang2, &id2)
+            .map(|p| Prompt::load(&id2, &p).map_err(|e| e.to_string()))
+            .transpose()
+    })
+    .await;
+    match back {
+        Ok(Ok(Some(prompt))) => set.insert(prompt),
+        Ok(Ok(None)) => set.remove(&id),
+        Ok(Err(e)) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
+    StatusCode::NO_CONTENT.into_response()
+}
+
+/// `GET /api/prompts`: each language's prompt ids, and which were uploaded.
+pub async fn list(State(node): State<Arc<Node>>) -> Response {
+    let mut langs = vec![node.config.prompts.language.clone()];
+    langs.extend(node.prompt_sets.keys().cloned());
+    langs.sort();
+    langs.dedup();
+    let out: serde_json::Map<String, serde_json::Value> = langs
+        .into_iter()
+        .filter_map(|lang| {
+            let set = set_of(&node, &lang).ok()?;
+            let ids = set.ids();
+            let uploaded: Vec<&String> = ids
+                .iter()
+                .filter(|id| uploaded_path(&node.data_dir, &lang, id).exists())
+                .collect();
+            let v = serde_json::json!({ "prompts": ids, "uploaded": uploaded });
+            Some((lang, v))
+        })
+        .collect();
+    Json(out).into_response()
+}
