@@ -24,18 +24,20 @@ fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
     (status, format!("{message}\n")).into_response()
 }
 
-/// The language's live prompt set, or a 404 for a language the node does not speak.
-fn set_of<'a>(node: &'a Node, lang: &str) -> Result<&'a Arc<PromptSet>, Response> {
+/// The language's live prompt set (None: the node does not speak it).
+fn set_of<'a>(node: &'a Node, lang: &str) -> Option<&'a Arc<PromptSet>> {
     if lang == node.config.prompts.language {
-        Ok(&node.prompts)
+        Some(&node.prompts)
     } else {
-        node.prompt_sets.get(lang).ok_or_else(|| {
-            error(
-                StatusCode::NOT_FOUND,
-                format!("no prompts in language {lang:?} (prompts.languages)"),
-            )
-        })
+        node.prompt_sets.get(lang)
     }
+}
+
+fn no_language(lang: &str) -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        format!("no prompts in language {lang:?} (prompts.languages)"),
+    )
 }
 
 /// `PUT /api/prompts/{lang}/{id}` with a WAV body (any rate, mono or
@@ -46,9 +48,8 @@ pub async fn upload(
     Path((lang, id)): Path<(String, String)>,
     body: axum::body::Bytes,
 ) -> Response {
-    let set = match set_of(&node, &lang) {
-        Ok(set) => set.clone(),
-        Err(r) => return r,
+    let Some(set) = set_of(&node, &lang).cloned() else {
+        return no_language(&lang);
     };
     if !valid_id(&id) {
         return error(
@@ -107,9 +108,8 @@ pub async fn remove(
     State(node): State<Arc<Node>>,
     Path((lang, id)): Path<(String, String)>,
 ) -> Response {
-    let set = match set_of(&node, &lang) {
-        Ok(set) => set.clone(),
-        Err(r) => return r,
+    let Some(set) = set_of(&node, &lang).cloned() else {
+        return no_language(&lang);
     };
     if !valid_id(&id) {
         return error(StatusCode::NOT_FOUND, "no such upload");
@@ -146,7 +146,7 @@ pub async fn list(State(node): State<Arc<Node>>) -> Response {
     let out: serde_json::Map<String, serde_json::Value> = langs
         .into_iter()
         .filter_map(|lang| {
-            let set = set_of(&node, &lang).ok()?;
+            let set = set_of(&node, &lang)?;
             let ids = set.ids();
             let uploaded: Vec<&String> = ids
                 .iter()
