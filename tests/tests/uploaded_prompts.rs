@@ -78,6 +78,7 @@ fn an_uploaded_message_is_what_an_unanswered_caller_hears() {
         .heard()
         .unwrap_or_else(|| panic!("baresip recorded nothing\n{}", phone.log()));
     let heard = tone_windows(&path, HZ);
+    eprintln!("windows with the message tone: {heard}");
     assert!(heard >= 20, "the message's tone in {heard} of 30 windows");
 
     // Kept across a restart, listed as uploaded; removed on DELETE.
