@@ -55,7 +55,7 @@ fn machine_jiffies() -> (u64, u64) {
 /// says how long that took. A node just built still loads a recognizer and
 /// starts its Piper worker in the background; an in-process microbenchmark
 /// timed over that work measures the start-up, not what it names (it read
-/// 77 µs per instantiation instead of 34).
+/// 77 µs per instantiation instead of 33).
 pub fn wait_until_machine_idle(max: std::time::Duration) -> std::time::Duration {
     let start = std::time::Instant::now();
     let mut last = machine_jiffies();

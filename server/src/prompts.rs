@@ -122,6 +122,11 @@ pub fn uploaded_path(data_dir: &Path, lang: &str, id: &str) -> PathBuf {
         .join(format!("{id}.wav"))
 }
 
+/// The ids uploaded in a language (one directory read).
+pub fn uploaded_ids(data_dir: &Path, lang: &str) -> Vec<String> {
+    wav_ids(&data_dir.join("uploaded").join(lang))
+}
+
 /// A prompt id an upload may take: it names a file.
 pub fn valid_id(id: &str) -> bool {
     (1..=64).contains(&id.len())
@@ -167,7 +172,7 @@ pub fn load_set(
     let set = PromptSet::default();
     let mut ids: Vec<String> = catalog.prompts.keys().cloned().collect();
     ids.extend(wav_ids(&recorded.join(lang)));
-    ids.extend(wav_ids(&data_dir.join("uploaded").join(lang)));
+    ids.extend(uploaded_ids(data_dir, lang));
     ids.sort();
     ids.dedup();
     for id in ids {

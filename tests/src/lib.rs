@@ -1141,9 +1141,10 @@ pub fn tone_share(pcm: &[i16], rate: u32, hz: f64) -> f64 {
 /// 100 ms windows of a recording in which `hz` is clearly heard (loud, and
 /// most of the window's energy at that frequency).
 pub fn tone_windows(path: &Path, hz: f64) -> usize {
+    let read = |e: anyhow::Error| -> ! { panic!("{}: {e}", path.display()) };
     let (pcm, rate) = (
-        read_wav_i16(path).unwrap_or_default(),
-        wav_rate(path).unwrap_or(8000),
+        read_wav_i16(path).unwrap_or_else(|e| read(e)),
+        wav_rate(path).unwrap_or_else(|e| read(e)),
     );
     pcm.chunks(rate as usize / 10)
         .filter(|w| rms(w) > 500.0 && tone_share(w, rate, hz) > 0.5)

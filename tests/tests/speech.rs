@@ -86,12 +86,14 @@ fn snippets_of(wav: &std::path::Path) -> Vec<Vec<i16>> {
         .collect()
 }
 
-/// How well all of a prompt's snippets are found in `audio`: the weakest one.
+/// How well all of a prompt's snippets are found in `audio`: the weakest
+/// one (0 for a prompt too short to take a snippet from).
 fn prompt_match(audio: &[i16], wav: &std::path::Path) -> f64 {
     snippets_of(wav)
         .iter()
         .map(|s| best_match(audio, s))
-        .fold(f64::INFINITY, f64::min)
+        .reduce(f64::min)
+        .unwrap_or(0.0)
 }
 
 /// The language menu on 200: a caller who presses 2 hears the greeting and

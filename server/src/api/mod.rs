@@ -12,6 +12,7 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::Deserialize;
 
+use crate::call::presence::{AgentResults, AgentState};
 use crate::call::Node;
 
 mod prompts;
@@ -260,17 +261,17 @@ async fn conferences(State(node): State<Arc<Node>>) -> Response {
 /// Agents' presence: in a call, idle since, do-not-disturb; and browser agents online.
 async fn agents(State(node): State<Arc<Node>>) -> Response {
     // Agents with a state now, and those known only by their results (after a restart).
-    let mut states = node.presence.snapshot();
-    for (user, _) in node.presence.all_results() {
-        if !states.iter().any(|(u, _)| *u == user) {
-            states.push((user, Default::default()));
-        }
+    let mut merged: std::collections::BTreeMap<String, (AgentState, AgentResults)> =
+        Default::default();
+    for (user, s) in node.presence.snapshot() {
+        merged.entry(user).or_default().0 = s;
     }
-    states.sort_by(|a, b| a.0.cmp(&b.0));
-    let agents: Vec<serde_json::Value> = states
+    for (user, r) in node.presence.all_results() {
+        merged.entry(user).or_default().1 = r;
+    }
+    let agents: Vec<serde_json::Value> = merged
         .into_iter()
-        .map(|(user, s)| {
-            let r = node.presence.results(&user);
+        .map(|(user, (s, r))| {
             serde_json::json!({
                 "user": user, "calls": s.calls, "idle_since_ms": s.idle_since_ms, "dnd": s.dnd,
                 "paused": s.paused, "wrap_up_until_ms": s.wrap_up_until_ms,

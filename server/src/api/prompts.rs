@@ -12,7 +12,7 @@ use axum::Json;
 
 use crate::call::Node;
 use crate::media::prompt::{Prompt, PromptSet, RATE};
-use crate::prompts::{prompt_path, uploaded_path, valid_id};
+use crate::prompts::{prompt_path, uploaded_ids, uploaded_path, valid_id};
 
 /// Largest upload accepted (a 10-minute 16-bit 48 kHz stereo WAV is 110 MiB;
 /// prompts are short, and this bounds what one request can make the node hold).
@@ -120,10 +120,10 @@ pub async fn remove(
     }
     let recorded = node.config.resolve(&node.config.prompts.recorded);
     let data = node.data_dir.clone();
-    let (lang2, id2) = (lang.clone(), id.clone());
+    let id2 = id.clone();
     let back = crate::plugin::blocking(move || -> Result<Option<Prompt>, String> {
         std::fs::remove_file(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        prompt_path(&data, &recorded, &lang2, &id2)
+        prompt_path(&data, &recorded, &lang, &id2)
             .map(|p| Prompt::load(&id2, &p).map_err(|e| e.to_string()))
             .transpose()
     })
@@ -147,12 +147,9 @@ pub async fn list(State(node): State<Arc<Node>>) -> Response {
         .into_iter()
         .filter_map(|lang| {
             let set = set_of(&node, &lang)?;
-            let ids = set.ids();
-            let uploaded: Vec<&String> = ids
-                .iter()
-                .filter(|id| uploaded_path(&node.data_dir, &lang, id).exists())
-                .collect();
-            let v = serde_json::json!({ "prompts": ids, "uploaded": uploaded });
+            let mut uploaded = uploaded_ids(&node.data_dir, &lang);
+            uploaded.sort();
+            let v = serde_json::json!({ "prompts": set.ids(), "uploaded": uploaded });
             Some((lang, v))
         })
         .collect();

@@ -123,14 +123,14 @@ impl Node {
         answered: u64,
         converted: u64,
     ) -> presence::AgentResults {
-        let now = self.presence.add_results(user, answered, converted);
+        let updated = self.presence.add_results(user, answered, converted);
         let (store, user) = (self.agent_results.clone(), user.to_string());
         tokio::task::spawn_blocking(move || {
             if let Err(e) = store.add(&user, answered, converted) {
                 tracing::warn!("agent {user}'s results not saved: {e}");
             }
         });
-        now
+        updated
     }
 
     /// Calls in progress.

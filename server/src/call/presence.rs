@@ -137,10 +137,6 @@ impl Presence {
         v
     }
 
-    pub fn results(&self, user: &str) -> AgentResults {
-        self.results_lock().get(user).copied().unwrap_or_default()
-    }
-
     pub fn set_paused(&self, user: &str, paused: bool) {
         self.lock().entry(user.to_string()).or_default().paused = paused;
     }
