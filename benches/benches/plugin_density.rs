@@ -78,6 +78,7 @@ fn main() -> anyhow::Result<()> {
         http: "127.0.0.1:0".parse()?,
         data: dir.join("data"),
         config: dir.join("hookline.toml"),
+        insecure_api: false,
     }))?;
     let plugin = node
         .plugins

@@ -21,6 +21,7 @@ fn main() -> anyhow::Result<()> {
         http: "127.0.0.1:0".parse()?,
         data: data.clone(),
         config: root.join("hookline.toml"),
+        insecure_api: false,
     }))?;
     let plugin = node
         .plugins

@@ -93,17 +93,42 @@ pub struct NodeConfig {
     /// listens on 0.0.0.0. Default: the local address that routes to the caller.
     pub advertise_ip: Option<IpAddr>,
     /// Challenge INVITEs (407, extension credentials) unless they come from a
-    /// registered phone's address or a trunk.
+    /// registered phone's address or a trunk. Unset: on when SIP listens
+    /// beyond loopback (callers on this machine, e.g. a local proxy, are
+    /// let through); `false` opens the node to anyone who reaches it.
     #[serde(default)]
-    pub invite_auth: bool,
+    pub invite_auth: Option<bool>,
     /// Digest authentication realm.
     #[serde(default = "default_realm")]
     pub realm: String,
-    /// Bearer token required by the HTTP API; none = open (bind it to localhost).
+    /// Bearer token of the HTTP API. Changes always need a token: without
+    /// one here the node makes one at first start and keeps it in
+    /// `<data>/api-token` (mode 0600). With a token here reads need it too;
+    /// without, reads are open, so the API must listen on loopback (or the
+    /// node is started with `--insecure-api`).
     pub api_token: Option<String>,
+    /// Names browsers may reach the API and softphone by (the `Host`
+    /// header); IP addresses and `localhost` always pass. Others are refused
+    /// (a DNS-rebinding page cannot reach a localhost API).
+    #[serde(default)]
+    pub api_hosts: Vec<String>,
     /// Linear memory per plugin instance in MiB: the ceiling for manifests.
     #[serde(default = "default_plugin_memory")]
     pub plugin_memory_mib: u32,
+    /// Native stack a plugin's WebAssembly may use, in KiB (wasmtime's
+    /// `max_wasm_stack`). The fiber each call runs on gets 512 KiB more for
+    /// the host's own frames, so a guest that recurses without end traps
+    /// instead of overflowing into the host (which would abort the node).
+    #[serde(default = "default_plugin_stack")]
+    pub plugin_stack_kib: u32,
+}
+
+impl NodeConfig {
+    /// Whether INVITEs from unknown sources are challenged on a node whose
+    /// SIP listens on `sip`.
+    pub fn invite_auth_for(&self, sip: std::net::SocketAddr) -> bool {
+        self.invite_auth.unwrap_or(!sip.ip().is_loopback())
+    }
 }
 
 impl Default for NodeConfig {
@@ -120,9 +145,11 @@ impl Default for NodeConfig {
             media_threads: 0,
             advertise_ip: None,
             realm: default_realm(),
-            invite_auth: false,
+            invite_auth: None,
             api_token: None,
+            api_hosts: Vec::new(),
             plugin_memory_mib: default_plugin_memory(),
+            plugin_stack_kib: default_plugin_stack(),
         }
     }
 }
@@ -141,6 +168,10 @@ fn default_plugin_cpu_ms() -> u64 {
 
 fn default_plugin_memory() -> u32 {
     64
+}
+
+fn default_plugin_stack() -> u32 {
+    512
 }
 
 fn default_max_call_s() -> u64 {
@@ -291,7 +322,7 @@ fn default_step_s() -> u64 {
 }
 
 /// Browser softphones (WebRTC legs).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebRtcConfig {
     /// Who may log in from a browser: each token is an agent's extension.
@@ -301,6 +332,31 @@ pub struct WebRtcConfig {
     /// loopback included when that is loopback).
     #[serde(default)]
     pub ice_ip: Option<IpAddr>,
+    /// Browser calls one agent may hold at once (offers beyond get 429).
+    #[serde(default = "default_agent_calls")]
+    pub max_calls_per_agent: u32,
+    /// Offers one agent may send per minute (refused ones included).
+    #[serde(default = "default_agent_offers")]
+    pub max_offers_per_minute: u32,
+}
+
+impl Default for WebRtcConfig {
+    fn default() -> Self {
+        WebRtcConfig {
+            agents: Vec::new(),
+            ice_ip: None,
+            max_calls_per_agent: default_agent_calls(),
+            max_offers_per_minute: default_agent_offers(),
+        }
+    }
+}
+
+fn default_agent_calls() -> u32 {
+    4
+}
+
+fn default_agent_offers() -> u32 {
+    30
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -431,6 +487,11 @@ pub struct PluginConfig {
     /// Config for calls handed over to this plugin (routes carry their own).
     #[serde(default = "empty_table")]
     pub config: toml::Value,
+    /// Caps on what the plugin may make the node do (TTS, kv, logs, HTTP,
+    /// counters); fields not named keep the built-in defaults. A manifest
+    /// may ask for less, or for more up to these.
+    #[serde(default)]
+    pub quotas: crate::plugin::quotas::Quotas,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -36,6 +36,10 @@ enum Cmd {
         /// Routes and plugins.
         #[arg(long, default_value = "hookline.toml")]
         config: PathBuf,
+        /// Allow an API beyond loopback with no node.api_token (reads open
+        /// to whoever reaches it; changes still need the generated token).
+        #[arg(long)]
+        insecure_api: bool,
     },
     /// Prompt catalog tools.
     Prompts {
@@ -91,6 +95,7 @@ fn main() -> anyhow::Result<()> {
             http,
             data,
             config,
+            insecure_api,
         } => {
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(node::serve(ServeOptions {
@@ -99,6 +104,7 @@ fn main() -> anyhow::Result<()> {
                 http,
                 data,
                 config,
+                insecure_api,
             }))
         }
         Cmd::Plugin {

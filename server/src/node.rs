@@ -28,6 +28,8 @@ pub struct ServeOptions {
     pub http: SocketAddr,
     pub data: PathBuf,
     pub config: PathBuf,
+    /// Serve an API with open reads beyond loopback (no `node.api_token`).
+    pub insecure_api: bool,
 }
 
 /// Parses `A-B`.
@@ -176,6 +178,15 @@ pub async fn build(opts: &ServeOptions) -> anyhow::Result<Arc<Node>> {
     let callbacks = crate::store::callbacks::Callbacks::open(&opts.data.join("hookline.db"))?;
     let agent_results =
         crate::store::agent_results::AgentResultsStore::open(&opts.data.join("hookline.db"))?;
+    let (api_token, token_file) =
+        crate::api::guard::load_or_create_token(config.node.api_token.as_deref(), &opts.data)
+            .context("keeping the API token in the data directory")?;
+    if let Some(f) = token_file {
+        tracing::info!(
+            "API token for changes (deploys, uploads, agents): in {}",
+            f.display()
+        );
+    }
     let catalog = load_catalog(&config)?;
     let voices = Arc::new(load_voices(&config));
     let prompts = prepare_language(
@@ -211,6 +222,7 @@ pub async fn build(opts: &ServeOptions) -> anyhow::Result<Arc<Node>> {
             cpu: Duration::from_millis(config.node.plugin_cpu_ms.max(10)),
             wall: Duration::from_secs(config.node.max_call_s.max(1)),
             memory_mib: config.node.plugin_memory_mib,
+            stack_kib: config.node.plugin_stack_kib,
         },
     )?;
     for p in &config.plugins {
@@ -233,7 +245,7 @@ pub async fn build(opts: &ServeOptions) -> anyhow::Result<Arc<Node>> {
         let granted = Grants::parse(&p.grants)
             .map_err(|e| anyhow::anyhow!("plugin {}: grants: {e}", p.name))?;
         let loaded = plugins
-            .prepare(&p.name, &bytes, &granted)
+            .prepare(&p.name, &bytes, &granted, &p.quotas)
             .await
             .with_context(|| format!("loading {}", path.display()))?;
         check_route_configs(&config, &loaded)?;
@@ -298,6 +310,7 @@ pub async fn build(opts: &ServeOptions) -> anyhow::Result<Arc<Node>> {
                 format!("{:032x}", rand::random::<u128>()),
             );
             r.trusted_ips = config.trunks.iter().map(|t| t.address.ip()).collect();
+            r.trust_loopback = config.node.invite_auth.is_none();
             r
         })),
         sip_addr: opts.sip,
@@ -307,6 +320,9 @@ pub async fn build(opts: &ServeOptions) -> anyhow::Result<Arc<Node>> {
         plugin_data,
         data_dir: opts.data.clone(),
         http: crate::plugin::services::http_client(),
+        api_token,
+        auth_failures: Default::default(),
+        net_guard: crate::plugin::net_guard::NetGuard::new(&[opts.sip, opts.http], opts.rtp_ports),
         counters: Default::default(),
         config,
     });
@@ -341,8 +357,56 @@ fn bind_sip(addr: SocketAddr) -> std::io::Result<tokio::net::UdpSocket> {
     tokio::net::UdpSocket::from_std(socket.into())
 }
 
+/// Refuses an open API beyond loopback, and says what else is exposed.
+pub fn check_exposure(opts: &ServeOptions, config: &Config) -> anyhow::Result<()> {
+    let open_reads = config.node.api_token.is_none();
+    if open_reads && !opts.http.ip().is_loopback() {
+        if !opts.insecure_api {
+            bail!(
+                "the HTTP API would listen on {} with no node.api_token: anyone who reaches it \
+                 could read call records and transcripts. Set node.api_token, listen on \
+                 127.0.0.1, or start with --insecure-api if a firewall guards it.",
+                opts.http
+            );
+        }
+        tracing::warn!(
+            "INSECURE: the HTTP API on {} serves call records and transcripts to anyone who \
+             reaches it (--insecure-api); changes still need the token",
+            opts.http
+        );
+    }
+    for a in &config.webrtc.agents {
+        if SAMPLE_AGENT_TOKENS.contains(&a.token.as_str()) || a.token.len() < 16 {
+            tracing::warn!(
+                "browser agent {}: its token is {} — anyone who knows it can log in as {}; \
+                 set a random token of 16+ characters in [webrtc] agents",
+                a.user,
+                if a.token.len() < 16 {
+                    "shorter than 16 characters"
+                } else {
+                    "the sample config's"
+                },
+                a.user
+            );
+        }
+    }
+    if !opts.sip.ip().is_loopback() && !config.node.invite_auth_for(opts.sip) {
+        tracing::warn!(
+            "SIP on {} takes calls from anyone (node.invite_auth = false): with a trunk \
+             configured, strangers can place calls through it",
+            opts.sip
+        );
+    }
+    Ok(())
+}
+
+/// Agent tokens shipped in the sample config and docs.
+const SAMPLE_AGENT_TOKENS: &[&str] = &["demo-301-change-me", "change-me"];
+
 /// Runs the node until SIGINT/SIGTERM.
 pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
+    let config = Config::load(&opts.config)?;
+    check_exposure(&opts, &config)?;
     let node = build(&opts).await?;
     let sip = bind_sip(opts.sip).with_context(|| format!("binding SIP to {}", opts.sip))?;
     let http = tokio::net::TcpListener::bind(opts.http)
@@ -362,7 +426,13 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding SIP/TCP to {}", opts.sip))?;
     let mut sip_task = tokio::spawn(call::run_sip(node.clone(), sip, Some(tcp)));
-    let mut http_task = tokio::spawn(async move { axum::serve(http, api).await });
+    let mut http_task = tokio::spawn(async move {
+        axum::serve(
+            http,
+            api.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+    });
     tokio::spawn(call::callback::run(node.clone()));
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {

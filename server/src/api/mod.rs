@@ -4,9 +4,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, Path};
-use axum::extract::{Query, Request, State};
-use axum::http::{header, StatusCode};
-use axum::middleware::{self, Next};
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
@@ -15,6 +15,7 @@ use serde::Deserialize;
 use crate::call::presence::{AgentResults, AgentState};
 use crate::call::Node;
 
+pub mod guard;
 mod prompts;
 
 #[derive(Deserialize)]
@@ -58,27 +59,11 @@ pub fn router(node: Arc<Node>) -> Router {
             "/api/plugins/{name}",
             put(deploy).layer(DefaultBodyLimit::max(MAX_PLUGIN_BYTES)),
         )
-        .layer(middleware::from_fn_with_state(node.clone(), auth))
+        .layer(middleware::from_fn_with_state(node.clone(), guard::auth))
         .with_state(node.clone())
         // Browsers authenticate with their own tokens.
-        .merge(crate::webrtc::signalling::router(node))
-}
-
-/// Requires `Authorization: Bearer <node.api_token>` when a token is configured.
-async fn auth(State(node): State<Arc<Node>>, req: Request, next: Next) -> Response {
-    if let Some(token) = &node.config.node.api_token {
-        let ok = req.uri().path() == "/health"
-            || req
-                .headers()
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "))
-                .is_some_and(|t| t == token);
-        if !ok {
-            return (StatusCode::UNAUTHORIZED, "missing or wrong bearer token\n").into_response();
-        }
-    }
-    next.run(req).await
+        .merge(crate::webrtc::signalling::router(node.clone()))
+        .layer(middleware::from_fn_with_state(node, guard::check_host))
 }
 
 async fn calls(State(node): State<Arc<Node>>, Query(q): Query<ListQuery>) -> Response {
@@ -98,8 +83,23 @@ async fn list_json<T: serde::Serialize + Send + 'static>(
 ) -> Response {
     match tokio::task::spawn_blocking(read).await {
         Ok(Ok(list)) => Json(list).into_response(),
-        Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+        // The database's path and error are for the operator's log only.
+        Ok(Err(e)) => {
+            tracing::warn!("API read: {e}");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the store failed; see the node's log\n",
+            )
+                .into_response()
+        }
+        Err(e) => {
+            tracing::warn!("API read: {e}");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the store failed; see the node's log\n",
+            )
+                .into_response()
+        }
     }
 }
 
@@ -144,13 +144,6 @@ async fn deploy(
     Path(name): Path<String>,
     body: axum::body::Bytes,
 ) -> Response {
-    if node.config.node.api_token.is_none() {
-        return (
-            StatusCode::FORBIDDEN,
-            "deploying needs node.api_token set in the config\n",
-        )
-            .into_response();
-    }
     let valid = !name.is_empty()
         && name.len() <= 64
         && name
@@ -160,7 +153,8 @@ async fn deploy(
         return (StatusCode::BAD_REQUEST, "bad plugin name\n").into_response();
     }
     let granted = node.grants_for(&name);
-    let loaded = match node.plugins.prepare(&name, &body, &granted).await {
+    let caps = node.quotas_for(&name);
+    let loaded = match node.plugins.prepare(&name, &body, &granted, &caps).await {
         Ok(p) => p,
         Err(e) => return (StatusCode::UNPROCESSABLE_ENTITY, format!("{e}\n")).into_response(),
     };
@@ -178,9 +172,10 @@ async fn deploy(
     }
     .await;
     if let Err(e) = saved {
+        tracing::warn!("saving deployed plugin {}: {e}", path.display());
         return (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("saving {}: {e}\n", path.display()),
+            StatusCode::INSUFFICIENT_STORAGE,
+            "cannot store the plugin; see the node's log\n",
         )
             .into_response();
     }

@@ -58,31 +58,37 @@ pub async fn upload(
         );
     }
     let path = uploaded_path(&node.data_dir, &lang, &id);
-    let loaded = crate::plugin::blocking(move || -> Result<Prompt, String> {
-        let dir = path.parent().expect("uploaded_path has a directory");
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        // Decode a temporary copy first: a bad upload never replaces a good prompt.
-        let part = path.with_extension("wav.part");
-        std::fs::write(&part, &body).map_err(|e| format!("{}: {e}", part.display()))?;
-        let checked = Prompt::load(&id, &part)
-            .map_err(|e| format!("not a usable WAV: {e}"))
-            .and_then(|p| {
-                if p.pcm.len() > MAX_SECONDS * RATE as usize {
-                    Err(format!("longer than {MAX_SECONDS} s"))
-                } else {
-                    Ok(p)
-                }
-            });
-        match checked {
-            Ok(p) => {
-                std::fs::rename(&part, &path).map_err(|e| format!("{}: {e}", path.display()))?;
-                Ok(p)
-            }
-            Err(e) => {
-                let _ = std::fs::remove_file(&part);
-                Err(e)
-            }
+    let loaded = crate::plugin::blocking(move || -> Result<Prompt, (StatusCode, String)> {
+        // Decoded from memory first (header checked before any allocation it
+        // asks for): a bad upload never touches the disk or a good prompt.
+        let p = Prompt::decode(&id, std::io::Cursor::new(&body[..])).map_err(|e| {
+            (
+                StatusCode::BAD_REQUEST,
+                format!("not a usable WAV: {}", e.reason()),
+            )
+        })?;
+        if p.pcm.len() > MAX_SECONDS * RATE as usize {
+            return Err((
+                StatusCode::BAD_REQUEST,
+                format!("longer than {MAX_SECONDS} s"),
+            ));
         }
+        let saved = (|| -> std::io::Result<()> {
+            let dir = path.parent().expect("uploaded_path has a directory");
+            std::fs::create_dir_all(dir)?;
+            let part = path.with_extension("wav.part");
+            std::fs::write(&part, &body)?;
+            std::fs::rename(&part, &path)
+        })();
+        if let Err(e) = saved {
+            // The path is for the operator's log, never for the client.
+            tracing::warn!("saving uploaded prompt {}: {e}", path.display());
+            return Err((
+                StatusCode::INSUFFICIENT_STORAGE,
+                "cannot store the prompt".into(),
+            ));
+        }
+        Ok(p)
     })
     .await;
     match loaded {
@@ -97,8 +103,11 @@ pub async fn upload(
             )
                 .into_response()
         }
-        Ok(Err(message)) => error(StatusCode::BAD_REQUEST, message),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+        Ok(Err((status, message))) => error(status, message),
+        Err(e) => {
+            tracing::warn!("prompt upload: {e:?}");
+            error(StatusCode::INTERNAL_SERVER_ERROR, "upload failed")
+        }
     }
 }
 
@@ -131,8 +140,20 @@ pub async fn remove(
     match back {
         Ok(Ok(Some(prompt))) => set.insert(prompt),
         Ok(Ok(None)) => set.remove(&id),
-        Ok(Err(e)) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
+        Ok(Err(e)) => {
+            tracing::warn!("removing prompt upload: {e}");
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "cannot remove the upload",
+            );
+        }
+        Err(e) => {
+            tracing::warn!("removing prompt upload: {e:?}");
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "cannot remove the upload",
+            );
+        }
     }
     StatusCode::NO_CONTENT.into_response()
 }

@@ -97,6 +97,12 @@ pub struct Node {
     pub data_dir: std::path::PathBuf,
     /// Shared HTTP client for plugins' fetches.
     pub http: reqwest::Client,
+    /// The API token in force (configured, or generated and kept in the data directory).
+    pub api_token: String,
+    /// Failed API and browser-token authentications per source address.
+    pub auth_failures: crate::api::guard::AuthFailures,
+    /// Addresses plugins' HTTP may not reach (the node's own services, metadata).
+    pub net_guard: crate::plugin::net_guard::NetGuard,
     pub counters: crate::plugin::services::Counters,
     /// Browser legs and agents.
     pub webrtc: crate::webrtc::WebRtc,
@@ -184,6 +190,17 @@ impl Node {
     }
 
     /// What the operator granted a plugin (none for one not in the config).
+    /// The quota caps the config gives plugin `name` (built-in defaults for
+    /// a plugin it does not list).
+    pub fn quotas_for(&self, name: &str) -> crate::plugin::quotas::Quotas {
+        self.config
+            .plugins
+            .iter()
+            .find(|p| p.name == name)
+            .map(|p| p.quotas)
+            .unwrap_or_default()
+    }
+
     pub fn grants_for(&self, name: &str) -> crate::plugin::manifest::Grants {
         self.config
             .plugins
@@ -277,7 +294,7 @@ pub async fn run_sip(
     };
     let mut endpoint = Endpoint::new(local)
         .with_registrar(node.registrar.clone())
-        .with_invite_auth(node.config.node.invite_auth);
+        .with_invite_auth(node.config.node.invite_auth_for(node.sip_addr));
     if node.config.node.advertise_ip.is_none() && node.sip_addr.ip().is_unspecified() {
         // Listening on all interfaces: Contact/Via name the address that faces each peer.
         let cache = Mutex::new(HashMap::new());

@@ -361,6 +361,10 @@ impl CallSession {
         let call = self.call_id.clone();
         tokio::task::spawn_blocking(move || {
             for piece in pieces {
+                // The play ended or the caller left: synthesise nothing more for it.
+                if tx.is_closed() {
+                    return;
+                }
                 match piece {
                     Piece::Ready(p) => {
                         if tx.send(p).is_err() {

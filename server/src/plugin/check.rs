@@ -49,8 +49,19 @@ pub async fn run(file: &Path, config: Option<&Path>, name: Option<&str>) -> anyh
         );
     }
     // Everything the manifest could be refused for, with all it asks granted.
-    let all = Grants::parse(&m.needs).unwrap_or_default();
-    manifest::check(&m, &all, manifest::MAX_MEMORY_MIB).context("manifest refused")?;
+    let caps: Vec<&String> = m
+        .needs
+        .iter()
+        .filter(|n| !n.starts_with("quota:"))
+        .collect();
+    let all = Grants::parse(&caps).unwrap_or_default();
+    manifest::check(
+        &m,
+        &all,
+        manifest::MAX_MEMORY_MIB,
+        &super::quotas::Quotas::unlimited(),
+    )
+    .context("manifest refused")?;
     if let Some(config_path) = config {
         let config = crate::config::Config::load(config_path)?;
         let name = name.unwrap_or(&m.name);
@@ -61,7 +72,7 @@ pub async fn run(file: &Path, config: Option<&Path>, name: Option<&str>) -> anyh
             );
         };
         let granted = Grants::parse(&p.grants).map_err(|e| anyhow::anyhow!("grants: {e}"))?;
-        let loaded = host.prepare(name, &bytes, &granted).await?;
+        let loaded = host.prepare(name, &bytes, &granted, &p.quotas).await?;
         crate::node::check_route_configs(&config, &loaded)?;
         out!("grants and routes in {}: ok", config_path.display());
     }

@@ -23,6 +23,62 @@ impl CallState {
         }
     }
 
+    fn quotas(&self) -> super::quotas::Quotas {
+        self.plugin
+            .as_ref()
+            .map(|p| p.manifest.quotas)
+            .unwrap_or_default()
+    }
+
+    /// Charges the speech in `items` that is not cached yet to the call's
+    /// and the plugin's per-minute quota: a plugin that says many distinct
+    /// long texts is refused before the synthesiser runs.
+    fn charge_tts(&mut self, items: &[media::PlayItem]) -> Result<(), CallError> {
+        let q = self.quotas();
+        let Some(plugin) = self.plugin.clone() else {
+            return Ok(());
+        };
+        let session = self.call()?;
+        let tts = session.node.tts.clone();
+        let language = session.language.clone();
+        let new: u64 = items
+            .iter()
+            .filter_map(|i| match i {
+                media::PlayItem::Say(t) => Some(t),
+                _ => None,
+            })
+            .filter(|t| {
+                let lang = t.language.as_deref().unwrap_or(&language);
+                tts.cached(&t.text, lang).is_none()
+            })
+            .map(|t| t.text.chars().count() as u64)
+            .sum();
+        if new == 0 {
+            return Ok(());
+        }
+        if self.used.tts_chars + new > q.tts_chars_per_call as u64 {
+            return Err(super::quotas::exceeded(format_args!(
+                "speech of {} characters per call (tts-chars-per-call)",
+                q.tts_chars_per_call
+            )));
+        }
+        let mut minute = plugin.tts_minute.lock().unwrap_or_else(|e| e.into_inner());
+        if !minute.take(
+            std::time::Instant::now(),
+            Duration::from_secs(60),
+            new,
+            q.tts_chars_per_minute as u64,
+        ) {
+            return Err(super::quotas::exceeded(format_args!(
+                "speech of {} characters per minute for the plugin (tts-chars-per-minute)",
+                q.tts_chars_per_minute
+            )));
+        }
+        drop(minute);
+        self.used.tts_chars += new;
+        Ok(())
+    }
+
     fn plugin_name(&self) -> String {
         self.plugin
             .as_ref()
@@ -59,6 +115,7 @@ impl media::Host for CallState {
         items: Vec<media::PlayItem>,
         barge_in: bool,
     ) -> Result<media::PlayEnd, CallError> {
+        self.charge_tts(&items)?;
         let interrupted = self.call()?.play_items(&items, barge_in).await?;
         Ok(if interrupted {
             media::PlayEnd::Interrupted
@@ -71,6 +128,9 @@ impl media::Host for CallState {
         &mut self,
         options: media::CollectOptions,
     ) -> Result<media::Collected, CallError> {
+        self.charge_tts(&options.prompts)?;
+        self.charge_tts(&options.invalid_prompts)?;
+        self.charge_tts(&options.timeout_prompts)?;
         self.call()?.collect_digits(&options).await
     }
 
@@ -79,6 +139,7 @@ impl media::Host for CallState {
         options: media::SpeechOptions,
     ) -> Result<media::Recognized, CallError> {
         self.granted(&Capability::Speech)?;
+        self.charge_tts(&options.prompts)?;
         self.call()?.collect_speech(&options).await
     }
 
@@ -250,7 +311,18 @@ impl routing::Host for CallState {
 
 impl data::Host for CallState {
     async fn log(&mut self, level: data::LogLevel, message: String) {
+        let per_s = self.quotas().log_lines_per_s;
+        let (admit, dropped) = self.used.log.admit(std::time::Instant::now(), per_s);
+        if !admit {
+            return;
+        }
         if let Ok(s) = self.call() {
+            if let Some(n) = dropped {
+                s.log(
+                    data::LogLevel::Warn,
+                    &format!("{n} log lines dropped (log-lines-per-s = {per_s})"),
+                );
+            }
             s.log(level, &message);
         }
     }
@@ -267,8 +339,9 @@ impl data::Host for CallState {
 
     async fn counter_add(&mut self, name: String, delta: u64) {
         let plugin = self.plugin_name();
+        let cap = self.quotas().counters;
         if let Ok(s) = self.call() {
-            s.node.counters.add(&plugin, &name, delta);
+            s.node.counters.add(&plugin, &name, delta, cap);
         }
     }
 
@@ -279,8 +352,32 @@ impl data::Host for CallState {
         let Some(plugin) = self.plugin.clone() else {
             return Err(CallError::NotAllowed);
         };
+        let q = plugin.manifest.quotas;
+        if self.used.http_requests >= q.http_requests_per_call {
+            return Err(super::quotas::exceeded(format_args!(
+                "{} HTTP requests per call (http-requests-per-call)",
+                q.http_requests_per_call
+            )));
+        }
+        let room = q.http_bytes_per_call.saturating_sub(self.used.http_bytes);
+        if room == 0 {
+            return Err(super::quotas::exceeded(format_args!(
+                "{} HTTP response bytes per call (http-bytes-per-call)",
+                q.http_bytes_per_call
+            )));
+        }
         let node = self.call()?.node.clone();
-        super::services::http_fetch(&node.http, &plugin.manifest.grants, request).await
+        self.used.http_requests += 1;
+        let out = super::services::http_fetch(
+            &node.http,
+            &node.net_guard,
+            &plugin.manifest.grants,
+            request,
+            room,
+        )
+        .await?;
+        self.used.http_bytes += out.body.len() as u64;
+        Ok(out)
     }
 
     async fn kv_get(&mut self, key: String) -> Result<Option<String>, CallError> {
@@ -301,14 +398,23 @@ impl data::Host for CallState {
     ) -> Result<(), CallError> {
         self.granted(&Capability::Kv)?;
         check_key(&key)?;
-        if value.len() > crate::store::plugin_data::MAX_VALUE {
-            return Err(CallError::InvalidArgument("value above 64 KiB".into()));
+        let q = self.quotas();
+        let max_value = (q.kv_value_bytes as usize).min(crate::store::plugin_data::MAX_VALUE);
+        if value.len() > max_value {
+            return Err(super::quotas::exceeded(format_args!(
+                "a value of at most {max_value} bytes (kv-value-bytes)"
+            )));
         }
         let plugin = self.plugin_name();
         let store = self.call()?.node.plugin_data.clone();
-        blocking(move || store.kv_set(&plugin, &key, &value, ttl_s))
+        let limits = crate::store::plugin_data::KvLimits {
+            keys: q.kv_keys as u64,
+            bytes: q.kv_bytes,
+        };
+        blocking(move || store.kv_set(&plugin, &key, &value, ttl_s, limits))
             .await?
-            .map_err(failed)
+            .map_err(failed)?
+            .map_err(super::quotas::exceeded)
     }
 
     async fn kv_delete(&mut self, key: String) -> Result<(), CallError> {

@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 use thiserror::Error;
 
 use super::hookline::call::types::{ConfigField, Manifest};
+use super::quotas::Quotas;
 
 /// Host API versions this node implements: every 0.1.x up to this one.
 pub const API_VERSION: (u32, u32, u32) = (0, 1, 1);
@@ -22,7 +23,7 @@ pub enum ManifestError {
     IncompatibleApi { found: String },
     #[error("manifest name {0:?} must be 1-64 characters of a-z, 0-9, '-' or '_'")]
     BadName(String),
-    #[error("unknown capability {0:?} (known: http:<host>, kv, recording, speech, history, hand-over:<plugin>)")]
+    #[error("unknown capability {0:?} (known: http:<host>[:<port>], kv, recording, speech, history, hand-over:<plugin>, quota:<name>=<n>)")]
     UnknownCapability(String),
     #[error("needs {0:?}, which the node's config does not grant this plugin (add it to the plugin's `grants`)")]
     NotGranted(String),
@@ -30,6 +31,8 @@ pub enum ManifestError {
     TooMuchMemory { asked: u32, allowed: u32 },
     #[error("config field {field:?}: {message}")]
     Config { field: String, message: String },
+    #[error("asks for quota {name} = {asked}; the node allows at most {cap} (raise it in the plugin's `quotas`)")]
+    QuotaAboveCap { name: String, asked: u64, cap: u64 },
 }
 
 /// One capability a plugin can be granted.
@@ -64,11 +67,35 @@ impl Capability {
     /// Whether this capability (as granted) covers `wanted`.
     fn covers(&self, wanted: &Capability) -> bool {
         match (self, wanted) {
-            (Capability::Http(g), Capability::Http(w)) => host_matches(g, w),
+            (Capability::Http(g), Capability::Http(w)) => grant_matches(g, w),
             (Capability::HandOver(g), Capability::HandOver(w)) => g == "*" || g == w,
             (g, w) => g == w,
         }
     }
+}
+
+/// Splits `host[:port]` (IPv6 literals in brackets); the port when one is named.
+pub fn split_port(s: &str) -> (&str, Option<u16>) {
+    if let Some(rest) = s.strip_prefix('[') {
+        if let Some((h, tail)) = rest.split_once(']') {
+            return (h, tail.strip_prefix(':').and_then(|p| p.parse().ok()));
+        }
+    }
+    match s.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') => match p.parse() {
+            Ok(port) => (h, Some(port)),
+            Err(_) => (s, None),
+        },
+        _ => (s, None),
+    }
+}
+
+/// A grant `host[:port]` covers `host:port` (a grant without a port covers
+/// every port of its hosts).
+fn grant_matches(pattern: &str, wanted: &str) -> bool {
+    let (gh, gp) = split_port(pattern);
+    let (wh, wp) = split_port(wanted);
+    host_matches(gh, wh) && (gp.is_none() || gp == wp)
 }
 
 /// `pattern` is a host, `*.domain` (subdomains of domain) or `*` (any host).
@@ -121,9 +148,32 @@ impl Grants {
         self.0.iter().map(describe).collect()
     }
 
-    /// May this call fetch from `host`?
-    pub fn allows_host(&self, host: &str) -> bool {
-        self.allows(&Capability::Http(host.to_ascii_lowercase()))
+    /// May this call fetch from `host` on `port`?
+    pub fn allows_host(&self, host: &str, port: u16) -> bool {
+        self.allows(&Capability::Http(host_port(host, port)))
+    }
+
+    /// Whether a grant names exactly this host and this port (no pattern,
+    /// no port-less grant): what the node's own services, loopback and
+    /// link-local addresses need.
+    pub fn names_exactly(&self, host: &str, port: u16) -> bool {
+        let want = host_port(host, port);
+        self.0
+            .iter()
+            .any(|g| matches!(g, Capability::Http(h) if *h == want))
+    }
+}
+
+/// `host:port` as grants spell it (IPv6 in brackets).
+fn host_port(host: &str, port: u16) -> String {
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_ascii_lowercase();
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
     }
 }
 
@@ -138,6 +188,8 @@ pub struct Checked {
     pub memory_mib: u32,
     pub cpu_ms: u32,
     pub schema: Vec<ConfigField>,
+    /// What the plugin may make the node do (its asks within the node's caps).
+    pub quotas: Quotas,
 }
 
 /// Checks a manifest against the operator's grants; the plugin may use only
@@ -146,6 +198,7 @@ pub fn check(
     m: &Manifest,
     granted: &Grants,
     max_memory_mib: u32,
+    caps: &Quotas,
 ) -> Result<Checked, ManifestError> {
     if m.name.is_empty()
         || m.name.len() > 64
@@ -157,7 +210,11 @@ pub fn check(
         return Err(ManifestError::BadName(m.name.clone()));
     }
     check_api_version(&m.api_version)?;
-    let needs = Grants::parse(&m.needs)?;
+    let (asks, needs): (Vec<&String>, Vec<&String>) =
+        m.needs.iter().partition(|n| n.starts_with("quota:"));
+    let asks: Vec<&str> = asks.iter().map(|a| &a["quota:".len()..]).collect();
+    let quotas = caps.with_asks(&asks)?;
+    let needs = Grants::parse(&needs)?;
     let mut effective = BTreeSet::new();
     for n in &needs.0 {
         match n {
@@ -225,6 +282,7 @@ pub fn check(
         },
         cpu_ms: m.cpu_ms,
         schema: m.config_schema.clone(),
+        quotas,
     })
 }
 
@@ -293,6 +351,47 @@ pub fn check_config(
 mod tests {
     use super::*;
 
+    #[test]
+    fn http_grants_with_a_port_cover_that_port_only() {
+        let g =
+            Grants::parse(&["http:127.0.0.1:9000", "http:crm.example", "http:[::1]:8443"]).unwrap();
+        assert!(g.allows_host("127.0.0.1", 9000));
+        assert!(!g.allows_host("127.0.0.1", 8080));
+        assert!(g.allows_host("crm.example", 8080));
+        assert!(g.allows_host("::1", 8443));
+        assert!(!g.allows_host("::1", 80));
+        assert!(g.names_exactly("127.0.0.1", 9000));
+        assert!(!g.names_exactly("crm.example", 80));
+        assert_eq!(split_port("[::1]:8443"), ("::1", Some(8443)));
+        assert_eq!(split_port("example.com"), ("example.com", None));
+    }
+
+    #[test]
+    fn quota_asks_in_needs_are_not_capabilities() {
+        let granted = Grants::parse(&["kv"]).unwrap();
+        let ok = check(
+            &manifest(&["kv", "quota:kv-bytes=4096"]),
+            &granted,
+            64,
+            &Quotas::default(),
+        )
+        .unwrap();
+        assert_eq!(ok.quotas.kv_bytes, 4096);
+        assert_eq!(ok.grants.list(), vec!["kv".to_string()]);
+        let caps = Quotas {
+            kv_bytes: 1000,
+            ..Quotas::default()
+        };
+        let e = check(
+            &manifest(&["kv", "quota:kv-bytes=4096"]),
+            &granted,
+            64,
+            &caps,
+        )
+        .unwrap_err();
+        assert!(matches!(e, ManifestError::QuotaAboveCap { .. }), "{e}");
+    }
+
     fn manifest(needs: &[&str]) -> Manifest {
         Manifest {
             name: "vm".into(),
@@ -317,40 +416,64 @@ mod tests {
             &manifest(&["kv", "http:api.crm.example", "hand-over:voicemail"]),
             &granted,
             64,
+            &Quotas::default(),
         )
         .unwrap();
-        assert!(ok.grants.allows_host("api.crm.example"));
-        assert!(!ok.grants.allows_host("crm.example.evil.net"));
+        assert!(ok.grants.allows_host("api.crm.example", 80));
+        assert!(!ok.grants.allows_host("crm.example.evil.net", 80));
         assert!(!ok.grants.allows(&Capability::Recording));
         assert_eq!(
-            check(&manifest(&["recording"]), &granted, 64).unwrap_err(),
+            check(&manifest(&["recording"]), &granted, 64, &Quotas::default()).unwrap_err(),
             ManifestError::NotGranted("recording".into())
         );
         assert!(matches!(
-            check(&manifest(&["http:other.example"]), &granted, 64),
+            check(
+                &manifest(&["http:other.example"]),
+                &granted,
+                64,
+                &Quotas::default()
+            ),
             Err(ManifestError::NotGranted(_))
         ));
         assert!(matches!(
-            check(&manifest(&["files"]), &granted, 64),
+            check(&manifest(&["files"]), &granted, 64, &Quotas::default()),
             Err(ManifestError::UnknownCapability(_))
         ));
         // Kv granted by the operator but not asked for: not usable.
-        let none = check(&manifest(&[]), &granted, 64).unwrap();
+        let none = check(&manifest(&[]), &granted, 64, &Quotas::default()).unwrap();
         assert!(!none.grants.allows(&Capability::Kv));
     }
 
     #[test]
     fn a_pattern_gets_what_the_operator_granted_within_it() {
         let granted = Grants::parse(&["http:127.0.0.1", "http:crm.example", "kv"]).unwrap();
-        let ok = check(&manifest(&["http:*", "kv"]), &granted, 64).unwrap();
-        assert!(ok.grants.allows_host("127.0.0.1"));
-        assert!(ok.grants.allows_host("crm.example"));
-        assert!(!ok.grants.allows_host("evil.example"));
-        let sub = check(&manifest(&["http:*.example"]), &granted, 64).unwrap();
-        assert!(sub.grants.allows_host("crm.example"));
-        assert!(!sub.grants.allows_host("127.0.0.1"));
+        let ok = check(
+            &manifest(&["http:*", "kv"]),
+            &granted,
+            64,
+            &Quotas::default(),
+        )
+        .unwrap();
+        assert!(ok.grants.allows_host("127.0.0.1", 80));
+        assert!(ok.grants.allows_host("crm.example", 80));
+        assert!(!ok.grants.allows_host("evil.example", 80));
+        let sub = check(
+            &manifest(&["http:*.example"]),
+            &granted,
+            64,
+            &Quotas::default(),
+        )
+        .unwrap();
+        assert!(sub.grants.allows_host("crm.example", 80));
+        assert!(!sub.grants.allows_host("127.0.0.1", 80));
         // Nothing granted within the pattern: refused.
-        assert!(check(&manifest(&["http:*"]), &Grants::default(), 64).is_err());
+        assert!(check(
+            &manifest(&["http:*"]),
+            &Grants::default(),
+            64,
+            &Quotas::default()
+        )
+        .is_err());
     }
 
     #[test]
@@ -384,7 +507,7 @@ mod tests {
         let mut m = manifest(&[]);
         m.memory_mib = 512;
         assert!(matches!(
-            check(&m, &Grants::default(), 64),
+            check(&m, &Grants::default(), 64, &Quotas::default()),
             Err(ManifestError::TooMuchMemory { .. })
         ));
     }

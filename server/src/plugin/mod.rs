@@ -7,6 +7,8 @@
 pub mod check;
 pub mod host_api;
 pub mod manifest;
+pub mod net_guard;
+pub mod quotas;
 pub mod services;
 
 use std::collections::HashMap;
@@ -74,6 +76,8 @@ pub struct CallState {
     pub(crate) session: Option<CallSession>,
     /// The plugin's route config (JSON).
     pub(crate) config: String,
+    /// What this call has used of its plugin's per-call quotas.
+    pub(crate) used: quotas::CallUse,
 }
 
 /// What one call's plugin may use beyond memory.
@@ -86,6 +90,23 @@ pub struct Budget {
     pub wall: Duration,
     /// Linear memory per instance: the pool's slot size and the manifests' ceiling.
     pub memory_mib: u32,
+    /// The guest's native stack (`max_wasm_stack`), in KiB.
+    pub stack_kib: u32,
+}
+
+/// Room on a call's fiber above the guest's stack for the host's own frames
+/// (host functions, the epoch callback, the allocator). wasmtime checks the
+/// guest against `max_wasm_stack` only: were the fiber no larger, a guest
+/// recursing to that limit would leave the host nothing and the process
+/// would abort on the fiber's guard page.
+pub const HOST_STACK_ROOM: usize = 512 << 10;
+
+impl Budget {
+    /// (guest stack, fiber stack) in bytes.
+    pub fn stacks(&self) -> (usize, usize) {
+        let guest = (self.stack_kib.clamp(64, 8192) as usize) << 10;
+        (guest, guest + HOST_STACK_ROOM)
+    }
 }
 
 impl Default for Budget {
@@ -94,6 +115,7 @@ impl Default for Budget {
             cpu: Duration::from_secs(2),
             wall: Duration::from_secs(4 * 3600),
             memory_mib: 64,
+            stack_kib: 512,
         }
     }
 }
@@ -115,6 +137,8 @@ pub struct LoadedPlugin {
     /// Size of the component and when it was installed (shown by the API).
     pub bytes: usize,
     pub loaded_at_ms: i64,
+    /// New speech this version had synthesised in the current minute (all its calls).
+    pub(crate) tts_minute: std::sync::Mutex<quotas::Window>,
     pre: CallPluginPre<CallState>,
 }
 
@@ -143,13 +167,15 @@ impl PluginHost {
             .max_core_instances_per_component(32)
             .max_component_instance_size(1 << 20)
             .max_core_instance_size(1 << 20);
+        let (guest_stack, fiber_stack) = budget.stacks();
         let mut config = Config::new();
         config
+            .max_wasm_stack(guest_stack)
             .epoch_interruption(true)
             .memory_reservation(memory as u64)
             .memory_guard_size(64 << 10)
             .memory_init_cow(true)
-            .async_stack_size(512 << 10)
+            .async_stack_size(fiber_stack)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&config).map_err(|e| PluginError::Engine(format!("{e:#}")))?;
         let mut linker = Linker::new(&engine);
@@ -184,20 +210,21 @@ impl PluginHost {
         name: &str,
         bytes: &[u8],
         granted: &Grants,
+        caps: &quotas::Quotas,
     ) -> Result<Arc<LoadedPlugin>, PluginError> {
         let (pre, manifest) = self.compile(name, bytes).await?;
-        let checked =
-            manifest::check(&manifest, granted, self.budget.memory_mib).map_err(|source| {
-                PluginError::Manifest {
-                    name: name.into(),
-                    source,
-                }
-            })?;
+        let checked = manifest::check(&manifest, granted, self.budget.memory_mib, caps).map_err(
+            |source| PluginError::Manifest {
+                name: name.into(),
+                source,
+            },
+        )?;
         Ok(Arc::new(LoadedPlugin {
             name: name.into(),
             manifest: checked,
             bytes: bytes.len(),
             loaded_at_ms: crate::store::now_ms(),
+            tts_minute: std::sync::Mutex::new(quotas::Window::new(Instant::now())),
             pre,
         }))
     }
@@ -280,6 +307,7 @@ impl PluginHost {
             plugin,
             session,
             config: String::new(),
+            used: quotas::CallUse::new(Instant::now()),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);

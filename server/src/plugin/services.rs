@@ -7,31 +7,41 @@ use std::time::Duration;
 
 use super::hookline::call::data::{CivilTime, HttpRequest, HttpResponse};
 use super::manifest::Grants;
+use super::net_guard::NetGuard;
 use super::CallError;
 
 /// Largest response body handed to a plugin.
 pub const MAX_BODY: usize = 1 << 20;
 /// Largest request body a plugin may send.
 pub const MAX_REQUEST_BODY: usize = 1 << 20;
-/// Distinct counters per node (a plugin inventing names cannot flood /metrics).
+/// Distinct counters per node (a plugin inventing names cannot flood /metrics;
+/// each plugin has its own, smaller quota within this).
 const MAX_COUNTERS: usize = 1000;
 
 /// The HTTP client plugins share: no redirects (a redirect could lead off the
-/// granted hosts), no proxies from the environment.
+/// granted hosts or to a refused address; the plugin sees the 3xx and may
+/// fetch the new URL, which is checked like any other), no proxies from the
+/// environment.
 pub fn http_client() -> reqwest::Client {
+    http_client_builder().build().unwrap_or_default()
+}
+
+fn http_client_builder() -> reqwest::ClientBuilder {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
         .user_agent(concat!("hookline/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .unwrap_or_default()
 }
 
-/// Fetches a URL if its host is granted.
+/// Fetches a URL if its host and port are granted and the address is one a
+/// plugin may reach (see [`super::net_guard`]); at most `room` bytes of body
+/// are taken.
 pub async fn http_fetch(
     client: &reqwest::Client,
+    guard: &NetGuard,
     grants: &Grants,
     req: HttpRequest,
+    room: u64,
 ) -> Result<HttpResponse, CallError> {
     let url = reqwest::Url::parse(&req.url)
         .map_err(|e| CallError::InvalidArgument(format!("url {:?}: {e}", req.url)))?;
@@ -40,8 +50,9 @@ pub async fn http_fetch(
             "only http:// and https:// URLs".into(),
         ));
     }
-    let host = url.host_str().unwrap_or_default();
-    if !grants.allows_host(host) {
+    let host = url.host_str().unwrap_or_default().to_string();
+    let port = url.port_or_known_default().unwrap_or(80);
+    if !grants.allows_host(&host, port) {
         return Err(CallError::NotAllowed);
     }
     let method = reqwest::Method::from_bytes(req.method.to_ascii_uppercase().as_bytes())
@@ -51,6 +62,41 @@ pub async fn http_fetch(
     let timeout = match req.timeout_ms {
         0 => Duration::from_secs(5),
         ms => Duration::from_millis(ms.clamp(100, 30_000).into()),
+    };
+    // Where the request would really go, checked before it is sent.
+    let literal = match url.host() {
+        Some(url::Host::Ipv4(ip)) => Some(std::net::IpAddr::V4(ip)),
+        Some(url::Host::Ipv6(ip)) => Some(std::net::IpAddr::V6(ip)),
+        _ => None,
+    };
+    let addrs: Vec<std::net::SocketAddr> = match literal {
+        Some(ip) => vec![std::net::SocketAddr::new(ip, port)],
+        None => tokio::time::timeout(timeout, tokio::net::lookup_host((host.as_str(), port)))
+            .await
+            .map_err(|_| CallError::Failed("http: name lookup timed out".into()))?
+            .map_err(|_| CallError::Failed(format!("http: cannot resolve {host:?}")))?
+            .collect(),
+    };
+    if addrs.is_empty() {
+        return Err(CallError::Failed(format!("http: cannot resolve {host:?}")));
+    }
+    if !grants.names_exactly(&host, port) {
+        if let Some(why) = addrs.iter().find_map(|a| guard.refuses(*a)) {
+            tracing::warn!("plugin HTTP to {host}:{port} refused: {why}");
+            return Err(CallError::NotAllowed);
+        }
+    }
+    // A name is pinned to the addresses just checked (no second lookup).
+    let pinned;
+    let client = match literal {
+        Some(_) => client,
+        None => {
+            pinned = http_client_builder()
+                .resolve_to_addrs(&host, &addrs)
+                .build()
+                .map_err(|e| CallError::Failed(format!("http: {e}")))?;
+            &pinned
+        }
     };
     let mut builder = client.request(method, url).timeout(timeout);
     for (k, v) in &req.headers {
@@ -72,15 +118,17 @@ pub async fn http_fetch(
     let headers = resp
         .headers()
         .iter()
+        .take(100)
         .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
         .collect();
+    let max = (MAX_BODY as u64).min(room) as usize;
     let mut body = Vec::new();
     loop {
         match resp.chunk().await {
             Ok(Some(chunk)) => {
-                let room = MAX_BODY - body.len();
-                body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-                if body.len() >= MAX_BODY {
+                let left = max - body.len();
+                body.extend_from_slice(&chunk[..chunk.len().min(left)]);
+                if body.len() >= max {
                     break;
                 }
             }
@@ -129,7 +177,8 @@ pub fn civil_time(zone: &str, now_ms: i64) -> Result<CivilTime, CallError> {
 pub struct Counters(Mutex<HashMap<(String, String), u64>>);
 
 impl Counters {
-    pub fn add(&self, plugin: &str, name: &str, delta: u64) {
+    /// Adds to a counter; a plugin past `per_plugin` distinct names gets no new ones.
+    pub fn add(&self, plugin: &str, name: &str, delta: u64, per_plugin: u32) {
         let name: String = name
             .chars()
             .take(64)
@@ -146,7 +195,9 @@ impl Counters {
         let key = (plugin.to_string(), name);
         if let Some(v) = map.get_mut(&key) {
             *v = v.saturating_add(delta);
-        } else if len < MAX_COUNTERS {
+        } else if len < MAX_COUNTERS
+            && map.keys().filter(|(p, _)| p == plugin).count() < per_plugin as usize
+        {
             map.insert(key, delta);
         }
     }
@@ -190,12 +241,24 @@ mod tests {
     #[test]
     fn counters_sanitise_names_and_cap_their_number() {
         let c = Counters::default();
-        c.add("p", "calls answered", 2);
-        c.add("p", "calls answered", 3);
+        c.add("p", "calls answered", 2, 100);
+        c.add("p", "calls answered", 3, 100);
         assert!(c.render().contains("name=\"calls_answered\"} 5"));
         for i in 0..2000 {
-            c.add("p", &format!("n{i}"), 1);
+            c.add("p", &format!("n{i}"), 1, u32::MAX);
         }
         assert_eq!(c.render().lines().count(), MAX_COUNTERS);
+    }
+
+    #[test]
+    fn one_plugin_cannot_take_every_counter() {
+        let c = Counters::default();
+        for i in 0..500 {
+            c.add("greedy", &format!("n{i}"), 1, 100);
+        }
+        c.add("other", "calls", 1, 100);
+        let text = c.render();
+        assert_eq!(text.matches("plugin=\"greedy\"").count(), 100);
+        assert!(text.contains("plugin=\"other\",name=\"calls\"} 1"));
     }
 }

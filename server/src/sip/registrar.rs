@@ -10,10 +10,20 @@ use serde::Serialize;
 use super::digest::{Credentials, NonceSigner};
 use super::message;
 
-/// Failed authentications from one address within `FAIL_WINDOW_S` before it is blocked.
+/// Failed authentications of one user from one address within
+/// `FAIL_WINDOW_S` before that pair is blocked (one phone with a wrong
+/// password does not lock out the other phones behind its NAT).
 const MAX_FAILURES: u32 = 10;
+/// (address, user) pairs tracked at once: spoofed sources cannot grow the
+/// table past this (expired entries are pruned to make room).
+const MAX_TRACKED: usize = 10_000;
 const FAIL_WINDOW_S: u64 = 60;
 const BLOCK_S: u64 = 300;
+
+/// A user name as a failure-table key (bounded, so a huge name costs nothing).
+fn user_key(user: &str) -> String {
+    user.chars().take(64).collect()
+}
 
 /// One registered contact of an extension.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -65,9 +75,12 @@ pub struct Registrar {
     users: HashMap<String, String>,
     signer: NonceSigner,
     bindings: HashMap<String, Vec<Binding>>,
-    failures: HashMap<IpAddr, Failures>,
+    failures: HashMap<(IpAddr, String), Failures>,
     /// Peers whose INVITEs need no credentials (the trunks).
     pub trusted_ips: std::collections::HashSet<IpAddr>,
+    /// INVITEs from this machine need no credentials (a local proxy; the
+    /// default when `invite_auth` is not set explicitly).
+    pub trust_loopback: bool,
     pub min_expires: u32,
     pub max_expires: u32,
 }
@@ -82,6 +95,7 @@ impl Registrar {
             bindings: HashMap::new(),
             failures: HashMap::new(),
             trusted_ips: Default::default(),
+            trust_loopback: false,
             min_expires: 60,
             max_expires: 3600,
         }
@@ -96,14 +110,28 @@ impl Registrar {
         ))
     }
 
-    fn blocked(&self, ip: IpAddr, now: u64) -> bool {
+    fn blocked(&self, ip: IpAddr, user: &str, now: u64) -> bool {
         self.failures
-            .get(&ip)
+            .get(&(ip, user_key(user)))
             .is_some_and(|f| f.blocked_until > now)
     }
 
-    fn fail(&mut self, ip: IpAddr, now: u64) {
-        let f = self.failures.entry(ip).or_default();
+    /// Pairs tracked now (bounded by `MAX_TRACKED`).
+    pub fn tracked_failures(&self) -> usize {
+        self.failures.len()
+    }
+
+    fn fail(&mut self, ip: IpAddr, user: &str, now: u64) {
+        let key = (ip, user_key(user));
+        if self.failures.len() >= MAX_TRACKED && !self.failures.contains_key(&key) {
+            self.failures.retain(|_, f| {
+                f.blocked_until > now || now.saturating_sub(f.window_start) <= FAIL_WINDOW_S
+            });
+            if self.failures.len() >= MAX_TRACKED {
+                return;
+            }
+        }
+        let f = self.failures.entry(key).or_default();
         if now - f.window_start > FAIL_WINDOW_S {
             *f = Failures {
                 count: 0,
@@ -120,7 +148,8 @@ impl Registrar {
     /// Whether an INVITE from `source` needs no credentials: it comes from
     /// where a registered phone registered from, or from a trusted peer (trunks).
     pub fn trusted(&self, source: SocketAddr, now: u64) -> bool {
-        self.trusted_ips.contains(&source.ip())
+        (self.trust_loopback && source.ip().is_loopback())
+            || self.trusted_ips.contains(&source.ip())
             || self
                 .bindings
                 .values()
@@ -137,20 +166,20 @@ impl Registrar {
         authorization: Option<&str>,
     ) -> Result<String, RegisterOutcome> {
         let ip = source.ip();
-        if self.blocked(ip, now) {
-            return Err(RegisterOutcome::Forbidden);
-        }
         let Some(creds) = authorization.and_then(Credentials::parse) else {
             return Err(self.challenge(now, false));
         };
+        if self.blocked(ip, &creds.username, now) {
+            return Err(RegisterOutcome::Forbidden);
+        }
         let ok = creds.realm == self.realm
             && self
                 .users
                 .get(&creds.username)
                 .is_some_and(|p| creds.expected("INVITE", p) == creds.response);
         if !ok {
-            self.fail(ip, now);
-            return Err(if self.blocked(ip, now) {
+            self.fail(ip, &creds.username, now);
+            return Err(if self.blocked(ip, &creds.username, now) {
                 RegisterOutcome::Forbidden
             } else {
                 self.challenge(now, false)
@@ -162,10 +191,11 @@ impl Registrar {
         Ok(creds.username)
     }
 
-    /// Handles one REGISTER at `now` (Unix seconds).
+    /// Handles one REGISTER at `now` (Unix seconds). Failures count against
+    /// the address of record (To), which a guesser cannot vary to escape.
     pub fn register(&mut self, now: u64, req: &RegisterRequest<'_>) -> RegisterOutcome {
         let ip = req.source.ip();
-        if self.blocked(ip, now) {
+        if self.blocked(ip, req.user, now) {
             return RegisterOutcome::Forbidden;
         }
         let Some(creds) = req.authorization.and_then(Credentials::parse) else {
@@ -176,8 +206,8 @@ impl Registrar {
             && creds.realm == self.realm
             && password.is_some_and(|p| creds.expected("REGISTER", p) == creds.response);
         if !ok {
-            self.fail(ip, now);
-            return if self.blocked(ip, now) {
+            self.fail(ip, req.user, now);
+            return if self.blocked(ip, req.user, now) {
                 RegisterOutcome::Forbidden
             } else {
                 self.challenge(now, false)
@@ -286,7 +316,10 @@ mod tests {
     fn registrar() -> Registrar {
         Registrar::new(
             "hookline",
-            HashMap::from([("201".to_string(), "secret".to_string())]),
+            HashMap::from([
+                ("201".to_string(), "secret".to_string()),
+                ("202".to_string(), "pw202".to_string()),
+            ]),
             "k".into(),
         )
     }
@@ -374,6 +407,26 @@ mod tests {
     }
 
     #[test]
+    fn the_failure_table_stays_bounded_under_spoofed_sources() {
+        let mut r = registrar();
+        for i in 0..(MAX_TRACKED as u32 + 1000) {
+            let ip = IpAddr::V4(std::net::Ipv4Addr::from(i));
+            r.fail(ip, "201", 1000);
+        }
+        assert!(r.tracked_failures() <= MAX_TRACKED);
+        // A minute later the stale entries make room again.
+        r.fail(
+            "203.0.113.1".parse().unwrap(),
+            "201",
+            1000 + FAIL_WINDOW_S + 1,
+        );
+        assert!(r.tracked_failures() <= MAX_TRACKED);
+        assert!(r
+            .failures
+            .contains_key(&("203.0.113.1".parse().unwrap(), "201".to_string())));
+    }
+
+    #[test]
     fn wrong_passwords_block_the_source() {
         let mut r = registrar();
         let RegisterOutcome::Challenge(ch) =
@@ -412,6 +465,20 @@ mod tests {
             ),
             RegisterOutcome::Ok(_)
         ));
+        // Another phone behind the same address was never blocked.
+        let mut first202 = req(None, vec!["<sip:202@h>"], None);
+        first202.user = "202";
+        let RegisterOutcome::Challenge(ch2) = r.register(1010, &first202) else {
+            panic!("202 is challenged, not blocked")
+        };
+        let auth202 = authorize(&ch2, "202", "pw202");
+        let mut q202 = req(Some(&auth202), vec!["<sip:202@h>"], None);
+        q202.user = "202";
+        assert!(
+            matches!(r.register(1010, &q202), RegisterOutcome::Ok(_)),
+            "{:?}",
+            r.register(1010, &q202)
+        );
         // An unknown user never registers.
         let other = authorize(&ch, "999", "secret");
         let mut q = req(Some(&other), vec!["<sip:999@h>"], None);

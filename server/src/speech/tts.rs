@@ -162,21 +162,71 @@ fn streamed_wav(bytes: &[u8]) -> Option<(u32, Vec<f32>)> {
 
 /// Longest text accepted for one `say` item.
 pub const MAX_TEXT: usize = 2000;
-/// Cached sentences before the cache starts over.
-const MAX_CACHED: usize = 2000;
+/// Bytes of synthesised audio the cache keeps (all calls, all plugins):
+/// least recently used texts go first. A cached second of speech costs
+/// 32 KB (linear, µ-law and A-law forms), so 64 MiB is about 35 minutes.
+pub const CACHE_BYTES: usize = 64 << 20;
+
+/// Texts by recent use, bounded by the bytes of their audio.
+struct Cache {
+    map: hashlink::LinkedHashMap<(String, String), Arc<Prompt>>,
+    bytes: usize,
+    limit: usize,
+}
+
+/// What a cached prompt holds in memory.
+fn prompt_bytes(p: &Prompt) -> usize {
+    p.pcm.len() * 2 + p.ulaw.len() + p.alaw.len() + p.id.len() + 64
+}
+
+impl Cache {
+    fn get(&mut self, key: &(String, String)) -> Option<Arc<Prompt>> {
+        self.map.to_back(key).cloned()
+    }
+
+    fn insert(&mut self, key: (String, String), p: Arc<Prompt>) {
+        let size = prompt_bytes(&p) + key.0.len() + key.1.len();
+        if size > self.limit {
+            return; // larger than the whole cache: played, not kept
+        }
+        if let Some(old) = self.map.insert(key.clone(), p) {
+            self.bytes -= prompt_bytes(&old) + key.0.len() + key.1.len();
+        }
+        self.bytes += size;
+        while self.bytes > self.limit {
+            let Some(((lang, text), old)) = self.map.pop_front() else {
+                break;
+            };
+            self.bytes -= prompt_bytes(&old) + lang.len() + text.len();
+        }
+    }
+}
 
 /// A synthesizer with a shared cache.
 pub struct Tts {
     engine: Arc<dyn Synthesizer>,
-    cache: Mutex<HashMap<(String, String), Arc<Prompt>>>,
+    cache: Mutex<Cache>,
 }
 
 impl Tts {
     pub fn new(engine: Arc<dyn Synthesizer>) -> Tts {
+        Tts::with_cache_bytes(engine, CACHE_BYTES)
+    }
+
+    pub fn with_cache_bytes(engine: Arc<dyn Synthesizer>, limit: usize) -> Tts {
         Tts {
             engine,
-            cache: Mutex::new(HashMap::new()),
+            cache: Mutex::new(Cache {
+                map: Default::default(),
+                bytes: 0,
+                limit,
+            }),
         }
+    }
+
+    /// Bytes of audio cached now (for /metrics and the bound's test).
+    pub fn cached_bytes(&self) -> usize {
+        self.cache.lock().unwrap_or_else(|e| e.into_inner()).bytes
     }
 
     /// The text as a prompt (cached). Blocking: call from a blocking thread.
@@ -190,7 +240,6 @@ impl Tts {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(&(language.to_string(), text.to_string()))
-            .cloned()
     }
 
     /// Says the text, handing each piece to `piece` as soon as it is made
@@ -236,11 +285,10 @@ impl Tts {
         })?;
         let key = (language.to_string(), text.to_string());
         let prompt = Arc::new(Prompt::from_pcm("tts", pcm));
-        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        if cache.len() >= MAX_CACHED {
-            cache.clear();
-        }
-        cache.insert(key, prompt.clone());
+        self.cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, prompt.clone());
         Ok(prompt)
     }
 }
@@ -248,6 +296,45 @@ impl Tts {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One second of audio per character: a synthesiser that costs nothing.
+    struct Counting;
+    impl Synthesizer for Counting {
+        fn synthesize_stream(
+            &self,
+            text: &str,
+            _: &str,
+            sink: &mut dyn FnMut(Vec<i16>),
+        ) -> Result<(), TtsError> {
+            sink(vec![1; 8000 * text.len()]);
+            Ok(())
+        }
+        fn name(&self) -> &'static str {
+            "counting"
+        }
+    }
+
+    #[test]
+    fn the_cache_is_bounded_by_bytes_and_forgets_the_least_recently_used() {
+        // Room for about three one-second texts (32 KB each).
+        let tts = Tts::with_cache_bytes(Arc::new(Counting), 100_000);
+        let a = tts.say("a", "en").unwrap();
+        tts.say("b", "en").unwrap();
+        tts.say("c", "en").unwrap();
+        assert!(tts.cached("a", "en").is_some()); // a used again: b is oldest now
+        tts.say("d", "en").unwrap();
+        assert!(tts.cached_bytes() <= 100_000, "{}", tts.cached_bytes());
+        assert!(tts.cached("b", "en").is_none());
+        assert!(Arc::ptr_eq(&tts.cached("a", "en").unwrap(), &a));
+        // Many distinct texts never grow it past its bound.
+        for i in 0..500 {
+            tts.say(&format!("{i:03}"), "en").unwrap();
+            assert!(tts.cached_bytes() <= 100_000);
+        }
+        // A text larger than the cache plays but is not kept.
+        tts.say(&"x".repeat(10), "en").unwrap();
+        assert!(tts.cached(&"x".repeat(10), "en").is_none());
+    }
 
     #[test]
     fn espeak_says_a_sentence_at_8khz_and_caches_it() {

@@ -33,6 +33,20 @@ const SCHEMA: &str = "
     CREATE INDEX IF NOT EXISTS calls_caller ON calls (caller);
     CREATE INDEX IF NOT EXISTS calls_parent ON calls (parent);";
 
+/// How much one plugin may keep.
+#[derive(Debug, Clone, Copy)]
+pub struct KvLimits {
+    pub keys: u64,
+    pub bytes: u64,
+}
+
+impl KvLimits {
+    pub const NONE: KvLimits = KvLimits {
+        keys: u64::MAX,
+        bytes: u64::MAX,
+    };
+}
+
 /// A recording as the API lists it.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct RecordingRow {
@@ -91,13 +105,17 @@ impl PluginData {
         })
     }
 
+    /// Stores a value unless the plugin would go past `limits` (keys, or
+    /// bytes of keys and values together, expired ones not counted): then
+    /// `Ok(Err(why))` and nothing changes.
     pub fn kv_set(
         &self,
         plugin: &str,
         key: &str,
         value: &str,
         ttl_s: Option<u32>,
-    ) -> Result<(), StoreError> {
+        limits: KvLimits,
+    ) -> Result<Result<(), String>, StoreError> {
         let now = now_ms();
         let expires = ttl_s.map(|t| now + t as i64 * 1000);
         self.db.with(|c| {
@@ -108,12 +126,25 @@ impl PluginData {
                     [now],
                 )?;
             }
+            // What the plugin holds besides this key (a key's old value is replaced).
+            let (keys, bytes): (i64, i64) = c.query_row(
+                "SELECT COUNT(*), COALESCE(SUM(length(CAST(key AS BLOB)) + length(CAST(value AS BLOB))), 0)
+                 FROM kv WHERE plugin = ?1 AND key != ?2 AND (expires_ms IS NULL OR expires_ms > ?3)",
+                params![plugin, key, now],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            if keys as u64 + 1 > limits.keys {
+                return Ok(Err(format!("{} keys per plugin (kv-keys)", limits.keys)));
+            }
+            if (bytes as u64).saturating_add((key.len() + value.len()) as u64) > limits.bytes {
+                return Ok(Err(format!("{} bytes of keys and values per plugin (kv-bytes)", limits.bytes)));
+            }
             c.execute(
                 "INSERT INTO kv (plugin, key, value, expires_ms) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (plugin, key) DO UPDATE SET value = excluded.value, expires_ms = excluded.expires_ms",
                 params![plugin, key, value, expires],
             )
-            .map(|_| ())
+            .map(|_| Ok(()))
         })
     }
 
@@ -214,15 +245,63 @@ mod tests {
     use super::*;
 
     #[test]
+    fn kv_quotas_refuse_the_write_that_goes_over_and_keep_the_rest() {
+        let dir = tempfile_dir("quota");
+        let db = dir.join("t.db");
+        let _records = super::super::Store::open(&db).unwrap();
+        let d = PluginData::open(&db).unwrap();
+        let limits = KvLimits {
+            keys: 3,
+            bytes: 100,
+        };
+        for k in ["a", "b", "c"] {
+            d.kv_set("p", k, "0123456789", None, limits)
+                .unwrap()
+                .unwrap();
+        }
+        let e = d.kv_set("p", "d", "x", None, limits).unwrap().unwrap_err();
+        assert!(e.contains("kv-keys"), "{e}");
+        // Replacing a key is not a new key; growing it past the bytes is refused.
+        d.kv_set("p", "a", "short", None, limits).unwrap().unwrap();
+        let e = d
+            .kv_set("p", "a", &"x".repeat(90), None, limits)
+            .unwrap()
+            .unwrap_err();
+        assert!(e.contains("kv-bytes"), "{e}");
+        assert_eq!(d.kv_get("p", "a").unwrap().as_deref(), Some("short"));
+        // Another plugin has its own quota.
+        d.kv_set("q", "d", "x", None, limits).unwrap().unwrap();
+        // Freed room can be used again.
+        d.kv_delete("p", "b").unwrap();
+        d.kv_set("p", "d", "x", None, limits).unwrap().unwrap();
+    }
+
+    fn tempfile_dir(tag: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "hl-kv-{tag}-{}-{}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
     fn kv_is_per_plugin_and_expires() {
         let dir = std::env::temp_dir().join(format!("hl-kv-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let db = dir.join("t.db");
         let _records = super::super::Store::open(&db).unwrap(); // creates `calls`
         let d = PluginData::open(&db).unwrap();
-        d.kv_set("a", "k", "1", None).unwrap();
-        d.kv_set("b", "k", "2", None).unwrap();
-        d.kv_set("a", "gone", "x", Some(0)).unwrap();
+        d.kv_set("a", "k", "1", None, KvLimits::NONE)
+            .unwrap()
+            .unwrap();
+        d.kv_set("b", "k", "2", None, KvLimits::NONE)
+            .unwrap()
+            .unwrap();
+        d.kv_set("a", "gone", "x", Some(0), KvLimits::NONE)
+            .unwrap()
+            .unwrap();
         assert_eq!(d.kv_get("a", "k").unwrap().as_deref(), Some("1"));
         assert_eq!(d.kv_get("b", "k").unwrap().as_deref(), Some("2"));
         assert_eq!(d.kv_get("a", "gone").unwrap(), None);

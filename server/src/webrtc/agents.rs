@@ -264,12 +264,22 @@ pub fn ring(node: Arc<Node>, dial: Dial, events: UnboundedSender<CallEvent>) {
 }
 
 /// `GET /webrtc/agent`: the softphone's WebSocket.
-pub async fn connect(State(node): State<Arc<Node>>, ws: WebSocketUpgrade) -> Response {
+pub async fn connect(
+    State(node): State<Arc<Node>>,
+    axum::extract::ConnectInfo(from): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    if node
+        .auth_failures
+        .blocked(from.ip(), std::time::Instant::now())
+    {
+        return crate::api::guard::too_many();
+    }
     ws.max_message_size(MAX_MESSAGE)
-        .on_upgrade(move |socket| serve(node, socket))
+        .on_upgrade(move |socket| serve(node, socket, from.ip()))
 }
 
-async fn serve(node: Arc<Node>, mut socket: WebSocket) {
+async fn serve(node: Arc<Node>, mut socket: WebSocket, from: std::net::IpAddr) {
     // Browsers cannot set headers on a WebSocket: the token comes first.
     let login = tokio::time::timeout(LOGIN_TIMEOUT, socket.recv()).await;
     let token = match login {
@@ -280,6 +290,7 @@ async fn serve(node: Arc<Node>, mut socket: WebSocket) {
         _ => return,
     };
     let Some(user) = super::signalling::token_user(&node, &token) else {
+        node.auth_failures.failed(from, std::time::Instant::now());
         let msg = ToBrowser::Error {
             message: "wrong token",
         };

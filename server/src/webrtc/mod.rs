@@ -9,6 +9,7 @@
 //! softphone, not trunks, so the engine's hot path stays free of crypto.
 
 pub mod agents;
+pub mod limits;
 pub mod signalling;
 
 use std::net::{IpAddr, SocketAddr};
@@ -56,8 +57,12 @@ pub enum WebRtcError {
 pub struct WebRtc {
     api: API,
     pub agents: agents::Agents,
-    /// Browser calls in progress, by call id (for hanging up over HTTP).
-    pub calls: std::sync::Mutex<std::collections::HashMap<String, Arc<RTCPeerConnection>>>,
+    /// Browser calls in progress, by call id, with the agent that placed
+    /// each (for hanging up over HTTP: an agent ends only its own).
+    pub calls:
+        std::sync::Mutex<std::collections::HashMap<String, (Arc<RTCPeerConnection>, String)>>,
+    /// Each agent's calls at once and offers per minute.
+    pub limits: limits::AgentLimits,
 }
 
 /// A connected browser leg: its peer connection and what the engine leg needs.
@@ -134,6 +139,7 @@ impl WebRtc {
             api,
             agents: agents::Agents::default(),
             calls: Default::default(),
+            limits: Default::default(),
         })
     }
 
@@ -144,24 +150,41 @@ impl WebRtc {
         engine: SocketAddr,
     ) -> Result<BrowserMedia, WebRtcError> {
         let peer = self.peer(engine).await?;
-        let pc = &peer.pc;
-        pc.set_remote_description(RTCSessionDescription::offer(offer)?)
-            .await?;
-        let answer = pc.create_answer(None).await?;
-        let mut gathered = pc.gathering_complete_promise().await;
-        pc.set_local_description(answer).await?;
-        let _ = gathered.recv().await;
-        Self::finish(peer, true).await
+        let pc = peer.pc.clone();
+        let answered = async {
+            pc.set_remote_description(RTCSessionDescription::offer(offer)?)
+                .await?;
+            let answer = pc.create_answer(None).await?;
+            let mut gathered = pc.gathering_complete_promise().await;
+            pc.set_local_description(answer).await?;
+            let _ = gathered.recv().await;
+            Self::finish(peer, true).await
+        }
+        .await;
+        // A peer connection is not closed by dropping it: every failure closes
+        // what the offer opened (ICE sockets, DTLS, its tasks).
+        if answered.is_err() {
+            let _ = pc.close().await;
+        }
+        answered
     }
 
     /// Makes an offer for calling a browser; `complete` takes its answer.
     pub async fn offer(&self, engine: SocketAddr) -> Result<PendingOffer, WebRtcError> {
         let peer = self.peer(engine).await?;
-        let pc = &peer.pc;
-        let offer = pc.create_offer(None).await?;
-        let mut gathered = pc.gathering_complete_promise().await;
-        pc.set_local_description(offer).await?;
-        let _ = gathered.recv().await;
+        let pc = peer.pc.clone();
+        let made = async {
+            let offer = pc.create_offer(None).await?;
+            let mut gathered = pc.gathering_complete_promise().await;
+            pc.set_local_description(offer).await?;
+            let _ = gathered.recv().await;
+            Ok::<_, WebRtcError>(())
+        }
+        .await;
+        if let Err(e) = made {
+            let _ = pc.close().await;
+            return Err(e);
+        }
         let sdp = pc
             .local_description()
             .await
@@ -178,6 +201,15 @@ impl WebRtc {
                 .new_peer_connection(RTCConfiguration::default())
                 .await?,
         );
+        let peer = Self::wire(pc.clone(), engine).await;
+        if peer.is_err() {
+            let _ = pc.close().await;
+        }
+        peer
+    }
+
+    /// Adds our track and the relays to a new peer connection.
+    async fn wire(pc: Arc<RTCPeerConnection>, engine: SocketAddr) -> Result<Peer, WebRtcError> {
         let track = Arc::new(TrackLocalStaticRTP::new(
             RTCRtpCodecCapability {
                 mime_type: MIME_TYPE_OPUS.to_owned(),
@@ -316,11 +348,17 @@ struct Peer {
 impl PendingOffer {
     /// Applies the browser's answer and starts the relay.
     pub async fn complete(self, answer: String) -> Result<BrowserMedia, WebRtcError> {
-        self.peer
-            .pc
-            .set_remote_description(RTCSessionDescription::answer(answer)?)
-            .await?;
-        WebRtc::finish(self.peer, false).await
+        let pc = self.peer.pc.clone();
+        let done = async {
+            pc.set_remote_description(RTCSessionDescription::answer(answer)?)
+                .await?;
+            WebRtc::finish(self.peer, false).await
+        }
+        .await;
+        if done.is_err() {
+            let _ = pc.close().await;
+        }
+        done
     }
 
     pub async fn cancel(self) {

@@ -6,7 +6,10 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
+
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
@@ -14,6 +17,7 @@ use axum::Router;
 use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 
 use super::BrowserMedia;
+use crate::api::guard;
 use crate::call::session::CallEvent;
 use crate::call::{launch, route_and_admit, NewCall, Node, SipCommand};
 use crate::sip::endpoint::EndCause;
@@ -33,20 +37,36 @@ pub fn router(node: Arc<Node>) -> Router {
 }
 
 /// Who a bearer token logs in as: an agent's extension, or "browser" for the
-/// node's API token.
-pub(crate) fn who(node: &Node, headers: &HeaderMap) -> Option<String> {
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))?;
-    token_user(node, token)
+/// node's API token. Failures count against the source address (ten a
+/// minute, then 429), as on the API.
+fn who(node: &Node, ip: IpAddr, headers: &HeaderMap) -> Result<String, Response> {
+    let now = Instant::now();
+    if node.auth_failures.blocked(ip, now) {
+        return Err(guard::too_many());
+    }
+    match guard::bearer(headers).and_then(|t| token_user(node, t)) {
+        Some(user) => Ok(user),
+        None => {
+            node.auth_failures.failed(ip, now);
+            Err(error(
+                StatusCode::UNAUTHORIZED,
+                "missing or wrong bearer token",
+            ))
+        }
+    }
 }
 
 pub(crate) fn token_user(node: &Node, token: &str) -> Option<String> {
-    if let Some(a) = node.config.webrtc.agents.iter().find(|a| a.token == token) {
+    if let Some(a) = node
+        .config
+        .webrtc
+        .agents
+        .iter()
+        .find(|a| guard::same(&a.token, token))
+    {
         return Some(a.user.clone());
     }
-    (node.config.node.api_token.as_deref() == Some(token)).then(|| "browser".to_string())
+    guard::same(&node.api_token, token).then(|| "browser".to_string())
 }
 
 fn error(code: StatusCode, why: impl std::fmt::Display) -> Response {
@@ -56,12 +76,31 @@ fn error(code: StatusCode, why: impl std::fmt::Display) -> Response {
 /// A browser calls `number` like any SIP caller: routed to a plugin.
 async fn call(
     State(node): State<Arc<Node>>,
+    ConnectInfo(from): ConnectInfo<SocketAddr>,
     Path(number): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let Some(user) = who(&node, &headers) else {
-        return error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
+    let user = match who(&node, from.ip(), &headers) {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    // The agent's share of the node: calls at once and offers per minute.
+    let seat = match node.webrtc.limits.take(
+        &user,
+        Instant::now(),
+        node.config.webrtc.max_calls_per_agent,
+        node.config.webrtc.max_offers_per_minute,
+    ) {
+        Ok(seat) => seat,
+        Err(why) => {
+            return (
+                StatusCode::TOO_MANY_REQUESTS,
+                [(header::RETRY_AFTER, "10")],
+                format!("{why}\n"),
+            )
+                .into_response()
+        }
     };
     if body.len() > MAX_SDP {
         return error(StatusCode::PAYLOAD_TOO_LARGE, "SDP offer too large");
@@ -109,6 +148,8 @@ async fn call(
         }
     };
     let answer = media.local_sdp.clone();
+    let caller_user = user.clone();
+    let call_id_for_task = call_id.clone();
     let (sip_tx, sip_rx) = mpsc::unbounded_channel();
     let events = launch(
         &node,
@@ -137,8 +178,11 @@ async fn call(
         .calls
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .insert(call_id.clone(), media.pc.clone());
-    tokio::spawn(drive(node.clone(), call_id.clone(), media, sip_rx, events));
+        .insert(call_id.clone(), (media.pc.clone(), caller_user));
+    tokio::spawn(async move {
+        drive(node.clone(), call_id_for_task, media, sip_rx, events).await;
+        drop(seat); // the agent's call slot comes back when the leg is gone
+    });
     (
         StatusCode::CREATED,
         [
@@ -150,22 +194,27 @@ async fn call(
         .into_response()
 }
 
-/// `DELETE /webrtc/call/{id}`: the browser hangs up.
+/// `DELETE /webrtc/call/{id}`: the browser hangs up. An agent may end only
+/// its own calls (another's id is answered as unknown); the API token may
+/// end any.
 async fn hang_up(
     State(node): State<Arc<Node>>,
+    ConnectInfo(from): ConnectInfo<SocketAddr>,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    if who(&node, &headers).is_none() {
-        return error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
-    }
+    let user = match who(&node, from.ip(), &headers) {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
     let pc = node
         .webrtc
         .calls
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .get(&id)
-        .cloned();
+        .filter(|(_, owner)| *owner == user || user == "browser")
+        .map(|(pc, _)| pc.clone());
     match pc {
         Some(pc) => {
             let _ = pc.close().await;

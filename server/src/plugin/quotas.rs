@@ -1,0 +1,279 @@
+//! What a plugin may make the node do on its behalf, beyond its own memory and
+//! CPU: speech synthesis, key-value storage, log lines, HTTP requests and
+//! counters. Each is a number the node's config caps (`[quotas]`, raised or
+//! lowered per plugin in `[[plugins]] quotas`) and a manifest may ask for
+//! within the cap (`needs = ["quota:kv-bytes=1048576"]`). Going over is an
+//! error the plugin sees (`failed("quota-exceeded: ...")`), never a node-wide
+//! effect.
+
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+
+use super::manifest::ManifestError;
+
+/// Limits per plugin (per call where the name says so).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Quotas {
+    /// Characters of `say` text one call may have synthesised.
+    pub tts_chars_per_call: u32,
+    /// Characters of new (not cached) `say` text per minute, all calls of the plugin.
+    pub tts_chars_per_minute: u32,
+    /// Keys the plugin may keep in its key-value store.
+    pub kv_keys: u32,
+    /// Bytes of one value.
+    pub kv_value_bytes: u32,
+    /// Bytes of keys and values together.
+    pub kv_bytes: u64,
+    /// Log lines per second per call; the rest are counted and dropped.
+    pub log_lines_per_s: u32,
+    /// HTTP requests one call may make.
+    pub http_requests_per_call: u32,
+    /// Response bytes one call may receive over HTTP, all requests together.
+    pub http_bytes_per_call: u64,
+    /// Distinct counter names the plugin may create.
+    pub counters: u32,
+}
+
+impl Default for Quotas {
+    fn default() -> Self {
+        Quotas {
+            tts_chars_per_call: 20_000,
+            tts_chars_per_minute: 100_000,
+            kv_keys: 10_000,
+            kv_value_bytes: 64 << 10,
+            kv_bytes: 16 << 20,
+            log_lines_per_s: 20,
+            http_requests_per_call: 50,
+            http_bytes_per_call: 8 << 20,
+            counters: 100,
+        }
+    }
+}
+
+/// The names a manifest asks with: `quota:<name>=<n>`.
+const NAMES: &[&str] = &[
+    "tts-chars-per-call",
+    "tts-chars-per-minute",
+    "kv-keys",
+    "kv-value-bytes",
+    "kv-bytes",
+    "log-lines-per-s",
+    "http-requests-per-call",
+    "http-bytes-per-call",
+    "counters",
+];
+
+impl Quotas {
+    /// No cap at all (`plugin check` without a config: every ask is within).
+    pub fn unlimited() -> Quotas {
+        Quotas {
+            tts_chars_per_call: u32::MAX,
+            tts_chars_per_minute: u32::MAX,
+            kv_keys: u32::MAX,
+            kv_value_bytes: u32::MAX,
+            kv_bytes: u64::MAX,
+            log_lines_per_s: u32::MAX,
+            http_requests_per_call: u32::MAX,
+            http_bytes_per_call: u64::MAX,
+            counters: u32::MAX,
+        }
+    }
+
+    fn get(&self, name: &str) -> Option<u64> {
+        Some(match name {
+            "tts-chars-per-call" => self.tts_chars_per_call.into(),
+            "tts-chars-per-minute" => self.tts_chars_per_minute.into(),
+            "kv-keys" => self.kv_keys.into(),
+            "kv-value-bytes" => self.kv_value_bytes.into(),
+            "kv-bytes" => self.kv_bytes,
+            "log-lines-per-s" => self.log_lines_per_s.into(),
+            "http-requests-per-call" => self.http_requests_per_call.into(),
+            "http-bytes-per-call" => self.http_bytes_per_call,
+            "counters" => self.counters.into(),
+            _ => return None,
+        })
+    }
+
+    fn set(&mut self, name: &str, v: u64) {
+        let small = v.min(u32::MAX as u64) as u32;
+        match name {
+            "tts-chars-per-call" => self.tts_chars_per_call = small,
+            "tts-chars-per-minute" => self.tts_chars_per_minute = small,
+            "kv-keys" => self.kv_keys = small,
+            "kv-value-bytes" => self.kv_value_bytes = small,
+            "kv-bytes" => self.kv_bytes = v,
+            "log-lines-per-s" => self.log_lines_per_s = small,
+            "http-requests-per-call" => self.http_requests_per_call = small,
+            "http-bytes-per-call" => self.http_bytes_per_call = v,
+            "counters" => self.counters = small,
+            _ => {}
+        }
+    }
+
+    /// Applies a manifest's `quota:<name>=<n>` asks to the node's caps: an
+    /// ask within the cap is what the plugin gets; above it, the plugin is
+    /// refused (the operator raises the cap in the plugin's `quotas`).
+    pub fn with_asks(mut self, asks: &[&str]) -> Result<Quotas, ManifestError> {
+        for ask in asks {
+            let bad = || ManifestError::UnknownCapability(format!("quota:{ask}"));
+            let (name, n) = ask.split_once('=').ok_or_else(bad)?;
+            let n: u64 = n.trim().parse().map_err(|_| bad())?;
+            let cap = self.get(name.trim()).ok_or_else(bad)?;
+            if n > cap {
+                return Err(ManifestError::QuotaAboveCap {
+                    name: name.trim().into(),
+                    asked: n,
+                    cap,
+                });
+            }
+            self.set(name.trim(), n);
+        }
+        Ok(self)
+    }
+
+    /// `quota:<name>=<n>` for every quota (what `plugin check` shows).
+    pub fn describe(&self) -> Vec<String> {
+        NAMES
+            .iter()
+            .filter_map(|n| Some(format!("{n}={}", self.get(n)?)))
+            .collect()
+    }
+}
+
+/// The error a plugin sees past a quota.
+pub fn exceeded(what: impl std::fmt::Display) -> super::CallError {
+    super::CallError::Failed(format!("quota-exceeded: {what}"))
+}
+
+/// A count over a sliding fixed window (per second, per minute).
+#[derive(Debug, Clone, Copy)]
+pub struct Window {
+    started: Instant,
+    pub used: u64,
+}
+
+impl Window {
+    pub fn new(now: Instant) -> Window {
+        Window {
+            started: now,
+            used: 0,
+        }
+    }
+
+    /// Takes `n` out of `limit` per `span`; false (nothing taken) when it
+    /// would go over.
+    pub fn take(&mut self, now: Instant, span: Duration, n: u64, limit: u64) -> bool {
+        if now.saturating_duration_since(self.started) >= span {
+            self.started = now;
+            self.used = 0;
+        }
+        if self.used + n > limit {
+            return false;
+        }
+        self.used += n;
+        true
+    }
+}
+
+/// What one call has used of its per-call quotas.
+#[derive(Debug)]
+pub struct CallUse {
+    pub tts_chars: u64,
+    pub http_requests: u32,
+    pub http_bytes: u64,
+    pub log: LogBudget,
+}
+
+impl CallUse {
+    pub fn new(now: Instant) -> CallUse {
+        CallUse {
+            tts_chars: 0,
+            http_requests: 0,
+            http_bytes: 0,
+            log: LogBudget::new(now),
+        }
+    }
+}
+
+/// One call's log budget: lines per second, with what was dropped said once
+/// per second when the next line gets through.
+#[derive(Debug)]
+pub struct LogBudget {
+    window: Window,
+    pub dropped: u64,
+    pub dropped_total: u64,
+}
+
+impl LogBudget {
+    pub fn new(now: Instant) -> LogBudget {
+        LogBudget {
+            window: Window::new(now),
+            dropped: 0,
+            dropped_total: 0,
+        }
+    }
+
+    /// Whether a line may be written now; `Some(n)` first when `n` lines were
+    /// dropped since the last one written (say so in one line).
+    pub fn admit(&mut self, now: Instant, per_s: u32) -> (bool, Option<u64>) {
+        if self
+            .window
+            .take(now, Duration::from_secs(1), 1, per_s.max(1) as u64)
+        {
+            let dropped = std::mem::take(&mut self.dropped);
+            (true, (dropped > 0).then_some(dropped))
+        } else {
+            self.dropped += 1;
+            self.dropped_total += 1;
+            (false, None)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn asks_within_the_cap_are_kept_and_above_it_refused() {
+        let caps = Quotas::default();
+        let q = caps.with_asks(&["kv-bytes=1024", "counters=5"]).unwrap();
+        assert_eq!(q.kv_bytes, 1024);
+        assert_eq!(q.counters, 5);
+        assert_eq!(q.kv_keys, caps.kv_keys);
+        let e = caps.with_asks(&["kv-bytes=999999999999"]).unwrap_err();
+        assert!(e.to_string().contains("kv-bytes"), "{e}");
+        assert!(caps.with_asks(&["no-such=1"]).is_err());
+        assert!(caps.with_asks(&["kv-keys=lots"]).is_err());
+    }
+
+    #[test]
+    fn the_log_budget_lets_n_lines_a_second_and_reports_the_rest_once() {
+        let t0 = Instant::now();
+        let mut b = LogBudget::new(t0);
+        let admitted = (0..100).filter(|_| b.admit(t0, 20).0).count();
+        assert_eq!(admitted, 20);
+        assert_eq!(b.dropped, 80);
+        let (ok, dropped) = b.admit(t0 + Duration::from_millis(1001), 20);
+        assert!(ok);
+        assert_eq!(dropped, Some(80));
+        assert_eq!(b.admit(t0 + Duration::from_millis(1002), 20), (true, None));
+        assert_eq!(b.dropped_total, 80);
+    }
+
+    #[test]
+    fn a_window_refills_after_its_span() {
+        let t0 = Instant::now();
+        let mut w = Window::new(t0);
+        assert!(w.take(t0, Duration::from_secs(60), 900, 1000));
+        assert!(!w.take(t0, Duration::from_secs(60), 200, 1000));
+        assert!(w.take(
+            t0 + Duration::from_secs(60),
+            Duration::from_secs(60),
+            200,
+            1000
+        ));
+    }
+}
