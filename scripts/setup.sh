@@ -88,6 +88,7 @@ fi
 cargo build --release --target wasm32-wasip2 -p hookline-ivr -p hookline-voicemail \
   -p hookline-survey -p hookline-crm-router -p hookline-conference
 if [ "${1:-}" = "--test" ]; then
-  # Test plugins: hostile ones, and one built against the frozen 0.1.0 WIT.
-  cargo build --release --target wasm32-wasip2 -p hookline-hostile -p hookline-test-api-0-1-0
+  # Test plugins: hostile and greedy ones, and one built against the frozen 0.1.0 WIT.
+  cargo build --release --target wasm32-wasip2 -p hookline-hostile -p hookline-test-greedy \
+    -p hookline-test-api-0-1-0
 fi

@@ -11,7 +11,7 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo clippy --target wasm32-wasip2 -p hookline-sdk -p hookline-ivr -p hookline-hostile \
   -p hookline-voicemail -p hookline-survey -p hookline-crm-router -p hookline-conference \
-  -p hookline-test-api-0-1-0 \
+  -p hookline-test-api-0-1-0 -p hookline-test-greedy \
   -p hookline-plugin-template -- -D warnings
 # The end-to-end tests run the node binaries (debug for tests, release for the load smoke test).
 cargo build -p hookline

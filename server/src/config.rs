@@ -83,6 +83,11 @@ pub struct NodeConfig {
     /// Longest a plugin may keep a call, in seconds.
     #[serde(default = "default_max_call_s")]
     pub max_call_s: u64,
+    /// After the caller hangs up, how long the plugin may go on (saving a
+    /// message, a webhook) before its instance is ended. The call's media
+    /// leg and capacity are given back at the hang-up itself.
+    #[serde(default = "default_hangup_grace_s")]
+    pub hangup_grace_s: u64,
     /// On SIGTERM, how long running calls may take to finish.
     #[serde(default = "default_drain_timeout")]
     pub drain_timeout_s: u64,
@@ -140,6 +145,7 @@ impl Default for NodeConfig {
             rtp_timeout_s: default_rtp_timeout(),
             plugin_cpu_ms: default_plugin_cpu_ms(),
             max_call_s: default_max_call_s(),
+            hangup_grace_s: default_hangup_grace_s(),
             rtp_latch: true,
             dtmf: DtmfMode::default(),
             media_threads: 0,
@@ -168,6 +174,10 @@ fn default_plugin_cpu_ms() -> u64 {
 
 fn default_plugin_memory() -> u32 {
     64
+}
+
+fn default_hangup_grace_s() -> u64 {
+    10
 }
 
 fn default_plugin_stack() -> u32 {

@@ -223,6 +223,7 @@ pub async fn build(opts: &ServeOptions) -> anyhow::Result<Arc<Node>> {
             wall: Duration::from_secs(config.node.max_call_s.max(1)),
             memory_mib: config.node.plugin_memory_mib,
             stack_kib: config.node.plugin_stack_kib,
+            grace: Duration::from_secs(config.node.hangup_grace_s),
         },
     )?;
     for p in &config.plugins {

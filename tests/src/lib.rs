@@ -157,7 +157,7 @@ pub struct TestNode {
     pub http: SocketAddr,
     pub data: tempfile::TempDir,
     pub log: PathBuf,
-    /// The API token when the node section sets one.
+    /// The API token: the node section's, or the one the node generated.
     pub token: Option<String>,
     /// How it was started (for `crash_and_restart`).
     bin: PathBuf,
@@ -173,6 +173,12 @@ pub struct NodeSpec<'a> {
     /// `[node]` lines replacing the sample's.
     pub node_section: Option<&'a str>,
     pub rtp_ports: (u16, u16),
+    /// Address SIP listens on (default 127.0.0.1).
+    pub sip_ip: std::net::IpAddr,
+    /// The API's port (default: a free one).
+    pub http_port: Option<u16>,
+    /// `[webrtc]` lines replacing the sample's.
+    pub webrtc_section: Option<&'a str>,
 }
 
 impl Default for NodeSpec<'_> {
@@ -185,6 +191,9 @@ impl Default for NodeSpec<'_> {
             extra_routes: "",
             node_section: None,
             rtp_ports: (base, base + 99),
+            sip_ip: std::net::Ipv4Addr::LOCALHOST.into(),
+            http_port: None,
+            webrtc_section: None,
         }
     }
 }
@@ -218,6 +227,16 @@ impl TestNode {
                 .context("[prompts] follows [node]")?;
             config.replace_range(start..end, &format!("[node]\n{node}\n"));
         }
+        if let Some(webrtc) = spec.webrtc_section {
+            let start = config
+                .find("[webrtc]")
+                .context("sample config has [webrtc]")?;
+            let end = config[start..]
+                .find("\n[[plugins]]")
+                .map(|i| start + i)
+                .context("[[plugins]] follows [webrtc]")?;
+            config.replace_range(start..end, &format!("[webrtc]\n{webrtc}\n\n# Plugins"));
+        }
         let at = config
             .find("[[routes]]")
             .context("sample config has routes")?;
@@ -225,8 +244,9 @@ impl TestNode {
         let data = tempfile::tempdir()?;
         let config_path = data.path().join("hookline.toml");
         std::fs::write(&config_path, config)?;
-        let sip: SocketAddr = format!("127.0.0.1:{}", free_sip_port()).parse()?;
-        let mut http: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse()?;
+        let sip = SocketAddr::new(spec.sip_ip, free_sip_port());
+        let mut http: SocketAddr =
+            format!("127.0.0.1:{}", spec.http_port.unwrap_or_else(free_tcp_port)).parse()?;
         while http.port() == sip.port() {
             http.set_port(free_tcp_port());
         }
@@ -262,6 +282,13 @@ impl TestNode {
             args,
         };
         node.wait_up()?;
+        if node.token.is_none() {
+            // Changes always need a token: the one the node made at first start.
+            let kept = node.data.path().join("data/api-token");
+            let t = std::fs::read_to_string(&kept)
+                .with_context(|| format!("the node keeps its API token in {}", kept.display()))?;
+            node.token = Some(t.trim().to_string());
+        }
         Ok(node)
     }
 
@@ -466,6 +493,54 @@ impl TestNode {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// One gauge or counter from `/metrics` (the first line that starts
+    /// with `name`); fails loudly when the node does not export it.
+    pub fn metric(&self, name: &str) -> Result<f64> {
+        let (status, text) = http_get(self.http, "/metrics", self.token.as_deref())?;
+        if status != 200 {
+            bail!("GET /metrics: {status} {text}");
+        }
+        text.lines()
+            .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .with_context(|| format!("no metric {name} in:\n{text}"))
+    }
+
+    /// The node process's resident memory, in KiB.
+    pub fn rss_kib(&self) -> Result<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .context("VmRSS in /proc/PID/status")
+    }
+
+    /// Open file descriptors of the node process.
+    pub fn open_fds(&self) -> Result<usize> {
+        Ok(std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))?.count())
+    }
+
+    /// Bytes under the node's data directory.
+    pub fn data_bytes(&self) -> u64 {
+        fn walk(p: &Path) -> u64 {
+            std::fs::read_dir(p)
+                .map(|d| {
+                    d.flatten()
+                        .map(|e| match e.metadata() {
+                            Ok(m) if m.is_dir() => walk(&e.path()),
+                            Ok(m) => m.len(),
+                            Err(_) => 0,
+                        })
+                        .sum()
+                })
+                .unwrap_or(0)
+        }
+        walk(&self.data.path().join("data"))
     }
 
     pub fn is_running(&mut self) -> bool {
@@ -1180,7 +1255,12 @@ pub fn dtmf_tone(key: char, ms: usize) -> Vec<i16> {
 
 impl SipUa {
     pub fn new(node: SocketAddr) -> Result<SipUa> {
-        let sock = UdpSocket::bind("127.0.0.1:0")?;
+        SipUa::bind(std::net::Ipv4Addr::LOCALHOST.into(), node)
+    }
+
+    /// A UA whose signalling comes from `local` (another of the machine's addresses).
+    pub fn bind(local: std::net::IpAddr, node: SocketAddr) -> Result<SipUa> {
+        let sock = UdpSocket::bind(SocketAddr::new(local, 0))?;
         sock.set_read_timeout(Some(Duration::from_millis(200)))?;
         let me = sock.local_addr()?;
         Ok(SipUa { sock, node, me })
@@ -1200,6 +1280,18 @@ impl SipUa {
         media_ip: &str,
         rtp_port: u16,
     ) -> Result<()> {
+        self.invite_full(call_id, number, media_ip, rtp_port, 70)
+    }
+
+    /// An INVITE carrying `max_forwards` (a call that already crossed hops).
+    pub fn invite_full(
+        &self,
+        call_id: &str,
+        number: &str,
+        media_ip: &str,
+        rtp_port: u16,
+        max_forwards: u32,
+    ) -> Result<()> {
         let sdp = format!(
             "v=0\r\no=- 1 1 IN IP4 {media_ip}\r\ns=-\r\nc=IN IP4 {media_ip}\r\nt=0 0\r\n\
              m=audio {rtp_port} RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n"
@@ -1208,7 +1300,7 @@ impl SipUa {
         let msg = format!(
             "INVITE sip:{number}@{node} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-{call_id}-i\r\n\
              From: <sip:ua@{me}>;tag=ua-{call_id}\r\nTo: <sip:{number}@{node}>\r\nCall-ID: {call_id}\r\n\
-             CSeq: 1 INVITE\r\nContact: <sip:ua@{me}>\r\nMax-Forwards: 70\r\n\
+             CSeq: 1 INVITE\r\nContact: <sip:ua@{me}>\r\nMax-Forwards: {max_forwards}\r\n\
              Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
             sdp.len(),
             node = self.node
@@ -1422,6 +1514,33 @@ impl Drop for StaticHttp {
 }
 
 /// An HTTP request with a body and an optional bearer token: (status, body).
+/// Sends `head` (request line and headers, without the blank line) and
+/// `body` as they are; returns the status and body.
+pub fn http_raw(addr: SocketAddr, head: &str, body: &[u8]) -> Result<(u16, String)> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(60)))?;
+    write!(
+        s,
+        "{head}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    )?;
+    s.write_all(body)?;
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp)?;
+    let resp = String::from_utf8_lossy(&resp).into_owned();
+    let status = resp
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .context("no HTTP status")?;
+    let body = resp
+        .split_once("\r\n\r\n")
+        .map(|x| x.1)
+        .unwrap_or("")
+        .to_string();
+    Ok((status, body))
+}
+
 pub fn http_request(
     addr: SocketAddr,
     method: &str,

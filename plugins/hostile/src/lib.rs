@@ -1,6 +1,6 @@
 //! A hostile plugin for the sandbox tests. Its route config is one word, the
 //! misbehaviour: `loop` (burn CPU forever), `trap` (panic), `memory` (allocate
-//! until the sandbox refuses), `escape:<host:port>` (try everything it was not
+//! until the sandbox refuses), `recurse` (recursion without end), `escape:<host:port>` (try everything it was not
 //! granted, HTTP and TCP to that listening address among it, and note each
 //! refusal in the call record). Benchmarks use `park` (wait in a
 //! verb, as an IVR waiting for a key does) and `ping:<n>` (n host calls).
@@ -47,6 +47,13 @@ impl Plugin for Hostile {
                 }
             }
             "trap" => panic!("hostile plugin traps on purpose"),
+            // Recursion without end, as a runaway interpreter does: the
+            // guest's stack limit must trap it (the node's own stack is not
+            // the guest's to overflow).
+            "recurse" => {
+                std::hint::black_box(deep(0));
+                Ok(())
+            }
             "memory" => {
                 let mut hoard: Vec<Vec<u8>> = Vec::new();
                 loop {
@@ -61,6 +68,16 @@ impl Plugin for Hostile {
             other => Err(format!("unknown mode {other:?}")),
         }
     }
+}
+
+/// Recurses until the stack runs out; each frame keeps a buffer so no
+/// optimiser turns it into a loop.
+fn deep(n: u64) -> u64 {
+    let frame = std::hint::black_box([n as u8; 256]);
+    if std::hint::black_box(n) == u64::MAX {
+        return 0; // never: the stack ends first
+    }
+    deep(n + 1).wrapping_add(frame[0] as u64)
 }
 
 fn outcome<T>(r: Result<T, CallError>) -> String {

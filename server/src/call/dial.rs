@@ -588,6 +588,16 @@ impl CallSession {
         if let Some(trunk) = &route.via {
             self.mark(&format!("trunk:{trunk}"));
         }
+        if self.max_forwards == 0 {
+            // The call came with Max-Forwards 0: forwarding it would loop
+            // on (483 Too Many Hops), so this leg fails at once.
+            self.mark("max-forwards:exhausted");
+            let _ = self.events_tx.send(CallEvent::Outbound {
+                call_id: call_id.clone(),
+                event: crate::sip::uac::UacEvent::Failed { code: 483 },
+            });
+            return call_id;
+        }
         let _ = self.sip.send(SipCommand::Dial {
             dial: Dial {
                 call_id: call_id.clone(),
@@ -597,6 +607,7 @@ impl CallSession {
                 from_name: None,
                 sdp: sdp::offer(local, self.codec, leg),
                 auth: route.auth.clone(),
+                max_forwards: self.max_forwards - 1,
             },
             events: self.events_tx.clone(),
         });

@@ -7,6 +7,7 @@ pub mod collect;
 pub mod conference;
 pub mod dial;
 pub mod forwarding;
+pub(crate) mod held;
 pub mod presence;
 pub mod queue;
 pub mod record;
@@ -455,6 +456,7 @@ fn start_call(
         node,
         sip,
         NewCall {
+            max_forwards: inc.max_forwards,
             call_id: call_id.clone(),
             caller: inc.caller,
             callee: inc.callee,
@@ -525,6 +527,8 @@ pub(crate) fn route_and_admit(
 
 /// A routed and admitted call with its media socket, from SIP or a browser.
 pub(crate) struct NewCall {
+    /// The inbound INVITE's Max-Forwards (70 for browsers).
+    pub max_forwards: u8,
     pub call_id: String,
     pub caller: String,
     pub callee: String,
@@ -554,6 +558,7 @@ pub(crate) fn launch(
     call: NewCall,
 ) -> UnboundedSender<CallEvent> {
     let NewCall {
+        max_forwards,
         call_id,
         caller,
         callee,
@@ -580,6 +585,13 @@ pub(crate) fn launch(
     };
     let (tx, rx) = mpsc::unbounded_channel();
     let media_tx = tx.clone();
+    // The caller hung up (BYE, CANCEL, dead media): seen here at once, not
+    // when the plugin next calls a verb, so what the call holds is given
+    // back even while the plugin is busy.
+    let (hung_tx, hung_rx) = tokio::sync::watch::channel(false);
+    let hung_media = hung_tx.clone();
+    let final_stats = Arc::new(Mutex::new(None));
+    let stats_slot = final_stats.clone();
     node.media.add_leg(LegSetup {
         id: leg,
         socket,
@@ -592,8 +604,31 @@ pub(crate) fn launch(
         latch,
         rtcp: node.ports.bind_rtcp(port),
         events: Box::new(move |e| {
+            match &e {
+                MediaEvent::RtpTimeout => {
+                    hung_media.send_replace(true);
+                }
+                MediaEvent::Final(stats) => {
+                    *lock(&stats_slot) = Some(*stats);
+                }
+                _ => {}
+            }
             let _ = media_tx.send(CallEvent::Media(e));
         }),
+    });
+    // The SIP (or browser) side's events pass through here on their way to
+    // the session, so a hang-up is noticed without the plugin's help.
+    let (outer_tx, mut outer_rx) = mpsc::unbounded_channel::<CallEvent>();
+    let inner_tx = tx.clone();
+    tokio::spawn(async move {
+        while let Some(ev) = outer_rx.recv().await {
+            if matches!(ev, CallEvent::Ended(_)) {
+                hung_tx.send_replace(true);
+            }
+            if inner_tx.send(ev).is_err() {
+                break;
+            }
+        }
     });
     node.store
         .call_started(&call_id, &caller, &callee, Some(&plugin.name));
@@ -623,6 +658,8 @@ pub(crate) fn launch(
         info: info.clone(),
         language: node.config.prompts.language.clone(),
     });
+    session.hung_up = Some(hung_rx.clone());
+    session.max_forwards = max_forwards;
     if let Some(trunk) = via {
         session.mark(&format!("from-trunk:{trunk}"));
     }
@@ -631,6 +668,15 @@ pub(crate) fn launch(
     let fallback = route.fallback.clone();
     let record = route.record;
     node.call_tasks.fetch_add(1, Ordering::SeqCst);
+    let held = held::Held::new(
+        node.clone(),
+        route_idx,
+        leg,
+        port,
+        final_stats,
+        session.recordings_open.clone(),
+    );
+    let freeing = held.free_on_hang_up(hung_rx);
     tokio::spawn(async move {
         let mut session = session;
         if record {
@@ -680,26 +726,10 @@ pub(crate) fn launch(
                 call_id: session.call_id.clone(),
             });
         }
-        // The call is over: its capacity is free at once; the port only once
-        // the worker has dropped the socket (it says so with the counters).
         session.close_recordings().await;
-        node.release(route_idx);
-        node.media.remove_leg(leg);
-        // The worker answers the removal with the leg's counters.
-        let wait = tokio::time::sleep(Duration::from_millis(500));
-        tokio::pin!(wait);
-        let mut media = None;
-        while media.is_none() {
-            tokio::select! {
-                ev = session.events.recv() => match ev {
-                    Some(CallEvent::Media(MediaEvent::Final(stats))) => media = Some(stats),
-                    Some(_) => {}
-                    None => break,
-                },
-                _ = &mut wait => break,
-            }
-        }
-        node.ports.release(port);
+        // Given back here unless the hang-up already did (then this waits for it).
+        freeing.abort();
+        let media = held.free().await;
         let _ = sip.send(SipCommand::Finished {
             call_id: session.call_id.clone(),
         });
@@ -707,7 +737,7 @@ pub(crate) fn launch(
             .call_finished(&session.call_id, &cause, session.path, media);
         node.call_tasks.fetch_sub(1, Ordering::SeqCst);
     });
-    tx
+    outer_tx
 }
 
 /// Lets benchmarks build a session with no network behind it: the call has

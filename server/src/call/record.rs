@@ -15,11 +15,29 @@ use crate::plugin::hookline::call::media::{RecordEnd, RecordOptions, Recording};
 use crate::plugin::{blocking, failed, CallError};
 use crate::store::plugin_data::RecordingRow;
 
-/// A recording in progress.
+/// A recording in progress. While one is open the call's media leg outlives
+/// a hang-up until the recording is finished and listed.
 pub struct Active {
     pub id: String,
     pub handle: RecordingHandle,
     pub path: PathBuf,
+    _open: OpenRecording,
+}
+
+/// Counts a call's open recordings; dropping it counts one less.
+pub(crate) struct OpenRecording(Arc<std::sync::atomic::AtomicUsize>);
+
+impl OpenRecording {
+    pub(crate) fn new(count: &Arc<std::sync::atomic::AtomicUsize>) -> OpenRecording {
+        count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        OpenRecording(count.clone())
+    }
+}
+
+impl Drop for OpenRecording {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 /// How long the writer may take to finish a file.
@@ -91,7 +109,12 @@ impl CallSession {
         let handle = self
             .media
             .record(self.leg, path.clone(), false, o.silence_ms);
-        let active = Active { id, handle, path };
+        let active = Active {
+            id,
+            handle,
+            path,
+            _open: OpenRecording::new(&self.recordings_open),
+        };
         self.mark(&format!("record:{}", active.id));
         let until = tokio::time::Instant::now() + Duration::from_millis(o.max_ms.into());
         let mut terminator = None;
@@ -163,6 +186,7 @@ impl CallSession {
             id: id.clone(),
             handle,
             path,
+            _open: OpenRecording::new(&self.recordings_open),
         });
         Ok(id)
     }

@@ -77,6 +77,13 @@ pub struct CallSession {
     pub(crate) language: String,
     /// 183 sent: media flows before the answer.
     pub(crate) early: bool,
+    /// Turns true when the caller hangs up (seen by the node at once; the
+    /// plugin host then gives the plugin a grace period to save its data).
+    pub(crate) hung_up: Option<tokio::sync::watch::Receiver<bool>>,
+    /// Max-Forwards the call arrived with (70 for calls the node places).
+    pub(crate) max_forwards: u8,
+    /// Recordings open on the call's leg (shared with what frees the leg at hang-up).
+    pub(crate) recordings_open: Arc<std::sync::atomic::AtomicUsize>,
     /// Hold/resume the caller did, not yet seen by `next-event`.
     pub(crate) hold_events: VecDeque<bool>,
     /// The session recording in progress: id, handle, file.
@@ -155,6 +162,9 @@ impl CallSession {
             connected_at: None,
             originating: false,
             adopted: None,
+            hung_up: None,
+            recordings_open: Default::default(),
+            max_forwards: 70,
         }
     }
 

@@ -92,6 +92,8 @@ pub struct Budget {
     pub memory_mib: u32,
     /// The guest's native stack (`max_wasm_stack`), in KiB.
     pub stack_kib: u32,
+    /// How long a plugin may go on after its caller hung up.
+    pub grace: Duration,
 }
 
 /// Room on a call's fiber above the guest's stack for the host's own frames
@@ -116,6 +118,7 @@ impl Default for Budget {
             wall: Duration::from_secs(4 * 3600),
             memory_mib: 64,
             stack_kib: 512,
+            grace: Duration::from_secs(10),
         }
     }
 }
@@ -347,31 +350,56 @@ impl PluginHost {
             Some(d) => d - Duration::from_millis(100 * session.depth as u64),
             None => *session.deadline.insert(tokio::time::Instant::now() + wall),
         };
+        // After a hang-up the plugin has a grace period, then its instance ends.
+        let grace = self.budget.grace;
+        let mut hung_up = session.hung_up.clone();
+        let cut = async move {
+            let seen = match hung_up.as_mut() {
+                Some(h) => h.wait_for(|v| *v).await.is_ok(),
+                None => false,
+            };
+            if !seen {
+                std::future::pending::<()>().await;
+            }
+            tokio::time::sleep(grace).await
+        };
         let mut store = self.store(Some(plugin.clone()), Some(session), m.memory_mib, cpu);
         store.data_mut().config = info.config.clone();
         let outcome = match plugin.pre.instantiate_async(&mut store).await {
             Ok(bindings) => {
-                match tokio::time::timeout_at(
-                    deadline,
-                    bindings.call_handle_call(&mut store, &info),
-                )
-                .await
-                {
-                    Ok(Ok(Ok(()))) => Outcome::Done,
-                    Ok(Ok(Err(reason))) => Outcome::Failed(reason),
-                    Ok(Err(trap)) => {
-                        tracing::debug!("plugin trap: {trap:?}");
-                        Outcome::Trapped(trap.root_cause().to_string())
+                tokio::select! {
+                    r = bindings.call_handle_call(&mut store, &info) => match r {
+                        Ok(Ok(())) => Outcome::Done,
+                        Ok(Err(reason)) => Outcome::Failed(reason),
+                        Err(trap) => {
+                            tracing::debug!("plugin trap: {trap:?}");
+                            Outcome::Trapped(trap.root_cause().to_string())
+                        }
+                    },
+                    _ = tokio::time::sleep_until(deadline) => {
+                        Outcome::Trapped(format!("wall-clock budget of {wall:?} exhausted"))
                     }
-                    Err(_) => Outcome::Trapped(format!("wall-clock budget of {wall:?} exhausted")),
+                    _ = cut => Outcome::Trapped(format!(
+                        "still running {grace:?} after the caller hung up"
+                    )),
                 }
             }
             Err(e) => Outcome::Trapped(format!("instantiate: {e:#}")),
         };
-        let session = store
-            .into_data()
+        let state = store.into_data();
+        let session = state
             .session
             .expect("a run's session is back once its hand-overs return");
+        if state.used.log.dropped > 0 {
+            // Lines dropped since the last one written: said once, at the end.
+            tracing::warn!(
+                call = %session.call_id,
+                plugin = %plugin.name,
+                "{} log lines dropped (log-lines-per-s = {})",
+                state.used.log.dropped,
+                plugin.manifest.quotas.log_lines_per_s
+            );
+        }
         (outcome, session)
     }
 

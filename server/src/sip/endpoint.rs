@@ -70,6 +70,9 @@ pub struct Incoming {
     pub domain: String,
     pub source: SocketAddr,
     pub offer: Negotiated,
+    /// The INVITE's Max-Forwards (70 when absent): legs the call places
+    /// carry one less, and none at 0, so a loop through outside hops ends.
+    pub max_forwards: u8,
 }
 
 /// Why the network ended a call.
@@ -454,6 +457,15 @@ impl Endpoint {
         let request_uri = req.uri.to_string();
         let callee = message::user_of(&request_uri).to_string();
         let domain = message::host_of(&request_uri).to_string();
+        let max_forwards = req
+            .headers
+            .iter()
+            .find_map(|h| match h {
+                Header::MaxForwards(m) => m.value().trim().parse::<u32>().ok(),
+                _ => None,
+            })
+            .map(|n| n.min(255) as u8)
+            .unwrap_or(70);
         let mut dialog = Dialog {
             echo: echo.clone(),
             invite_cseq: cseq,
@@ -504,6 +516,7 @@ impl Endpoint {
                     domain,
                     source: from,
                     offer,
+                    max_forwards,
                 })));
             }
             Err((code, extra)) => {

@@ -31,6 +31,8 @@ pub struct Dial {
     pub sdp: String,
     /// Digest credentials (user, password) for a trunk that challenges.
     pub auth: Option<(String, String)>,
+    /// Max-Forwards of the INVITE (the inbound call's, less one).
+    pub max_forwards: u8,
 }
 
 /// What the outbound leg reports.
@@ -137,12 +139,13 @@ impl OutboundCall {
             .map(|l| format!("{l}\r\n"))
             .unwrap_or_default();
         format!(
-            "INVITE {} SIP/2.0\r\nVia: SIP/2.0/UDP {};branch={};rport\r\nMax-Forwards: 70\r\nFrom: {}\r\nTo: {}\r\n\
+            "INVITE {} SIP/2.0\r\nVia: SIP/2.0/UDP {};branch={};rport\r\nMax-Forwards: {}\r\nFrom: {}\r\nTo: {}\r\n\
              Call-ID: {}\r\nCSeq: {} INVITE\r\nContact: <sip:hookline@{}>\r\nUser-Agent: Hookline\r\n{auth}\
              Allow: INVITE, ACK, BYE, CANCEL, OPTIONS, INFO\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{}",
             d.target,
             self.local,
             self.branch,
+            d.max_forwards,
             self.from,
             self.to,
             d.call_id,
@@ -415,6 +418,7 @@ mod tests {
 
     fn dial() -> Dial {
         Dial {
+            max_forwards: 69,
             call_id: "out1".into(),
             target: "sip:201@127.0.0.1:5070".into(),
             dest: "127.0.0.1:5070".parse().unwrap(),

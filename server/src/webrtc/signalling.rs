@@ -155,6 +155,7 @@ async fn call(
         &node,
         &sip_tx,
         NewCall {
+            max_forwards: 70,
             call_id: call_id.clone(),
             caller: user,
             callee: number,

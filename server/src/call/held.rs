@@ -1,0 +1,98 @@
+//! What an inbound call holds from the node — its admission slot, its media
+//! leg and RTP port — given back exactly once: when the caller hangs up
+//! (even while the plugin is still busy saving its data), or when the call
+//! task ends, whichever comes first. A leg with a recording open is kept
+//! until the call task ends (within the hang-up grace period), so the
+//! message the caller left is finished and listed.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{watch, OnceCell};
+
+use super::Node;
+use crate::media::worker::{LegId, LegStats};
+
+pub(crate) struct Held {
+    node: Arc<Node>,
+    route_idx: usize,
+    leg: LegId,
+    port: u16,
+    /// The leg's final counters, as the worker reports them on removal.
+    stats: Arc<Mutex<Option<LegStats>>>,
+    recordings_open: Arc<AtomicUsize>,
+    slot: std::sync::Once,
+    freed: OnceCell<Option<LegStats>>,
+}
+
+impl Held {
+    pub(crate) fn new(
+        node: Arc<Node>,
+        route_idx: usize,
+        leg: LegId,
+        port: u16,
+        stats: Arc<Mutex<Option<LegStats>>>,
+        recordings_open: Arc<AtomicUsize>,
+    ) -> Arc<Held> {
+        Arc::new(Held {
+            node,
+            route_idx,
+            leg,
+            port,
+            stats,
+            recordings_open,
+            slot: std::sync::Once::new(),
+            freed: OnceCell::new(),
+        })
+    }
+
+    /// The admission slot (call capacity), once.
+    fn free_slot(&self) {
+        self.slot.call_once(|| self.node.release(self.route_idx));
+    }
+
+    /// Gives everything back (once; later calls wait for the first) and
+    /// returns the leg's final counters when the worker sent them in time.
+    pub(crate) async fn free(&self) -> Option<LegStats> {
+        self.freed
+            .get_or_init(|| async {
+                // Capacity is free at once; the port only once the worker
+                // has dropped the socket (it says so with the counters).
+                self.free_slot();
+                self.node.media.remove_leg(self.leg);
+                let deadline = tokio::time::Instant::now() + Duration::from_millis(500);
+                let stats = loop {
+                    if let Some(s) = self.stats.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                        break Some(s);
+                    }
+                    if tokio::time::Instant::now() >= deadline {
+                        break None;
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                };
+                self.node.ports.release(self.port);
+                stats
+            })
+            .await
+            .clone()
+    }
+
+    /// Frees everything as soon as `hung_up` turns true (a task; abort it
+    /// once the call task frees things itself).
+    pub(crate) fn free_on_hang_up(
+        self: &Arc<Held>,
+        mut hung_up: watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
+        let held = self.clone();
+        tokio::spawn(async move {
+            if hung_up.wait_for(|h| *h).await.is_ok() {
+                held.free_slot();
+                // A message being recorded keeps its leg until it is saved.
+                if held.recordings_open.load(Ordering::SeqCst) == 0 {
+                    held.free().await;
+                }
+            }
+        })
+    }
+}
