@@ -32,6 +32,7 @@ fn main() -> anyhow::Result<()> {
         extra_routes: ROUTE,
         node_section: Some(&node_section),
         rtp_ports: (40000, 40000 + span),
+        ..NodeSpec::default()
     })?;
     let pid = node.pid();
     // Measure a settled node: its start-up work (recognizer, Piper worker) is not the load.

@@ -96,6 +96,7 @@ pub fn run_scenario(
         extra_routes: &routes,
         node_section: Some(&node_section),
         rtp_ports: (30000, 30000 + span),
+        ..NodeSpec::default()
     })?;
     let pid = node.pid();
     // Measure a settled node: its start-up work (recognizer, Piper worker) is not the load.

@@ -252,7 +252,7 @@ mod tests {
         // Once their minute is over, the old entries make room.
         f.failed("203.0.113.9".parse().unwrap(), t0 + WINDOW);
         assert!(f.tracked() <= MAX_TRACKED);
-        assert!(f.blocked("203.0.113.9".parse().unwrap(), t0 + WINDOW) == false);
+        assert!(!f.blocked("203.0.113.9".parse().unwrap(), t0 + WINDOW));
     }
 
     #[test]

@@ -75,7 +75,7 @@ impl Held {
                 stats
             })
             .await
-            .clone()
+            .to_owned()
     }
 
     /// Frees everything as soon as `hung_up` turns true (a task; abort it

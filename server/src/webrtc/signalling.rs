@@ -39,19 +39,19 @@ pub fn router(node: Arc<Node>) -> Router {
 /// Who a bearer token logs in as: an agent's extension, or "browser" for the
 /// node's API token. Failures count against the source address (ten a
 /// minute, then 429), as on the API.
-fn who(node: &Node, ip: IpAddr, headers: &HeaderMap) -> Result<String, Response> {
+fn who(node: &Node, ip: IpAddr, headers: &HeaderMap) -> Result<String, Box<Response>> {
     let now = Instant::now();
     if node.auth_failures.blocked(ip, now) {
-        return Err(guard::too_many());
+        return Err(Box::new(guard::too_many()));
     }
     match guard::bearer(headers).and_then(|t| token_user(node, t)) {
         Some(user) => Ok(user),
         None => {
             node.auth_failures.failed(ip, now);
-            Err(error(
+            Err(Box::new(error(
                 StatusCode::UNAUTHORIZED,
                 "missing or wrong bearer token",
-            ))
+            )))
         }
     }
 }
@@ -83,7 +83,7 @@ async fn call(
 ) -> Response {
     let user = match who(&node, from.ip(), &headers) {
         Ok(u) => u,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     // The agent's share of the node: calls at once and offers per minute.
     let seat = match node.webrtc.limits.take(
@@ -206,7 +206,7 @@ async fn hang_up(
 ) -> Response {
     let user = match who(&node, from.ip(), &headers) {
         Ok(u) => u,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let pc = node
         .webrtc
