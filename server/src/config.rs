@@ -103,6 +103,11 @@ pub struct NodeConfig {
     /// let through); `false` opens the node to anyone who reaches it.
     #[serde(default)]
     pub invite_auth: Option<bool>,
+    /// Out-of-dialog SIP requests (INVITE, REGISTER, OPTIONS …) one source
+    /// address may send per second; past it 503 + Retry-After, past twice
+    /// it silence. Trunks and this machine are exempt; 0 = no limit.
+    #[serde(default = "default_sip_per_source")]
+    pub sip_requests_per_source_s: u32,
     /// Digest authentication realm.
     #[serde(default = "default_realm")]
     pub realm: String,
@@ -152,6 +157,7 @@ impl Default for NodeConfig {
             advertise_ip: None,
             realm: default_realm(),
             invite_auth: None,
+            sip_requests_per_source_s: default_sip_per_source(),
             api_token: None,
             api_hosts: Vec::new(),
             plugin_memory_mib: default_plugin_memory(),
@@ -174,6 +180,10 @@ fn default_plugin_cpu_ms() -> u64 {
 
 fn default_plugin_memory() -> u32 {
     64
+}
+
+fn default_sip_per_source() -> u32 {
+    50
 }
 
 fn default_hangup_grace_s() -> u64 {

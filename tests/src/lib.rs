@@ -520,6 +520,22 @@ impl TestNode {
             .context("VmRSS in /proc/PID/status")
     }
 
+    /// Resident memory once the node has settled (its start-up loads a
+    /// recognizer and a synthesiser in the background): read until it moves
+    /// less than 1 MiB over two seconds, 60 s at most.
+    pub fn settled_rss_kib(&self) -> Result<u64> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut last = self.rss_kib()?;
+        loop {
+            std::thread::sleep(Duration::from_secs(2));
+            let now = self.rss_kib()?;
+            if now.abs_diff(last) < 1024 || Instant::now() > deadline {
+                return Ok(now);
+            }
+            last = now;
+        }
+    }
+
     /// Open file descriptors of the node process.
     pub fn open_fds(&self) -> Result<usize> {
         Ok(std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))?.count())

@@ -34,7 +34,7 @@ config = { fallback = { name = "desk", dial = ["desk"], dial_timeout_ms = 8000, 
 fn pause(node: &TestNode, user: &str, on: bool) {
     let body: &[u8] = if on { b"on" } else { b"off" };
     let path = format!("/api/agents/{user}/pause");
-    let (status, _) = http_request(node.http, "PUT", &path, None, body).unwrap();
+    let (status, _) = http_request(node.http, "PUT", &path, node.token.as_deref(), body).unwrap();
     assert_eq!(status, 204);
 }
 
@@ -103,9 +103,15 @@ fn rang(node: &TestNode, call: &Value) -> Vec<String> {
 
 fn convert(node: &TestNode, user: &str, count: &str) -> u16 {
     let path = format!("/api/agents/{user}/conversions");
-    http_request(node.http, "POST", &path, None, count.as_bytes())
-        .unwrap()
-        .0
+    http_request(
+        node.http,
+        "POST",
+        &path,
+        node.token.as_deref(),
+        count.as_bytes(),
+    )
+    .unwrap()
+    .0
 }
 
 /// A department ranked by effectiveness: the agent with the best measured

@@ -31,7 +31,7 @@ fn wav_claiming(rate: u32, data: usize) -> Vec<u8> {
 fn a_crafted_wav_is_refused_from_its_header_and_the_node_lives() {
     let node = TestNode::start(NodeSpec::default()).unwrap();
     let token = node.token.clone().unwrap();
-    let rss0 = node.rss_kib().unwrap();
+    let rss0 = node.settled_rss_kib().unwrap();
     // The finding: 1 Hz made the decoder reach for ~64 GB and the node abort.
     for (rate, size) in [(1, 1000), (1, 4 << 20), (7999, 1000), (1_000_000, 1000)] {
         let (status, body) = http_request(

@@ -89,7 +89,7 @@ fn a_thousand_bad_and_abandoned_offers_give_back_every_socket() {
         == 0.0));
     std::thread::sleep(Duration::from_secs(1));
     let fds0 = node.open_fds().unwrap();
-    let rss0 = node.rss_kib().unwrap();
+    let rss0 = node.settled_rss_kib().unwrap();
 
     let bad = [
         "not sdp at all".to_string(),

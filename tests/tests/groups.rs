@@ -235,7 +235,14 @@ fn uniform_rings_the_agent_idle_longest_and_skips_a_busy_one() {
     drop(long);
 
     // 204 is idle longest now, but in do-not-disturb: 205 gets the call.
-    let (status, _) = http_request(node.http, "PUT", "/api/agents/204/dnd", None, b"on").unwrap();
+    let (status, _) = http_request(
+        node.http,
+        "PUT",
+        "/api/agents/204/dnd",
+        node.token.as_deref(),
+        b"on",
+    )
+    .unwrap();
     assert_eq!(status, 204);
     let (fourth, legs) = call(&node, "650", 3);
     assert_eq!(answered(&fourth), "205", "{fourth:#}\n{legs:#?}");

@@ -33,7 +33,14 @@ config = { fallback = { name = "queue", dial = ["support"], dial_timeout_ms = 90
 
 fn dnd(node: &TestNode, on: bool) {
     let body: &[u8] = if on { b"on" } else { b"off" };
-    let (status, _) = http_request(node.http, "PUT", "/api/agents/203/dnd", None, body).unwrap();
+    let (status, _) = http_request(
+        node.http,
+        "PUT",
+        "/api/agents/203/dnd",
+        node.token.as_deref(),
+        body,
+    )
+    .unwrap();
     assert_eq!(status, 204);
 }
 

@@ -106,62 +106,33 @@ fn a_greedy_plugin_meets_its_quotas_and_the_node_stays_within_bounds() {
     );
     let node = start_with_api_routes(&routes);
     let ua = SipUa::new(node.sip).unwrap();
-    let rss0 = node.rss_kib().unwrap();
+    let rss0 = node.settled_rss_kib().unwrap();
     let data0 = node.data_bytes();
     let log0 = std::fs::metadata(&node.log).map(|m| m.len()).unwrap_or(0);
-
-    // kv: refused with quota-exceeded at 2 MiB (34 values of 60 KiB), earlier ones kept.
-    let path = greedy_call(&node, &ua, "g-kv");
-    let kv = step(&path, "greedy:kv:");
-    assert!(kv.ends_with(":quota-exceeded"), "{kv}");
-    let n: usize = kv.split(':').nth(2).unwrap().parse().unwrap();
-    assert!((30..=35).contains(&n), "{kv}");
-
-    // log: 100,000 lines asked, about 20 a second written, and one line saying so.
-    let t = Instant::now();
-    greedy_call(&node, &ua, "g-log");
-    let log_growth = std::fs::metadata(&node.log).map(|m| m.len()).unwrap_or(0) - log0;
-    let logs = node.logs();
-    assert!(logs.contains("log lines dropped"), "no drop notice");
-    let lines = logs.matches("greedy log line").count() as u64;
+    // A healthy caller in the IVR while the greedy calls run: it gets its menu and its branch.
+    let healthy = std::thread::scope(|s| {
+        let healthy = s.spawn(|| {
+            hookline_tests::sipp(
+                &node,
+                "uac_ivr_dtmf.xml",
+                "100",
+                &[("rtp_sink", "9".into())],
+            )
+        });
+        greedy_calls(&node, &ua, web_port, &hits, log0);
+        healthy.join().unwrap()
+    });
+    healthy.unwrap_or_else(|e| panic!("the healthy call failed beside the greedy ones: {e}"));
+    let healthy = node
+        .wait_for_call(Duration::from_secs(10), |c| {
+            c["caller"] == "sipp" && c["hangup_cause"].is_string()
+        })
+        .unwrap();
     assert!(
-        lines <= 20 * (t.elapsed().as_secs() + 2),
-        "{lines} log lines in {:?}",
-        t.elapsed()
+        path_of(&healthy).contains(&"branch:support".to_string()),
+        "{healthy:#}"
     );
-
-    // Speech: refused past 120 characters a call, the synthesiser never asked for more.
-    let path = greedy_call(&node, &ua, "g-say");
-    let say = step(&path, "greedy:say:");
-    assert!(say.ends_with(":quota-exceeded"), "{say}");
-    let n: usize = say.split(':').nth(2).unwrap().parse().unwrap();
-    assert!((2..=4).contains(&n), "{say}");
-
-    // Counters: 1,000 names asked, 100 kept.
-    greedy_call(&node, &ua, "g-counters");
-    let (_, metrics) =
-        hookline_tests::http_get(node.http, "/metrics", node.token.as_deref()).unwrap();
-    let kept = metrics.matches("plugin=\"greedy\"").count();
-    assert_eq!(kept, 100, "counters kept");
-
-    // HTTP: 50 requests a call, then quota-exceeded; the service saw 50.
-    let before = hits.load(std::sync::atomic::Ordering::SeqCst);
-    let path = greedy_call(&node, &ua, "g-http");
-    assert_eq!(step(&path, "greedy:http:"), "greedy:http:50:quota-exceeded");
-    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst) - before, 50);
-
-    // A granted local service on its own port is reachable …
-    let path = greedy_call(&node, &ua, "g-web");
-    assert_eq!(step(&path, "greedy:fetch:"), "greedy:fetch:status-200");
-    // … the node's own API is not (by address or by name), nor the metadata address.
-    for number in ["g-api", "g-api-name", "g-meta"] {
-        let path = greedy_call(&node, &ua, number);
-        assert_eq!(
-            step(&path, "greedy:fetch:"),
-            "greedy:fetch:not-allowed",
-            "{number}"
-        );
-    }
+    let log_growth = std::fs::metadata(&node.log).map(|m| m.len()).unwrap_or(0) - log0;
 
     // Linger: the caller hangs up; capacity and media come back at once,
     // while the plugin still runs; it is ended after the 2 s grace.
@@ -223,6 +194,69 @@ fn a_greedy_plugin_meets_its_quotas_and_the_node_stays_within_bounds() {
         data - data0
     );
     assert!(log_growth < 256 << 10, "log grew {log_growth} bytes");
+}
+
+/// Every greedy call but the lingering one, with what each must come to.
+fn greedy_calls(
+    node: &TestNode,
+    ua: &SipUa,
+    web_port: u16,
+    hits: &std::sync::atomic::AtomicUsize,
+    log0: u64,
+) {
+    let _ = web_port;
+    // kv: refused with quota-exceeded at 2 MiB (34 values of 60 KiB), earlier ones kept.
+    let path = greedy_call(node, ua, "g-kv");
+    let kv = step(&path, "greedy:kv:");
+    assert!(kv.ends_with(":quota-exceeded"), "{kv}");
+    let n: usize = kv.split(':').nth(2).unwrap().parse().unwrap();
+    assert!((30..=35).contains(&n), "{kv}");
+
+    // log: 100,000 lines asked, about 20 a second written, and one line saying so.
+    let t = Instant::now();
+    greedy_call(node, ua, "g-log");
+    let _ = log0;
+    let logs = node.logs();
+    assert!(logs.contains("log lines dropped"), "no drop notice");
+    let lines = logs.matches("greedy log line").count() as u64;
+    assert!(
+        lines <= 20 * (t.elapsed().as_secs() + 2),
+        "{lines} log lines in {:?}",
+        t.elapsed()
+    );
+
+    // Speech: refused past 120 characters a call, the synthesiser never asked for more.
+    let path = greedy_call(node, ua, "g-say");
+    let say = step(&path, "greedy:say:");
+    assert!(say.ends_with(":quota-exceeded"), "{say}");
+    let n: usize = say.split(':').nth(2).unwrap().parse().unwrap();
+    assert!((2..=4).contains(&n), "{say}");
+
+    // Counters: 1,000 names asked, 100 kept.
+    greedy_call(node, ua, "g-counters");
+    let (_, metrics) =
+        hookline_tests::http_get(node.http, "/metrics", node.token.as_deref()).unwrap();
+    let kept = metrics.matches("plugin=\"greedy\"").count();
+    assert_eq!(kept, 100, "counters kept");
+
+    // HTTP: 50 requests a call, then quota-exceeded; the service saw 50.
+    let before = hits.load(std::sync::atomic::Ordering::SeqCst);
+    let path = greedy_call(node, ua, "g-http");
+    assert_eq!(step(&path, "greedy:http:"), "greedy:http:50:quota-exceeded");
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst) - before, 50);
+
+    // A granted local service on its own port is reachable …
+    let path = greedy_call(node, ua, "g-web");
+    assert_eq!(step(&path, "greedy:fetch:"), "greedy:fetch:status-200");
+    // … the node's own API is not (by address or by name), nor the metadata address.
+    for number in ["g-api", "g-api-name", "g-meta"] {
+        let path = greedy_call(node, ua, number);
+        assert_eq!(
+            step(&path, "greedy:fetch:"),
+            "greedy:fetch:not-allowed",
+            "{number}"
+        );
+    }
 }
 
 /// Starts the node with `fetch:API` routes pointing at its own API port.

@@ -30,7 +30,7 @@ const HZ: f64 = 900.0;
 
 fn upload(node: &TestNode, lang: &str, id: &str, body: &[u8]) -> (u16, String) {
     let path = format!("/api/prompts/{lang}/{id}");
-    http_request(node.http, "PUT", &path, None, body).unwrap()
+    http_request(node.http, "PUT", &path, node.token.as_deref(), body).unwrap()
 }
 
 fn call(node: &TestNode) -> (Baresip, serde_json::Value) {
@@ -96,7 +96,7 @@ fn an_uploaded_message_is_what_an_unanswered_caller_hears() {
         node.http,
         "DELETE",
         "/api/prompts/en/away_message",
-        None,
+        node.token.as_deref(),
         b"",
     )
     .unwrap();

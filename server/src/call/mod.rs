@@ -295,7 +295,8 @@ pub async fn run_sip(
     };
     let mut endpoint = Endpoint::new(local)
         .with_registrar(node.registrar.clone())
-        .with_invite_auth(node.config.node.invite_auth_for(node.sip_addr));
+        .with_invite_auth(node.config.node.invite_auth_for(node.sip_addr))
+        .with_source_limit(node.config.node.sip_requests_per_source_s);
     if node.config.node.advertise_ip.is_none() && node.sip_addr.ip().is_unspecified() {
         // Listening on all interfaces: Contact/Via name the address that faces each peer.
         let cache = Mutex::new(HashMap::new());

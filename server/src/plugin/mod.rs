@@ -38,6 +38,9 @@ pub use hookline::call::types::CallError;
 /// The epoch tick: the unit of CPU accounting and the longest a plugin holds a thread.
 const EPOCH: Duration = Duration::from_millis(10);
 
+/// Longest a component may take to compile (a deploy or a start-up load).
+const MAX_COMPILE: Duration = Duration::from_secs(120);
+
 /// Deepest chain of hand-overs (IVR -> voicemail -> ...) on one call.
 pub const MAX_HAND_OVER_DEPTH: u32 = 4;
 
@@ -151,6 +154,8 @@ pub struct PluginHost {
     linker: Linker<CallState>,
     plugins: RwLock<HashMap<String, Arc<LoadedPlugin>>>,
     pub budget: Budget,
+    /// One compile at a time.
+    compiling: Arc<tokio::sync::Semaphore>,
 }
 
 impl PluginHost {
@@ -203,6 +208,7 @@ impl PluginHost {
             linker,
             plugins: RwLock::new(HashMap::new()),
             budget,
+            compiling: Arc::new(tokio::sync::Semaphore::new(1)),
         })
     }
 
@@ -249,9 +255,22 @@ impl PluginHost {
         };
         let engine = self.engine.clone();
         let owned = bytes.to_vec();
-        // Compiling a large component takes a while: off the async threads.
-        let component = tokio::task::spawn_blocking(move || Component::new(&engine, &owned))
+        // Compiling a large component takes a while: off the async threads,
+        // one at a time (the permit goes with the compile, so a component
+        // that takes too long still holds it until it is done), bounded in time.
+        let permit = self
+            .compiling
+            .clone()
+            .acquire_owned()
             .await
+            .map_err(|e| err(e.to_string()))?;
+        let compile = tokio::task::spawn_blocking(move || {
+            let _one_at_a_time = permit;
+            Component::new(&engine, &owned)
+        });
+        let component = tokio::time::timeout(MAX_COMPILE, compile)
+            .await
+            .map_err(|_| err(format!("compiling took longer than {MAX_COMPILE:?}")))?
             .map_err(|e| err(e.to_string()))?
             .map_err(|e| err(format!("not a WebAssembly component: {e:#}")))?;
         let pre = self

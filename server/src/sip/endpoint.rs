@@ -139,6 +139,10 @@ struct Dialog {
     answer_sdp: Option<String>,
     /// CSeq and response of the last re-INVITE, resent on retransmission.
     last_reinvite: Option<(u32, Vec<u8>)>,
+    /// CSeq and response of the last INFO/UPDATE/NOTIFY: a retransmission
+    /// (same CSeq: our 200 was lost) gets the response again and delivers
+    /// nothing twice (a key pressed once is one key).
+    last_info: Option<(u32, Vec<u8>)>,
     state: State,
 }
 
@@ -160,6 +164,8 @@ pub struct Endpoint {
     draining: bool,
     /// INVITEs from untrusted sources must carry extension credentials.
     invite_auth: bool,
+    /// Out-of-dialog requests per second per source (trunks and loopback exempt).
+    source_limit: super::source_limit::SourceLimit,
     /// Extensions' registrations; shared with the API, which lists them.
     registrar: Option<Arc<Mutex<Registrar>>>,
     /// Wall-clock seconds at `epoch`, so registrations get Unix times from the
@@ -181,6 +187,7 @@ impl Endpoint {
             next_id: rand::random::<u32>() as u64,
             draining: false,
             invite_auth: false,
+            source_limit: super::source_limit::SourceLimit::new(0),
             registrar: None,
             epoch: (
                 Instant::now(),
@@ -220,6 +227,18 @@ impl Endpoint {
     pub fn with_invite_auth(mut self, on: bool) -> Self {
         self.invite_auth = on;
         self
+    }
+
+    /// Limits out-of-dialog requests (INVITE, REGISTER, OPTIONS …) to
+    /// `per_s` a second per source address; 0 = no limit.
+    pub fn with_source_limit(mut self, per_s: u32) -> Self {
+        self.source_limit = super::source_limit::SourceLimit::new(per_s);
+        self
+    }
+
+    /// Requests refused by the per-source limit so far.
+    pub fn source_refused(&self) -> u64 {
+        self.source_limit.refused
     }
 
     /// Answers REGISTER with this registrar (without one, REGISTER gets 501).
@@ -367,6 +386,30 @@ impl Endpoint {
         if retry {
             self.dialogs.remove(&echo.call_id);
         }
+        // What opens something new is rate-limited per source; trunks and
+        // this machine (a local proxy) are not.
+        let opens = req.method != Method::Ack && !self.dialogs.contains_key(&echo.call_id);
+        if opens && !from.ip().is_loopback() {
+            let trusted = self.registrar.as_ref().is_some_and(|r| {
+                r.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .trusted_ips
+                    .contains(&from.ip())
+            });
+            if !trusted {
+                use super::source_limit::Verdict;
+                match self.source_limit.check(from.ip(), now) {
+                    Verdict::Pass => {}
+                    Verdict::Busy => {
+                        return self.reply(from, &echo, 503, &["Retry-After: 5".to_string()])
+                    }
+                    Verdict::Drop => {
+                        self.stats.dropped += 1;
+                        return;
+                    }
+                }
+            }
+        }
         match (&req.method, self.dialogs.contains_key(&echo.call_id)) {
             (Method::Invite, false) => self.on_new_invite(now, from, &req, echo, cseq),
             // A draining node says so to load balancers' OPTIONS probes.
@@ -436,6 +479,7 @@ impl Endpoint {
                                 last_response: data.clone(),
                                 answer_sdp: None,
                                 last_reinvite: None,
+                                last_info: None,
                                 state: State::Gone(now + TIMER_H),
                             },
                         );
@@ -476,6 +520,7 @@ impl Endpoint {
             last_response: Vec::new(),
             answer_sdp: None,
             last_reinvite: None,
+            last_info: None,
             state: State::Early,
         };
         let is_sdp = req.headers.iter().any(|h| match h {
@@ -632,12 +677,19 @@ impl Endpoint {
                 }
             }
             Method::Info | Method::Update | Method::Notify => {
+                if let Some((seen, data)) = &d.last_info {
+                    if *seen == cseq {
+                        let data = data.clone();
+                        return self.send(from, data);
+                    }
+                }
                 let tag = d.local_tag.clone();
                 let live = matches!(
                     d.state,
                     State::Answered(_) | State::Confirmed | State::Early
                 );
                 let data = message::response(&echo, 200, Some(&tag), &[], None);
+                d.last_info = Some((cseq, data.clone()));
                 self.send(from, data);
                 if req.method == Method::Info && live {
                     if let Some(key) = info_dtmf(req) {
@@ -1141,7 +1193,7 @@ mod tests {
         new_call(&mut ep, t0);
         ep.answer(t0, "c1", "v=0\r\n".into());
         drain(&mut ep);
-        for (ct, body, key) in [
+        for (cseq, (ct, body, key)) in [
             (
                 "application/dtmf-relay",
                 "Signal=5\r\nDuration=160\r\n",
@@ -1151,8 +1203,12 @@ mod tests {
             ("application/dtmf", "*", Some('*')),
             ("application/dtmf", "x", None),
             ("text/plain", "5", None),
-        ] {
-            let msg = String::from_utf8(in_dialog("INFO", "c1", 3, "t"))
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            // Each INFO is a new request: its own CSeq.
+            let msg = String::from_utf8(in_dialog("INFO", "c1", 3 + cseq as u32, "t"))
                 .unwrap()
                 .replace(
                     "Content-Length: 0\r\n\r\n",
@@ -1170,6 +1226,78 @@ mod tests {
             });
             assert_eq!(got, key, "{ct} {body:?}");
         }
+    }
+
+    #[test]
+    fn a_source_sending_too_many_requests_gets_503_then_silence() {
+        let t0 = Instant::now();
+        let mut ep = Endpoint::new("127.0.0.1:5060".parse().unwrap()).with_source_limit(5);
+        let stranger: SocketAddr = "192.0.2.9:5060".parse().unwrap();
+        let options = |i: u32| {
+            format!(
+                "OPTIONS sip:n@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.9:5060;branch=z9hG4bK-o{i}\r\n\
+                 From: <sip:x@192.0.2.9>;tag=f{i}\r\nTo: <sip:n@127.0.0.1>\r\nCall-ID: o{i}\r\n\
+                 CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+            )
+        };
+        let mut codes = Vec::new();
+        for i in 0..12 {
+            ep.handle_datagram(t0, stranger, options(i).as_bytes());
+            let d = drain(&mut ep);
+            codes.push(
+                d.sent
+                    .first()
+                    .map(|m| status(m).to_string())
+                    .unwrap_or_default(),
+            );
+        }
+        assert_eq!(codes[..5], ["200"; 5]);
+        assert_eq!(codes[5..10], ["503"; 5]);
+        assert!(codes[10..].iter().all(String::is_empty), "{codes:?}");
+        // Loopback (a local proxy) is not limited.
+        for i in 100..120 {
+            ep.handle_datagram(t0, peer(), options(i).as_bytes());
+            assert_eq!(status(&drain(&mut ep).sent[0]), "200");
+        }
+        // A second later the stranger is served again.
+        ep.handle_datagram(
+            t0 + Duration::from_secs(1),
+            stranger,
+            options(50).as_bytes(),
+        );
+        assert_eq!(status(&drain(&mut ep).sent[0]), "200");
+    }
+
+    #[test]
+    fn a_retransmitted_info_is_answered_again_but_delivers_its_key_once() {
+        let t0 = Instant::now();
+        let mut ep = Endpoint::new("127.0.0.1:5060".parse().unwrap());
+        new_call(&mut ep, t0);
+        ep.answer(t0, "c1", "v=0\r\n".into());
+        drain(&mut ep);
+        let info = |cseq: u32, key: &str| {
+            String::from_utf8(in_dialog("INFO", "c1", cseq, "t"))
+                .unwrap()
+                .replace(
+                    "Content-Length: 0\r\n\r\n",
+                    &format!(
+                        "Content-Type: application/dtmf\r\nContent-Length: {}\r\n\r\n{key}",
+                        key.len()
+                    ),
+                )
+        };
+        let mut keys = Vec::new();
+        // "2", "0", "1" with the "0" sent three times (its 200 lost twice).
+        for (cseq, key) in [(3, "2"), (4, "0"), (4, "0"), (4, "0"), (5, "1")] {
+            ep.handle_datagram(t0, peer(), info(cseq, key).as_bytes());
+            let d = drain(&mut ep);
+            assert_eq!(status(&d.sent[0]), "200", "every copy is answered");
+            keys.extend(d.events.iter().filter_map(|e| match e {
+                Event::Dtmf { key, .. } => Some(*key),
+                _ => None,
+            }));
+        }
+        assert_eq!(keys.iter().collect::<String>(), "201");
     }
 
     #[test]

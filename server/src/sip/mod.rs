@@ -6,5 +6,6 @@ pub mod message;
 pub mod registrar;
 pub mod retx;
 pub mod sdp;
+pub mod source_limit;
 pub mod stream;
 pub mod uac;
