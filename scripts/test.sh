@@ -5,6 +5,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # Where setup puts tools (cargo install, pip install --user) when PATH lacks them.
 export PATH="$HOME/.cargo/bin:$HOME/.local/bin:$PATH"
+# Compiled dependencies outlive a clone: a fresh checkout's `target` points at a
+# build directory kept outside it (crates.io dependencies are reused; this
+# repository's crates rebuild as their paths and sources say).
+if [ ! -e target ] && [ -z "${CARGO_TARGET_DIR:-}" ]; then
+  cache="${HOOKLINE_TARGET_CACHE:-$HOME/.cache/hookline/target}"
+  mkdir -p "$cache"
+  ln -s "$cache" target
+fi
 scripts/setup.sh --test
 
 cargo fmt --all -- --check

@@ -222,12 +222,43 @@ fn an_invite_from_a_stranger_on_a_public_listener_is_challenged() {
         .expect("stranger-1", "SIP/2.0 407", Duration::from_secs(5))
         .unwrap_or_else(|e| panic!("{e}\n{}", node.logs()));
     assert!(r.contains("Proxy-Authenticate: Digest"), "{r}");
-    // Wrong credentials for one user get that pair blocked, not the address:
-    // another user behind it is still challenged (not refused).
     // From this machine (a local proxy): served.
     let local = SipUa::new(SocketAddr::new(ip, node.sip.port())).unwrap();
     let tag = local.call("local-1", "100", 9).unwrap();
     local.request("BYE", "local-1", &tag, 2, "", "").unwrap();
+
+    // A flood of OPTIONS from the stranger: 50 a second are answered, then
+    // 503 with Retry-After, then nothing; this machine is still served.
+    let me = stranger.sock.local_addr().unwrap();
+    for i in 0..150 {
+        let msg = format!(
+            "OPTIONS sip:n@{node} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-fl{i}\r\n\
+             From: <sip:x@{me}>;tag=f{i}\r\nTo: <sip:n@{node}>\r\nCall-ID: flood-{i}\r\n\
+             CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+            node = node.sip
+        );
+        stranger.sock.send_to(msg.as_bytes(), node.sip).unwrap();
+    }
+    let mut codes = std::collections::BTreeMap::new();
+    let mut buf = [0u8; 65536];
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < deadline {
+        if let Ok(n) = stranger.sock.recv(&mut buf) {
+            let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if msg.contains("Call-ID: flood-") {
+                if msg.starts_with("SIP/2.0 503") {
+                    assert!(msg.contains("Retry-After:"), "{msg}");
+                }
+                *codes.entry(msg[8..11].to_string()).or_insert(0) += 1;
+            }
+        }
+    }
+    println!("150 OPTIONS in a burst from a stranger: {codes:?}");
+    assert!(codes.get("200").copied().unwrap_or(0) <= 50, "{codes:?}");
+    assert!(codes.get("503").copied().unwrap_or(0) >= 40, "{codes:?}");
+    assert!(codes.values().sum::<i32>() <= 100, "{codes:?}");
+    let tag = local.call("local-2", "100", 9).unwrap();
+    local.request("BYE", "local-2", &tag, 2, "", "").unwrap();
 }
 
 #[test]
