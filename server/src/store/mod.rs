@@ -141,7 +141,15 @@ const SCHEMA: &str = "
         path TEXT NOT NULL DEFAULT '[]',
         parent TEXT,
         media TEXT
+    );
+    CREATE TABLE IF NOT EXISTS node_alive (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        at_ms INTEGER NOT NULL
     );";
+
+/// How often the writer notes that the node is alive: a crash's open
+/// records are closed at most this long after the node really stopped.
+const HEARTBEAT: Duration = Duration::from_secs(2);
 
 impl Store {
     /// Opens (creating) the database and starts its writer thread.
@@ -155,6 +163,14 @@ impl Store {
         // Databases from before outbound legs lack the column; adding it twice fails harmlessly.
         let _ = conn.execute_batch("ALTER TABLE calls ADD COLUMN parent TEXT");
         let _ = conn.execute_batch("ALTER TABLE calls ADD COLUMN media TEXT");
+        let closed = close_left_open(&conn).map_err(err)?;
+        if closed > 0 {
+            tracing::warn!(
+                "{closed} call records left open by the last run (killed, or power lost) \
+                 closed with cause node-restart at the last time it was known alive"
+            );
+        }
+        alive(&conn, now_ms()).map_err(err)?;
         let (tx, rx) = mpsc::channel();
         thread::Builder::new()
             .name("store".into())
@@ -268,8 +284,43 @@ impl Store {
     }
 }
 
+/// Records a crash left open (no `ended_ms`) end at the node's last heartbeat
+/// (never before they started or were answered), with cause `node-restart`.
+fn close_left_open(conn: &Connection) -> rusqlite::Result<usize> {
+    let last: Option<i64> = conn
+        .query_row("SELECT at_ms FROM node_alive WHERE id = 1", [], |r| {
+            r.get(0)
+        })
+        .ok();
+    conn.execute(
+        "UPDATE calls SET ended_ms = MAX(started_ms, COALESCE(answered_ms, started_ms), COALESCE(?1, started_ms)),
+                          hangup_cause = 'node-restart'
+         WHERE ended_ms IS NULL",
+        params![last],
+    )
+}
+
+fn alive(conn: &Connection, at: i64) -> rusqlite::Result<usize> {
+    conn.execute(
+        "INSERT INTO node_alive (id, at_ms) VALUES (1, ?1) ON CONFLICT (id) DO UPDATE SET at_ms = excluded.at_ms",
+        [at],
+    )
+}
+
 fn writer(mut conn: Connection, rx: mpsc::Receiver<Op>) {
-    while let Ok(first) = rx.recv() {
+    let mut beat = std::time::Instant::now();
+    loop {
+        let first = match rx.recv_timeout(HEARTBEAT) {
+            Ok(op) => op,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if let Err(e) = alive(&conn, now_ms()) {
+                    tracing::error!("call records: heartbeat: {e}");
+                }
+                beat = std::time::Instant::now();
+                continue;
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        };
         let tx = match conn.transaction() {
             Ok(tx) => tx,
             Err(e) => {
@@ -289,6 +340,13 @@ fn writer(mut conn: Connection, rx: mpsc::Receiver<Op>) {
                 }
             }
             op = rx.try_recv().ok();
+        }
+        if beat.elapsed() >= HEARTBEAT {
+            // A busy writer never times out: the heartbeat rides with the batch.
+            if let Err(e) = alive(&tx, now_ms()) {
+                tracing::error!("call records: heartbeat: {e}");
+            }
+            beat = std::time::Instant::now();
         }
         if let Err(e) = tx.commit() {
             tracing::error!("call records: commit: {e}");
@@ -319,6 +377,42 @@ fn apply(conn: &Connection, op: Op) -> rusqlite::Result<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn records_a_crash_left_open_are_closed_at_the_last_heartbeat() {
+        let dir = std::env::temp_dir().join(format!(
+            "hookline-store-crash-{}-{}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let db = dir.join("t.db");
+        {
+            // A run that is killed with a call up, its last heartbeat at 5,000.
+            let conn = Connection::open(&db).unwrap();
+            conn.execute_batch(SCHEMA).unwrap();
+            conn.execute(
+                "INSERT INTO calls (id, started_ms, answered_ms, caller, callee) VALUES ('up', 1000, 2000, 'a', '100')",
+                [],
+            )
+            .unwrap();
+            conn.execute(
+                "INSERT INTO calls (id, started_ms, ended_ms, caller, callee, hangup_cause) VALUES ('done', 1000, 3000, 'b', '100', 'caller-bye')",
+                [],
+            )
+            .unwrap();
+            alive(&conn, 5000).unwrap();
+        }
+        let store = Store::open(&db).unwrap();
+        let calls = store.recent_calls(10).unwrap();
+        let up = calls.iter().find(|c| c.id == "up").unwrap();
+        assert_eq!(up.hangup_cause.as_deref(), Some("node-restart"));
+        assert_eq!(up.ended_at, rfc3339(Some(5000)));
+        let done = calls.iter().find(|c| c.id == "done").unwrap();
+        assert_eq!(done.hangup_cause.as_deref(), Some("caller-bye"));
+        assert_eq!(done.ended_at, rfc3339(Some(3000)));
+        std::fs::remove_dir_all(dir).ok();
+    }
 
     #[test]
     fn records_a_call_and_lists_newest_first() {
