@@ -37,10 +37,10 @@ fn records_of_calls_up_at_a_sigkill_are_closed_as_node_restart() {
             .parse()
             .unwrap();
         assert!(ended >= answered, "{call:#}");
-        // At the last heartbeat (every 2 s), not at the restart.
+        // At the last heartbeat (every 2 s; a loaded machine may delay one), not at the restart.
         let lag = killed_at.duration_since(ended).as_secs_f64();
         assert!(
-            (0.0..=2.5).contains(&lag),
+            (0.0..=4.0).contains(&lag),
             "ended {lag} s before the kill: {call:#}"
         );
         println!(
