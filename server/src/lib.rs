@@ -9,6 +9,7 @@ pub mod media;
 pub mod node;
 pub mod plugin;
 pub mod prompts;
+pub mod rate;
 pub mod rtp;
 pub mod sip;
 pub mod speech;

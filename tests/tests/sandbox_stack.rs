@@ -3,51 +3,20 @@
 //! the guest's stack limit (`plugin_stack_kib`) sits below the fiber it runs
 //! on. A healthy IVR call at the same time hears its menu unbroken.
 
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
-use hookline_tests::{path_of, sipp, workspace_root, NodeSpec, RtpSink, SipUa, TestNode};
-
-fn run(cmd: &mut Command) {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?}:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn build_c(out: &Path) {
-    let root = workspace_root();
-    run(Command::new(root.join("plugin-sdk/c/build-plugin.sh"))
-        .arg(out)
-        .arg(root.join("tests/plugins/recurse-c/recurse.c")));
-}
-
-fn build_py(out: &Path) {
-    run(Command::new("componentize-py")
-        .current_dir(workspace_root())
-        .args(["-d", "plugin-sdk/wit", "-w", "call-plugin", "componentize"])
-        .args([
-            "-p",
-            "tests/plugins/recurse-py",
-            "-p",
-            "plugin-sdk/python",
-            "app",
-            "-o",
-        ])
-        .arg(out));
-}
+use hookline_tests::{
+    build_c_plugin, build_py_plugin, heard_the_support_prompt, path_of, sipp, sipp_reached_support,
+    workspace_root, NodeSpec, RtpSink, SipUa, TestNode,
+};
 
 #[test]
 fn unbounded_recursion_in_rust_c_and_python_ends_only_its_own_call() {
     let dir = tempfile::tempdir().unwrap();
     let c_wasm = dir.path().join("recurse-c.wasm");
     let py_wasm = dir.path().join("recurse-py.wasm");
-    build_c(&c_wasm);
-    build_py(&py_wasm);
+    build_c_plugin(&c_wasm, &["tests/plugins/recurse-c/recurse.c"]);
+    build_py_plugin(&py_wasm, "tests/plugins/recurse-py");
     let rust_wasm = workspace_root().join("target/wasm32-wasip2/release/hookline_hostile.wasm");
     let fallback = "fallback = { plugin = \"ivr\", config = { greeting = [\"operator\"], fallback = { name = \"rescued\" } } }";
     let routes = format!(
@@ -135,22 +104,9 @@ fn unbounded_recursion_in_rust_c_and_python_ends_only_its_own_call() {
             "{n}: {call:#}"
         );
     }
-    // The healthy caller went through its menu to the end.
-    let healthy = node
-        .wait_for_call(Duration::from_secs(10), |c| {
-            c["caller"] == "sipp" && c["hangup_cause"].is_string()
-        })
-        .unwrap();
-    assert!(
-        path_of(&healthy).contains(&"branch:support".to_string()),
-        "{healthy:#}"
-    );
-    let heard = sink.finish();
-    assert!(
-        heard.len() > 200,
-        "the healthy caller heard {} packets",
-        heard.len()
-    );
+    // The healthy caller went through its menu to the end and heard all of it.
+    sipp_reached_support(&node);
+    heard_the_support_prompt(&node, &sink.finish());
     // And a new call after all that is served as usual.
     sipp(
         &node,

@@ -4,20 +4,9 @@
 //! and called with SIPp; the key the caller pressed reaches each plugin.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
-use hookline_tests::{path_of, plugin_check, sipp, workspace_root, TestNode};
-
-fn run(cmd: &mut Command) {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?}:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+use hookline_tests::{build_c_plugin, build_py_plugin, path_of, plugin_check, sipp, TestNode};
 
 fn check(wasm: &Path, name: &str) {
     let out = plugin_check(wasm, &[]);
@@ -32,25 +21,11 @@ fn check(wasm: &Path, name: &str) {
 
 #[test]
 fn plugins_written_in_c_and_python_answer_calls() {
-    let root = workspace_root();
     let dir = tempfile::tempdir().unwrap();
     let c_wasm = dir.path().join("hello-c.wasm");
-    run(Command::new(root.join("plugin-sdk/c/build-plugin.sh"))
-        .arg(&c_wasm)
-        .arg(root.join("plugins/hello-c/hello.c")));
+    build_c_plugin(&c_wasm, &["plugins/hello-c/hello.c"]);
     let py_wasm = dir.path().join("hello-py.wasm");
-    run(Command::new("componentize-py")
-        .current_dir(&root)
-        .args(["-d", "plugin-sdk/wit", "-w", "call-plugin", "componentize"])
-        .args([
-            "-p",
-            "plugins/hello-py",
-            "-p",
-            "plugin-sdk/python",
-            "app",
-            "-o",
-        ])
-        .arg(&py_wasm));
+    build_py_plugin(&py_wasm, "plugins/hello-py");
     check(&c_wasm, "hello-c");
     check(&py_wasm, "hello-py");
 

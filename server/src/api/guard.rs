@@ -13,7 +13,6 @@
 //! - Ten failed authentications per minute from one address, then 429
 //!   until the minute is over (API tokens and browser agents' tokens alike).
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -25,6 +24,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::call::Node;
+use crate::rate::PerKey;
 
 /// Failed authentications one address may make per window.
 pub const MAX_AUTH_FAILURES: u32 = 10;
@@ -33,36 +33,31 @@ const WINDOW: Duration = Duration::from_secs(60);
 const MAX_TRACKED: usize = 10_000;
 
 /// Failed authentications by source address, in fixed one-minute windows.
-#[derive(Default)]
-pub struct AuthFailures(Mutex<HashMap<IpAddr, (Instant, u32)>>);
+pub struct AuthFailures(Mutex<PerKey<IpAddr>>);
+
+impl Default for AuthFailures {
+    fn default() -> Self {
+        AuthFailures(Mutex::new(PerKey::new(WINDOW, MAX_TRACKED)))
+    }
+}
 
 impl AuthFailures {
+    fn lock(&self) -> std::sync::MutexGuard<'_, PerKey<IpAddr>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Whether `ip` is over its failures now.
     pub fn blocked(&self, ip: IpAddr, now: Instant) -> bool {
-        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        map.get(&ip).is_some_and(|(since, n)| {
-            now.duration_since(*since) < WINDOW && *n >= MAX_AUTH_FAILURES
-        })
+        self.lock().count(&ip, now) >= MAX_AUTH_FAILURES as u64
     }
 
     /// Counts one failure of `ip`.
     pub fn failed(&self, ip: IpAddr, now: Instant) {
-        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if map.len() >= MAX_TRACKED && !map.contains_key(&ip) {
-            map.retain(|_, (since, _)| now.duration_since(*since) < WINDOW);
-            if map.len() >= MAX_TRACKED {
-                return;
-            }
-        }
-        let e = map.entry(ip).or_insert((now, 0));
-        if now.duration_since(e.0) >= WINDOW {
-            *e = (now, 0);
-        }
-        e.1 += 1;
+        self.lock().add(&ip, now);
     }
 
     pub fn tracked(&self) -> usize {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.lock().len()
     }
 }
 
@@ -129,14 +124,6 @@ pub fn host_allowed(host: &str, names: &[String]) -> bool {
 
 fn peer(req: &Request) -> IpAddr {
     req.extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip())
-        .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
-}
-
-/// The source address of a request (unspecified when served without connect info).
-pub fn peer_of(headers_ext: &axum::http::Extensions) -> IpAddr {
-    headers_ext
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip())
         .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))

@@ -81,26 +81,18 @@ async fn recordings(State(node): State<Arc<Node>>, Query(q): Query<ListQuery>) -
 async fn list_json<T: serde::Serialize + Send + 'static>(
     read: impl FnOnce() -> Result<T, crate::store::StoreError> + Send + 'static,
 ) -> Response {
-    match tokio::task::spawn_blocking(read).await {
-        Ok(Ok(list)) => Json(list).into_response(),
-        // The database's path and error are for the operator's log only.
-        Ok(Err(e)) => {
-            tracing::warn!("API read: {e}");
-            (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "the store failed; see the node's log\n",
-            )
-                .into_response()
-        }
-        Err(e) => {
-            tracing::warn!("API read: {e}");
-            (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "the store failed; see the node's log\n",
-            )
-                .into_response()
-        }
-    }
+    let failed = match tokio::task::spawn_blocking(read).await {
+        Ok(Ok(list)) => return Json(list).into_response(),
+        Ok(Err(e)) => e.to_string(),
+        Err(e) => e.to_string(),
+    };
+    // The database's path and error are for the operator's log only.
+    tracing::warn!("API read: {failed}");
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "the store failed; see the node's log\n",
+    )
+        .into_response()
 }
 
 #[derive(serde::Serialize)]

@@ -137,25 +137,22 @@ pub async fn remove(
             .transpose()
     })
     .await;
-    match back {
-        Ok(Ok(Some(prompt))) => set.insert(prompt),
-        Ok(Ok(None)) => set.remove(&id),
-        Ok(Err(e)) => {
-            tracing::warn!("removing prompt upload: {e}");
-            return error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "cannot remove the upload",
-            );
+    let failed = match back {
+        Ok(Ok(back)) => {
+            match back {
+                Some(prompt) => set.insert(prompt),
+                None => set.remove(&id),
+            }
+            return StatusCode::NO_CONTENT.into_response();
         }
-        Err(e) => {
-            tracing::warn!("removing prompt upload: {e:?}");
-            return error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "cannot remove the upload",
-            );
-        }
-    }
-    StatusCode::NO_CONTENT.into_response()
+        Ok(Err(e)) => e,
+        Err(e) => format!("{e:?}"),
+    };
+    tracing::warn!("removing prompt upload: {failed}");
+    error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "cannot remove the upload",
+    )
 }
 
 /// `GET /api/prompts`: each language's prompt ids, and which were uploaded.

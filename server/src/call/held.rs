@@ -6,7 +6,7 @@
 //! message the caller left is finished and listed.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{watch, OnceCell};
@@ -20,7 +20,7 @@ pub(crate) struct Held {
     leg: LegId,
     port: u16,
     /// The leg's final counters, as the worker reports them on removal.
-    stats: Arc<Mutex<Option<LegStats>>>,
+    stats: watch::Receiver<Option<LegStats>>,
     recordings_open: Arc<AtomicUsize>,
     slot: std::sync::Once,
     freed: OnceCell<Option<LegStats>>,
@@ -32,7 +32,7 @@ impl Held {
         route_idx: usize,
         leg: LegId,
         port: u16,
-        stats: Arc<Mutex<Option<LegStats>>>,
+        stats: watch::Receiver<Option<LegStats>>,
         recordings_open: Arc<AtomicUsize>,
     ) -> Arc<Held> {
         Arc::new(Held {
@@ -61,16 +61,14 @@ impl Held {
                 // has dropped the socket (it says so with the counters).
                 self.free_slot();
                 self.node.media.remove_leg(self.leg);
-                let deadline = tokio::time::Instant::now() + Duration::from_millis(500);
-                let stats = loop {
-                    if let Some(s) = self.stats.lock().unwrap_or_else(|e| e.into_inner()).take() {
-                        break Some(s);
-                    }
-                    if tokio::time::Instant::now() >= deadline {
-                        break None;
-                    }
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                };
+                let mut stats = self.stats.clone();
+                let stats = tokio::time::timeout(
+                    Duration::from_millis(500),
+                    stats.wait_for(Option::is_some),
+                )
+                .await
+                .ok()
+                .and_then(|s| s.ok().and_then(|s| *s));
                 self.node.ports.release(self.port);
                 stats
             })

@@ -591,8 +591,7 @@ pub(crate) fn launch(
     // back even while the plugin is busy.
     let (hung_tx, hung_rx) = tokio::sync::watch::channel(false);
     let hung_media = hung_tx.clone();
-    let final_stats = Arc::new(Mutex::new(None));
-    let stats_slot = final_stats.clone();
+    let (stats_tx, final_stats) = tokio::sync::watch::channel(None);
     node.media.add_leg(LegSetup {
         id: leg,
         socket,
@@ -610,7 +609,7 @@ pub(crate) fn launch(
                     hung_media.send_replace(true);
                 }
                 MediaEvent::Final(stats) => {
-                    *lock(&stats_slot) = Some(*stats);
+                    stats_tx.send_replace(Some(*stats));
                 }
                 _ => {}
             }

@@ -33,7 +33,10 @@ impl CallState {
     /// Charges the speech in `items` that is not cached yet to the call's
     /// and the plugin's per-minute quota: a plugin that says many distinct
     /// long texts is refused before the synthesiser runs.
-    fn charge_tts(&mut self, items: &[media::PlayItem]) -> Result<(), CallError> {
+    fn charge_tts<'a>(
+        &mut self,
+        items: impl IntoIterator<Item = &'a media::PlayItem>,
+    ) -> Result<(), CallError> {
         let q = self.quotas();
         let Some(plugin) = self.plugin.clone() else {
             return Ok(());
@@ -42,7 +45,7 @@ impl CallState {
         let tts = session.node.tts.clone();
         let language = session.language.clone();
         let new: u64 = items
-            .iter()
+            .into_iter()
             .filter_map(|i| match i {
                 media::PlayItem::Say(t) => Some(t),
                 _ => None,
@@ -128,9 +131,14 @@ impl media::Host for CallState {
         &mut self,
         options: media::CollectOptions,
     ) -> Result<media::Collected, CallError> {
-        self.charge_tts(&options.prompts)?;
-        self.charge_tts(&options.invalid_prompts)?;
-        self.charge_tts(&options.timeout_prompts)?;
+        // One charge for everything the collection may say.
+        self.charge_tts(
+            options
+                .prompts
+                .iter()
+                .chain(&options.invalid_prompts)
+                .chain(&options.timeout_prompts),
+        )?;
         self.call()?.collect_digits(&options).await
     }
 
@@ -318,10 +326,7 @@ impl data::Host for CallState {
         }
         if let Ok(s) = self.call() {
             if let Some(n) = dropped {
-                s.log(
-                    data::LogLevel::Warn,
-                    &format!("{n} log lines dropped (log-lines-per-s = {per_s})"),
-                );
+                s.log(data::LogLevel::Warn, &super::quotas::dropped_line(n, per_s));
             }
             s.log(level, &message);
         }

@@ -144,7 +144,7 @@ pub struct LoadedPlugin {
     pub bytes: usize,
     pub loaded_at_ms: i64,
     /// New speech this version had synthesised in the current minute (all its calls).
-    pub(crate) tts_minute: std::sync::Mutex<quotas::Window>,
+    pub(crate) tts_minute: std::sync::Mutex<crate::rate::Window>,
     pre: CallPluginPre<CallState>,
 }
 
@@ -233,7 +233,7 @@ impl PluginHost {
             manifest: checked,
             bytes: bytes.len(),
             loaded_at_ms: crate::store::now_ms(),
-            tts_minute: std::sync::Mutex::new(quotas::Window::new(Instant::now())),
+            tts_minute: std::sync::Mutex::new(crate::rate::Window::new(Instant::now())),
             pre,
         }))
     }
@@ -371,13 +371,13 @@ impl PluginHost {
         };
         // After a hang-up the plugin has a grace period, then its instance ends.
         let grace = self.budget.grace;
-        let mut hung_up = session.hung_up.clone();
+        let hung_up = session.hung_up.clone();
         let cut = async move {
-            let seen = match hung_up.as_mut() {
-                Some(h) => h.wait_for(|v| *v).await.is_ok(),
-                None => false,
+            // No caller to hang up (a placed call), or its channel gone: never.
+            let Some(mut h) = hung_up else {
+                return std::future::pending().await;
             };
-            if !seen {
+            if h.wait_for(|v| *v).await.is_err() {
                 std::future::pending::<()>().await;
             }
             tokio::time::sleep(grace).await
@@ -411,13 +411,11 @@ impl PluginHost {
             .expect("a run's session is back once its hand-overs return");
         if state.used.log.dropped > 0 {
             // Lines dropped since the last one written: said once, at the end.
-            tracing::warn!(
-                call = %session.call_id,
-                plugin = %plugin.name,
-                "{} log lines dropped (log-lines-per-s = {})",
+            let line = quotas::dropped_line(
                 state.used.log.dropped,
-                plugin.manifest.quotas.log_lines_per_s
+                plugin.manifest.quotas.log_lines_per_s,
             );
+            tracing::warn!(call = %session.call_id, plugin = %plugin.name, "{line}");
         }
         (outcome, session)
     }

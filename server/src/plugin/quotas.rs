@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
+use crate::rate::Window;
+
 use super::manifest::ManifestError;
 
 /// Limits per plugin (per call where the name says so).
@@ -51,19 +53,6 @@ impl Default for Quotas {
         }
     }
 }
-
-/// The names a manifest asks with: `quota:<name>=<n>`.
-const NAMES: &[&str] = &[
-    "tts-chars-per-call",
-    "tts-chars-per-minute",
-    "kv-keys",
-    "kv-value-bytes",
-    "kv-bytes",
-    "log-lines-per-s",
-    "http-requests-per-call",
-    "http-bytes-per-call",
-    "counters",
-];
 
 impl Quotas {
     /// No cap at all (`plugin check` without a config: every ask is within).
@@ -132,49 +121,11 @@ impl Quotas {
         }
         Ok(self)
     }
-
-    /// `quota:<name>=<n>` for every quota (what `plugin check` shows).
-    pub fn describe(&self) -> Vec<String> {
-        NAMES
-            .iter()
-            .filter_map(|n| Some(format!("{n}={}", self.get(n)?)))
-            .collect()
-    }
 }
 
 /// The error a plugin sees past a quota.
 pub fn exceeded(what: impl std::fmt::Display) -> super::CallError {
     super::CallError::Failed(format!("quota-exceeded: {what}"))
-}
-
-/// A count over a sliding fixed window (per second, per minute).
-#[derive(Debug, Clone, Copy)]
-pub struct Window {
-    started: Instant,
-    pub used: u64,
-}
-
-impl Window {
-    pub fn new(now: Instant) -> Window {
-        Window {
-            started: now,
-            used: 0,
-        }
-    }
-
-    /// Takes `n` out of `limit` per `span`; false (nothing taken) when it
-    /// would go over.
-    pub fn take(&mut self, now: Instant, span: Duration, n: u64, limit: u64) -> bool {
-        if now.saturating_duration_since(self.started) >= span {
-            self.started = now;
-            self.used = 0;
-        }
-        if self.used + n > limit {
-            return false;
-        }
-        self.used += n;
-        true
-    }
 }
 
 /// What one call has used of its per-call quotas.
@@ -202,8 +153,8 @@ impl CallUse {
 #[derive(Debug)]
 pub struct LogBudget {
     window: Window,
+    /// Lines dropped since the last one written.
     pub dropped: u64,
-    pub dropped_total: u64,
 }
 
 impl LogBudget {
@@ -211,12 +162,11 @@ impl LogBudget {
         LogBudget {
             window: Window::new(now),
             dropped: 0,
-            dropped_total: 0,
         }
     }
 
     /// Whether a line may be written now; `Some(n)` first when `n` lines were
-    /// dropped since the last one written (say so in one line).
+    /// dropped since the last one written (say so with [`dropped_line`]).
     pub fn admit(&mut self, now: Instant, per_s: u32) -> (bool, Option<u64>) {
         if self
             .window
@@ -226,10 +176,14 @@ impl LogBudget {
             (true, (dropped > 0).then_some(dropped))
         } else {
             self.dropped += 1;
-            self.dropped_total += 1;
             (false, None)
         }
     }
+}
+
+/// The one line that says how many of a call's log lines were dropped.
+pub fn dropped_line(n: u64, per_s: u32) -> String {
+    format!("{n} log lines dropped (log-lines-per-s = {per_s})")
 }
 
 #[cfg(test)]
@@ -260,20 +214,6 @@ mod tests {
         assert!(ok);
         assert_eq!(dropped, Some(80));
         assert_eq!(b.admit(t0 + Duration::from_millis(1002), 20), (true, None));
-        assert_eq!(b.dropped_total, 80);
-    }
-
-    #[test]
-    fn a_window_refills_after_its_span() {
-        let t0 = Instant::now();
-        let mut w = Window::new(t0);
-        assert!(w.take(t0, Duration::from_secs(60), 900, 1000));
-        assert!(!w.take(t0, Duration::from_secs(60), 200, 1000));
-        assert!(w.take(
-            t0 + Duration::from_secs(60),
-            Duration::from_secs(60),
-            200,
-            1000
-        ));
+        assert_eq!(b.dropped, 0);
     }
 }

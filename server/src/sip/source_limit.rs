@@ -4,9 +4,10 @@
 //! nothing at all (answering a flood would amplify it). Trunks and this
 //! machine (a local proxy) are exempt. Sans-IO: time comes in.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
+
+use crate::rate::PerKey;
 
 /// Sources tracked at once; stale ones are pruned to make room.
 const MAX_TRACKED: usize = 10_000;
@@ -25,7 +26,7 @@ pub enum Verdict {
 #[derive(Debug)]
 pub struct SourceLimit {
     per_s: u32,
-    seen: HashMap<IpAddr, (Instant, u32)>,
+    seen: PerKey<IpAddr>,
     pub refused: u64,
 }
 
@@ -34,7 +35,7 @@ impl SourceLimit {
     pub fn new(per_s: u32) -> SourceLimit {
         SourceLimit {
             per_s,
-            seen: HashMap::new(),
+            seen: PerKey::new(WINDOW, MAX_TRACKED),
             refused: 0,
         }
     }
@@ -43,30 +44,14 @@ impl SourceLimit {
         if self.per_s == 0 {
             return Verdict::Pass;
         }
-        if self.seen.len() >= MAX_TRACKED && !self.seen.contains_key(&ip) {
-            self.seen
-                .retain(|_, (since, _)| now.saturating_duration_since(*since) < WINDOW);
-            if self.seen.len() >= MAX_TRACKED {
-                // Full of live sources: a flood from many addresses. Refuse newcomers.
-                self.refused += 1;
-                return Verdict::Drop;
-            }
-        }
-        let e = self.seen.entry(ip).or_insert((now, 0));
-        if now.saturating_duration_since(e.0) >= WINDOW {
-            *e = (now, 0);
-        }
-        e.1 = e.1.saturating_add(1);
-        if e.1 <= self.per_s {
-            Verdict::Pass
-        } else {
-            self.refused += 1;
-            if e.1 <= self.per_s * 2 {
-                Verdict::Busy
-            } else {
-                Verdict::Drop
-            }
-        }
+        // A table full of live sources is a flood from many addresses: newcomers are refused.
+        let verdict = match self.seen.add(&ip, now) {
+            Some(n) if n <= self.per_s as u64 => return Verdict::Pass,
+            Some(n) if n <= self.per_s as u64 * 2 => Verdict::Busy,
+            _ => Verdict::Drop,
+        };
+        self.refused += 1;
+        verdict
     }
 
     pub fn tracked(&self) -> usize {

@@ -224,7 +224,7 @@ impl Tts {
         }
     }
 
-    /// Bytes of audio cached now (for /metrics and the bound's test).
+    /// Bytes of audio cached now (what the bound limits).
     pub fn cached_bytes(&self) -> usize {
         self.cache.lock().unwrap_or_else(|e| e.into_inner()).bytes
     }

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::plugin::quotas::Window;
+use crate::rate::Window;
 
 #[derive(Default)]
 pub struct AgentLimits(Arc<Mutex<HashMap<String, Use>>>);
