@@ -456,15 +456,24 @@ mod tests {
             assert_eq!(h.text, word, "{h:?}");
         }
         let sentence = "please call me back tomorrow morning";
-        let h = hear(&e, &v.synthesize(sentence, "en").unwrap(), &[]);
-        let right = sentence
-            .split(' ')
-            .filter(|w| h.text.split(' ').any(|x| x == *w))
-            .count();
         // Piper samples its prosody, so the audio differs run to run: a clean
-        // run gets 5 or 6 words, a rough one 4 (CI saw "we call me back to more
-        // morning"); fewer means recognition broke.
-        assert!(right >= 4, "{h:?}: {right} of 6 words");
+        // run gets 5 or 6 words, a rough one 3 or 4 (CI saw "we'd all be back
+        // tomorrow morning"). The best of three takes must reach 5; when
+        // recognition breaks, every take falls short.
+        let mut takes = Vec::new();
+        for _ in 0..3 {
+            let h = hear(&e, &v.synthesize(sentence, "en").unwrap(), &[]);
+            let right = sentence
+                .split(' ')
+                .filter(|w| h.text.split(' ').any(|x| x == *w))
+                .count();
+            takes.push((right, h.text));
+            if right >= 5 {
+                break;
+            }
+        }
+        let best = takes.iter().map(|t| t.0).max().unwrap_or(0);
+        assert!(best >= 5, "{takes:?}: best {best} of 6 words");
         // One decoder served every utterance: it went back to the pool each time.
         assert_eq!(e.live.load(std::sync::atomic::Ordering::Relaxed), 1);
     }
