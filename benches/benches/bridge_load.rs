@@ -20,7 +20,7 @@ fn main() -> anyhow::Result<()> {
     );
     println!(
         "bench=bridged_calls calls_attempted={} calls_bridged={} calls_completed={} calls_failed={} held_s={:.1} cores={} \
-         node_cpu_pct={:.1} calls_per_core={:.0} rss_mib_per_call={:.3} rtp_sent={} rtp_received={} lost_pct={:.3} late_pct={:.3}",
+         node_cpu_pct={:.1} calls_per_core={:.0} rss_mib_per_call={:.3} rtp_sent={} {}",
         r.attempted,
         r.bridged,
         r.completed,
@@ -31,9 +31,7 @@ fn main() -> anyhow::Result<()> {
         b.calls_per_core(),
         b.rss_mib_per_call(),
         r.rtp_sent,
-        r.rtp_received,
-        b.lost_pct(),
-        b.late_pct(),
+        b.media_fields(),
     );
     Ok(())
 }

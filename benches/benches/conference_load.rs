@@ -33,8 +33,9 @@ fn main() -> anyhow::Result<()> {
     let rooms = rooms.len();
     // Mixed audio each member got in the window, against 50 packets a second.
     let mix_pct = r.rtp_received as f64 / (joined.max(1) as f64 * b.held_s * 50.0) * 100.0;
-    let per_core = b.per_core(r.answered);
-    let rss_per = b.rss_mib_each(r.answered);
+    // Per member who joined a room (a caller refused at the door costs little).
+    let per_core = b.per_core(joined);
+    let rss_per = b.rss_mib_each(joined);
     println!(
         "{joined} of {} participants joined {rooms} rooms, {mix_pct:.1} % of their mix packets received;\n\
          {} of {} calls for {:.1} s; node CPU {:.1} %, {per_core:.0} participants per core, \
@@ -49,11 +50,10 @@ fn main() -> anyhow::Result<()> {
     );
     println!(
         "bench=conference participants={} joined={joined} rooms={rooms} room_size={room} mix_received_pct={mix_pct:.1} cpu_pct={:.1} participants_per_core={per_core:.0} \
-         rss_mib_per_participant={rss_per:.3} lost_pct={:.3} late_pct={:.3}",
+         rss_mib_per_participant={rss_per:.3} {}",
         r.answered,
         b.cpu_pct,
-        b.lost_pct(),
-        b.late_pct()
+        b.media_fields()
     );
     Ok(())
 }

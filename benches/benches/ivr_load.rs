@@ -1,9 +1,19 @@
-//! Concurrent IVR calls: N calls held for T seconds with media both ways, the
-//! plugin parked in a barge-in prompt listening for DTMF.
+//! Concurrent IVR calls: N calls held for T seconds with media both ways, in
+//! two variants reported side by side:
+//! - `prompts`: A-law callers; the IVR keeps every call in a long barge-in
+//!   menu of prompts played back to back, listening for DTMF.
+//! - `sample`: A-law callers on the sample IVR route as shipped (spoken
+//!   menu, speech recognition listening while it waits for an answer).
+//! - `sample_opus`: the same with Opus callers.
 //!
-//! `cargo bench -p hookline-benches --bench ivr_load -- --calls 200 --seconds 20 --cps 200`
+//! Workload: callers send one 20 ms packet per call each way every 20 ms (50
+//! packets per call per second each way). Loss is against what should have
+//! arrived (every 20 ms of the window on every call); `rtp_crossed` counts
+//! the callers' own marked audio coming back (an echo).
+//!
+//! `cargo bench -p hookline-benches --bench ivr_load -- --calls 200 --seconds 20 --cps 200 [--variant prompts|sample|sample_opus]`
 //! The last line is the summary, e.g.
-//! `bench=ivr_calls calls_attempted=200 calls_completed=200 ... lost_pct=0.000 late_pct=0.000`
+//! `bench=ivr_calls calls=200 prompts_calls_per_core=.. prompts_lost_pct=.. sample_opus_calls_per_core=.. ...`
 
 use std::time::Duration;
 
@@ -18,10 +28,57 @@ plugin = "ivr"
 config = { greeting = [], menu = ["welcome", "main_menu", "sales", "support", "operator"], invalid = [], no_input = [], attempts = 100000, timeout_ms = 20, options = [{ digit = "1", name = "sales" }], fallback = { name = "none" } }
 "#;
 
+struct Variant {
+    name: &'static str,
+    routes: &'static str,
+    /// Dialled number ("500" reaches the sample config's catch-all IVR).
+    service: &'static str,
+    opus: bool,
+}
+
+const VARIANTS: [Variant; 3] = [
+    Variant {
+        name: "prompts",
+        routes: ROUTE,
+        service: "load",
+        opus: false,
+    },
+    Variant {
+        name: "sample",
+        routes: "",
+        service: "500",
+        opus: false,
+    },
+    Variant {
+        name: "sample_opus",
+        routes: "",
+        service: "500",
+        opus: true,
+    },
+];
+
 fn main() -> anyhow::Result<()> {
     let calls = hookline_benches::arg("--calls", 200) as usize;
     let seconds = hookline_benches::arg("--seconds", 20);
     let cps = hookline_benches::arg("--cps", 200) as u32;
+    let only = std::env::args().skip_while(|a| a != "--variant").nth(1);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let mut summary = format!("bench=ivr_calls calls={calls} held_s={seconds} cores={cores}");
+    for v in VARIANTS
+        .iter()
+        .filter(|v| only.as_deref().is_none_or(|o| o == v.name))
+    {
+        summary.push(' ');
+        summary.push_str(&run_variant(v, calls, seconds, cps)?);
+    }
+    println!("{summary}");
+    Ok(())
+}
+
+/// One node, one load; returns the variant's summary fields.
+fn run_variant(v: &Variant, calls: usize, seconds: u64, cps: u32) -> anyhow::Result<String> {
     let node_section = format!("max_calls = {}\nmedia_threads = 0", calls + 100);
     let span = (calls as u16)
         .saturating_mul(2)
@@ -29,7 +86,7 @@ fn main() -> anyhow::Result<()> {
         .min(20000);
     let node = TestNode::start(NodeSpec {
         profile: "release",
-        extra_routes: ROUTE,
+        extra_routes: v.routes,
         node_section: Some(&node_section),
         rtp_ports: (40000, 40000 + span),
         ..NodeSpec::default()
@@ -38,26 +95,38 @@ fn main() -> anyhow::Result<()> {
     // Measure a settled node: its start-up work (recognizer, Piper worker) is not the load.
     hookline_benches::proc_stats::wait_until_machine_idle(Duration::from_secs(60));
     let rss_idle = rss_mib(pid);
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
-
-    let mut at_start = (0.0, 0.0, std::time::Instant::now());
+    let opus = if v.opus {
+        // Callers listen to the menu: near silence, as a real line carries.
+        Some(hookline_benches::opus_quiet_packet()?)
+    } else {
+        None
+    };
+    let late = || {
+        node.metric(hookline_benches::LATE_TICKS)
+            .unwrap_or(f64::NAN)
+    };
+    let mut at_start = (0.0, 0.0, std::time::Instant::now(), 0.0);
     let mut at_end = at_start;
     let report = loadgen::run(
         &LoadConfig {
             node: node.sip,
-            service: "load".into(),
+            service: v.service.into(),
             calls,
             hold: Duration::from_secs(seconds),
             cps,
             answer_calls: false,
             sip_port: 0,
             opus_agents: None,
+            opus_callers: opus,
             group_size: 0,
         },
         |phase| {
-            let sample = (cpu_seconds(pid), rss_mib(pid), std::time::Instant::now());
+            let sample = (
+                cpu_seconds(pid),
+                rss_mib(pid),
+                std::time::Instant::now(),
+                late(),
+            );
             match phase {
                 Phase::HoldStart => at_start = sample,
                 Phase::HoldEnd => at_end = sample,
@@ -88,32 +157,43 @@ fn main() -> anyhow::Result<()> {
     let wall = (at_end.2 - at_start.2).as_secs_f64().max(1e-9);
     let cpu_pct = (at_end.0 - at_start.0) / wall * 100.0;
     let up = report.answered.max(1) as f64;
-    let rss_per_call = (at_end.1 - rss_idle).max(0.0) / up;
+    let kib_per_call = (at_end.1 - rss_idle).max(0.0) * 1024.0 / up;
     let per_core = if cpu_pct > 0.0 {
         report.answered as f64 / (cpu_pct / 100.0)
     } else {
         0.0
     };
-    let received_expected = (report.rtp_received + report.rtp_lost).max(1) as f64;
+    let media = hookline_benches::media_fields(&report, at_end.3 - at_start.3);
     println!(
-        "held {} calls for {:.1} s; node idle RSS {:.1} MiB, loaded {:.1} MiB; setup {:.1} ms avg; {} ended by node",
-        report.answered, wall, rss_idle, at_end.1, report.setup_ms_avg, report.ended_by_node
-    );
-    println!(
-        "bench=ivr_calls calls_attempted={} calls_completed={} calls_failed={} held_s={:.1} cores={} node_cpu_pct={:.1} \
-         calls_per_core={:.0} rss_mib_per_call={:.3} rtp_sent={} rtp_received={} lost_pct={:.3} late_pct={:.3}",
+        "{}: held {} calls for {wall:.1} s; node idle RSS {rss_idle:.1} MiB, loaded {:.1} MiB; setup {:.1} ms avg; \
+         {} ended by node\n{}: bench=ivr_calls calls_attempted={} calls_completed={} calls_failed={} node_cpu_pct={cpu_pct:.1} \
+         calls_per_core={per_core:.0} kib_per_call={kib_per_call:.0} rtp_sent={} {media}",
+        v.name,
+        report.answered,
+        at_end.1,
+        report.setup_ms_avg,
+        report.ended_by_node,
+        v.name,
         report.attempted,
         report.completed,
         report.failed,
-        wall,
-        cores,
-        cpu_pct,
-        per_core,
-        rss_per_call,
         report.rtp_sent,
-        report.rtp_received,
-        report.rtp_lost as f64 / received_expected * 100.0,
-        report.rtp_late as f64 / received_expected * 100.0,
     );
-    Ok(())
+    Ok(prefixed(
+        v.name,
+        &format!(
+            "calls_completed={} calls_failed={} ended_by_node={} node_cpu_pct={cpu_pct:.1} calls_per_core={per_core:.0} \
+             kib_per_call={kib_per_call:.0} {media}",
+            report.completed, report.failed, report.ended_by_node
+        ),
+    ))
+}
+
+/// `a=1 b=2` → `v_a=1 v_b=2`.
+fn prefixed(v: &str, fields: &str) -> String {
+    fields
+        .split_whitespace()
+        .map(|f| format!("{v}_{f}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }

@@ -14,7 +14,7 @@ use std::time::Instant;
 use hookline::call::session::CallEvent;
 use hookline::call::{detached_session, parked_session};
 use hookline::node::{build, ServeOptions};
-use hookline::plugin::CallInfo;
+use hookline::plugin::{CallInfo, Outcome};
 use hookline::sip::endpoint::EndCause;
 
 fn rss_kib() -> u64 {
@@ -95,7 +95,9 @@ fn main() -> anyhow::Result<()> {
             async move {
                 let t = Instant::now();
                 let (s, _rx) = detached_session(&node, "hostile");
-                let _ = node.plugins.run(&plugin, s, info(mode)).await;
+                let (outcome, _) = node.plugins.run(&plugin, s, info(mode)).await;
+                // A ping that failed part way would make host calls look cheap.
+                assert!(matches!(outcome, Outcome::Done), "{mode}: {outcome:?}");
                 t.elapsed().as_secs_f64()
             }
         };
@@ -125,11 +127,19 @@ fn main() -> anyhow::Result<()> {
         // Let every instance reach its verb.
         rt.block_on(async { tokio::time::sleep(std::time::Duration::from_secs(2)).await });
         let kib = (rss_kib().saturating_sub(base_rss)) as f64 / level as f64;
+        // `ping:0`: enter, return ok; every run must, or the figure means nothing.
         let us = rt.block_on(async {
             let make = || detached_session(&node, "hostile").0;
-            node.plugins.instantiate_micros(&plugin, make, 200).await;
-            node.plugins.instantiate_micros(&plugin, make, 2000).await
+            let ping = info("ping:0");
+            let done = |o: &Outcome| matches!(o, Outcome::Done);
+            node.plugins
+                .instantiate_micros(&plugin, make, &ping, 200, done)
+                .await?;
+            node.plugins
+                .instantiate_micros(&plugin, make, &ping, 2000, done)
+                .await
         });
+        let us = us.map_err(|e| anyhow::anyhow!("instantiate at {level} parked: {e}"))?;
         println!(
             "parked={level} instantiate_first_entry_us={us:.1} kib_per_parked_instance={kib:.1}"
         );
@@ -144,7 +154,8 @@ fn main() -> anyhow::Result<()> {
     let done = rt.block_on(async {
         let mut ok = 0;
         for t in tasks {
-            if t.await.is_ok() {
+            // Parked in its verb, told the caller left: the plugin returns ok.
+            if matches!(t.await, Ok(Outcome::Done)) {
                 ok += 1;
             }
         }
@@ -152,8 +163,13 @@ fn main() -> anyhow::Result<()> {
     });
     drop(sinks);
     std::fs::remove_dir_all(&dir).ok();
+    let parked_total = parked.len();
+    anyhow::ensure!(
+        done == parked_total,
+        "only {done} of {parked_total} parked plugins returned ok when their call ended"
+    );
     println!(
-        "bench=plugin_density levels={} returned={done} host_call_ns={host_call_ns:.0} {}",
+        "bench=plugin_density levels={} returned_ok={done} host_call_ns={host_call_ns:.0} {}",
         levels
             .iter()
             .map(u32::to_string)

@@ -84,15 +84,14 @@ fn main() -> anyhow::Result<()> {
     );
     println!(
         "bench=queue calls={} callers_in={} agent_legs={} agents={agents} held_s={:.1} node_cpu_pct={:.1} \
-         rss_mib_per_caller={:.3} lost_pct={:.3} late_pct={:.3} announcements={} announce_late_ms_avg={} announce_late_ms_max={}",
+         rss_mib_per_caller={:.3} {} announcements={} announce_late_ms_avg={} announce_late_ms_max={}",
         r.attempted,
         r.answered,
         r.bridged,
         b.held_s,
         b.cpu_pct,
         per_caller,
-        b.lost_pct(),
-        b.late_pct(),
+        b.media_fields(),
         metric("announcements_total"),
         metric("announce_late_ms_avg"),
         metric("announce_late_ms_max")

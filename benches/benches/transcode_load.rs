@@ -5,33 +5,13 @@
 //! `cargo bench -p hookline-benches --bench transcode_load -- --calls 250 --seconds 15`
 //! Last line: `bench=transcoded_calls calls=N c0_calls_per_core=.. c5_calls_per_core=.. c10_calls_per_core=.. ...`
 
-use hookline::codec::opus::{Opus, OpusConfig};
-use hookline::codec::Codec;
-
 fn main() -> anyhow::Result<()> {
     let calls = hookline_benches::arg("--calls", 250) as usize;
     let seconds = hookline_benches::arg("--seconds", 15);
     let cps = hookline_benches::arg("--cps", 150) as u32;
     // What the agents send: one 20 ms Opus packet of speech-band tones, encoded once.
-    let mut enc = Opus::new(
-        48000,
-        OpusConfig {
-            complexity: 5,
-            fec: false,
-            dtx: false,
-        },
-    )?;
-    let pcm: Vec<i16> = (0..960)
-        .map(|k| {
-            let t = k as f64 / 48000.0;
-            ((2.0 * std::f64::consts::PI * 300.0 * t).sin() * 6000.0
-                + (2.0 * std::f64::consts::PI * 1100.0 * t).sin() * 3000.0) as i16
-        })
-        .collect();
-    let mut packet = vec![0u8; 400];
-    let n = enc.encode(&pcm, &mut packet)?;
-    packet.truncate(n);
-
+    let packet = hookline_benches::opus_tone_packet(5)?;
+    let n = packet.len();
     let mut summary = format!("bench=transcoded_calls calls={calls} opus_packet_bytes={n}");
     let mut worst_loss: f64 = 0.0;
     let mut rss = 0.0;
@@ -52,12 +32,13 @@ fn main() -> anyhow::Result<()> {
             b.late_pct()
         );
         summary.push_str(&format!(
-            " c{complexity}_bridged={} c{complexity}_cpu_pct={:.1} c{complexity}_calls_per_core={:.0} c{complexity}_lost_pct={:.3} c{complexity}_late_pct={:.3}",
+            " c{complexity}_bridged={} c{complexity}_cpu_pct={:.1} c{complexity}_calls_per_core={:.0} c{complexity}_lost_pct={:.3} c{complexity}_late_pct={:.3} c{complexity}_node_late_ticks={:.0}",
             r.bridged,
             b.cpu_pct,
             b.calls_per_core(),
             b.lost_pct(),
-            b.late_pct()
+            b.late_pct(),
+            b.late_ticks
         ));
         worst_loss = worst_loss.max(b.lost_pct() + b.late_pct());
         rss = b.rss_mib_per_call();

@@ -16,6 +16,8 @@ pub struct Bridged {
     pub cpu_pct: f64,
     pub rss_idle_mib: f64,
     pub rss_loaded_mib: f64,
+    /// Media ticks the node started late during the window.
+    pub late_ticks: f64,
 }
 
 impl Bridged {
@@ -42,7 +44,7 @@ impl Bridged {
     }
 
     fn expected(&self) -> f64 {
-        (self.report.rtp_received + self.report.rtp_lost).max(1) as f64
+        self.report.rtp_expected.max(1) as f64
     }
 
     pub fn lost_pct(&self) -> f64 {
@@ -51,6 +53,11 @@ impl Bridged {
 
     pub fn late_pct(&self) -> f64 {
         self.report.rtp_late as f64 / self.expected() * 100.0
+    }
+
+    /// The media figures of [`crate::media_fields`].
+    pub fn media_fields(&self) -> String {
+        crate::media_fields(&self.report, self.late_ticks)
     }
 }
 
@@ -102,7 +109,8 @@ pub fn run_scenario(
     // Measure a settled node: its start-up work (recognizer, Piper worker) is not the load.
     crate::proc_stats::wait_until_machine_idle(Duration::from_secs(60));
     let rss_idle = rss_mib(pid);
-    let mut at_start = (0.0, 0.0, Instant::now());
+    let late = || node.metric(crate::LATE_TICKS).unwrap_or(f64::NAN);
+    let mut at_start = (0.0, 0.0, Instant::now(), 0.0);
     let mut at_end = at_start;
     let report = loadgen::run(
         &LoadConfig {
@@ -114,10 +122,11 @@ pub fn run_scenario(
             answer_calls: true,
             sip_port: agent_port,
             opus_agents,
+            opus_callers: None,
             group_size,
         },
         |phase| {
-            let sample = (cpu_seconds(pid), rss_mib(pid), Instant::now());
+            let sample = (cpu_seconds(pid), rss_mib(pid), Instant::now(), late());
             match phase {
                 Phase::HoldStart => at_start = sample,
                 Phase::HoldEnd => at_end = sample,
@@ -140,6 +149,7 @@ pub fn run_scenario(
             held_s,
             rss_idle_mib: rss_idle,
             rss_loaded_mib: at_end.1,
+            late_ticks: at_end.3 - at_start.3,
             report,
         },
         node,

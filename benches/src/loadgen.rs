@@ -5,15 +5,16 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::net::{SocketAddr, SocketAddrV4, UdpSocket};
 use std::time::{Duration, Instant};
+
+use crate::rx::{self, Rx};
+use crate::wire::{header, sdp_addr, set_buffers, sockaddr, tag};
 
 const FRAME: usize = 160;
 const PKT: usize = 12 + FRAME;
 const RECV_BATCH: usize = 64;
 const TICK: Duration = Duration::from_millis(20);
-/// A packet this much behind the stream's best transit time would miss a 60 ms jitter buffer.
-const LATE_MS: f64 = 60.0;
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -35,6 +36,9 @@ pub struct LoadConfig {
     /// once); callers then send a tone in A-law, so both directions of every
     /// bridge are transcoded. `None`: A-law silence everywhere.
     pub opus_agents: Option<Vec<u8>>,
+    /// The callers offer only Opus and send this 20 ms packet (a caller on a
+    /// modern phone or a WebRTC gateway). `None`: callers speak A-law.
+    pub opus_callers: Option<Vec<u8>>,
     /// 0: every call dials `service`. k: calls dial `service` followed by
     /// their index / k, so groups of k meet under one number (conference rooms).
     pub group_size: usize,
@@ -63,9 +67,20 @@ pub struct LoadReport {
     pub bridged: usize,
     /// Media during the hold window.
     pub rtp_sent: u64,
+    /// What should have reached us: every leg up in the window, one packet
+    /// per 20 ms of the window each.
+    pub rtp_expected: u64,
     pub rtp_received: u64,
+    /// Expected packets that never came, counted per leg (a leg that got
+    /// nothing or stopped early is all loss; another's surplus hides none).
     pub rtp_lost: u64,
     pub rtp_late: u64,
+    /// Packets carrying another leg's marker, and those that came from the
+    /// wrong leg (an echo, a cross-wired or shared stream). Only G.711 legs
+    /// are marked: with Opus on either side `markers` is false.
+    pub markers: bool,
+    pub rtp_marked: u64,
+    pub rtp_crossed: u64,
     /// Mean INVITE-to-200 time.
     pub setup_ms_avg: f64,
     pub held: Duration,
@@ -79,58 +94,6 @@ enum St {
     Byeing,
     Done,
     Failed,
-}
-
-#[derive(Debug, Default, Clone, Copy)]
-struct Rx {
-    counting: bool,
-    first: Option<u64>,
-    highest: u64,
-    received: u64,
-    base_transit: f64,
-    late: u64,
-    /// RTP clock of the stream, in ticks per millisecond.
-    clock_khz: f64,
-}
-
-impl Rx {
-    fn on_packet(&mut self, seq: u16, ts: u32, arrival_ms: f64) {
-        if !self.counting {
-            return;
-        }
-        // G.711's 8 kHz clock unless the stream said otherwise.
-        let khz = if self.clock_khz > 0.0 {
-            self.clock_khz
-        } else {
-            8.0
-        };
-        let transit = arrival_ms - ts as f64 / khz;
-        match self.first {
-            None => {
-                let ext = 65536 + seq as u64;
-                self.first = Some(ext);
-                self.highest = ext;
-                self.base_transit = transit;
-            }
-            Some(_) => {
-                let delta = seq.wrapping_sub(self.highest as u16) as i16 as i64;
-                self.highest = (self.highest as i64 + delta).max(self.highest as i64) as u64;
-                // The base creeps up slowly so a lasting clock step is not counted forever.
-                self.base_transit = (self.base_transit + 0.05).min(transit);
-                if transit - self.base_transit > LATE_MS {
-                    self.late += 1;
-                }
-            }
-        }
-        self.received += 1;
-    }
-
-    fn lost(&self) -> u64 {
-        match self.first {
-            Some(first) => (self.highest - first + 1).saturating_sub(self.received),
-            None => 0,
-        }
-    }
 }
 
 struct Call {
@@ -147,6 +110,8 @@ struct Call {
     /// Timestamp units per packet (160 for G.711, 960 for Opus).
     ts_step: u32,
     rx: Rx,
+    /// Up when the measured window began: it owes the window's packets.
+    up_at_hold: bool,
 }
 
 impl Call {
@@ -163,46 +128,10 @@ impl Call {
             seq: (i as u16).wrapping_mul(7919),
             ts: (i as u32).wrapping_mul(104_729),
             ts_step: FRAME as u32,
-            rx: Rx {
-                clock_khz: 8.0,
-                ..Rx::default()
-            },
+            rx: Rx::new(i as u32, 8.0),
+            up_at_hold: false,
         }
     }
-}
-
-fn header<'a>(msg: &'a str, names: &[&str]) -> Option<&'a str> {
-    msg.lines().take_while(|l| !l.is_empty()).find_map(|l| {
-        let (n, v) = l.split_once(':')?;
-        names
-            .iter()
-            .any(|x| n.trim().eq_ignore_ascii_case(x))
-            .then(|| v.trim())
-    })
-}
-
-fn tag(value: &str) -> Option<&str> {
-    let after = value.rfind('>').map(|i| &value[i..]).unwrap_or(value);
-    after.split(';').find_map(|p| p.trim().strip_prefix("tag="))
-}
-
-/// The RTP address in an SDP body.
-fn sdp_addr(msg: &str) -> Option<SocketAddrV4> {
-    let body = msg.split_once("\r\n\r\n")?.1;
-    let ip: Ipv4Addr = body
-        .lines()
-        .find_map(|l| l.strip_prefix("c=IN IP4 "))?
-        .trim()
-        .parse()
-        .ok()?;
-    let port: u16 = body
-        .lines()
-        .find_map(|l| l.strip_prefix("m=audio "))?
-        .split(' ')
-        .next()?
-        .parse()
-        .ok()?;
-    Some(SocketAddrV4::new(ip, port))
 }
 
 struct Gen {
@@ -313,11 +242,25 @@ impl Gen {
             in_msgs: vec![unsafe { std::mem::zeroed() }; RECV_BATCH],
             out_len: vec![PKT; n],
         };
+        g.report.markers = cfg.opus_agents.is_none() && cfg.opus_callers.is_none();
         for (i, b) in g.out_bufs.iter_mut().enumerate() {
             b[0] = 0x80;
             b[1] = 8;
             b[8..12].copy_from_slice(&(0x1000_0000u32 + i as u32).to_be_bytes());
             b[12..].fill(0xd5); // A-law silence
+            if g.report.markers {
+                rx::mark(&mut b[12..], i as u32);
+            }
+        }
+        if let Some(opus) = &cfg.opus_callers {
+            let len = opus.len().min(FRAME);
+            for (i, b) in g.out_bufs.iter_mut().enumerate().take(cfg.calls) {
+                b[1] = 111;
+                b[12..12 + len].copy_from_slice(&opus[..len]);
+                g.out_len[i] = 12 + len;
+                g.calls[i].ts_step = 960;
+                g.calls[i].rx.clock_khz = 48.0;
+            }
         }
         if let Some(opus) = &cfg.opus_agents {
             // Callers speak: a 400 Hz tone (whole cycles per frame), A-law.
@@ -340,22 +283,6 @@ impl Gen {
             }
         }
         Ok(g)
-    }
-}
-
-fn set_buffers(s: &UdpSocket, bytes: libc::c_int) {
-    use std::os::fd::AsRawFd;
-    for opt in [libc::SO_RCVBUF, libc::SO_SNDBUF] {
-        // SAFETY: valid fd and a c_int option value of the right size.
-        unsafe {
-            libc::setsockopt(
-                s.as_raw_fd(),
-                libc::SOL_SOCKET,
-                opt,
-                &bytes as *const _ as *const libc::c_void,
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            );
-        }
     }
 }
 
@@ -394,6 +321,7 @@ impl Gen {
                 self.report.failed += 1;
             }
             c.rx.counting = true;
+            c.up_at_hold = c.st == St::Up;
         }
         // Hold: media both ways, measured.
         on_phase(Phase::HoldStart);
@@ -414,12 +342,19 @@ impl Gen {
         self.report.held = hold_start.elapsed();
         on_phase(Phase::HoldEnd);
         self.report.rtp_sent -= sent_before;
+        let owed = (self.report.held.as_millis() / TICK.as_millis()) as u64;
         for c in &mut self.calls {
             c.rx.counting = false;
+            let expected = if c.up_at_hold { owed } else { 0 };
+            self.report.rtp_expected += expected;
             self.report.rtp_received += c.rx.received;
-            self.report.rtp_lost += c.rx.lost();
+            self.report.rtp_lost += c.rx.lost(expected);
             self.report.rtp_late += c.rx.late;
+            self.report.rtp_marked += c.rx.marked;
+            self.report.rtp_crossed += c.rx.crossed;
         }
+        let legs: Vec<Rx> = self.calls.iter().map(|c| c.rx).collect();
+        self.report.rtp_crossed += rx::miswired(&legs);
         // Tear down at the same pace as calls were set up.
         let mut next_bye = 0;
         let mut budget = 0.0f64;
@@ -527,9 +462,14 @@ impl Gen {
     fn invite_text(&self, i: usize) -> String {
         let c = &self.calls[i];
         let local = self.local_sip;
+        let media = if self.cfg.opus_callers.is_some() {
+            "RTP/AVP 111 101\r\na=rtpmap:111 opus/48000/2\r\na=rtpmap:101 telephone-event/48000"
+        } else {
+            "RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000"
+        };
         let sdp = format!(
             "v=0\r\no=load {i} 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
-             m=audio {} RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\n",
+             m=audio {} {media}\r\n",
             self.media_port
         );
         format!(
@@ -740,8 +680,14 @@ impl Gen {
                     }
                 }
             } else if cseq.ends_with("BYE") && code >= 200 && self.calls[i].st == St::Byeing {
-                self.calls[i].st = St::Done;
-                self.report.completed += 1;
+                // Only a 200 ends the call as asked; a 481 or 500 means the
+                // node had lost it.
+                self.calls[i].st = if code == 200 { St::Done } else { St::Failed };
+                if code == 200 {
+                    self.report.completed += 1;
+                } else {
+                    self.report.failed += 1;
+                }
                 if let Some(a) = self.calls[i].node_rtp {
                     self.by_port[a.port() as usize] = u32::MAX;
                 }
@@ -864,42 +810,15 @@ impl Gen {
                 if idx == u32::MAX {
                     continue;
                 }
-                let seq = u16::from_be_bytes([b[2], b[3]]);
                 let ts = u32::from_be_bytes([b[4], b[5], b[6], b[7]]);
-                self.calls[idx as usize].rx.on_packet(seq, ts, arrival_ms);
+                let payload = &b[12.min(len)..len];
+                self.calls[idx as usize]
+                    .rx
+                    .on_packet(ts, payload, arrival_ms);
             }
             if (r as usize) < RECV_BATCH {
                 return;
             }
         }
-    }
-}
-
-fn sockaddr(a: SocketAddrV4) -> libc::sockaddr_in {
-    // SAFETY: all-zero is a valid sockaddr_in; the fields are then set.
-    let mut s: libc::sockaddr_in = unsafe { std::mem::zeroed() };
-    s.sin_family = libc::AF_INET as libc::sa_family_t;
-    s.sin_port = a.port().to_be();
-    s.sin_addr = libc::in_addr {
-        s_addr: u32::from(*a.ip()).to_be(),
-    };
-    s
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn loss_and_late_accounting() {
-        let mut rx = Rx {
-            counting: true,
-            ..Default::default()
-        };
-        rx.on_packet(65535, 0, 100.0);
-        rx.on_packet(1, 320, 140.0); // seq 0 lost
-        rx.on_packet(2, 480, 300.0); // 140 ms behind
-        assert_eq!(rx.lost(), 1);
-        assert_eq!(rx.late, 1);
     }
 }

@@ -425,13 +425,20 @@ impl PluginHost {
         &self,
         plugin: &Arc<LoadedPlugin>,
         make: impl Fn() -> CallSession,
+        info: &CallInfo,
         n: u32,
-    ) -> f64 {
+        expect: impl Fn(&Outcome) -> bool,
+    ) -> Result<f64, String> {
         let start = Instant::now();
-        for _ in 0..n {
-            let _ = self.run(plugin, make(), bench_info()).await;
+        for i in 0..n {
+            let (outcome, _) = self.run(plugin, make(), info.clone()).await;
+            // A plugin that traps at entry would look fast: every run must
+            // end as the benchmark expects.
+            if !expect(&outcome) {
+                return Err(format!("run {i} of {}: {outcome:?}", plugin.manifest.name));
+            }
         }
-        start.elapsed().as_secs_f64() * 1e6 / n as f64
+        Ok(start.elapsed().as_secs_f64() * 1e6 / n as f64)
     }
 }
 
