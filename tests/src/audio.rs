@@ -142,17 +142,58 @@ pub fn tone_share(pcm: &[i16], rate: u32, hz: f64) -> f64 {
     2.0 * power / (n * energy)
 }
 
+/// A recording's samples and rate; fails the test when it cannot be read.
+pub fn read_heard(path: &Path) -> (Vec<i16>, u32) {
+    let read = |e: anyhow::Error| -> ! { panic!("{}: {e}", path.display()) };
+    (
+        read_wav_i16(path).unwrap_or_else(|e| read(e)),
+        wav_rate(path).unwrap_or_else(|e| read(e)),
+    )
+}
+
+/// For each 100 ms window of `pcm`: is `hz` clearly heard in it (loud, and
+/// at least `share` of the window's energy at that frequency)?
+pub fn tone_flags(pcm: &[i16], rate: u32, hz: f64, share: f64) -> Vec<bool> {
+    pcm.chunks_exact(rate as usize / 10)
+        .map(|w| rms(w) > 500.0 && tone_share(w, rate, hz) > share)
+        .collect()
+}
+
 /// 100 ms windows of a recording in which `hz` is clearly heard (loud, and
 /// most of the window's energy at that frequency).
 pub fn tone_windows(path: &Path, hz: f64) -> usize {
-    let read = |e: anyhow::Error| -> ! { panic!("{}: {e}", path.display()) };
-    let (pcm, rate) = (
-        read_wav_i16(path).unwrap_or_else(|e| read(e)),
-        wav_rate(path).unwrap_or_else(|e| read(e)),
-    );
-    pcm.chunks(rate as usize / 10)
-        .filter(|w| rms(w) > 500.0 && tone_share(w, rate, hz) > 0.5)
+    let (pcm, rate) = read_heard(path);
+    tone_flags(&pcm, rate, hz, 0.5)
+        .into_iter()
+        .filter(|f| *f)
         .count()
+}
+
+/// The longest stretch of a recording, in seconds, in which `hz` is heard
+/// throughout (a single 100 ms window missing — a lost packet, a jitter
+/// buffer's adjustment — does not break it). "Heard for most of the call",
+/// where counting loud windows would pass a few blips.
+pub fn longest_tone_s(path: &Path, hz: f64) -> f64 {
+    let (pcm, rate) = read_heard(path);
+    longest_run_s(&tone_flags(&pcm, rate, hz, 0.5))
+}
+
+/// The longest run of `true` windows (100 ms each), bridging single gaps.
+pub fn longest_run_s(flags: &[bool]) -> f64 {
+    let (mut best, mut run, mut gap) = (0usize, 0usize, 0usize);
+    for &f in flags {
+        if f {
+            run += 1 + gap;
+            gap = 0;
+        } else if run > 0 && gap == 0 {
+            gap = 1;
+        } else {
+            run = 0;
+            gap = 0;
+        }
+        best = best.max(run);
+    }
+    best as f64 / 10.0
 }
 
 /// A sine tone at `rate`, `seconds` long.
@@ -180,4 +221,34 @@ pub fn dtmf_tone(key: char, ms: usize) -> Vec<i16> {
             (v * 7000.0) as i16
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tone_is_heard_for_as_long_as_it_plays_and_blips_do_not_count() {
+        // 3 s of 1 kHz, 1 s of silence, 0.2 s of 1 kHz.
+        let mut pcm = tone(1000.0, 8000, 3);
+        pcm.extend(vec![0; 8000]);
+        pcm.extend(&tone(1000.0, 8000, 1)[..1600]);
+        let flags = tone_flags(&pcm, 8000, 1000.0, 0.5);
+        assert!((longest_run_s(&flags) - 3.0).abs() < 0.01, "{flags:?}");
+        // Another frequency is not heard; a mix of two is half of each.
+        assert_eq!(longest_run_s(&tone_flags(&pcm, 8000, 600.0, 0.5)), 0.0);
+        let mix: Vec<i16> = tone(1000.0, 8000, 1)
+            .iter()
+            .zip(tone(600.0, 8000, 1))
+            .map(|(a, b)| a / 2 + b / 2)
+            .collect();
+        let share = tone_share(&mix[..800], 8000, 1000.0);
+        assert!((0.35..0.65).contains(&share), "{share}");
+        // One missing window does not break a run; two do.
+        let mut f = vec![true; 10];
+        f[5] = false;
+        assert_eq!(longest_run_s(&f), 1.0);
+        f[6] = false;
+        assert_eq!(longest_run_s(&f), 0.5);
+    }
 }

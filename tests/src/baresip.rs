@@ -1,20 +1,83 @@
 //! baresip, a real softphone: callers, registered agents, and what they heard.
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
 
 use crate::*;
 
 /// A headless baresip user agent (apt baresip-core) driven over its ctrl_tcp socket.
 pub struct Baresip {
     child: Child,
-    ctrl: SocketAddr,
+    ctrl: Ctrl,
     pub dir: tempfile::TempDir,
+}
+
+/// One ctrl_tcp connection held for baresip's life: commands go out on it,
+/// and baresip reports its events (a call ringing, established, closed,
+/// with the call's SIP Call-ID) on it. baresip 1.0 keeps a single control
+/// connection, so commands cannot open their own.
+struct Ctrl {
+    stream: Mutex<TcpStream>,
+    replies: Mutex<mpsc::Receiver<Value>>,
+    events: Arc<Mutex<Vec<Value>>>,
+}
+
+impl Ctrl {
+    fn connect(addr: SocketAddr) -> Result<Ctrl> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let stream = loop {
+            match TcpStream::connect(addr) {
+                Ok(s) => break s,
+                Err(_) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(50))
+                }
+                Err(e) => return Err(e).context("baresip ctrl_tcp"),
+            }
+        };
+        let (tx, replies) = mpsc::channel();
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let seen = events.clone();
+        let mut reader = BufReader::new(stream.try_clone()?);
+        std::thread::spawn(move || {
+            // Netstrings: `<len>:<json>,` until baresip goes.
+            while let Some(msg) = read_netstring(&mut reader) {
+                let Ok(v) = serde_json::from_slice::<Value>(&msg) else {
+                    continue;
+                };
+                if v["event"] == true {
+                    seen.lock().unwrap().push(v);
+                } else if tx.send(v).is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Ctrl {
+            stream: Mutex::new(stream),
+            replies: Mutex::new(replies),
+            events,
+        })
+    }
+}
+
+fn read_netstring(r: &mut impl BufRead) -> Option<Vec<u8>> {
+    let mut len = Vec::new();
+    r.read_until(b':', &mut len).ok()?;
+    let len: usize = std::str::from_utf8(len.strip_suffix(b":")?)
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    let mut msg = vec![0u8; len + 1];
+    r.read_exact(&mut msg).ok()?;
+    msg.pop(); // the trailing comma
+    Some(msg)
 }
 
 impl Baresip {
@@ -135,43 +198,93 @@ impl Baresip {
         std::fs::write(d.join("cfg/accounts"), format!("{account}\n"))?;
         let mut cmd = Command::new("baresip");
         cmd.arg("-f").arg(d.join("cfg")).args(["-t", "60"]);
-        if let Some(dial) = dial {
-            cmd.args(["-e", &format!("/dial {dial}")]);
-        }
         let child = cmd
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(d.join("baresip.log"))?)
             .stderr(Stdio::null())
             .spawn()
             .context("starting baresip (apt baresip-core)")?;
-        Ok(Baresip { child, ctrl, dir })
-    }
-
-    /// Sends a ctrl_tcp command (netstring-framed JSON) and returns the raw reply.
-    pub fn command(&self, command: &str, params: &str) -> Result<String> {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let mut s = loop {
-            match TcpStream::connect(self.ctrl) {
-                Ok(s) => break s,
-                Err(_) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(100))
+        let mut phone = Baresip {
+            ctrl: match Ctrl::connect(ctrl) {
+                Ok(c) => c,
+                Err(e) => {
+                    let mut child = child;
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(e);
                 }
-                Err(e) => return Err(e).context("baresip ctrl_tcp"),
-            }
+            },
+            child,
+            dir,
         };
-        s.set_read_timeout(Some(Duration::from_secs(5)))?;
-        let json = format!(r#"{{"command":"{command}","params":"{params}","token":"t"}}"#);
-        write!(s, "{}:{json},", json.len())?;
-        let mut buf = [0u8; 4096];
-        let n = s.read(&mut buf).unwrap_or(0);
-        Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
+        // Dialled once the control connection is up, so none of the call's
+        // events is missed.
+        if let Some(dial) = dial {
+            let reply = phone.command("dial", dial)?;
+            if !reply.contains("\"ok\":true") {
+                let _ = phone.child.kill();
+                bail!("baresip would not dial {dial}: {reply}\n{}", phone.log());
+            }
+        }
+        Ok(phone)
     }
 
-    /// Presses `key` (RFC 4733) 1.5 s after `node` answered the call, while
-    /// its first prompt plays.
+    /// Sends a ctrl_tcp command (netstring-framed JSON) and returns the raw
+    /// reply; an error when baresip does not answer within 5 s.
+    pub fn command(&self, command: &str, params: &str) -> Result<String> {
+        let replies = self.ctrl.replies.lock().unwrap();
+        // A reply to an earlier command that timed out is not this one's.
+        while replies.try_recv().is_ok() {}
+        let json =
+            serde_json::json!({ "command": command, "params": params, "token": "t" }).to_string();
+        write!(self.ctrl.stream.lock().unwrap(), "{}:{json},", json.len())?;
+        let reply = replies
+            .recv_timeout(Duration::from_secs(5))
+            .with_context(|| format!("baresip did not answer {command}"))?;
+        Ok(reply.to_string())
+    }
+
+    /// The events baresip reported so far (`type`: `CALL_RINGING`,
+    /// `CALL_ESTABLISHED`, `CALL_CLOSED`, `REGISTER_OK`...; `id`: the call's
+    /// SIP Call-ID).
+    pub fn events(&self) -> Vec<Value> {
+        self.ctrl.events.lock().unwrap().clone()
+    }
+
+    /// Waits for an event of `kind`; its `id` (the call's SIP Call-ID, which
+    /// is the node's call record id for a call this phone placed).
+    pub fn wait_event(&self, kind: &str, timeout: Duration) -> Result<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(e) = self.events().iter().find(|e| e["type"] == kind) {
+                return Ok(e["id"].as_str().unwrap_or_default().to_string());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "baresip reported no {kind} in {timeout:?}; events: {:#?}\nlog:\n{}",
+                    self.events(),
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The Call-ID of this phone's call, once it was answered.
+    pub fn answered_call_id(&self, timeout: Duration) -> String {
+        self.wait_event("CALL_ESTABLISHED", timeout)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Presses `key` (RFC 4733) 1.5 s after this phone's call was answered
+    /// (the node's record of this very call says so), while its first
+    /// prompt plays.
     pub fn press_when_answered(&self, node: &TestNode, key: &str) {
-        node.wait_for_call(Duration::from_secs(20), |c| c["answered_at"].is_string())
-            .unwrap_or_else(|e| panic!("{e}\nbaresip log:\n{}", self.log()));
+        let id = self.answered_call_id(Duration::from_secs(20));
+        node.wait_for_call(Duration::from_secs(5), |c| {
+            c["id"] == id.as_str() && c["answered_at"].is_string()
+        })
+        .unwrap_or_else(|e| panic!("{e}\nbaresip log:\n{}", self.log()));
         std::thread::sleep(Duration::from_millis(1500));
         let reply = self.command("sndcode", key).unwrap();
         assert!(reply.contains("\"ok\":true"), "{reply}");

@@ -137,6 +137,15 @@ pub fn steps(call: &Value) -> Vec<&str> {
         .unwrap_or_default()
 }
 
+/// A record's timestamp field (`started_at`, `answered_at`, `ended_at`);
+/// fails the test when it is not set, so an open record is never read as
+/// "ended at the beginning of time".
+pub fn at<'a>(record: &'a Value, field: &str) -> &'a str {
+    record[field]
+        .as_str()
+        .unwrap_or_else(|| panic!("{field} is not set: {record:#}"))
+}
+
 /// Whether a command is installed (tests that need a peer say so when it is missing).
 pub fn have(cmd: &str) -> bool {
     Command::new("sh")

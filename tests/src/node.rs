@@ -334,20 +334,33 @@ impl TestNode {
         .unwrap_or_else(|e| panic!("{e}\n{}\n{}", caller.log(), self.logs()))
     }
 
-    /// A call's outbound legs (who rang), in the order they started.
+    /// A call's outbound legs (who rang), in the order they started. Fails
+    /// the test when the API does not answer (no answer is not "no legs").
     pub fn legs_of(&self, record: &Value) -> Vec<Value> {
-        let mut legs: Vec<Value> = self
+        let calls = self
             .calls()
-            .unwrap_or_default()
+            .unwrap_or_else(|e| panic!("reading the legs of {}: {e}", record["id"]));
+        let mut legs: Vec<Value> = calls
             .into_iter()
             .filter(|c| c["parent"] == record["id"])
             .collect();
         legs.sort_by(|a, b| {
-            a["started_at"]
-                .as_str()
-                .cmp(&b["started_at"].as_str())
+            at(a, "started_at")
+                .cmp(at(b, "started_at"))
                 .then(a["callee"].as_str().cmp(&b["callee"].as_str()))
         });
+        legs
+    }
+
+    /// The legs of a call that has ended, once every one of them has ended
+    /// too (a leg's record closes just after its caller's).
+    pub fn ended_legs_of(&self, record: &Value) -> Vec<Value> {
+        let mut legs = Vec::new();
+        let all_ended = wait_until(Duration::from_secs(10), || {
+            legs = self.legs_of(record);
+            legs.iter().all(|l| l["hangup_cause"].is_string())
+        });
+        assert!(all_ended, "a leg never ended: {legs:#?}");
         legs
     }
 

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use hookline_tests::{answered_by, http_get, http_request, steps, Baresip, TestNode};
+use hookline_tests::{answered_by, at, http_get, http_request, steps, Baresip, TestNode};
 use serde_json::Value;
 
 const SETUP: &str = r#"[[extensions]]
@@ -94,9 +94,7 @@ fn agents(node: &TestNode) -> Vec<Baresip> {
 /// Calls `number` for `seconds`; the caller's record and its legs.
 fn call(node: &TestNode, number: &str, seconds: usize) -> (Value, Vec<Value>) {
     let record = node.call_and_wait(number, seconds);
-    // Legs finish just after the caller's record.
-    std::thread::sleep(Duration::from_millis(500));
-    let legs = node.legs_of(&record);
+    let legs = node.ended_legs_of(&record);
     (record, legs)
 }
 
@@ -110,10 +108,6 @@ fn leg<'a>(legs: &'a [Value], user: &str) -> &'a Value {
     legs.iter()
         .find(|l| l["callee"] == user)
         .unwrap_or_else(|| panic!("{user} never rang: {legs:#?}"))
-}
-
-fn at(v: &Value, field: &str) -> String {
-    v[field].as_str().unwrap_or("").to_string()
 }
 
 #[test]
