@@ -65,6 +65,17 @@ fn profile(b: &Baresip) -> String {
         .join("\n")
 }
 
+/// 100 ms windows of what a baresip heard in which its own tone is heard
+/// at all (a tenth of the window's energy): a mixer must send each member
+/// the room minus itself.
+fn windows_with_own(b: &Baresip, own_hz: f64) -> usize {
+    let path = b.heard().expect("a recording");
+    let (pcm, rate) = (read_wav_i16(&path).unwrap(), wav_rate(&path).unwrap());
+    pcm.chunks(rate as usize / 10)
+        .filter(|w| rms(w) > 300.0 && tone_share(w, rate, own_hz) > 0.1)
+        .count()
+}
+
 /// 100 ms windows of what a baresip heard in which both tones are loud and
 /// clear (each well above its share of noise or the third party's tone).
 fn windows_with_both(b: &Baresip, a_hz: f64, b_hz: f64) -> usize {
@@ -145,10 +156,7 @@ config = {{ room = "team", pin = "1234" }}
         "G722",
     )
     .unwrap();
-    node.wait_for_call(Duration::from_secs(20), |c| {
-        c["callee"] == "secure" && c["answered_at"].is_string()
-    })
-    .unwrap_or_else(|e| panic!("{e}\n{}", phone.log()));
+    phone.answered_call_id(Duration::from_secs(20));
     std::thread::sleep(Duration::from_millis(1500));
     for key in ["1", "2", "3", "4", "#"] {
         let reply = phone.command("sndcode", key).unwrap();
@@ -180,15 +188,28 @@ config = {{ room = "team", pin = "1234" }}
     );
     let phone_heard = windows_with_both(&phone, BROWSER_HZ, TRUNK_HZ);
     assert!(
-        phone_heard >= 12,
+        phone_heard >= 20,
         "the phone heard the browser and the trunk together in {phone_heard} windows\n{}",
         profile(&phone)
     );
     let trunk_heard = windows_with_both(&trunk, BROWSER_HZ, PHONE_HZ);
-    eprintln!("windows with both other parties: phone {phone_heard}, trunk {trunk_heard}");
+    let (phone_own, trunk_own) = (
+        windows_with_own(&phone, PHONE_HZ),
+        windows_with_own(&trunk, TRUNK_HZ),
+    );
+    eprintln!(
+        "windows with both other parties: phone {phone_heard}, trunk {trunk_heard}; \
+         with their own tone: phone {phone_own}, trunk {trunk_own}"
+    );
     assert!(
-        trunk_heard >= 12,
+        trunk_heard >= 20,
         "the trunk caller heard the browser and the phone together in {trunk_heard} windows\n{}",
+        profile(&trunk)
+    );
+    assert!(
+        phone_own + trunk_own <= 2,
+        "members heard their own voice: phone {phone_own}, trunk {trunk_own} windows\n{}\n{}",
+        profile(&phone),
         profile(&trunk)
     );
 
@@ -239,16 +260,20 @@ config = { room = "team", pin = "1234", attempts = 1 }
         &tone(PHONE_HZ, 8000, 20),
     )
     .unwrap();
-    node.wait_for_call(Duration::from_secs(20), |c| c["answered_at"].is_string())
-        .unwrap_or_else(|e| panic!("{e}\n{}", phone.log()));
+    let id = phone.answered_call_id(Duration::from_secs(20));
     std::thread::sleep(Duration::from_millis(1500));
     for key in ["9", "9", "9", "9", "#"] {
-        phone.command("sndcode", key).unwrap();
+        let reply = phone.command("sndcode", key).unwrap();
+        assert!(reply.contains("\"ok\":true"), "{reply}");
         std::thread::sleep(Duration::from_millis(300));
     }
     let call = node
-        .wait_for_call(Duration::from_secs(20), |c| c["hangup_cause"].is_string())
+        .wait_for_call(Duration::from_secs(20), |c| {
+            c["id"] == id.as_str() && c["hangup_cause"].is_string()
+        })
         .unwrap_or_else(|e| panic!("{e}\n{}", node.logs()));
+    // The keys arrived (a PIN that never came would also keep the caller out).
+    assert!(steps(&call).contains(&"digits:9999"), "{call:#}");
     assert!(
         !steps(&call).iter().any(|s| s.starts_with("conference:")),
         "{call:#}"
