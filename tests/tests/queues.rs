@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use hookline_tests::{http_get, http_request, read_wav_i16, rms, steps, Baresip, TestNode};
+use hookline_tests::{at, http_get, http_request, read_wav_i16, rms, steps, Baresip, TestNode};
 use serde_json::Value;
 
 const SETUP: &str = r#"[[extensions]]
@@ -54,13 +54,18 @@ fn record_of(node: &TestNode, known: &[Value]) -> Value {
     .unwrap_or_else(|e| panic!("{e}\n{}", node.logs()))
 }
 
-fn leg_started(node: &TestNode, record: &Value) -> String {
-    node.calls()
-        .unwrap()
-        .iter()
-        .find(|c| c["parent"] == record["id"] && c["answered_at"].is_string())
-        .and_then(|c| c["started_at"].as_str().map(String::from))
+/// The leg that connected a queued caller to the agent.
+fn answered_leg(node: &TestNode, record: &Value) -> Value {
+    node.ended_legs_of(record)
+        .into_iter()
+        .find(|c| c["answered_at"].is_string())
         .unwrap_or_else(|| panic!("no answered leg for {record:#}"))
+}
+
+/// Seconds since the epoch of a record's timestamp field.
+fn secs(record: &Value, field: &str) -> f64 {
+    let t: jiff::Timestamp = at(record, field).parse().unwrap();
+    t.as_millisecond() as f64 / 1000.0
 }
 
 fn metric(node: &TestNode, name: &str) -> String {
@@ -105,18 +110,33 @@ fn callers_wait_with_music_and_positions_and_are_served_in_order() {
         "{a:#}\n{b:#}"
     );
     // First come, first served: the first caller's leg rang first.
+    let (leg_a, leg_b) = (answered_leg(&node, &a), answered_leg(&node, &b));
     assert!(
-        leg_started(&node, &a) < leg_started(&node, &b),
+        at(&leg_a, "started_at") < at(&leg_b, "started_at"),
         "the second caller was served first:\n{a:#}\n{b:#}"
     );
-    // The second caller heard the announcements and music while waiting
-    // (the agent itself sends silence).
+    // The second caller heard announcements and music for the whole wait
+    // (measured 0.82 of it audible: the announcements have pauses),
+    // from its answer until the agent's, and then the agent (who sends
+    // silence): the music stopped.
     let second = second.quit().unwrap();
     let heard = read_wav_i16(&second.heard().expect("recorded")).unwrap();
-    let audible = heard.chunks(800).filter(|c| rms(c) > 300.0).count();
+    let audible: Vec<bool> = heard.chunks_exact(800).map(|c| rms(c) > 300.0).collect();
+    let waited = ((secs(&leg_b, "answered_at") - secs(&b, "answered_at")) * 10.0) as usize;
+    assert!(waited >= 50, "the second caller waited {waited} × 100 ms");
+    let share = |w: &[bool]| w.iter().filter(|a| **a).count() as f64 / w.len().max(1) as f64;
+    let (during, after) = (
+        share(&audible[..waited.min(audible.len())]),
+        share(&audible[(waited + 5).min(audible.len())..]),
+    );
+    eprintln!("audible while waiting {during:.2}, after the agent answered {after:.2}");
     assert!(
-        audible >= 50,
-        "only {audible} × 100 ms of music and announcements"
+        during >= 0.7,
+        "music and announcements in {during:.2} of the {waited} × 100 ms wait"
+    );
+    assert!(
+        after <= 0.1,
+        "the music went on after the agent answered: {after:.2}"
     );
     drop(first);
     assert_eq!(
