@@ -151,6 +151,14 @@ pub fn read_heard(path: &Path) -> (Vec<i16>, u32) {
     )
 }
 
+/// 100 ms windows of `pcm` at speech level (RMS above 300): how much of a
+/// recording is speech or music rather than silence or line noise.
+pub fn audible_windows(pcm: &[i16], rate: u32) -> usize {
+    pcm.chunks_exact(rate as usize / 10)
+        .filter(|w| rms(w) > 300.0)
+        .count()
+}
+
 /// For each 100 ms window of `pcm`: is `hz` clearly heard in it (loud, and
 /// at least `share` of the window's energy at that frequency)?
 pub fn tone_flags(pcm: &[i16], rate: u32, hz: f64, share: f64) -> Vec<bool> {
