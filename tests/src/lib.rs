@@ -146,6 +146,14 @@ pub fn at<'a>(record: &'a Value, field: &str) -> &'a str {
         .unwrap_or_else(|| panic!("{field} is not set: {record:#}"))
 }
 
+/// A record's timestamp field as seconds since the epoch (fails like [`at`]).
+pub fn secs_of(record: &Value, field: &str) -> f64 {
+    let t: jiff::Timestamp = at(record, field)
+        .parse()
+        .unwrap_or_else(|e| panic!("{field}: {e}: {record:#}"));
+    t.as_millisecond() as f64 / 1000.0
+}
+
 /// Whether a command is installed (tests that need a peer say so when it is missing).
 pub fn have(cmd: &str) -> bool {
     Command::new("sh")

@@ -5,7 +5,9 @@
 
 use std::time::Duration;
 
-use hookline_tests::{at, http_get, http_request, read_wav_i16, rms, steps, Baresip, TestNode};
+use hookline_tests::{
+    at, http_get, http_request, read_wav_i16, rms, secs_of, steps, Baresip, TestNode,
+};
 use serde_json::Value;
 
 const SETUP: &str = r#"[[extensions]]
@@ -62,12 +64,6 @@ fn answered_leg(node: &TestNode, record: &Value) -> Value {
         .unwrap_or_else(|| panic!("no answered leg for {record:#}"))
 }
 
-/// Seconds since the epoch of a record's timestamp field.
-fn secs(record: &Value, field: &str) -> f64 {
-    let t: jiff::Timestamp = at(record, field).parse().unwrap();
-    t.as_millisecond() as f64 / 1000.0
-}
-
 fn metric(node: &TestNode, name: &str) -> String {
     let (_, metrics) = http_get(node.http, "/metrics", None).unwrap();
     metrics
@@ -122,7 +118,7 @@ fn callers_wait_with_music_and_positions_and_are_served_in_order() {
     let second = second.quit().unwrap();
     let heard = read_wav_i16(&second.heard().expect("recorded")).unwrap();
     let audible: Vec<bool> = heard.chunks_exact(800).map(|c| rms(c) > 300.0).collect();
-    let waited = ((secs(&leg_b, "answered_at") - secs(&b, "answered_at")) * 10.0) as usize;
+    let waited = ((secs_of(&leg_b, "answered_at") - secs_of(&b, "answered_at")) * 10.0) as usize;
     assert!(waited >= 50, "the second caller waited {waited} × 100 ms");
     let share = |w: &[bool]| w.iter().filter(|a| **a).count() as f64 / w.len().max(1) as f64;
     let (during, after) = (
