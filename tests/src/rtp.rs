@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
+use crate::tone_share;
+
 /// One RTP packet as received by a sink.
 #[derive(Debug, Clone)]
 pub struct Received {
@@ -110,4 +112,31 @@ pub fn talkspurts(packets: &[Received], payload_type: u8) -> Vec<Vec<&Received>>
         }
     }
     spurts
+}
+
+/// What a sink heard between `from_s` and `to_s` seconds after its first
+/// packet arrived, decoded (PCMA or PCMU; other payloads are skipped):
+/// "what the caller heard at that point of the call".
+pub fn heard_between(packets: &[Received], from_s: f64, to_s: f64) -> Vec<i16> {
+    let Some(first) = packets.first() else {
+        return Vec::new();
+    };
+    packets
+        .iter()
+        .filter(|p| (from_s..to_s).contains(&(p.at - first.at).as_secs_f64()))
+        .flat_map(|p| {
+            p.payload.iter().filter_map(move |b| match p.payload_type {
+                8 => Some(alaw_to_linear(*b)),
+                0 => Some(ulaw_to_linear(*b)),
+                _ => None,
+            })
+        })
+        .collect()
+}
+
+/// 100 ms windows of 8 kHz audio that are mostly ringback (440 + 480 Hz).
+pub fn ringback_windows(pcm: &[i16]) -> usize {
+    pcm.chunks_exact(800)
+        .filter(|w| rms(w) > 300.0 && tone_share(w, 8000, 440.0) + tone_share(w, 8000, 480.0) > 0.5)
+        .count()
 }

@@ -5,7 +5,10 @@
 
 use std::time::Duration;
 
-use hookline_tests::{free_udp_port, sipp, sipp_uas, steps, wait_sipp, RtpSink, TestNode};
+use hookline_tests::{
+    audible_windows, free_udp_port, heard_between, ringback_windows, sipp, sipp_uas, steps,
+    wait_sipp, RtpSink, TestNode,
+};
 
 #[test]
 fn failing_trunk_fails_over_to_the_reserve_with_digest_auth() {
@@ -42,7 +45,7 @@ config = {{ menu = ["main_menu"], attempts = 2, timeout_ms = 3000, options = [{{
         std::thread::sleep(Duration::from_secs(1));
         panic!("{e}\ncalls: {:#?}", node.calls().unwrap());
     }
-    drop(sink.finish());
+    let packets = sink.finish();
     assert!(
         wait_sipp(carrier_a, Duration::from_secs(10)),
         "carrier A did not see its INVITE/503/ACK"
@@ -83,6 +86,17 @@ config = {{ menu = ["main_menu"], attempts = 2, timeout_ms = 3000, options = [{{
     assert_eq!(answered["callee"], "5551234");
     assert_eq!(answered["caller"], "380441234567", "the trunk's caller ID");
     assert_eq!(answered["hangup_cause"], "caller-bye");
+
+    // The caller heard the reserve carrier's side (its speech from ~1.5 s
+    // after the key until ~9 s): speech, not silence or ringback.
+    let talk = heard_between(&packets, 3.0, 8.0);
+    let (speech, ringback) = (audible_windows(&talk, 8000), ringback_windows(&talk));
+    eprintln!("failover: {speech} speech and {ringback} ringback windows of 50");
+    assert!(
+        speech >= 30,
+        "the caller heard the carrier in {speech} of 50 windows"
+    );
+    assert_eq!(ringback, 0, "ringback after the answer");
 }
 
 #[test]
@@ -112,7 +126,7 @@ config = {{ menu = ["main_menu"], attempts = 2, timeout_ms = 3000, options = [{{
         &[("rtp_sink", sink.port.to_string())],
     )
     .unwrap();
-    drop(sink.finish());
+    let packets = sink.finish();
     assert!(
         wait_sipp(forward, Duration::from_secs(10)),
         "the forwarder's 302 was not acknowledged"
@@ -142,5 +156,19 @@ config = {{ menu = ["main_menu"], attempts = 2, timeout_ms = 3000, options = [{{
         legs.iter()
             .any(|l| l["callee"] == "mobile" && l["answered_at"].is_string()),
         "{legs:#?}"
+    );
+
+    // Between the key (~1 s) and the callee's answer (3 s after its 183),
+    // the caller heard the callee's announcement, not ringback or silence.
+    let early = heard_between(&packets, 1.6, 4.0);
+    let (speech, ringback) = (audible_windows(&early, 8000), ringback_windows(&early));
+    eprintln!("early media: {speech} speech and {ringback} ringback windows of 24");
+    assert!(
+        speech >= 15,
+        "the early media was heard in {speech} of 24 windows"
+    );
+    assert!(
+        ringback <= 1,
+        "ringback over early media: {ringback} windows"
     );
 }
