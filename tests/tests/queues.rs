@@ -81,17 +81,25 @@ fn callers_wait_with_music_and_positions_and_are_served_in_order() {
 
     let first =
         Baresip::start_with_mic(&format!("sip:700@{}", node.sip), &vec![0; 8000 * 20]).unwrap();
-    std::thread::sleep(Duration::from_secs(2));
+    // The first caller is in the queue before the second dials.
+    let waiting = |n: usize| {
+        metric(&node, "hookline_queue_waiting{queue=\"support\"}")
+            == format!("hookline_queue_waiting{{queue=\"support\"}} {n}")
+    };
+    assert!(
+        hookline_tests::wait_until(Duration::from_secs(20), || waiting(1)),
+        "{}",
+        node.logs()
+    );
     let second =
         Baresip::start_with_mic(&format!("sip:700@{}", node.sip), &vec![0; 8000 * 40]).unwrap();
     // Both wait: nobody is free.
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while metric(&node, "hookline_queue_waiting{queue=\"support\"}")
-        != "hookline_queue_waiting{queue=\"support\"} 2"
-    {
-        assert!(std::time::Instant::now() < deadline, "{}", node.logs());
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    assert!(
+        hookline_tests::wait_until(Duration::from_secs(20), || waiting(2)),
+        "{}",
+        node.logs()
+    );
+    // Long enough to hear an announcement (every 4 s) over the music.
     std::thread::sleep(Duration::from_secs(5));
     dnd(&node, false);
 

@@ -130,8 +130,13 @@ fn a_greedy_plugin_meets_its_quotas_and_the_node_stays_within_bounds() {
     // while the plugin still runs; it is ended after the 2 s grace.
     let id = format!("greedy-linger-{}", rand_id());
     let tag = ua.call(&id, "g-linger", 9).unwrap();
-    std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(node.metric("hookline_active_calls").unwrap(), 1.0);
+    assert!(
+        hookline_tests::wait_until(Duration::from_secs(5), || node
+            .metric("hookline_active_calls")
+            .unwrap()
+            == 1.0),
+        "the lingering call was never counted active"
+    );
     ua.request("BYE", &id, &tag, 2, "", "").unwrap();
     let hung = Instant::now();
     let mut freed = None;
