@@ -154,8 +154,9 @@ fn main() -> anyhow::Result<()> {
     let done = rt.block_on(async {
         let mut ok = 0;
         for t in tasks {
-            // Parked in its verb, told the caller left: the plugin returns ok.
-            if matches!(t.await, Ok(Outcome::Done)) {
+            // Parked in its verb, told the caller left: the verb returns
+            // hung-up and the plugin passes it on as its error.
+            if matches!(t.await, Ok(Outcome::Failed(r)) if r.contains("HungUp")) {
                 ok += 1;
             }
         }
@@ -166,7 +167,7 @@ fn main() -> anyhow::Result<()> {
     let parked_total = parked.len();
     anyhow::ensure!(
         done == parked_total,
-        "only {done} of {parked_total} parked plugins returned ok when their call ended"
+        "only {done} of {parked_total} parked plugins returned hung-up when their call ended"
     );
     println!(
         "bench=plugin_density levels={} returned_ok={done} host_call_ns={host_call_ns:.0} {}",
