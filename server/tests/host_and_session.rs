@@ -6,52 +6,16 @@
 //!
 //! Needs the hostile test plugin built (`scripts/setup.sh` builds it).
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use hookline::call::session::CallEvent;
 use hookline::call::{parked_session, Node, SipCommand};
-use hookline::node::{build, ServeOptions};
 use hookline::plugin::{CallError, CallInfo, Outcome};
 use hookline::sip::endpoint::EndCause;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-/// A node with the hostile plugin and tight budgets, its data in `dir`.
-async fn node(dir: &std::path::Path) -> Arc<Node> {
-    let wasm = root().join("target/wasm32-wasip2/release/hookline_hostile.wasm");
-    assert!(
-        wasm.exists(),
-        "{} missing: scripts/setup.sh builds the test plugins",
-        wasm.display()
-    );
-    let config = format!(
-        "[node]\nmax_calls = 20\nplugin_cpu_ms = 200\nplugin_memory_mib = 16\nmax_call_s = 30\n\n\
-         [prompts]\nlanguage = \"en\"\nlanguages = []\n\n\
-         [[plugins]]\nname = \"hostile\"\npath = \"{}\"\n",
-        wasm.display()
-    );
-    std::fs::write(dir.join("hookline.toml"), config).unwrap();
-    // No prompts: nothing to render at start.
-    std::fs::create_dir_all(dir.join("prompts")).unwrap();
-    std::fs::write(dir.join("prompts/catalog.toml"), "").unwrap();
-    build(&ServeOptions {
-        sip: "127.0.0.1:0".parse().unwrap(),
-        rtp_ports: (47000, 47100),
-        http: "127.0.0.1:0".parse().unwrap(),
-        data: dir.join("data"),
-        config: dir.join("hookline.toml"),
-        insecure_api: false,
-    })
-    .await
-    .unwrap()
-}
+mod common;
+use common::node;
 
 fn info(mode: &str) -> CallInfo {
     CallInfo {

@@ -70,9 +70,9 @@ fn changes_need_the_token_the_node_made_and_strangers_are_throttled() {
     let (status, _) = http_get(node.http, "/api/calls", None).unwrap();
     assert_eq!(status, 200);
     for (method, path, body) in [
-        ("PUT", "/api/agents/201/dnd", &b"on"[..]),
-        ("PUT", "/api/agents/201/pause", b"on"),
-        ("POST", "/api/agents/201/conversions", b"5"),
+        ("PUT", "/api/agents/301/dnd", &b"on"[..]),
+        ("PUT", "/api/agents/301/pause", b"on"),
+        ("POST", "/api/agents/301/conversions", b"5"),
         ("PUT", "/api/prompts/en/welcome", b"RIFF"),
         ("DELETE", "/api/prompts/en/welcome", b""),
         ("PUT", "/api/plugins/ivr", b"\0asm"),
@@ -83,7 +83,7 @@ fn changes_need_the_token_the_node_made_and_strangers_are_throttled() {
     let (status, _) = http_request(
         node.http,
         "PUT",
-        "/api/agents/201/dnd",
+        "/api/agents/301/dnd",
         Some(&token),
         b"off",
     )
@@ -128,7 +128,7 @@ fn changes_need_the_token_the_node_made_and_strangers_are_throttled() {
         let (status, _) = http_request(
             node.http,
             "PUT",
-            "/api/agents/201/dnd",
+            "/api/agents/301/dnd",
             Some(&format!("guess-{i}")),
             b"on",
         )
@@ -139,7 +139,7 @@ fn changes_need_the_token_the_node_made_and_strangers_are_throttled() {
     assert!(codes[..10 - earlier].iter().all(|c| *c == 401), "{codes:?}");
     assert!(codes[10 - earlier..].iter().all(|c| *c == 429), "{codes:?}");
     let (status, _) =
-        http_request(node.http, "PUT", "/api/agents/201/dnd", Some(&token), b"on").unwrap();
+        http_request(node.http, "PUT", "/api/agents/301/dnd", Some(&token), b"on").unwrap();
     assert_eq!(status, 429);
     assert!(t0.elapsed() < Duration::from_secs(30));
 }
@@ -192,7 +192,7 @@ fn an_api_beyond_loopback_with_no_token_does_not_start_without_insecure_api() {
     };
     // Changes still need the token it made.
     let (status, _) =
-        http_request(addr, "PUT", "/api/agents/201/dnd", None, b"on").unwrap_or((0, String::new()));
+        http_request(addr, "PUT", "/api/agents/301/dnd", None, b"on").unwrap_or((0, String::new()));
     let _ = child.kill();
     let out = child.wait_with_output().unwrap();
     let log =

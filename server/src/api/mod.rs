@@ -280,6 +280,9 @@ async fn set_dnd(
     Path(user): Path<String>,
     body: String,
 ) -> Response {
+    if !known_agent(&node, &user) {
+        return no_such_agent();
+    }
     put_on_off(&body, |dnd| node.presence.set_dnd(&user, dnd))
 }
 
@@ -290,7 +293,25 @@ async fn set_paused(
     Path(user): Path<String>,
     body: String,
 ) -> Response {
+    if !known_agent(&node, &user) {
+        return no_such_agent();
+    }
     put_on_off(&body, |paused| node.presence.set_paused(&user, paused))
+}
+
+/// An agent of a group, a phone extension or a browser agent: only these
+/// get a state (anything else would grow the presence table without end).
+fn known_agent(node: &Node, user: &str) -> bool {
+    let cfg = &node.config;
+    cfg.groups
+        .iter()
+        .any(|g| g.members.iter().any(|m| m == user))
+        || cfg.extensions.iter().any(|e| e.user == user)
+        || cfg.webrtc.agents.iter().any(|a| a.user == user)
+}
+
+fn no_such_agent() -> Response {
+    (StatusCode::NOT_FOUND, "no such agent\n").into_response()
 }
 
 /// `POST /api/agents/{user}/conversions` (body: how many, default 1): the
@@ -314,12 +335,8 @@ async fn add_conversions(
             }
         },
     };
-    let cfg = &node.config;
-    let known = cfg.groups.iter().any(|g| g.members.contains(&user))
-        || cfg.extensions.iter().any(|e| e.user == user)
-        || cfg.webrtc.agents.iter().any(|a| a.user == user);
-    if !known {
-        return (StatusCode::NOT_FOUND, "no such agent\n").into_response();
+    if !known_agent(&node, &user) {
+        return no_such_agent();
     }
     let r = node.add_agent_results(&user, 0, count);
     Json(serde_json::json!({
