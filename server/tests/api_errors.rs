@@ -31,7 +31,12 @@ impl Api {
         let mut req = Request::builder()
             .method(method)
             .uri(path)
-            .header(header::HOST, "localhost");
+            .header(header::HOST, "localhost")
+            // What axum's server puts on each request: the peer's address.
+            .extension(axum::extract::ConnectInfo(std::net::SocketAddr::from((
+                [127, 0, 0, 1],
+                40000,
+            ))));
         if let Some(t) = token {
             req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
         }
@@ -167,4 +172,47 @@ async fn bad_requests_get_their_status_and_a_reason() {
     let (s, plugins) = api.send(Method::GET, "/api/plugins", None, "").await;
     assert_eq!(s, StatusCode::OK);
     assert!(plugins.contains("hostile"), "{plugins}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_browser_offers_are_refused_and_give_back_what_they_took() {
+    let api = Api::new().await;
+    let free = api.node.ports.free_count();
+    let token = Some(common::BROWSER_TOKEN);
+    // No token, a wrong one: 401.
+    let (s, _) = api
+        .send(Method::POST, "/webrtc/call/100", None, "v=0")
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    // Not UTF-8, too large, not an offer a browser would send: refused, and
+    // the RTP port each one took for a moment is back in the pool.
+    let (s, why) = api
+        .send(
+            Method::POST,
+            "/webrtc/call/100",
+            token,
+            vec![0xffu8, 0xfe, 0xfd],
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{why}");
+    let (s, _) = api
+        .send(Method::POST, "/webrtc/call/100", token, vec![b'a'; 1 << 20])
+        .await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+    for offer in [
+        "v=0\r\n",
+        "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n",
+        "garbage",
+    ] {
+        let (s, why) = api
+            .send(Method::POST, "/webrtc/call/100", token, offer)
+            .await;
+        assert!(s.is_client_error(), "{offer:?}: {s} {why}");
+    }
+    assert_eq!(api.node.ports.free_count(), free, "an RTP port was kept");
+    // Hanging up a call that is not there: 404.
+    let (s, _) = api
+        .send(Method::DELETE, "/webrtc/call/webrtc-0000", token, "")
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
 }

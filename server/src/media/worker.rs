@@ -215,6 +215,11 @@ impl PortPool {
         Some(s)
     }
 
+    /// Ports not held by any leg (what a test checks is given back).
+    pub fn free_count(&self) -> usize {
+        self.free.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
     pub fn release(&self, port: u16) {
         self.free
             .lock()

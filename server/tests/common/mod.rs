@@ -7,6 +7,10 @@ use std::sync::Arc;
 use hookline::call::Node;
 use hookline::node::{build, ServeOptions};
 
+/// Browser agent 301's token in the test config.
+#[allow(dead_code)] // not every test binary logs a browser in
+pub const BROWSER_TOKEN: &str = "test-token-of-browser-agent-301";
+
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -26,7 +30,9 @@ pub async fn node(dir: &std::path::Path) -> Arc<Node> {
         "[node]\nmax_calls = 20\nplugin_cpu_ms = 200\nplugin_memory_mib = 16\nmax_call_s = 30\n\n\
          [[extensions]]\nuser = \"201\"\npassword = \"one\"\n\n\
          [prompts]\nlanguage = \"en\"\nlanguages = []\n\n\
-         [[plugins]]\nname = \"hostile\"\npath = \"{}\"\n",
+         [webrtc]\nagents = [{{ user = \"301\", token = \"{BROWSER_TOKEN}\" }}]\n\n\
+         [[plugins]]\nname = \"hostile\"\npath = \"{}\"\n\n\
+         [[routes]]\nnumber = \"*\"\nplugin = \"hostile\"\nconfig = \"ping:0\"\n",
         wasm.display()
     );
     std::fs::write(dir.join("hookline.toml"), config).unwrap();
