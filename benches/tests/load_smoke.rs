@@ -19,6 +19,10 @@ plugin = "ivr"
 config = { greeting = [], menu = ["welcome", "main_menu", "sales", "support", "operator"], invalid = [], no_input = [], attempts = 100000, timeout_ms = 20, options = [{ digit = "1", name = "sales" }], fallback = { name = "none" } }
 "#;
 
+/// One load at a time: the two would share the machine's cores, and the
+/// gate is about the node, not about two loads competing.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn config(service: &str, calls: usize, answer: bool, sip_port: u16) -> LoadConfig {
     LoadConfig {
         node: "127.0.0.1:5060".parse().unwrap(),
@@ -94,6 +98,7 @@ fn ended_records(node: &TestNode, calls: usize) -> Vec<Value> {
 
 #[test]
 fn ivr_calls_get_every_prompt_packet_and_end_as_the_caller_asked() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let node = TestNode::start(NodeSpec {
         profile: "release",
         extra_routes: PROMPTS,
@@ -127,6 +132,7 @@ fn ivr_calls_get_every_prompt_packet_and_end_as_the_caller_asked() {
 
 #[test]
 fn bridged_calls_carry_each_callers_own_audio_to_its_own_agent_and_back() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let agents = free_udp_port();
     let route = format!(
         "[[routes]]\nnumber = \"bridge\"\nplugin = \"ivr\"\nconfig = {{ fallback = {{ name = \"agent\", dial = [\"sip:agent@127.0.0.1:{agents}\"], dial_timeout_ms = 20000 }} }}\n"
