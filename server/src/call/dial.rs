@@ -5,6 +5,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use super::attempts::{Attempt, Attempts, Slot, AT_ONCE};
 use super::forwarding::{ExtensionState, Forwarding, Missed, Reason as ForwardReason};
 use super::presence::GroupOutcome;
 use super::session::{CallEvent, CallSession};
@@ -82,19 +83,6 @@ impl DialOutcome {
     }
 }
 
-/// When a leg rings, from the start of the dial (ring groups stagger them).
-#[derive(Debug, Clone, Copy)]
-struct Slot {
-    start: Duration,
-    /// In turn: the leg stops ringing when the next agent's turn comes.
-    stop: Option<Duration>,
-}
-
-const AT_ONCE: Slot = Slot {
-    start: Duration::ZERO,
-    stop: None,
-};
-
 /// One way to reach one target, and when it rings.
 struct Contact {
     target: u32,
@@ -106,38 +94,6 @@ struct Contact {
     agent: bool,
     /// The ring group this contact rings for.
     group: Option<String>,
-}
-
-/// One ringing leg.
-struct Attempt {
-    target: u32,
-    label: String,
-    slot: Slot,
-    agent: bool,
-    /// The INVITE went out (a later turn of a group waits).
-    started: bool,
-    /// Rang for its whole turn unanswered.
-    unanswered: bool,
-    /// An agent held busy while this rings or talks (other dials skip them).
-    reserved: bool,
-    group: Option<String>,
-    /// The route to start with, until started.
-    first: Option<Route>,
-    call_id: String,
-    leg: LegId,
-    port: u16,
-    local: SocketAddr,
-    /// Final response received (or cancelled).
-    done: bool,
-    busy: bool,
-    /// Further trunks to try if this one fails.
-    failover: std::collections::VecDeque<Route>,
-    /// Caller ID the plugin asked for (kept across failover).
-    from_user: String,
-    /// 3xx redirects followed so far.
-    redirects: u32,
-    /// Answered and connected: a group's agent wraps up afterwards.
-    talked: bool,
 }
 
 /// Responses that mean "this carrier failed", not "this callee declined".
@@ -176,21 +132,6 @@ fn extension_routes(node: &super::Node, user: &str, now_unix: u64) -> Vec<Route>
         routes.push(direct(format!("webrtc:{user}"), nowhere));
     }
     routes
-}
-
-impl super::Node {
-    /// Frees the agent an attempt held (ringing or talking), once; after a
-    /// group's call they wrap up for the group's `wrap_up_s`.
-    fn release_agent(&self, a: &mut Attempt) {
-        if std::mem::take(&mut a.reserved) {
-            let wrap_up_s = match (&a.group, a.talked) {
-                (Some(g), true) => self.config.group(g).map_or(0, |g| g.wrap_up_s),
-                _ => 0,
-            };
-            self.presence
-                .free_after(&a.label, crate::store::now_ms(), wrap_up_s as i64 * 1000);
-        }
-    }
 }
 
 /// A dial string from config: `tel:<number>`, `sip:<uri>`, else an extension or group.
@@ -472,7 +413,7 @@ impl CallSession {
             return Ok(DialOutcome::missed(DialStatus::Failed));
         }
         let from_user = caller_id.unwrap_or_else(|| self.caller.clone());
-        let mut attempts = Vec::new();
+        let mut attempts = Attempts::new(node.clone(), self.sip.clone());
         for contact in contacts {
             let mut routes: std::collections::VecDeque<Route> = contact.routes.into();
             let Some(route) = routes.pop_front() else {
@@ -517,22 +458,16 @@ impl CallSession {
                 from_user: from_user.clone(),
                 redirects: 0,
                 talked: false,
+                open: started,
             });
         }
         // Ringback until someone answers.
         self.ringback();
-        let outcome = self.ring_and_talk(&mut attempts, timeout).await;
+        let outcome = self.ring_and_talk(&mut attempts[..], timeout).await;
         self.media.stop(self.leg);
-        for a in attempts.iter_mut() {
-            node.release_agent(a);
-        }
-        for a in attempts.iter().filter(|a| a.port != 0) {
-            node.media.remove_leg(a.leg);
-            node.ports.release(a.port);
-            let _ = self.sip.send(SipCommand::Finished {
-                call_id: a.call_id.clone(),
-            });
-        }
+        // Agents, legs and ports back (the same happens if this future is
+        // dropped before here: a budget, a trap).
+        drop(attempts);
         match &outcome {
             Ok(o) => self.mark(&format!("dial:{}", status_str(o.status))),
             Err(_) => self.mark("dial:caller-hangup"),
@@ -679,6 +614,7 @@ impl CallSession {
                         UacEvent::Redirected { contact } => {
                             self.leave_early_media(&mut early, i, attempts[i].leg);
                             self.store.call_ended(&call_id, "redirected", vec![]);
+                            attempts[i].open = false;
                             match uri_dest(&contact).filter(|_| attempts[i].redirects < 3) {
                                 Some(dest) => {
                                     let route = Route {
@@ -695,6 +631,7 @@ impl CallSession {
                                     attempts[i].redirects += 1;
                                     attempts[i].call_id =
                                         self.start_route(&route, &from, &label, local, leg);
+                                    attempts[i].open = true;
                                 }
                                 None => attempts[i].done = true,
                             }
@@ -722,6 +659,7 @@ impl CallSession {
                                         call_id: call_id.clone(),
                                     });
                                     attempts[i].done = true;
+                                    attempts[i].open = false;
                                     self.store.call_ended(&call_id, "bad-sdp-answer", vec![]);
                                 }
                             }
@@ -730,6 +668,7 @@ impl CallSession {
                             self.leave_early_media(&mut early, i, attempts[i].leg);
                             self.store
                                 .call_ended(&call_id, &format!("sip-{code}"), vec![]);
+                            attempts[i].open = false;
                             let next = if fails_over(code) {
                                 attempts[i].failover.pop_front()
                             } else {
@@ -743,6 +682,7 @@ impl CallSession {
                                     let from = attempts[i].from_user.clone();
                                     attempts[i].call_id =
                                         self.start_route(&route, &from, &label, local, leg);
+                                    attempts[i].open = true;
                                 }
                                 None => {
                                     attempts[i].done = true;
@@ -750,7 +690,13 @@ impl CallSession {
                                 }
                             }
                         }
-                        UacEvent::RemoteBye => attempts[i].done = true,
+                        UacEvent::RemoteBye => {
+                            // Hung up before it was answered (a 200 we
+                            // never saw): its record ends here.
+                            attempts[i].done = true;
+                            attempts[i].open = false;
+                            self.store.call_ended(&call_id, "callee-bye", vec![]);
+                        }
                     }
                 }
                 ev @ CallEvent::Ended(_) => {
@@ -783,6 +729,8 @@ impl CallSession {
             // A call the node places: whoever answered becomes its own leg
             // (the agent of a callback), kept busy until the session ends.
             let a = &mut attempts[winner];
+            // The session owns this leg from here (its record, port, agent).
+            a.open = false;
             self.adopted = Some(super::session::Adopted {
                 call_id: a.call_id.clone(),
                 port: std::mem::take(&mut a.port),
@@ -827,6 +775,7 @@ impl CallSession {
                     self.media.unbridge(self.leg, leg);
                     self.store
                         .call_ended(&call_id, "callee-bye", vec![format!("codec:{codec}")]);
+                    attempts[winner].open = false;
                     return Ok(DialOutcome {
                         status: DialStatus::Completed,
                         answered_target: Some(target),
@@ -845,6 +794,7 @@ impl CallSession {
                     });
                     self.store
                         .call_ended(&call_id, cause, vec![format!("codec:{codec}")]);
+                    attempts[winner].open = false;
                     return Err(CallError::HungUp);
                 }
                 other => self.absorb(other),
@@ -941,6 +891,7 @@ impl CallSession {
                 (a.leg, a.port, a.local) = (leg, port, local);
                 let (label, from) = (a.label.clone(), a.from_user.clone());
                 a.call_id = self.start_route(&route, &from, &label, local, leg);
+                a.open = true;
                 if a.agent {
                     self.node.presence.busy(&label);
                     a.reserved = true;
@@ -953,6 +904,7 @@ impl CallSession {
                     call_id: call_id.clone(),
                 });
                 self.store.call_ended(&call_id, "next-agent", vec![]);
+                a.open = false;
                 self.leave_early_media(early, i, leg);
             }
         }
@@ -1005,6 +957,7 @@ impl CallSession {
                 call_id: a.call_id.clone(),
             });
             self.store.call_ended(&a.call_id, cause, vec![]);
+            a.open = false;
         }
     }
 }

@@ -2,6 +2,7 @@
 //! per-call task that runs a plugin and writes the call record.
 
 pub mod admission;
+mod attempts;
 pub mod callback;
 pub mod collect;
 pub mod conference;

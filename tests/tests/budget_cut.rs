@@ -1,0 +1,125 @@
+//! A plugin cut by its wall-clock budget (`max_call_s`) in the middle of a
+//! dial gives back everything the dial held: the agent's phone stops
+//! ringing or is hung up, every record ends, the agent is free, and the
+//! node's media legs and calls are back to zero. Real phones (baresip).
+
+use std::time::Duration;
+
+use hookline_tests::{wait_until, Baresip, NodeSpec, TestNode};
+use serde_json::Value;
+
+const SETUP: &str = r#"[[extensions]]
+user = "201"
+password = "one"
+
+[[extensions]]
+user = "202"
+password = "two"
+
+[[routes]]
+number = "cut-bridge"
+plugin = "ivr"
+config = { fallback = { name = "agent", dial = ["201"], dial_timeout_ms = 30000 } }
+
+[[routes]]
+number = "cut-ring"
+plugin = "ivr"
+config = { fallback = { name = "agent", dial = ["202"], dial_timeout_ms = 30000 } }
+"#;
+
+fn node() -> TestNode {
+    TestNode::start(NodeSpec {
+        extra_routes: SETUP,
+        node_section: Some("max_call_s = 4"),
+        ..NodeSpec::default()
+    })
+    .unwrap()
+}
+
+/// The node holds nothing for calls any more: no call, no media leg.
+fn all_given_back(node: &TestNode) {
+    let idle = || {
+        node.metric("hookline_active_calls").unwrap() == 0.0
+            && node.metric("hookline_media_legs").unwrap() == 0.0
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), idle),
+        "calls {} legs {}\n{}",
+        node.metric("hookline_active_calls").unwrap(),
+        node.metric("hookline_media_legs").unwrap(),
+        node.logs()
+    );
+}
+
+/// Agent `user` is not held busy by anything.
+fn agent_free(node: &TestNode, user: &str) {
+    let (_, body) = hookline_tests::http_get(node.http, "/api/agents", None).unwrap();
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let a = v["agents"]
+        .as_array()
+        .and_then(|a| a.iter().find(|a| a["user"] == user))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        a["calls"].as_u64().unwrap_or(0),
+        0,
+        "{user} still busy: {v:#}"
+    );
+}
+
+#[test]
+fn cut_mid_bridge_hangs_up_the_agent_and_gives_everything_back() {
+    let node = node();
+    let agent = node.agent("201", "one", &vec![0; 8000 * 60]).unwrap();
+    let caller =
+        Baresip::start_with_mic(&format!("sip:cut-bridge@{}", node.sip), &vec![0; 8000 * 30])
+            .unwrap();
+    // Bridged: the agent answered.
+    agent.answered_call_id(Duration::from_secs(20));
+    let id = caller.answered_call_id(Duration::from_secs(5));
+    // The budget (4 s from the start of the call) cuts the plugin mid-bridge.
+    let call = node
+        .wait_for_call(Duration::from_secs(20), |c| {
+            c["id"] == id.as_str() && c["hangup_cause"].is_string()
+        })
+        .unwrap();
+    assert_eq!(call["hangup_cause"], "plugin-trap", "{call:#}");
+    // The agent's phone was hung up, and its leg's record ended.
+    agent
+        .wait_event("CALL_CLOSED", Duration::from_secs(10))
+        .unwrap();
+    let legs = node.ended_legs_of(&call);
+    assert_eq!(legs.len(), 1, "{legs:#?}");
+    assert!(legs[0]["answered_at"].is_string(), "{:#}", legs[0]);
+    all_given_back(&node);
+    agent_free(&node, "201");
+}
+
+#[test]
+fn cut_mid_ring_stops_the_ringing_and_gives_everything_back() {
+    let node = node();
+    let agent = node.agent_not_answering("202", "two").unwrap();
+    let caller =
+        Baresip::start_with_mic(&format!("sip:cut-ring@{}", node.sip), &vec![0; 8000 * 30])
+            .unwrap();
+    agent
+        .wait_event("CALL_INCOMING", Duration::from_secs(20))
+        .unwrap();
+    let id = caller.answered_call_id(Duration::from_secs(5));
+    let call = node
+        .wait_for_call(Duration::from_secs(20), |c| {
+            c["id"] == id.as_str() && c["hangup_cause"].is_string()
+        })
+        .unwrap();
+    assert_eq!(call["hangup_cause"], "plugin-trap", "{call:#}");
+    // The phone stopped ringing (CANCEL), and the leg's record says why.
+    agent
+        .wait_event("CALL_CLOSED", Duration::from_secs(10))
+        .unwrap();
+    let legs = node.ended_legs_of(&call);
+    assert_eq!(legs.len(), 1, "{legs:#?}");
+    assert!(legs[0]["answered_at"].is_null(), "{:#}", legs[0]);
+    assert_eq!(legs[0]["hangup_cause"], "dial-cut", "{:#}", legs[0]);
+    all_given_back(&node);
+    agent_free(&node, "202");
+}
