@@ -270,6 +270,28 @@ impl Baresip {
         }
     }
 
+    /// The Call-ID of this phone's call as soon as baresip reports anything
+    /// about it (ringing, early media, answered).
+    pub fn call_id(&self, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let found = self.events().into_iter().find_map(|e| {
+                (e["class"] == "call")
+                    .then(|| e["id"].as_str().unwrap_or_default().to_string())
+                    .filter(|id| !id.is_empty())
+            });
+            if let Some(id) = found {
+                return id;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "baresip reported no call in {timeout:?}: {:#?}",
+                self.events()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// The Call-ID of this phone's call, once it was answered.
     pub fn answered_call_id(&self, timeout: Duration) -> String {
         self.wait_event("CALL_ESTABLISHED", timeout)

@@ -100,6 +100,34 @@ impl SipUa {
         Ok(())
     }
 
+    /// CANCELs our INVITE of `call_id` to `number` (same branch, as RFC 3261
+    /// asks); the caller gives up while it rings.
+    pub fn cancel(&self, call_id: &str, number: &str) -> Result<()> {
+        let me = self.me;
+        let msg = format!(
+            "CANCEL sip:{number}@{node} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-{call_id}-i\r\n\
+             From: <sip:ua@{me}>;tag=ua-{call_id}\r\nTo: <sip:{number}@{node}>\r\nCall-ID: {call_id}\r\n\
+             CSeq: 1 CANCEL\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+            node = self.node
+        );
+        self.sock.send_to(msg.as_bytes(), self.node)?;
+        Ok(())
+    }
+
+    /// ACKs a final error response to our INVITE (same branch, its To tag).
+    pub fn ack_error(&self, call_id: &str, number: &str, response: &str) -> Result<()> {
+        let me = self.me;
+        let tag = to_tag(response);
+        let msg = format!(
+            "ACK sip:{number}@{node} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-{call_id}-i\r\n\
+             From: <sip:ua@{me}>;tag=ua-{call_id}\r\nTo: <sip:{number}@{node}>;tag={tag}\r\nCall-ID: {call_id}\r\n\
+             CSeq: 1 ACK\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+            node = self.node
+        );
+        self.sock.send_to(msg.as_bytes(), self.node)?;
+        Ok(())
+    }
+
     /// Waits for a message about `call_id` whose first line starts with `start`
     /// (e.g. "SIP/2.0 200", "BYE "); other messages about it are skipped.
     pub fn expect(&self, call_id: &str, start: &str, timeout: Duration) -> Result<String> {

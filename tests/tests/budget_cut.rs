@@ -105,13 +105,15 @@ fn cut_mid_ring_stops_the_ringing_and_gives_everything_back() {
     agent
         .wait_event("CALL_INCOMING", Duration::from_secs(20))
         .unwrap();
-    let id = caller.answered_call_id(Duration::from_secs(5));
+    // Ringing: the caller is not answered (answer on answer).
+    let id = caller.call_id(Duration::from_secs(5));
     let call = node
         .wait_for_call(Duration::from_secs(20), |c| {
             c["id"] == id.as_str() && c["hangup_cause"].is_string()
         })
         .unwrap();
     assert_eq!(call["hangup_cause"], "plugin-trap", "{call:#}");
+    assert!(call["answered_at"].is_null(), "{call:#}");
     // The phone stopped ringing (CANCEL), and the leg's record says why.
     agent
         .wait_event("CALL_CLOSED", Duration::from_secs(10))

@@ -95,6 +95,8 @@ config = {{ fallback = {{ name = "manager", hand_over = "crm-router", hand_over_
     assert!(path.contains(&"crm:exception".to_string()), "{path:?}");
     assert!(path.contains(&"crm:default:202".to_string()), "{path:?}");
     assert!(!path.iter().any(|s| s.starts_with("crm:crm:")), "{path:?}");
+    // Nobody answered: nor was the caller (answer on answer).
+    assert!(third["answered_at"].is_null(), "{third:#}");
 
     // 4. The manager (203) does not answer: back to the IVR, which plays its prompt.
     let fourth = call("555002", "ivr-crm");

@@ -171,6 +171,15 @@ fn run(config: &IvrConfig, callee: &str) -> Result<(), CallError> {
     if config.ring_ms > 0 {
         media::sleep(config.ring_ms)?;
     }
+    let says_nothing = config.languages.is_empty()
+        && config.greeting.is_empty()
+        && config.menu.is_empty()
+        && config.options.is_empty();
+    if says_nothing {
+        // Straight to the fallback: a dial answers the caller when a callee
+        // answers (the caller hears ringing until then).
+        return take(&config.fallback, callee);
+    }
     media::answer()?;
     if !config.languages.is_empty() {
         choose_language(config)?;

@@ -267,7 +267,11 @@ impl CallSession {
         caller_id: Option<String>,
     ) -> Result<DialOutcome, CallError> {
         self.check_live()?;
-        self.answer()?;
+        // Answer on answer: a caller the plugin has not answered hears the
+        // ringing as early media (183) and is answered only when a callee
+        // answers, so an unanswered call is never billed, and a caller who
+        // gives up gets 487.
+        self.pre_answer()?;
         let node = self.node.clone();
         let now_unix = crate::store::now_ms() as u64 / 1000;
         // Every reachable contact of every target; a number gets its trunks in failover order.
@@ -647,6 +651,8 @@ impl CallSession {
                                         neg.dtmf_pt,
                                     );
                                     if !self.placeholder() {
+                                        // Connected now, not a ring earlier.
+                                        self.answer()?;
                                         self.media.bridge(self.leg, a.leg);
                                     }
                                     self.store.call_answered(&a.call_id);
