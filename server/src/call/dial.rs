@@ -650,12 +650,14 @@ impl CallSession {
                                         neg.codec,
                                         neg.dtmf_pt,
                                     );
+                                    // The callee's answer is recorded first, so
+                                    // the caller's never reads as earlier.
+                                    self.store.call_answered(&a.call_id);
                                     if !self.placeholder() {
                                         // Connected now, not a ring earlier.
                                         self.answer()?;
                                         self.media.bridge(self.leg, a.leg);
                                     }
-                                    self.store.call_answered(&a.call_id);
                                     codec = neg.codec;
                                     break i;
                                 }
