@@ -617,9 +617,10 @@ impl CallSession {
                 }
                 let items: Vec<PlayItem> = pieces.into_iter().map(say).collect();
                 self.play_items(&items, true).await?;
-                next_announce += Duration::from_secs(q.announce_s);
-                // After a long announcement, the next is due from now on.
-                next_announce = next_announce.max(tokio::time::Instant::now());
+                // `announce_s` of music between announcements: counted from
+                // the end of this one, or an announcement longer than the
+                // interval would follow itself and the caller never hear music.
+                next_announce = tokio::time::Instant::now() + Duration::from_secs(q.announce_s);
                 self.hold_music();
             }
             // Keys: leave, ask for a callback; others are dropped (kept, they
