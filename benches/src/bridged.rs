@@ -43,16 +43,12 @@ impl Bridged {
         (self.rss_loaded_mib - self.rss_idle_mib).max(0.0) / n.max(1) as f64
     }
 
-    fn expected(&self) -> f64 {
-        self.report.rtp_expected.max(1) as f64
-    }
-
     pub fn lost_pct(&self) -> f64 {
-        self.report.rtp_lost as f64 / self.expected() * 100.0
+        self.report.lost_pct()
     }
 
     pub fn late_pct(&self) -> f64 {
-        self.report.rtp_late as f64 / self.expected() * 100.0
+        self.report.late_pct()
     }
 
     /// The media figures of [`crate::media_fields`].

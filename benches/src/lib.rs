@@ -23,7 +23,6 @@ pub const LATE_TICKS: &str = "hookline_media_late_ticks_total";
 /// have arrived: expected and received packets, loss and lateness as shares
 /// of the expected, packets from the wrong leg, and ticks the node ran late.
 pub fn media_fields(r: &loadgen::LoadReport, node_late_ticks: f64) -> String {
-    let expected = r.rtp_expected.max(1) as f64;
     let crossed = if r.markers {
         r.rtp_crossed.to_string()
     } else {
@@ -33,8 +32,8 @@ pub fn media_fields(r: &loadgen::LoadReport, node_late_ticks: f64) -> String {
         "rtp_expected={} rtp_received={} lost_pct={:.3} late_pct={:.3} rtp_crossed={crossed} node_late_ticks={node_late_ticks:.0}",
         r.rtp_expected,
         r.rtp_received,
-        r.rtp_lost as f64 / expected * 100.0,
-        r.rtp_late as f64 / expected * 100.0,
+        r.lost_pct(),
+        r.late_pct(),
     )
 }
 

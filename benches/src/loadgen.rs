@@ -86,6 +86,18 @@ pub struct LoadReport {
     pub held: Duration,
 }
 
+impl LoadReport {
+    /// Expected packets that never came, in per cent of the expected.
+    pub fn lost_pct(&self) -> f64 {
+        self.rtp_lost as f64 / self.rtp_expected.max(1) as f64 * 100.0
+    }
+
+    /// Packets later than a jitter buffer would wait, in per cent of the expected.
+    pub fn late_pct(&self) -> f64 {
+        self.rtp_late as f64 / self.rtp_expected.max(1) as f64 * 100.0
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum St {
     Idle,

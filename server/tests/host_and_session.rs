@@ -28,16 +28,19 @@ fn info(mode: &str) -> CallInfo {
 /// hangs up after `hangup_after` if given.
 async fn outcome(node: &Arc<Node>, mode: &str, hangup_after: Option<Duration>) -> Outcome {
     let plugin = node.plugins.get("hostile").unwrap();
+    // `events` lives until the run ends: the call stays up unless hung up.
     let (session, events, _sip) = parked_session(node, "hostile");
-    if let Some(after) = hangup_after {
-        tokio::spawn(async move {
+    let caller = async {
+        if let Some(after) = hangup_after {
             tokio::time::sleep(after).await;
             let _ = events.send(CallEvent::Ended(EndCause::CallerBye));
-        });
-    } else {
-        std::mem::forget(events); // the call stays up
+        }
+        std::future::pending::<()>().await
+    };
+    tokio::select! {
+        (outcome, _) = node.plugins.run(&plugin, session, info(mode)) => outcome,
+        _ = caller => unreachable!("the caller's side never ends on its own"),
     }
-    node.plugins.run(&plugin, session, info(mode)).await.0
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

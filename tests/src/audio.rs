@@ -211,6 +211,18 @@ pub fn tone(hz: f64, rate: u32, seconds: usize) -> Vec<i16> {
         .collect()
 }
 
+/// A tone in bursts, 300 ms on and 300 ms off: what a browser microphone is
+/// fed, since its noise suppression (on, as for any softphone) fades a
+/// steady tone out within a second or two.
+pub fn tone_bursts(hz: f64, rate: u32, seconds: usize) -> Vec<i16> {
+    let half = rate as usize * 3 / 10;
+    tone(hz, rate, seconds)
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| if (i / half).is_multiple_of(2) { s } else { 0 })
+        .collect()
+}
+
 /// A DTMF key as audio: both tones, `ms` long, at 8 kHz.
 pub fn dtmf_tone(key: char, ms: usize) -> Vec<i16> {
     let rows = [697.0, 770.0, 852.0, 941.0];

@@ -254,40 +254,38 @@ impl Baresip {
     /// Waits for an event of `kind`; its `id` (the call's SIP Call-ID, which
     /// is the node's call record id for a call this phone placed).
     pub fn wait_event(&self, kind: &str, timeout: Duration) -> Result<String> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(e) = self.events().iter().find(|e| e["type"] == kind) {
-                return Ok(e["id"].as_str().unwrap_or_default().to_string());
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "baresip reported no {kind} in {timeout:?}; events: {:#?}\nlog:\n{}",
-                    self.events(),
-                    self.log()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.wait_for_event(kind, timeout, |e| e["type"] == kind)
     }
 
     /// The Call-ID of this phone's call as soon as baresip reports anything
     /// about it (ringing, early media, answered).
     pub fn call_id(&self, timeout: Duration) -> String {
+        self.wait_for_event("call event", timeout, |e| {
+            e["class"] == "call" && e["id"].as_str().is_some_and(|id| !id.is_empty())
+        })
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// The `id` of the first event `wanted` accepts, polled until `timeout`;
+    /// `what` names it in the error.
+    fn wait_for_event(
+        &self,
+        what: &str,
+        timeout: Duration,
+        wanted: impl Fn(&Value) -> bool,
+    ) -> Result<String> {
         let deadline = Instant::now() + timeout;
         loop {
-            let found = self.events().into_iter().find_map(|e| {
-                (e["class"] == "call")
-                    .then(|| e["id"].as_str().unwrap_or_default().to_string())
-                    .filter(|id| !id.is_empty())
-            });
-            if let Some(id) = found {
-                return id;
+            if let Some(e) = self.events().iter().find(|e| wanted(e)) {
+                return Ok(e["id"].as_str().unwrap_or_default().to_string());
             }
-            assert!(
-                Instant::now() < deadline,
-                "baresip reported no call in {timeout:?}: {:#?}",
-                self.events()
-            );
+            if Instant::now() > deadline {
+                bail!(
+                    "baresip reported no {what} in {timeout:?}; events: {:#?}\nlog:\n{}",
+                    self.events(),
+                    self.log()
+                );
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
     }

@@ -137,6 +137,23 @@ pub fn steps(call: &Value) -> Vec<&str> {
         .unwrap_or_default()
 }
 
+/// Config for agents reached straight through the IVR: per `(user,
+/// password, number)` an extension, and a route on `number` whose IVR says
+/// nothing and dials the extension (30 s), so the dial decides when the
+/// caller is answered.
+pub fn agent_dial_routes(agents: &[(&str, &str, &str)]) -> String {
+    agents
+        .iter()
+        .map(|(user, password, number)| {
+            format!(
+                "[[extensions]]\nuser = \"{user}\"\npassword = \"{password}\"\n\n\
+                 [[routes]]\nnumber = \"{number}\"\nplugin = \"ivr\"\n\
+                 config = {{ fallback = {{ name = \"agent\", dial = [\"{user}\"], dial_timeout_ms = 30000 }} }}\n\n"
+            )
+        })
+        .collect()
+}
+
 /// A record's timestamp field (`started_at`, `answered_at`, `ended_at`);
 /// fails the test when it is not set, so an open record is never read as
 /// "ended at the beginning of time".

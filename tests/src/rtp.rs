@@ -140,3 +140,10 @@ pub fn ringback_windows(pcm: &[i16]) -> usize {
         .filter(|w| rms(w) > 300.0 && tone_share(w, 8000, 440.0) + tone_share(w, 8000, 480.0) > 0.5)
         .count()
 }
+
+/// What a sink heard between `from_s` and `to_s` (as [`heard_between`]):
+/// speech-level 100 ms windows, and windows of ringback among them.
+pub fn speech_and_ringback(packets: &[Received], from_s: f64, to_s: f64) -> (usize, usize) {
+    let pcm = heard_between(packets, from_s, to_s);
+    (crate::audible_windows(&pcm, 8000), ringback_windows(&pcm))
+}

@@ -5,34 +5,21 @@
 
 use std::time::Duration;
 
-use hookline_tests::{at, wait_until, Baresip, NodeSpec, RtpSink, SipUa, TestNode};
+use hookline_tests::{
+    agent_dial_routes, at, wait_until, Baresip, NodeSpec, RtpSink, SipUa, TestNode,
+};
 
-const SETUP: &str = r#"[[extensions]]
-user = "201"
-password = "one"
-
-[[extensions]]
-user = "202"
-password = "two"
-
-[[routes]]
-number = "to-201"
-plugin = "ivr"
-config = { fallback = { name = "agent", dial = ["201"], dial_timeout_ms = 30000 } }
-
-[[routes]]
-number = "to-202"
-plugin = "ivr"
-config = { fallback = { name = "agent", dial = ["202"], dial_timeout_ms = 30000 } }
-"#;
+fn node() -> TestNode {
+    TestNode::start(NodeSpec {
+        extra_routes: &agent_dial_routes(&[("201", "one", "to-201"), ("202", "two", "to-202")]),
+        ..NodeSpec::default()
+    })
+    .unwrap()
+}
 
 #[test]
 fn a_caller_who_gives_up_while_the_agent_rings_gets_487_and_is_never_answered() {
-    let node = TestNode::start(NodeSpec {
-        extra_routes: SETUP,
-        ..NodeSpec::default()
-    })
-    .unwrap();
+    let node = node();
     let agent = node.agent_not_answering("202", "two").unwrap();
     let ua = SipUa::new(node.sip).unwrap();
     let sink = RtpSink::bind().unwrap();
@@ -80,11 +67,7 @@ fn a_caller_who_gives_up_while_the_agent_rings_gets_487_and_is_never_answered() 
 
 #[test]
 fn the_caller_is_answered_when_the_agent_answers_not_before() {
-    let node = TestNode::start(NodeSpec {
-        extra_routes: SETUP,
-        ..NodeSpec::default()
-    })
-    .unwrap();
+    let node = node();
     let _agent = node.agent("201", "one", &vec![0; 8000 * 30]).unwrap();
     let caller =
         Baresip::start_with_mic(&format!("sip:to-201@{}", node.sip), &vec![0; 8000 * 4]).unwrap();

@@ -5,31 +5,15 @@
 
 use std::time::Duration;
 
-use hookline_tests::{wait_until, Baresip, NodeSpec, TestNode};
+use hookline_tests::{agent_dial_routes, wait_until, Baresip, NodeSpec, TestNode};
 use serde_json::Value;
-
-const SETUP: &str = r#"[[extensions]]
-user = "201"
-password = "one"
-
-[[extensions]]
-user = "202"
-password = "two"
-
-[[routes]]
-number = "cut-bridge"
-plugin = "ivr"
-config = { fallback = { name = "agent", dial = ["201"], dial_timeout_ms = 30000 } }
-
-[[routes]]
-number = "cut-ring"
-plugin = "ivr"
-config = { fallback = { name = "agent", dial = ["202"], dial_timeout_ms = 30000 } }
-"#;
 
 fn node() -> TestNode {
     TestNode::start(NodeSpec {
-        extra_routes: SETUP,
+        extra_routes: &agent_dial_routes(&[
+            ("201", "one", "cut-bridge"),
+            ("202", "two", "cut-ring"),
+        ]),
         node_section: Some("max_call_s = 4"),
         ..NodeSpec::default()
     })
@@ -67,6 +51,24 @@ fn agent_free(node: &TestNode, user: &str) {
     );
 }
 
+/// Call `id` was ended by the plugin's budget; the agent's phone was hung
+/// up (BYE or CANCEL); the call's one leg record ended. Returns the leg.
+fn cut_by_the_budget(node: &TestNode, id: &str, agent: &Baresip) -> (Value, Value) {
+    let call = node
+        .wait_for_call(Duration::from_secs(20), |c| {
+            c["id"] == id && c["hangup_cause"].is_string()
+        })
+        .unwrap();
+    assert_eq!(call["hangup_cause"], "plugin-trap", "{call:#}");
+    agent
+        .wait_event("CALL_CLOSED", Duration::from_secs(10))
+        .unwrap();
+    let mut legs = node.ended_legs_of(&call);
+    assert_eq!(legs.len(), 1, "{legs:#?}");
+    let leg = legs.remove(0);
+    (call, leg)
+}
+
 #[test]
 fn cut_mid_bridge_hangs_up_the_agent_and_gives_everything_back() {
     let node = node();
@@ -78,19 +80,8 @@ fn cut_mid_bridge_hangs_up_the_agent_and_gives_everything_back() {
     agent.answered_call_id(Duration::from_secs(20));
     let id = caller.answered_call_id(Duration::from_secs(5));
     // The budget (4 s from the start of the call) cuts the plugin mid-bridge.
-    let call = node
-        .wait_for_call(Duration::from_secs(20), |c| {
-            c["id"] == id.as_str() && c["hangup_cause"].is_string()
-        })
-        .unwrap();
-    assert_eq!(call["hangup_cause"], "plugin-trap", "{call:#}");
-    // The agent's phone was hung up, and its leg's record ended.
-    agent
-        .wait_event("CALL_CLOSED", Duration::from_secs(10))
-        .unwrap();
-    let legs = node.ended_legs_of(&call);
-    assert_eq!(legs.len(), 1, "{legs:#?}");
-    assert!(legs[0]["answered_at"].is_string(), "{:#}", legs[0]);
+    let (_, leg) = cut_by_the_budget(&node, &id, &agent);
+    assert!(leg["answered_at"].is_string(), "{leg:#}");
     all_given_back(&node);
     agent_free(&node, "201");
 }
@@ -107,21 +98,11 @@ fn cut_mid_ring_stops_the_ringing_and_gives_everything_back() {
         .unwrap();
     // Ringing: the caller is not answered (answer on answer).
     let id = caller.call_id(Duration::from_secs(5));
-    let call = node
-        .wait_for_call(Duration::from_secs(20), |c| {
-            c["id"] == id.as_str() && c["hangup_cause"].is_string()
-        })
-        .unwrap();
-    assert_eq!(call["hangup_cause"], "plugin-trap", "{call:#}");
-    assert!(call["answered_at"].is_null(), "{call:#}");
     // The phone stopped ringing (CANCEL), and the leg's record says why.
-    agent
-        .wait_event("CALL_CLOSED", Duration::from_secs(10))
-        .unwrap();
-    let legs = node.ended_legs_of(&call);
-    assert_eq!(legs.len(), 1, "{legs:#?}");
-    assert!(legs[0]["answered_at"].is_null(), "{:#}", legs[0]);
-    assert_eq!(legs[0]["hangup_cause"], "dial-cut", "{:#}", legs[0]);
+    let (call, leg) = cut_by_the_budget(&node, &id, &agent);
+    assert!(call["answered_at"].is_null(), "{call:#}");
+    assert!(leg["answered_at"].is_null(), "{leg:#}");
+    assert_eq!(leg["hangup_cause"], "dial-cut", "{leg:#}");
     all_given_back(&node);
     agent_free(&node, "202");
 }

@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use hookline_tests::{
-    free_udp_port, http_get, read_wav_i16, rms, steps, tone, tone_share, wav_rate, workspace_root,
+    free_udp_port, http_get, read_heard, rms, steps, tone, tone_bursts, tone_share, workspace_root,
     write_wav_i16, Baresip, TestNode,
 };
 use serde_json::Value;
@@ -50,7 +50,7 @@ fn profile(b: &Baresip) -> String {
     let Some(path) = b.heard() else {
         return "no recording".into();
     };
-    let (pcm, rate) = (read_wav_i16(&path).unwrap(), wav_rate(&path).unwrap());
+    let (pcm, rate) = read_heard(&path);
     pcm.chunks(rate as usize)
         .map(|w| {
             format!(
@@ -70,7 +70,7 @@ fn profile(b: &Baresip) -> String {
 /// the room minus itself.
 fn windows_with_own(b: &Baresip, own_hz: f64) -> usize {
     let path = b.heard().expect("a recording");
-    let (pcm, rate) = (read_wav_i16(&path).unwrap(), wav_rate(&path).unwrap());
+    let (pcm, rate) = read_heard(&path);
     pcm.chunks(rate as usize / 10)
         .filter(|w| rms(w) > 300.0 && tone_share(w, rate, own_hz) > 0.1)
         .count()
@@ -82,7 +82,7 @@ fn windows_with_both(b: &Baresip, a_hz: f64, b_hz: f64) -> usize {
     let path = b
         .heard()
         .unwrap_or_else(|| panic!("baresip recorded nothing\n{}", b.log()));
-    let (pcm, rate) = (read_wav_i16(&path).unwrap(), wav_rate(&path).unwrap());
+    let (pcm, rate) = read_heard(&path);
     pcm.chunks(rate as usize / 10)
         .filter(|w| {
             rms(w) > 500.0 && tone_share(w, rate, a_hz) > 0.15 && tone_share(w, rate, b_hz) > 0.15
@@ -112,14 +112,7 @@ config = {{ room = "team", pin = "1234" }}
     let node = TestNode::with_routes(&routes).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mic = dir.path().join("browser.wav");
-    // Bursts, not a steady tone: the browser's noise suppression (on, as
-    // for any softphone) fades a stationary tone out within a second or two.
-    let burst: Vec<i16> = tone(BROWSER_HZ, 8000, 40)
-        .into_iter()
-        .enumerate()
-        .map(|(i, s)| if (i / 2400) % 2 == 0 { s } else { 0 })
-        .collect();
-    write_wav_i16(&mic, 8000, &burst).unwrap();
+    write_wav_i16(&mic, 8000, &tone_bursts(BROWSER_HZ, 8000, 40)).unwrap();
 
     // The browser joins first and stays 22 s.
     let base = format!("http://{}", node.http);

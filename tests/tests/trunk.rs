@@ -6,8 +6,7 @@
 use std::time::Duration;
 
 use hookline_tests::{
-    audible_windows, free_udp_port, heard_between, ringback_windows, sipp, sipp_uas, steps,
-    wait_sipp, RtpSink, TestNode,
+    free_udp_port, sipp, sipp_uas, speech_and_ringback, steps, wait_sipp, RtpSink, TestNode,
 };
 
 #[test]
@@ -89,8 +88,7 @@ config = {{ menu = ["main_menu"], attempts = 2, timeout_ms = 3000, options = [{{
 
     // The caller heard the reserve carrier's side (its speech from ~1.5 s
     // after the key until ~9 s): speech, not silence or ringback.
-    let talk = heard_between(&packets, 3.0, 8.0);
-    let (speech, ringback) = (audible_windows(&talk, 8000), ringback_windows(&talk));
+    let (speech, ringback) = speech_and_ringback(&packets, 3.0, 8.0);
     eprintln!("failover: {speech} speech and {ringback} ringback windows of 50");
     assert!(
         speech >= 30,
@@ -160,8 +158,7 @@ config = {{ menu = ["main_menu"], attempts = 2, timeout_ms = 3000, options = [{{
 
     // Between the key (~1 s) and the callee's answer (3 s after its 183),
     // the caller heard the callee's announcement, not ringback or silence.
-    let early = heard_between(&packets, 1.6, 4.0);
-    let (speech, ringback) = (audible_windows(&early, 8000), ringback_windows(&early));
+    let (speech, ringback) = speech_and_ringback(&packets, 1.6, 4.0);
     eprintln!("early media: {speech} speech and {ringback} ringback windows of 24");
     assert!(
         speech >= 15,

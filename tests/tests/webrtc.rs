@@ -8,8 +8,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use hookline_tests::{
-    http_get, http_post, secs_of, steps, tone, tone_windows, wait_until, workspace_root,
-    write_wav_i16, Baresip, TestNode,
+    http_get, http_post, secs_of, steps, tone, tone_bursts, tone_windows, wait_until,
+    workspace_root, write_wav_i16, Baresip, TestNode,
 };
 use serde_json::Value;
 
@@ -94,14 +94,7 @@ fn sip_caller_is_bridged_to_a_browser_agent_both_ways() {
     let node = TestNode::with_routes(ROUTES).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mic = dir.path().join("agent.wav");
-    // Bursts (300 ms on, 300 ms off), not a steady tone: the browser's noise
-    // suppression fades a stationary tone out within a second or two.
-    let burst: Vec<i16> = tone(1000.0, 8000, 30)
-        .into_iter()
-        .enumerate()
-        .map(|(i, s)| if (i / 2400) % 2 == 0 { s } else { 0 })
-        .collect();
-    write_wav_i16(&mic, 8000, &burst).unwrap();
+    write_wav_i16(&mic, 8000, &tone_bursts(1000.0, 8000, 30)).unwrap();
     let base = format!("http://{}", node.http);
     let agent = std::thread::spawn(move || {
         softphone(&[
