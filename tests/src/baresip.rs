@@ -30,17 +30,31 @@ struct Ctrl {
 }
 
 impl Ctrl {
+    /// Connects and proves the connection live with a command (`reginfo`)
+    /// before any event is waited on: a connection baresip never serves
+    /// (seen once in CI: not one event arrived while the log showed the call
+    /// ringing) is dropped and made again instead of failing a test later.
     fn connect(addr: SocketAddr) -> Result<Ctrl> {
         let deadline = Instant::now() + Duration::from_secs(10);
-        let stream = loop {
-            match TcpStream::connect(addr) {
-                Ok(s) => break s,
+        loop {
+            let attempt = TcpStream::connect(addr)
+                .context("baresip ctrl_tcp")
+                .and_then(Ctrl::serve);
+            match attempt {
+                Ok(ctrl) if ctrl.command("reginfo", "", Duration::from_secs(2)).is_ok() => {
+                    return Ok(ctrl)
+                }
+                Ok(_) if Instant::now() < deadline => {}
                 Err(_) if Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(50))
                 }
-                Err(e) => return Err(e).context("baresip ctrl_tcp"),
+                Ok(_) => bail!("baresip ctrl_tcp at {addr} answers no command"),
+                Err(e) => return Err(e),
             }
-        };
+        }
+    }
+
+    fn serve(stream: TcpStream) -> Result<Ctrl> {
         let (tx, replies) = mpsc::channel();
         let events = Arc::new(Mutex::new(Vec::new()));
         let seen = events.clone();
@@ -63,6 +77,21 @@ impl Ctrl {
             replies: Mutex::new(replies),
             events,
         })
+    }
+
+    /// Sends a command (netstring-framed JSON) and returns the raw reply; an
+    /// error when baresip does not answer within `timeout`.
+    fn command(&self, command: &str, params: &str, timeout: Duration) -> Result<String> {
+        let replies = self.replies.lock().unwrap();
+        // A reply to an earlier command that timed out is not this one's.
+        while replies.try_recv().is_ok() {}
+        let json =
+            serde_json::json!({ "command": command, "params": params, "token": "t" }).to_string();
+        write!(self.stream.lock().unwrap(), "{}:{json},", json.len())?;
+        let reply = replies
+            .recv_timeout(timeout)
+            .with_context(|| format!("baresip did not answer {command}"))?;
+        Ok(reply.to_string())
     }
 }
 
@@ -229,19 +258,10 @@ impl Baresip {
         Ok(phone)
     }
 
-    /// Sends a ctrl_tcp command (netstring-framed JSON) and returns the raw
-    /// reply; an error when baresip does not answer within 5 s.
+    /// Sends a ctrl_tcp command and returns the raw reply; an error when
+    /// baresip does not answer within 5 s.
     pub fn command(&self, command: &str, params: &str) -> Result<String> {
-        let replies = self.ctrl.replies.lock().unwrap();
-        // A reply to an earlier command that timed out is not this one's.
-        while replies.try_recv().is_ok() {}
-        let json =
-            serde_json::json!({ "command": command, "params": params, "token": "t" }).to_string();
-        write!(self.ctrl.stream.lock().unwrap(), "{}:{json},", json.len())?;
-        let reply = replies
-            .recv_timeout(Duration::from_secs(5))
-            .with_context(|| format!("baresip did not answer {command}"))?;
-        Ok(reply.to_string())
+        self.ctrl.command(command, params, Duration::from_secs(5))
     }
 
     /// The events baresip reported so far (`type`: `CALL_RINGING`,

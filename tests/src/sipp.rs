@@ -8,25 +8,60 @@ use anyhow::{bail, Context, Result};
 use crate::*;
 
 /// A SIPp UAS (a carrier, a phone) listening on `port`, handling one call of
-/// `scenario` in the background; `wait_sipp` collects its result.
-pub fn sipp_uas(scenario: &str, port: u16) -> Result<(Child, tempfile::TempDir)> {
+/// `scenario` in the background; `SippUas::finish` collects its result.
+pub fn sipp_uas(scenario: &str, port: u16) -> Result<SippUas> {
     sipp_uas_with(scenario, port, &[])
 }
 
 /// `sipp_uas` with `-key name value` pairs for the scenario.
-pub fn sipp_uas_with(
-    scenario: &str,
-    port: u16,
-    keys: &[(&str, String)],
-) -> Result<(Child, tempfile::TempDir)> {
+pub fn sipp_uas_with(scenario: &str, port: u16, keys: &[(&str, String)]) -> Result<SippUas> {
     let dir = tempfile::tempdir()?;
     let child = sipp_command(scenario, port, keys, &dir)
+        // Every message it saw, so a failure shows the dialogue.
+        .args(["-trace_msg", "-message_file"])
+        .arg(dir.path().join("messages.log"))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .context("running sipp (apt sip-tester)")?;
-    Ok((child, dir))
+    Ok(SippUas { child, dir })
+}
+
+/// A background SIPp handling one call.
+pub struct SippUas {
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl SippUas {
+    /// Waits up to `timeout` for the call to go through the scenario; the
+    /// error carries SIPp's exit status, its error log and the messages it saw.
+    pub fn finish(mut self, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            if let Some(status) = self.child.try_wait()? {
+                break Some(status);
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        if status.is_some_and(|s| s.success()) {
+            return Ok(());
+        }
+        let read = |f: &str| std::fs::read_to_string(self.dir.path().join(f)).unwrap_or_default();
+        bail!(
+            "SIPp {}\nerrors:\n{}\nmessages:\n{}",
+            status.map_or(format!("still running after {timeout:?}"), |s| s
+                .to_string()),
+            read("errors.log"),
+            read("messages.log")
+        )
+    }
 }
 
 /// The SIPp command line every test shares: one call, local ports, timeouts,
@@ -56,20 +91,6 @@ fn sipp_command(
         cmd.args(["-key", k, v]);
     }
     cmd
-}
-
-/// Waits for a background SIPp; true if its call went through the scenario.
-pub fn wait_sipp(mut child: Child, timeout: Duration) -> bool {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if let Ok(Some(status)) = child.try_wait() {
-            return status.success();
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    false
 }
 
 /// Runs one SIPp scenario from `tests/scenarios` against the node.

@@ -1,19 +1,41 @@
 //! A plugin cut by its wall-clock budget (`max_call_s`) in the middle of a
 //! dial gives back everything the dial held: the agent's phone stops
 //! ringing or is hung up, every record ends, the agent is free, and the
-//! node's media legs and calls are back to zero. Real phones (baresip).
+//! node's media legs and calls are back to zero. Cut while waiting in a
+//! queue, the caller's place is given back. Real phones (baresip).
 
 use std::time::Duration;
 
 use hookline_tests::{agent_dial_routes, wait_until, Baresip, NodeSpec, TestNode};
 use serde_json::Value;
 
+/// A queue whose only agent (203) never registers: callers wait.
+const QUEUE: &str = r#"
+[[extensions]]
+user = "203"
+password = "three"
+
+[[groups]]
+name = "nobody-home"
+strategy = "all"
+members = ["203"]
+
+[[queues]]
+name = "waiting-room"
+group = "nobody-home"
+
+[[routes]]
+number = "cut-queue"
+plugin = "ivr"
+config = { fallback = { name = "queue", dial = ["waiting-room"], dial_timeout_ms = 60000 } }
+"#;
+
 fn node() -> TestNode {
     TestNode::start(NodeSpec {
-        extra_routes: &agent_dial_routes(&[
+        extra_routes: &(agent_dial_routes(&[
             ("201", "one", "cut-bridge"),
             ("202", "two", "cut-ring"),
-        ]),
+        ]) + QUEUE),
         node_section: Some("max_call_s = 4"),
         ..NodeSpec::default()
     })
@@ -105,4 +127,32 @@ fn cut_mid_ring_stops_the_ringing_and_gives_everything_back() {
     assert_eq!(leg["hangup_cause"], "dial-cut", "{leg:#}");
     all_given_back(&node);
     agent_free(&node, "202");
+}
+
+#[test]
+fn cut_mid_queue_gives_the_place_back() {
+    let node = node();
+    let waiting = || node.metric("hookline_queue_waiting").unwrap_or(0.0);
+    let caller =
+        Baresip::start_with_mic(&format!("sip:cut-queue@{}", node.sip), &vec![0; 8000 * 30])
+            .unwrap();
+    let id = caller.answered_call_id(Duration::from_secs(10));
+    assert!(
+        wait_until(Duration::from_secs(5), || waiting() == 1.0),
+        "the caller never queued: {}",
+        node.logs()
+    );
+    let call = node
+        .wait_for_call(Duration::from_secs(20), |c| {
+            c["id"] == id.as_str() && c["hangup_cause"].is_string()
+        })
+        .unwrap();
+    assert_eq!(call["hangup_cause"], "plugin-trap", "{call:#}");
+    // Nobody waits in the queue any more, and the wait counts as abandoned.
+    assert!(
+        wait_until(Duration::from_secs(5), || waiting() == 0.0),
+        "the cut caller's place is still in the queue"
+    );
+    assert_eq!(node.metric("hookline_queue_abandoned_total").unwrap(), 1.0);
+    all_given_back(&node);
 }

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use hookline_tests::{
-    free_udp_port, sipp, sipp_uas, speech_and_ringback, steps, wait_sipp, RtpSink, TestNode,
+    free_udp_port, sipp, sipp_uas, speech_and_ringback, steps, RtpSink, TestNode,
 };
 
 #[test]
@@ -31,8 +31,8 @@ config = {{ menu = ["main_menu"], attempts = 2, timeout_ms = 3000, options = [{{
 "#
     );
     let node = TestNode::with_routes(&setup).unwrap();
-    let (carrier_a, _a) = sipp_uas("uas_503.xml", port_a).unwrap();
-    let (carrier_b, _b) = sipp_uas("uas_auth_answer.xml", port_b).unwrap();
+    let carrier_a = sipp_uas("uas_503.xml", port_a).unwrap();
+    let carrier_b = sipp_uas("uas_auth_answer.xml", port_b).unwrap();
     std::thread::sleep(Duration::from_millis(500));
     let sink = RtpSink::bind().unwrap();
     if let Err(e) = sipp(
@@ -45,14 +45,12 @@ config = {{ menu = ["main_menu"], attempts = 2, timeout_ms = 3000, options = [{{
         panic!("{e}\ncalls: {:#?}", node.calls().unwrap());
     }
     let packets = sink.finish();
-    assert!(
-        wait_sipp(carrier_a, Duration::from_secs(10)),
-        "carrier A did not see its INVITE/503/ACK"
-    );
-    assert!(
-        wait_sipp(carrier_b, Duration::from_secs(10)),
-        "carrier B did not authenticate, answer and get BYE"
-    );
+    if let Err(e) = carrier_a.finish(Duration::from_secs(10)) {
+        panic!("carrier A did not see its INVITE/503/ACK: {e}");
+    }
+    if let Err(e) = carrier_b.finish(Duration::from_secs(10)) {
+        panic!("carrier B did not authenticate, answer and get BYE: {e}");
+    }
 
     let caller = node
         .wait_for_call(Duration::from_secs(10), |c| {
@@ -108,13 +106,13 @@ config = {{ menu = ["main_menu"], attempts = 2, timeout_ms = 3000, options = [{{
 "#
     );
     let node = TestNode::with_routes(&setup).unwrap();
-    let (forward, _f) = hookline_tests::sipp_uas_with(
+    let forward = hookline_tests::sipp_uas_with(
         "uas_redirect.xml",
         forwarder,
         &[("forward_to", format!("sip:mobile@127.0.0.1:{callee}"))],
     )
     .unwrap();
-    let (answer, _c) = sipp_uas("uas_early_media.xml", callee).unwrap();
+    let answer = sipp_uas("uas_early_media.xml", callee).unwrap();
     std::thread::sleep(Duration::from_millis(500));
     let sink = RtpSink::bind().unwrap();
     sipp(
@@ -125,14 +123,12 @@ config = {{ menu = ["main_menu"], attempts = 2, timeout_ms = 3000, options = [{{
     )
     .unwrap();
     let packets = sink.finish();
-    assert!(
-        wait_sipp(forward, Duration::from_secs(10)),
-        "the forwarder's 302 was not acknowledged"
-    );
-    assert!(
-        wait_sipp(answer, Duration::from_secs(10)),
-        "the callee did not get its call, ACK and BYE"
-    );
+    if let Err(e) = forward.finish(Duration::from_secs(10)) {
+        panic!("the forwarder's 302 was not acknowledged: {e}");
+    }
+    if let Err(e) = answer.finish(Duration::from_secs(10)) {
+        panic!("the callee did not get its call, ACK and BYE: {e}");
+    }
     let caller = node
         .wait_for_call(Duration::from_secs(10), |c| {
             c["caller"] == "bridged" && c["parent"].is_null() && c["hangup_cause"].is_string()

@@ -14,9 +14,10 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use super::dial::{DialStatus, Target};
+use super::dial::DialStatus;
 use super::queue::{free_agents, say, PendingCallback, QueueConfig};
 use super::session::{CallSession, SessionParts};
+use super::targets::Target;
 use super::{Node, SipCommand};
 use crate::plugin::CallInfo;
 

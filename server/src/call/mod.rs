@@ -12,9 +12,12 @@ pub(crate) mod held;
 pub mod presence;
 pub mod queue;
 pub mod record;
+mod ringer;
+mod route;
 pub mod schedule;
 pub mod session;
 pub mod speech;
+pub mod targets;
 pub mod verbs;
 
 use std::collections::HashMap;
@@ -678,67 +681,102 @@ pub(crate) fn launch(
         session.recordings_open.clone(),
     );
     let freeing = held.free_on_hang_up(hung_rx);
+    let call_id = session.call_id.clone();
+    // The call's logic runs in a task of its own, so a panic in it (a bug in
+    // a host verb) costs this call only: what the call held is given back
+    // and its record ends here either way.
+    let logic = tokio::spawn(run_logic(
+        node.clone(),
+        session,
+        plugin,
+        info,
+        fallback,
+        record,
+    ));
+    let node = node.clone();
     tokio::spawn(async move {
-        let mut session = session;
-        if record {
-            // The node records the whole call; the plugin need not know.
-            if let Err(e) = session.start_session_recording().await {
-                tracing::warn!(call = %session.call_id, "call recording: {e:?}");
-            }
-        }
-        let (mut outcome, mut session) = node.plugins.run(&plugin, session, info.clone()).await;
-        // A plugin that failed while the caller is still on hands the call to the route's fallback.
-        if let (Some(fb), None, Outcome::Failed(_) | Outcome::Trapped(_)) =
-            (&fallback, &session.ended, &outcome)
-        {
-            if let Some(fb_plugin) = node.plugins.get(&fb.plugin) {
-                let why = match &outcome {
-                    Outcome::Trapped(t) => {
-                        format!("plugin-trap:{}", t.lines().next().unwrap_or(""))
-                    }
-                    Outcome::Failed(r) => format!("plugin-error:{r}"),
-                    Outcome::Done => String::new(),
-                };
-                tracing::warn!(call = %session.call_id, plugin = %session.plugin, "{why}; fallback {}", fb.plugin);
-                session.mark(&why);
-                session.mark(&format!("fallback:{}", fb.plugin));
-                session.plugin = fb.plugin.clone();
-                let fb_info = CallInfo {
-                    config: serde_json::to_string(&fb.config).unwrap_or_else(|_| "{}".into()),
-                    ..info
-                };
-                (outcome, session) = node.plugins.run(&fb_plugin, session, fb_info).await;
-            }
-        }
-        let cause = match (&session.ended, &outcome) {
-            (Some(cause), _) => cause.clone(),
-            (None, Outcome::Done) => "plugin-return".to_string(),
-            (None, Outcome::Failed(reason)) => {
-                tracing::warn!(call = %session.call_id, plugin = %session.plugin, "plugin failed: {reason}");
-                "plugin-error".to_string()
-            }
-            (None, Outcome::Trapped(trap)) => {
-                tracing::warn!(call = %session.call_id, plugin = %session.plugin, "plugin trapped: {trap}");
-                "plugin-trap".to_string()
+        let (cause, path) = match logic.await {
+            Ok(done) => done,
+            Err(e) => {
+                tracing::error!(call = %call_id, "call logic failed: {e}");
+                let _ = sip.send(SipCommand::Hangup {
+                    call_id: call_id.clone(),
+                });
+                ("node-error".to_string(), vec!["node-error".to_string()])
             }
         };
-        if session.ended.is_none() {
-            let _ = sip.send(SipCommand::Hangup {
-                call_id: session.call_id.clone(),
-            });
-        }
-        session.close_recordings().await;
         // Given back here unless the hang-up already did (then this waits for it).
         freeing.abort();
         let media = held.free().await;
         let _ = sip.send(SipCommand::Finished {
-            call_id: session.call_id.clone(),
+            call_id: call_id.clone(),
         });
-        node.store
-            .call_finished(&session.call_id, &cause, session.path, media);
+        node.store.call_finished(&call_id, &cause, path, media);
         node.call_tasks.fetch_sub(1, Ordering::SeqCst);
     });
     outer_tx
+}
+
+/// A call's logic: its plugin, and the route's fallback if the plugin fails
+/// while the caller is on. Returns why the call ended and its route path.
+async fn run_logic(
+    node: Arc<Node>,
+    session: CallSession,
+    plugin: Arc<crate::plugin::LoadedPlugin>,
+    info: CallInfo,
+    fallback: Option<crate::config::FallbackConfig>,
+    record: bool,
+) -> (String, Vec<String>) {
+    let mut session = session;
+    if record {
+        // The node records the whole call; the plugin need not know.
+        if let Err(e) = session.start_session_recording().await {
+            tracing::warn!(call = %session.call_id, "call recording: {e:?}");
+        }
+    }
+    let (mut outcome, mut session) = node.plugins.run(&plugin, session, info.clone()).await;
+    // A plugin that failed while the caller is still on hands the call to the route's fallback.
+    if let (Some(fb), None, Outcome::Failed(_) | Outcome::Trapped(_)) =
+        (&fallback, &session.ended, &outcome)
+    {
+        if let Some(fb_plugin) = node.plugins.get(&fb.plugin) {
+            let why = match &outcome {
+                Outcome::Trapped(t) => {
+                    format!("plugin-trap:{}", t.lines().next().unwrap_or(""))
+                }
+                Outcome::Failed(r) => format!("plugin-error:{r}"),
+                Outcome::Done => String::new(),
+            };
+            tracing::warn!(call = %session.call_id, plugin = %session.plugin, "{why}; fallback {}", fb.plugin);
+            session.mark(&why);
+            session.mark(&format!("fallback:{}", fb.plugin));
+            session.plugin = fb.plugin.clone();
+            let fb_info = CallInfo {
+                config: serde_json::to_string(&fb.config).unwrap_or_else(|_| "{}".into()),
+                ..info
+            };
+            (outcome, session) = node.plugins.run(&fb_plugin, session, fb_info).await;
+        }
+    }
+    let cause = match (&session.ended, &outcome) {
+        (Some(cause), _) => cause.clone(),
+        (None, Outcome::Done) => "plugin-return".to_string(),
+        (None, Outcome::Failed(reason)) => {
+            tracing::warn!(call = %session.call_id, plugin = %session.plugin, "plugin failed: {reason}");
+            "plugin-error".to_string()
+        }
+        (None, Outcome::Trapped(trap)) => {
+            tracing::warn!(call = %session.call_id, plugin = %session.plugin, "plugin trapped: {trap}");
+            "plugin-trap".to_string()
+        }
+    };
+    if session.ended.is_none() {
+        let _ = session.sip.send(SipCommand::Hangup {
+            call_id: session.call_id.clone(),
+        });
+    }
+    session.close_recordings().await;
+    (cause, std::mem::take(&mut session.path))
 }
 
 /// Lets benchmarks build a session with no network behind it: the call has

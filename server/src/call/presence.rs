@@ -97,6 +97,14 @@ impl Presence {
         self.lock().entry(user.to_string()).or_default().calls += 1;
     }
 
+    /// The agent's phone stopped ringing unanswered: held no longer, and
+    /// their idle time stays (an unanswered ring is not a call).
+    pub fn unring(&self, user: &str) {
+        let mut agents = self.lock();
+        let a = agents.entry(user.to_string()).or_default();
+        a.calls = a.calls.saturating_sub(1);
+    }
+
     /// One of the agent's calls ended at `now_ms`.
     pub fn free(&self, user: &str, now_ms: i64) {
         self.free_after(user, now_ms, 0);

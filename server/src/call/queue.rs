@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
-use super::dial::{DialOutcome, DialStatus, Target};
+use super::dial::{DialOutcome, DialStatus};
 use super::session::{CallEvent, CallSession};
+use super::targets::Target;
 use crate::media::worker::MediaEvent;
 use crate::plugin::hookline::call::media::{PlayItem, SpeechText};
 use crate::plugin::CallError;
@@ -451,7 +452,7 @@ pub(crate) fn free_agents(node: &super::Node, members: &[String]) -> usize {
     let now_unix = now_ms as u64 / 1000;
     members
         .iter()
-        .map(|m| super::dial::member_devices(node, m, now_unix))
+        .map(|m| super::targets::member_devices(node, m, now_unix))
         .filter(|(name, devices)| !devices.is_empty() && node.presence.state(name).ready(now_ms))
         .count()
 }
@@ -472,6 +473,33 @@ pub enum QueueExit {
     Left,
     /// The caller asked for a callback (and the node hung up).
     Callback,
+}
+
+/// A caller's place in a queue, given up on drop (a callback's place stays:
+/// see [`Queues::leave`]). Dropped unsettled — the wait was cut short — it
+/// counts as abandoned.
+struct Place {
+    node: std::sync::Arc<super::Node>,
+    queue: String,
+    ticket: u64,
+    settled: bool,
+}
+
+impl Place {
+    /// The wait ended normally: its outcome is counted by the caller.
+    fn settle(mut self) -> Place {
+        self.settled = true;
+        self
+    }
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        self.node.queues.leave(&self.queue, self.ticket);
+        if !self.settled {
+            self.node.queues.count(&self.queue, |s| s.abandoned += 1);
+        }
+    }
 }
 
 impl CallSession {
@@ -534,8 +562,16 @@ impl CallSession {
             self.mark(&format!("queue:priority:{priority}"));
         }
         self.connected_at = None;
+        // Left however this ends, also when the plugin's budget drops the
+        // call mid-wait: nobody behind waits for a place that is gone.
+        let place = Place {
+            node: node.clone(),
+            queue: q.name.clone(),
+            ticket,
+            settled: false,
+        };
         let out = self.queued(q, ticket, timeout, caller_id).await;
-        node.queues.leave(&q.name, ticket);
+        drop(place.settle());
         self.music = None;
         if self.ended.is_none() {
             self.media.stop(self.leg);

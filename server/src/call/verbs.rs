@@ -5,8 +5,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::dial::{DialStatus, Target};
+use super::dial::DialStatus;
 use super::session::{CallEvent, CallSession};
+use super::targets::Target;
 use super::SipCommand;
 use crate::media::prompt::Prompt;
 use crate::media::tone;

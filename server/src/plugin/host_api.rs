@@ -6,8 +6,9 @@ use std::time::Duration;
 use super::hookline::call::{data, media, routing, types};
 use super::manifest::Capability;
 use super::{blocking, failed, CallInfo, CallState, Outcome, MAX_HAND_OVER_DEPTH};
-use crate::call::dial::{DialStatus, Target};
+use crate::call::dial::DialStatus;
 use crate::call::session::CallSession;
+use crate::call::targets::Target;
 use types::CallError;
 
 impl CallState {
