@@ -108,6 +108,15 @@ pub struct NodeConfig {
     /// it silence. Trunks and this machine are exempt; 0 = no limit.
     #[serde(default = "default_sip_per_source")]
     pub sip_requests_per_source_s: u32,
+    /// SIP over TCP: connections open at once, in all and from one address;
+    /// past either a new connection is closed at once.
+    #[serde(default = "default_sip_tcp_connections")]
+    pub sip_tcp_connections: usize,
+    #[serde(default = "default_sip_tcp_per_source")]
+    pub sip_tcp_per_source: usize,
+    /// A SIP/TCP connection silent this long is closed.
+    #[serde(default = "default_sip_tcp_idle")]
+    pub sip_tcp_idle_s: u64,
     /// Digest authentication realm.
     #[serde(default = "default_realm")]
     pub realm: String,
@@ -158,6 +167,9 @@ impl Default for NodeConfig {
             realm: default_realm(),
             invite_auth: None,
             sip_requests_per_source_s: default_sip_per_source(),
+            sip_tcp_connections: default_sip_tcp_connections(),
+            sip_tcp_per_source: default_sip_tcp_per_source(),
+            sip_tcp_idle_s: default_sip_tcp_idle(),
             api_token: None,
             api_hosts: Vec::new(),
             plugin_memory_mib: default_plugin_memory(),
@@ -184,6 +196,18 @@ fn default_plugin_memory() -> u32 {
 
 fn default_sip_per_source() -> u32 {
     50
+}
+
+fn default_sip_tcp_connections() -> usize {
+    1024
+}
+
+fn default_sip_tcp_per_source() -> usize {
+    32
+}
+
+fn default_sip_tcp_idle() -> u64 {
+    300
 }
 
 fn default_hangup_grace_s() -> u64 {

@@ -107,6 +107,37 @@ impl<K: Hash + Eq + Clone> PerKey<K> {
     }
 }
 
+/// Lines a stranger can make the node log (refused registrations, calls
+/// with no route) are budgeted: at most `per_s` a second; the rest are
+/// counted, and the next line admitted says how many were dropped.
+#[derive(Debug)]
+pub struct LogBudget {
+    per_s: u64,
+    state: std::sync::Mutex<(Window, u64)>,
+}
+
+impl LogBudget {
+    pub fn new(per_s: u64) -> LogBudget {
+        LogBudget {
+            per_s,
+            state: std::sync::Mutex::new((Window::new(Instant::now()), 0)),
+        }
+    }
+
+    /// `Some(dropped)` when a line may be written at `now` (`dropped` lines
+    /// were suppressed before it); `None` when it must be dropped.
+    pub fn admit(&self, now: Instant) -> Option<u64> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let (window, dropped) = &mut *state;
+        if window.take(now, Duration::from_secs(1), 1, self.per_s) {
+            Some(std::mem::take(dropped))
+        } else {
+            *dropped += 1;
+            None
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,5 +170,15 @@ mod tests {
         // A second later the stale windows make room.
         assert_eq!(t.add(&500, t0 + second), Some(1));
         assert!(t.len() <= 100);
+    }
+
+    #[test]
+    fn a_log_budget_drops_the_flood_and_says_how_much() {
+        let t0 = Instant::now();
+        let budget = LogBudget::new(5);
+        let admitted = (0..1000).filter(|_| budget.admit(t0).is_some()).count();
+        assert_eq!(admitted, 5);
+        assert_eq!(budget.admit(t0 + Duration::from_secs(1)), Some(995));
+        assert_eq!(budget.admit(t0 + Duration::from_secs(1)), Some(0));
     }
 }

@@ -89,4 +89,28 @@ fn the_caller_is_answered_when_the_agent_answers_not_before() {
         hookline_tests::steps(&call).contains(&"answered:201"),
         "{call:#}"
     );
+    // The operator's view: one line when the call started and one when it
+    // ended, with who, the route and why.
+    let logs = node.logs();
+    let lines = |what: &str| -> Vec<String> {
+        logs.lines()
+            .filter(|l| l.contains(what) && l.contains(id.as_str()))
+            .map(String::from)
+            .collect()
+    };
+    let started = lines("call started");
+    assert_eq!(started.len(), 1, "{logs}");
+    assert!(
+        started[0].contains("callee=to-201") && started[0].contains("route=to-201"),
+        "{}",
+        started[0]
+    );
+    let ended = lines("call ended");
+    assert_eq!(ended.len(), 1, "{logs}");
+    assert!(
+        ended[0].contains(&format!("cause={}", call["hangup_cause"].as_str().unwrap()))
+            && ended[0].contains("duration_ms="),
+        "{}",
+        ended[0]
+    );
 }

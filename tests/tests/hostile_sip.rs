@@ -98,3 +98,75 @@ fn no_common_codec_is_488() {
         "{r}"
     );
 }
+
+/// An OPTIONS over `conn`; the status line of the answer, if one came.
+fn options_over(conn: &mut std::net::TcpStream, n: u32) -> Option<String> {
+    use std::io::{Read, Write};
+    let local = conn.local_addr().ok()?;
+    let peer = conn.peer_addr().ok()?;
+    let msg = format!(
+        "OPTIONS sip:ping@{peer} SIP/2.0\r\nVia: SIP/2.0/TCP {local};branch=z9hG4bKtcp{n}\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:t@127.0.0.1>;tag=t{n}\r\nTo: <sip:ping@127.0.0.1>\r\n\
+         Call-ID: tcp-{n}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+    );
+    conn.write_all(msg.as_bytes()).ok()?;
+    let mut buf = [0u8; 4096];
+    let n = conn.read(&mut buf).ok()?;
+    let text = String::from_utf8_lossy(&buf[..n]);
+    text.lines().next().map(String::from)
+}
+
+/// Whether the node closed `conn` (EOF or reset) within `within`.
+fn closed_by_node(conn: &mut std::net::TcpStream, within: Duration) -> bool {
+    use std::io::Read;
+    conn.set_read_timeout(Some(within)).unwrap();
+    let mut buf = [0u8; 64];
+    match conn.read(&mut buf) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => !matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+    }
+}
+
+#[test]
+fn sip_over_tcp_is_capped_per_source_and_silent_connections_are_closed() {
+    let node = TestNode::start(NodeSpec {
+        node_section: Some("sip_tcp_per_source = 4\nsip_tcp_idle_s = 3"),
+        ..NodeSpec::default()
+    })
+    .unwrap();
+    let connect = || {
+        let c = std::net::TcpStream::connect(node.sip).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        c
+    };
+    // Four connections from this address are served …
+    let mut open: Vec<_> = (0..4).map(|_| connect()).collect();
+    for (i, c) in open.iter_mut().enumerate() {
+        let status = options_over(c, i as u32);
+        assert_eq!(status.as_deref(), Some("SIP/2.0 200 OK"), "connection {i}");
+    }
+    // … a fifth is closed at once, unserved.
+    let mut fifth = connect();
+    assert!(
+        closed_by_node(&mut fifth, Duration::from_secs(2)),
+        "a fifth connection from one address was kept"
+    );
+    // Silent for the idle time, the four are closed, and their places come back.
+    for (i, c) in open.iter_mut().enumerate() {
+        assert!(
+            closed_by_node(c, Duration::from_secs(6)),
+            "silent connection {i} was kept"
+        );
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let mut again = connect();
+    assert_eq!(
+        options_over(&mut again, 9).as_deref(),
+        Some("SIP/2.0 200 OK"),
+        "no place came back"
+    );
+}

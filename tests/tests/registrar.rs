@@ -86,6 +86,64 @@ fn wrong_password_never_registers_and_repeated_failures_are_blocked() {
     assert!(codes[..8].iter().all(|c| c == "401"), "{codes:?}");
     assert_eq!(codes.last().unwrap(), "403", "{codes:?}");
     assert!(registrations(&node).is_empty());
+    // Each refusal is logged, with the user and the address it came from …
+    let refused = |logs: &str| {
+        logs.lines()
+            .filter(|l| l.contains("REGISTER refused"))
+            .count()
+    };
+    let logs = node.logs();
+    assert!(
+        logs.lines().any(|l| l.contains("REGISTER refused")
+            && l.contains("user=")
+            && l.contains("source=127.0.0.1")
+            && l.contains("blocked=true")),
+        "{logs}"
+    );
+    // … but a flood cannot flood the log: 20 lines a second at most, and a
+    // later line says how many were dropped.
+    let before = refused(&node.logs());
+    let flood = std::time::Instant::now();
+    for cseq in 14..1014 {
+        if cseq % 50 == 0 {
+            // Within the kernel's receive buffer: the node sees them all.
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        ua.request(
+            "REGISTER",
+            &format!("flood-{cseq}"),
+            "",
+            cseq,
+            &format!("Contact: <sip:201@127.0.0.1:9>\r\nExpires: 600\r\n{bad}"),
+            "",
+        )
+        .unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(1100));
+    register(1014, &bad);
+    let seconds = flood.elapsed().as_secs() + 1;
+    let logs = node.logs();
+    let during = refused(&logs) - before;
+    assert!(
+        (1..=20 * seconds as usize).contains(&during),
+        "{during} refusal lines in {seconds} s"
+    );
+    let dropped: u64 = logs
+        .lines()
+        .filter(|l| l.contains("REGISTER refused"))
+        .filter_map(|l| {
+            l.split("dropped=")
+                .nth(1)?
+                .split(' ')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum();
+    assert!(
+        dropped + during as u64 >= 900,
+        "the flood's refusals were neither logged nor counted: {dropped} dropped, {during} logged"
+    );
 }
 
 #[test]

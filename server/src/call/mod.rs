@@ -89,6 +89,9 @@ pub struct Node {
     pub refused: AtomicU64,
     /// Call tasks still running (a drain waits for them, records included).
     pub call_tasks: AtomicU64,
+    /// Log lines strangers can cause (refused credentials, calls with no
+    /// route): 20 a second, the rest counted.
+    pub stranger_log: crate::rate::LogBudget,
     pub registrar: Arc<Mutex<Registrar>>,
     pub sip_addr: SocketAddr,
     /// Prompts of languages other than the default, by language.
@@ -228,62 +231,6 @@ impl Node {
 }
 
 /// Runs the SIP side of the node until the socket fails.
-/// What the TCP connection tasks tell the SIP driver.
-enum TcpEvent {
-    /// A connection opened; replies to this peer go through `writer`.
-    Open(SocketAddr, UnboundedSender<Vec<u8>>),
-    Message(SocketAddr, Vec<u8>),
-    Closed(SocketAddr),
-}
-
-/// Accepts SIP over TCP on the SIP port and feeds framed messages to the driver.
-async fn accept_tcp(listener: tokio::net::TcpListener, events: UnboundedSender<TcpEvent>) {
-    loop {
-        let Ok((stream, peer)) = listener.accept().await else {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            continue;
-        };
-        let events = events.clone();
-        tokio::spawn(async move {
-            use tokio::io::{AsyncReadExt, AsyncWriteExt};
-            let _ = stream.set_nodelay(true);
-            let (mut rd, mut wr) = stream.into_split();
-            let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
-            let writer = tokio::spawn(async move {
-                while let Some(data) = rx.recv().await {
-                    if wr.write_all(&data).await.is_err() {
-                        break;
-                    }
-                }
-            });
-            let _ = events.send(TcpEvent::Open(peer, tx));
-            let mut framer = crate::sip::stream::Framer::default();
-            let mut buf = vec![0u8; 16384];
-            'read: loop {
-                let n = match rd.read(&mut buf).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => n,
-                };
-                framer.push(&buf[..n]);
-                loop {
-                    match framer.next_message() {
-                        Ok(Some(msg)) => {
-                            let _ = events.send(TcpEvent::Message(peer, msg));
-                        }
-                        Ok(None) => break,
-                        Err(e) => {
-                            tracing::debug!("SIP/TCP from {peer}: {e}; closing");
-                            break 'read;
-                        }
-                    }
-                }
-            }
-            let _ = events.send(TcpEvent::Closed(peer));
-            writer.abort();
-        });
-    }
-}
-
 pub async fn run_sip(
     node: Arc<Node>,
     socket: UdpSocket,
@@ -318,21 +265,27 @@ pub async fn run_sip(
     let mut buf = vec![0u8; 65536];
     let mut timer = tokio::time::interval(Duration::from_millis(50));
     timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let (tcp_tx, mut tcp_rx) = mpsc::unbounded_channel();
+    let (tcp_tx, mut tcp_rx) = mpsc::channel(crate::sip::tcp::EVENTS_QUEUED);
     if let Some(listener) = tcp {
-        tokio::spawn(accept_tcp(listener, tcp_tx));
+        let cfg = &node.config.node;
+        let limits = crate::sip::tcp::Limits {
+            max: cfg.sip_tcp_connections,
+            per_source: cfg.sip_tcp_per_source,
+            idle: Duration::from_secs(cfg.sip_tcp_idle_s),
+        };
+        tokio::spawn(crate::sip::tcp::accept(listener, tcp_tx, limits));
     }
     // Peers connected over TCP: their responses and requests go back on the connection.
-    let mut streams: HashMap<SocketAddr, UnboundedSender<Vec<u8>>> = HashMap::new();
+    let mut streams: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>> = HashMap::new();
     loop {
         tokio::select! {
             Some(ev) = tcp_rx.recv() => match ev {
-                TcpEvent::Open(peer, writer) => {
+                crate::sip::tcp::TcpEvent::Open(peer, writer) => {
                     streams.insert(peer, writer);
                     endpoint.set_stream_peer(peer, true);
                 }
-                TcpEvent::Message(peer, data) => endpoint.handle_datagram(Instant::now(), peer, &data),
-                TcpEvent::Closed(peer) => {
+                crate::sip::tcp::TcpEvent::Message(peer, data) => endpoint.handle_datagram(Instant::now(), peer, &data),
+                crate::sip::tcp::TcpEvent::Closed(peer) => {
                     streams.remove(&peer);
                     endpoint.set_stream_peer(peer, false);
                 }
@@ -378,7 +331,11 @@ pub async fn run_sip(
             match out {
                 Output::Transmit { to, data } => {
                     if let Some(stream) = streams.get(&to) {
-                        let _ = stream.send(data);
+                        if stream.try_send(data).is_err() {
+                            // Not reading its replies: the connection goes.
+                            streams.remove(&to);
+                            endpoint.set_stream_peer(to, false);
+                        }
                     } else if let Err(e) = socket.send_to(&data, to).await {
                         tracing::debug!("SIP send to {to}: {e}");
                     }
@@ -421,6 +378,17 @@ pub async fn run_sip(
                 Output::Event(Event::Dtmf { call_id, key }) => {
                     if let Some(tx) = calls.get(&call_id) {
                         let _ = tx.send(CallEvent::Media(MediaEvent::Dtmf(key)));
+                    }
+                }
+                Output::Event(Event::Refused { method, refusal }) => {
+                    if let Some(dropped) = node.stranger_log.admit(std::time::Instant::now()) {
+                        tracing::info!(
+                            user = %refusal.user.escape_debug(),
+                            source = %refusal.source,
+                            blocked = refusal.blocked,
+                            dropped,
+                            "{method} refused: wrong credentials"
+                        );
                     }
                 }
             }
@@ -512,7 +480,9 @@ pub(crate) fn route_and_admit(
         now_s: crate::store::now_ms() / 1000,
     };
     let Some(route_idx) = node.config.route_for(&key) else {
-        tracing::info!(call = %call_id, %callee, "no route");
+        if let Some(dropped) = node.stranger_log.admit(std::time::Instant::now()) {
+            tracing::info!(call = %call_id.escape_debug(), callee = %callee.escape_debug(), dropped, "no route");
+        }
         node.store.call_started(call_id, caller, callee, None);
         node.store.call_ended(call_id, "no-route", vec![]);
         return Err((call_id.to_string(), 404, None));
@@ -636,6 +606,18 @@ pub(crate) fn launch(
     });
     node.store
         .call_started(&call_id, &caller, &callee, Some(&plugin.name));
+    // One line at the start and one at the end of every call (admitted calls
+    // only: admission bounds how many a second).
+    let started = std::time::Instant::now();
+    let (who, whom, route_number) = (caller.clone(), callee.clone(), route.number.clone());
+    tracing::info!(
+        call = %call_id.escape_debug(),
+        caller = %caller.escape_debug(),
+        callee = %callee.escape_debug(),
+        route = %route.number,
+        plugin = %plugin.name,
+        "call started"
+    );
     let info = CallInfo {
         call_id: call_id.clone(),
         caller: caller.clone(),
@@ -711,6 +693,15 @@ pub(crate) fn launch(
         let _ = sip.send(SipCommand::Finished {
             call_id: call_id.clone(),
         });
+        tracing::info!(
+            call = %call_id.escape_debug(),
+            caller = %who.escape_debug(),
+            callee = %whom.escape_debug(),
+            route = %route_number,
+            %cause,
+            duration_ms = started.elapsed().as_millis() as u64,
+            "call ended"
+        );
         node.store.call_finished(&call_id, &cause, path, media);
         node.call_tasks.fetch_sub(1, Ordering::SeqCst);
     });

@@ -57,6 +57,11 @@ pub enum Event {
     },
     /// Progress of an outbound leg started with `dial`.
     Outbound { call_id: String, event: UacEvent },
+    /// A REGISTER or INVITE was refused for its credentials.
+    Refused {
+        method: &'static str,
+        refusal: super::registrar::Refusal,
+    },
 }
 
 /// A new inbound call.
@@ -279,10 +284,17 @@ impl Endpoint {
             contacts,
             expires,
         };
-        let outcome = registrar
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .register(self.unix(now), &request);
+        let (outcome, refusal) = {
+            let mut reg = registrar.lock().unwrap_or_else(|e| e.into_inner());
+            let outcome = reg.register(self.unix(now), &request);
+            (outcome, reg.take_refusal())
+        };
+        if let Some(refusal) = refusal {
+            self.out.push_back(Output::Event(Event::Refused {
+                method: "REGISTER",
+                refusal,
+            }));
+        }
         let tag = self.token();
         let data = match outcome {
             RegisterOutcome::Challenge(value) => message::response(
@@ -454,6 +466,12 @@ impl Endpoint {
                         _ => None,
                     });
                     if let Err(outcome) = reg.authorize_invite(unix, from, auth.as_deref()) {
+                        if let Some(refusal) = reg.take_refusal() {
+                            self.out.push_back(Output::Event(Event::Refused {
+                                method: "INVITE",
+                                refusal,
+                            }));
+                        }
                         drop(reg);
                         let tag = self.token();
                         let data = match outcome {

@@ -83,6 +83,19 @@ pub struct Registrar {
     pub trust_loopback: bool,
     pub min_expires: u32,
     pub max_expires: u32,
+    /// The last request refused for its credentials, for the endpoint to
+    /// report (it takes it after each request, so one at most).
+    refusal: Option<Refusal>,
+}
+
+/// Credentials refused: wrong, or from a pair blocked for guessing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The user it claimed (cut to 64 bytes: it is untrusted).
+    pub user: String,
+    pub source: IpAddr,
+    /// The pair is blocked now.
+    pub blocked: bool,
 }
 
 impl Registrar {
@@ -98,6 +111,7 @@ impl Registrar {
             trust_loopback: false,
             min_expires: 60,
             max_expires: 3600,
+            refusal: None,
         }
     }
 
@@ -114,6 +128,23 @@ impl Registrar {
         self.failures
             .get(&(ip, user_key(user)))
             .is_some_and(|f| f.blocked_until > now)
+    }
+
+    /// The last request refused for its credentials, once.
+    pub fn take_refusal(&mut self) -> Option<Refusal> {
+        self.refusal.take()
+    }
+
+    fn refused(&mut self, ip: IpAddr, user: &str, now: u64) {
+        let mut end = user.len().min(64);
+        while !user.is_char_boundary(end) {
+            end -= 1;
+        }
+        self.refusal = Some(Refusal {
+            user: user[..end].to_string(),
+            source: ip,
+            blocked: self.blocked(ip, user, now),
+        });
     }
 
     /// Pairs tracked now (bounded by `MAX_TRACKED`).
@@ -170,6 +201,7 @@ impl Registrar {
             return Err(self.challenge(now, false));
         };
         if self.blocked(ip, &creds.username, now) {
+            self.refused(ip, &creds.username, now);
             return Err(RegisterOutcome::Forbidden);
         }
         let ok = creds.realm == self.realm
@@ -179,6 +211,7 @@ impl Registrar {
                 .is_some_and(|p| creds.expected("INVITE", p) == creds.response);
         if !ok {
             self.fail(ip, &creds.username, now);
+            self.refused(ip, &creds.username, now);
             return Err(if self.blocked(ip, &creds.username, now) {
                 RegisterOutcome::Forbidden
             } else {
@@ -196,6 +229,7 @@ impl Registrar {
     pub fn register(&mut self, now: u64, req: &RegisterRequest<'_>) -> RegisterOutcome {
         let ip = req.source.ip();
         if self.blocked(ip, req.user, now) {
+            self.refused(ip, req.user, now);
             return RegisterOutcome::Forbidden;
         }
         let Some(creds) = req.authorization.and_then(Credentials::parse) else {
@@ -207,6 +241,7 @@ impl Registrar {
             && password.is_some_and(|p| creds.expected("REGISTER", p) == creds.response);
         if !ok {
             self.fail(ip, req.user, now);
+            self.refused(ip, req.user, now);
             return if self.blocked(ip, req.user, now) {
                 RegisterOutcome::Forbidden
             } else {
