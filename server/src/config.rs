@@ -69,6 +69,11 @@ pub struct NodeConfig {
     /// Hang up a call after this long without RTP from the caller; 0 = never.
     #[serde(default = "default_rtp_timeout")]
     pub rtp_timeout_s: u64,
+    /// An answered call's media never stops: with nothing to play the node
+    /// sends encoded silence (carriers' RTP inactivity timers, NAT bindings
+    /// and some phones need a stream). Off only for a peer that wants none.
+    #[serde(default = "yes")]
+    pub send_silence: bool,
     /// Symmetric RTP for callers behind NAT (their SDP address differs from
     /// their signalling address): send media where theirs comes from.
     #[serde(default = "yes")]
@@ -157,6 +162,7 @@ impl Default for NodeConfig {
             max_cps: 0,
             drain_timeout_s: default_drain_timeout(),
             rtp_timeout_s: default_rtp_timeout(),
+            send_silence: true,
             plugin_cpu_ms: default_plugin_cpu_ms(),
             max_call_s: default_max_call_s(),
             hangup_grace_s: default_hangup_grace_s(),

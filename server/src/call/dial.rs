@@ -320,6 +320,7 @@ impl CallSession {
             });
             self.leg = a.leg;
             self.codec = media.codec;
+            self.keep_media_flowing();
             return Ok(DialOutcome {
                 status: DialStatus::Completed,
                 answered_target: Some(target),

@@ -319,8 +319,16 @@ impl CallSession {
             });
             self.answered = true;
             self.store.call_answered(&self.call_id);
+            self.keep_media_flowing();
         }
         Ok(())
+    }
+
+    /// From the answer (or early media) on, the caller's stream never stops.
+    pub(crate) fn keep_media_flowing(&self) {
+        if self.node.config.node.send_silence {
+            self.media.keep_alive(self.leg);
+        }
     }
 
     /// Plays prompts from the catalog; `Ok(true)` when a key interrupted them.

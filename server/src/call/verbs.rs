@@ -171,6 +171,7 @@ impl CallSession {
             sdp,
         });
         self.early = true;
+        self.keep_media_flowing();
         self.mark("early-media");
         Ok(())
     }

@@ -126,6 +126,11 @@ enum Command {
     Loop {
         leg: LegId,
     },
+    /// The leg is answered: it sends a packet every tick from now on
+    /// (encoded silence when it has nothing else to send).
+    KeepAlive {
+        leg: LegId,
+    },
     /// The peer put us on hold (stop sending) or resumed, maybe from a new address.
     Hold {
         leg: LegId,
@@ -320,6 +325,14 @@ impl MediaEngine {
         let _ = self.shard(leg).send(Command::Hold { leg, hold, remote });
     }
 
+    /// From now on the leg never goes quiet: with nothing to play, relay or
+    /// mix it sends encoded silence, so carriers' RTP inactivity timers, NAT
+    /// bindings and phones that expect a stream keep the call while a plugin
+    /// listens or records.
+    pub fn keep_alive(&self, leg: LegId) {
+        let _ = self.shard(leg).send(Command::KeepAlive { leg });
+    }
+
     /// Makes the leg's current play request repeat until `stop` (ringback).
     pub fn loop_play(&self, leg: LegId) {
         let _ = self.shard(leg).send(Command::Loop { leg });
@@ -469,6 +482,10 @@ struct Leg {
     looped: Vec<Arc<Prompt>>,
     /// The peer holds the call: nothing is sent (prompts keep their place in time).
     held: bool,
+    /// Answered: silence is sent when there is nothing else (see `keep_alive`).
+    keep_alive: bool,
+    /// The last packet sent was keep-alive silence.
+    in_silence: bool,
     /// A play request is in progress (its `PlayDone` is still owed).
     playing: bool,
     /// Packets sent (prompts and relayed media) and valid RTP received.
@@ -595,6 +612,8 @@ impl Leg {
             relay_ts_offset: None,
             looped: Vec::new(),
             held: false,
+            keep_alive: false,
+            in_silence: false,
             playing: false,
             sent: 0,
             received: 0,
@@ -858,25 +877,50 @@ impl Leg {
         got.then_some(pcm)
     }
 
-    /// Sends this leg's frame of the room's mix, when the mixer made one.
+    /// Sends this leg's frame of the room's mix when the mixer made one, or
+    /// silence to keep an answered leg's stream going.
     fn play_out_room(
         &mut self,
         mix: Option<[i16; FRAME]>,
         out: &mut [u8; OUT],
         stats: &MediaStats,
     ) {
-        if self.room.is_none() {
-            return;
-        }
-        let Some(pcm) = mix.filter(|_| !self.held) else {
+        if self.held {
             self.talking = false;
             return;
+        }
+        let Some(pcm) = mix.filter(|_| self.room.is_some()) else {
+            return self.send_silence(out, stats);
         };
         for t in &mut self.taps {
             t.sent(&pcm);
         }
         let n = self.encode(&pcm, &mut out[12..]);
         self.send_frame(out, n, stats);
+    }
+
+    /// One frame of encoded silence, if this leg keeps its stream alive. A
+    /// G.711 frame is a fill; other codecs encode it (their state keeps time).
+    fn send_silence(&mut self, out: &mut [u8; OUT], stats: &MediaStats) {
+        if !self.keep_alive {
+            self.talking = false;
+            return;
+        }
+        let n = match self.setup.codec.g711() {
+            Some(g) => {
+                out[12..12 + FRAME].fill(g.silence());
+                FRAME
+            }
+            None => self.encode(&[0; FRAME], &mut out[12..]),
+        };
+        // Silence continues the stream (no marker); the audio after it
+        // starts a talkspurt (marker), as one after a pause would.
+        if self.in_silence {
+            self.talking = true;
+            self.in_silence = false;
+        }
+        self.send_frame(out, n, stats);
+        self.in_silence = true;
     }
 
     /// Plays `key` as DTMF tones over what this leg sends (100 ms, the
@@ -1002,7 +1046,7 @@ impl Leg {
         stats: &MediaStats,
     ) {
         let mut header = [0u8; 12];
-        let marker = marker || !self.talking;
+        let marker = marker || !self.talking || std::mem::take(&mut self.in_silence);
         self.talking = true;
         packet::write_header(
             &mut header,
@@ -1140,7 +1184,7 @@ impl Leg {
         if n == 0 {
             return;
         }
-        let marker = !self.talking;
+        let marker = !self.talking || std::mem::take(&mut self.in_silence);
         self.talking = true;
         packet::write_header(
             &mut out[..12],
@@ -1325,6 +1369,11 @@ impl Worker {
                 Ok(Command::Unbridge { a, b }) => {
                     self.unbridge(a);
                     self.unbridge(b);
+                }
+                Ok(Command::KeepAlive { leg }) => {
+                    if let Some(l) = self.leg(leg) {
+                        l.keep_alive = true;
+                    }
                 }
                 Ok(Command::Hold { leg, hold, remote }) => {
                     if let Some(l) = self.leg(leg) {
