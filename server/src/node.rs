@@ -435,6 +435,8 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         .await
     });
     tokio::spawn(call::callback::run(node.clone()));
+    // Recordings a crash cut short: repaired, handed back, listed.
+    tokio::spawn(call::recover_recordings(node.clone()));
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         r = &mut sip_task => bail!("SIP task ended: {r:?}"),

@@ -174,8 +174,8 @@ mod tests {
 
     #[test]
     fn a_log_budget_drops_the_flood_and_says_how_much() {
-        let t0 = Instant::now();
         let budget = LogBudget::new(5);
+        let t0 = Instant::now();
         let admitted = (0..1000).filter(|_| budget.admit(t0).is_some()).count();
         assert_eq!(admitted, 5);
         assert_eq!(budget.admit(t0 + Duration::from_secs(1)), Some(995));

@@ -1,10 +1,16 @@
 //! A node killed with calls up (SIGKILL: the OOM killer, a host reboot)
 //! leaves no call record open: at the next start each is closed with cause
-//! `node-restart` at the last moment the node was known alive.
+//! `node-restart` at the last moment the node was known alive. A message
+//! being left at the kill is repaired, filed in its mailbox and announced
+//! by the voicemail plugin's webhook, once.
 
 use std::time::{Duration, Instant};
 
-use hookline_tests::{path_of, NodeSpec, SipUa, TestNode};
+use hookline_tests::{
+    path_of, read_wav_i16, tone, tone_share, wait_until, Baresip, HttpSink, NodeSpec, SipUa,
+    TestNode,
+};
+use serde_json::Value;
 
 #[test]
 fn records_of_calls_up_at_a_sigkill_are_closed_as_node_restart() {
@@ -60,4 +66,87 @@ fn records_of_calls_up_at_a_sigkill_are_closed_as_node_restart() {
         c["id"] == "after" && c["hangup_cause"] == "caller-bye"
     })
     .unwrap();
+}
+
+#[test]
+fn a_message_cut_by_a_sigkill_is_repaired_filed_and_announced_once() {
+    let hook = HttpSink::start().unwrap();
+    let routes = format!(
+        r#"
+[[routes]]
+number = "leave-message"
+plugin = "voicemail"
+config = {{ greeting_text = "Leave a message.", mailbox = "crash", max_ms = 60000, silence_ms = 60000, webhook = "http://{}/vm" }}
+"#,
+        hook.addr
+    );
+    let mut node = TestNode::start(NodeSpec {
+        extra_routes: &routes,
+        ..NodeSpec::default()
+    })
+    .unwrap();
+    // The caller speaks (a 440 Hz tone) for longer than the node lives.
+    let caller = Baresip::start_with_mic(
+        &format!("sip:leave-message@{}", node.sip),
+        &tone(440.0, 8000, 40),
+    )
+    .unwrap();
+    let recording = |node: &TestNode| -> Option<Value> {
+        node.recordings()
+            .ok()?
+            .into_iter()
+            .find(|r| r["kind"] == "message")
+    };
+    assert!(
+        wait_until(Duration::from_secs(20), || recording(&node)
+            .is_some_and(|r| r["state"] == "recording")),
+        "the message was not listed while being recorded: {:?}\n{}",
+        node.recordings(),
+        node.logs()
+    );
+    // Three seconds of message on disk, then the kill.
+    std::thread::sleep(Duration::from_secs(3));
+    node.crash_and_restart().unwrap();
+    drop(caller);
+    assert!(
+        wait_until(Duration::from_secs(30), || recording(&node)
+            .is_some_and(|r| r["state"] == "recovered")),
+        "not recovered: {:?}\n{}",
+        node.recordings(),
+        node.logs()
+    );
+    let r = recording(&node).unwrap();
+    let duration = r["duration_ms"].as_u64().unwrap();
+    assert!(duration >= 1500, "{r:#}");
+    // The file is whole and holds the caller's voice.
+    let pcm = read_wav_i16(std::path::Path::new(r["path"].as_str().unwrap())).unwrap();
+    assert_eq!(pcm.len() as u64 / 8, duration, "{r:#}");
+    let voiced = pcm
+        .chunks_exact(800)
+        .filter(|w| tone_share(w, 8000, 440.0) > 0.5)
+        .count();
+    assert!(
+        voiced * 100 * 10 >= duration as usize * 8,
+        "the caller in {voiced} of {duration} ms / 100 ms windows"
+    );
+    // The voicemail plugin filed and announced it, once.
+    let seen = hook
+        .next(Duration::from_secs(20))
+        .unwrap_or_else(|| panic!("no webhook\n{}", node.logs()));
+    let msg: Value = serde_json::from_str(&seen.body).unwrap();
+    assert_eq!(msg["recording"], r["id"], "{msg:#}");
+    assert_eq!(msg["mailbox"], "crash", "{msg:#}");
+    assert_eq!(msg["ended_by"], "node-restart", "{msg:#}");
+    assert_eq!(msg["duration_ms"].as_u64(), Some(duration), "{msg:#}");
+    assert!(
+        hook.next(Duration::from_secs(3)).is_none(),
+        "announced twice"
+    );
+    // Another restart hands nothing back again.
+    node.crash_and_restart().unwrap();
+    assert!(
+        hook.next(Duration::from_secs(5)).is_none(),
+        "announced again after a restart"
+    );
+    assert_eq!(recording(&node).unwrap()["state"], "recovered");
 }

@@ -4,6 +4,10 @@
 //! Route config (or hand-over arguments, which take precedence):
 //! `mailbox` (default: the dialled number), `greeting` (prompt ids) or
 //! `greeting_text` (spoken), `max_ms`, `silence_ms`, `webhook` (URL).
+//!
+//! A message a node crash cut short comes back at the next start as an
+//! ended call with `recovered` in the arguments: it is filed and announced
+//! like any other, `ended_by: "node-restart"`.
 
 use hookline_sdk::media::{RecordEnd, RecordOptions};
 use hookline_sdk::{
@@ -21,6 +25,14 @@ struct Config {
     max_ms: Option<u32>,
     silence_ms: Option<u32>,
     webhook: Option<String>,
+    /// Set by the node for a message a crash cut short.
+    recovered: Option<Recovered>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Recovered {
+    recording: String,
+    duration_ms: u32,
 }
 
 /// Messages shorter than this are hang-ups at the beep, not messages.
@@ -75,6 +87,20 @@ fn run(config: &Config, info: &CallInfo) -> Result<(), CallError> {
         .mailbox
         .clone()
         .unwrap_or_else(|| info.callee.clone());
+    if let Some(r) = &config.recovered {
+        // The caller is long gone: file it, nothing to play.
+        if r.duration_ms >= MIN_MESSAGE_MS {
+            save(
+                config,
+                info,
+                &mailbox,
+                &r.recording,
+                r.duration_ms,
+                "node-restart",
+            );
+        }
+        return Ok(());
+    }
     media::answer()?;
     let greeting = match &config.greeting_text {
         Some(text) => vec![say(text)],
@@ -92,7 +118,13 @@ fn run(config: &Config, info: &CallInfo) -> Result<(), CallError> {
     if rec.duration_ms < MIN_MESSAGE_MS {
         data::mark("voicemail:empty");
     } else {
-        save(config, info, &mailbox, &rec);
+        let ended_by = match rec.end {
+            RecordEnd::Terminator => "terminator",
+            RecordEnd::Silence => "silence",
+            RecordEnd::MaxLength => "max-length",
+            RecordEnd::HungUp => "hung-up",
+        };
+        save(config, info, &mailbox, &rec.id, rec.duration_ms, ended_by);
     }
     if rec.end != RecordEnd::HungUp {
         media::play(&[say("Thank you. Goodbye.")], false)?;
@@ -101,24 +133,26 @@ fn run(config: &Config, info: &CallInfo) -> Result<(), CallError> {
     Ok(())
 }
 
-fn save(config: &Config, info: &CallInfo, mailbox: &str, rec: &media::Recording) {
+fn save(
+    config: &Config,
+    info: &CallInfo,
+    mailbox: &str,
+    recording: &str,
+    duration_ms: u32,
+    ended_by: &str,
+) {
     let message = serde_json::json!({
         "mailbox": mailbox,
-        "recording": rec.id,
-        "duration_ms": rec.duration_ms,
+        "recording": recording,
+        "duration_ms": duration_ms,
         "caller": info.caller,
         "call_id": info.call_id,
         "received_ms": data::now_ms(),
-        "ended_by": match rec.end {
-            RecordEnd::Terminator => "terminator",
-            RecordEnd::Silence => "silence",
-            RecordEnd::MaxLength => "max-length",
-            RecordEnd::HungUp => "hung-up",
-        },
+        "ended_by": ended_by,
     })
     .to_string();
-    data::mark(&format!("voicemail:{mailbox}:{}", rec.id));
-    if let Err(e) = data::kv_set(&format!("message:{mailbox}:{}", rec.id), &message, None) {
+    data::mark(&format!("voicemail:{mailbox}:{recording}"));
+    if let Err(e) = data::kv_set(&format!("message:{mailbox}:{recording}"), &message, None) {
         hookline_sdk::warn(&format!("saving message: {e}"));
     }
     data::counter_add("messages", 1);

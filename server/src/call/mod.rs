@@ -12,6 +12,8 @@ pub(crate) mod held;
 pub mod presence;
 pub mod queue;
 pub mod record;
+mod recovery;
+pub use recovery::recover_recordings;
 mod ringer;
 mod route;
 pub mod schedule;
@@ -776,11 +778,22 @@ pub fn detached_session(
     node: &Arc<Node>,
     plugin: &str,
 ) -> (CallSession, UnboundedReceiver<SipCommand>) {
+    ended_session(node, plugin, crate::plugin::bench_info())
+}
+
+/// A session for a call that has already ended (the first verb that waits
+/// returns `hung-up`): benchmarks, and handing a recording a crash cut
+/// short back to the plugin that made it.
+pub(crate) fn ended_session(
+    node: &Arc<Node>,
+    plugin: &str,
+    info: CallInfo,
+) -> (CallSession, UnboundedReceiver<SipCommand>) {
     let (sip, sip_rx) = mpsc::unbounded_channel();
     let (tx, rx) = mpsc::unbounded_channel();
     let _ = tx.send(CallEvent::Ended(crate::sip::endpoint::EndCause::CallerBye));
     let session = CallSession::new(SessionParts {
-        call_id: "detached".into(),
+        call_id: info.call_id.clone(),
         plugin: plugin.into(),
         leg: 0,
         media: node.media.clone(),
@@ -789,12 +802,12 @@ pub fn detached_session(
         events: rx,
         events_tx: tx,
         node: node.clone(),
-        caller: "bench".into(),
+        caller: info.caller.clone(),
         codec: crate::codec::Format::PCMU,
         store: node.store.clone(),
         answer_sdp: String::new(),
-        info: crate::plugin::bench_info(),
-        language: "en".into(),
+        info,
+        language: node.config.prompts.language.clone(),
     });
     (session, sip_rx)
 }

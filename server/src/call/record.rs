@@ -54,6 +54,32 @@ impl CallSession {
         (id, path)
     }
 
+    /// Lists a recording before its first frame (state `recording`), with
+    /// what its plugin runs on: a crash mid-message leaves a row to recover.
+    async fn write_ahead(
+        &self,
+        id: &str,
+        path: &std::path::Path,
+        kind: &str,
+    ) -> Result<(), CallError> {
+        let row = RecordingRow {
+            id: id.to_string(),
+            call_id: self.call_id.clone(),
+            plugin: self.plugin.clone(),
+            kind: kind.into(),
+            path: path.display().to_string(),
+            duration_ms: 0,
+            created_ms: crate::store::now_ms(),
+            transcript: None,
+            state: "recording".into(),
+        };
+        let (config, arguments) = self.running.clone().unwrap_or_else(|| ("{}".into(), None));
+        let data = self.node.plugin_data.clone();
+        blocking(move || data.recording_started(&row, &config, arguments.as_deref()))
+            .await?
+            .map_err(failed)
+    }
+
     /// Stops a tap and lists the file; returns its duration in ms.
     async fn finish_recording(&mut self, a: &Active, kind: &str) -> Result<u32, CallError> {
         let done = self.media.stop_record(self.leg, a.handle);
@@ -72,6 +98,7 @@ impl CallSession {
             duration_ms: duration_ms as u64,
             created_ms: crate::store::now_ms(),
             transcript: None,
+            state: "done".into(),
         };
         let data = self.node.plugin_data.clone();
         blocking(move || data.recording_saved(&row))
@@ -106,6 +133,7 @@ impl CallSession {
             self.play_prompts(vec![beep], false).await?;
         }
         let (id, path) = self.new_recording();
+        self.write_ahead(&id, &path, "message").await?;
         let handle = self
             .media
             .record(self.leg, path.clone(), false, o.silence_ms);
@@ -150,28 +178,9 @@ impl CallSession {
         })
     }
 
-    /// Transcribes a message in the background (the caller need not wait);
-    /// the text lands in the recordings table. Nothing happens where the
-    /// node has no recognizer for the call's language.
+    /// Transcribes a message in the background (the caller need not wait).
     fn transcribe(&self, a: &Active) {
-        if !self.node.config.speech.transcribe {
-            return;
-        }
-        let Some(engine) = self.node.recognizers.get(&self.language) else {
-            return;
-        };
-        let (id, path, data) = (a.id.clone(), a.path.clone(), self.node.plugin_data.clone());
-        tokio::task::spawn_blocking(move || {
-            let text = crate::speech::transcribe_file(engine.as_ref(), &path);
-            match text.map_err(|e| e.to_string()).and_then(|t| {
-                data.recording_transcribed(&id, &t)
-                    .map(|_| t)
-                    .map_err(|e| e.to_string())
-            }) {
-                Ok(t) => tracing::info!("recording {id} transcribed: {t:?}"),
-                Err(e) => tracing::warn!("recording {id}: no transcript: {e}"),
-            }
-        });
+        transcribe(&self.node, &self.language, a.id.clone(), a.path.clone());
     }
 
     pub async fn start_session_recording(&mut self) -> Result<String, CallError> {
@@ -180,6 +189,7 @@ impl CallSession {
             return Ok(a.id.clone());
         }
         let (id, path) = self.new_recording();
+        self.write_ahead(&id, &path, "session").await?;
         let handle = self.media.record(self.leg, path.clone(), true, 0);
         self.mark(&format!("session-recording:{id}"));
         self.session_recording = Some(Active {
@@ -220,4 +230,28 @@ impl CallSession {
             }
         }
     }
+}
+
+/// Transcribes a recording in the background; the text lands in the
+/// recordings table. Nothing happens where the node has no recognizer for
+/// `language`, or transcripts are off.
+pub(crate) fn transcribe(node: &super::Node, language: &str, id: String, path: PathBuf) {
+    if !node.config.speech.transcribe {
+        return;
+    }
+    let Some(engine) = node.recognizers.get(language) else {
+        return;
+    };
+    let data = node.plugin_data.clone();
+    tokio::task::spawn_blocking(move || {
+        let text = crate::speech::transcribe_file(engine.as_ref(), &path);
+        match text.map_err(|e| e.to_string()).and_then(|t| {
+            data.recording_transcribed(&id, &t)
+                .map(|_| t)
+                .map_err(|e| e.to_string())
+        }) {
+            Ok(t) => tracing::info!("recording {id} transcribed: {t:?}"),
+            Err(e) => tracing::warn!("recording {id}: no transcript: {e}"),
+        }
+    });
 }

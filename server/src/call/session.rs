@@ -73,6 +73,8 @@ pub struct CallSession {
     pub(crate) deadline: Option<tokio::time::Instant>,
     /// Hand-overs deep (0 for the route's plugin).
     pub(crate) depth: u32,
+    /// The running plugin's config and hand-over arguments (JSON).
+    pub(crate) running: Option<(String, Option<String>)>,
     /// BCP 47 language of prompts and speech.
     pub(crate) language: String,
     /// 183 sent: media flows before the answer.
@@ -154,6 +156,7 @@ impl CallSession {
             info: p.info,
             deadline: None,
             depth: 0,
+            running: None,
             language: p.language,
             early: false,
             hold_events: VecDeque::new(),

@@ -103,7 +103,17 @@ fn writer(rx: Receiver<WriterMsg>) {
                 let result = match open.remove(&handle) {
                     Some(Ok(o)) => {
                         let frames = o.frames;
-                        o.wav.finalize().map(|_| frames).map_err(|e| e.to_string())
+                        // On disk before it is listed as done: a power cut
+                        // after the caller's "goodbye" keeps the message.
+                        o.wav
+                            .finalize()
+                            .map_err(|e| e.to_string())
+                            .and_then(|_| {
+                                File::open(&o.path)
+                                    .and_then(|f| f.sync_all())
+                                    .map_err(|e| e.to_string())
+                            })
+                            .map(|_| frames)
                     }
                     Some(Err(e)) => Err(e),
                     None => Err("no such recording".into()),
@@ -122,6 +132,54 @@ fn write(o: &mut Open, samples: &[i16]) -> Result<(), hound::Error> {
     }
     o.frames += samples.len() as u64 / o.channels;
     o.wav.flush()
+}
+
+/// Makes a WAV that a crash cut short whole again: its RIFF and data
+/// sizes are set from what reached the disk (whole frames only; the writer
+/// rewrites them every second, so at most that second was unaccounted).
+/// Returns the frames per channel and the sample rate.
+pub fn repair(path: &std::path::Path) -> std::io::Result<(u64, u32)> {
+    use std::io::{Read, Seek, SeekFrom, Write};
+    let bad = |why: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, why.to_string());
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)?;
+    let len = f.metadata()?.len();
+    let mut head = vec![0u8; len.min(4096) as usize];
+    f.read_exact(&mut head)?;
+    if head.len() < 12 || &head[0..4] != b"RIFF" || &head[8..12] != b"WAVE" {
+        return Err(bad("not a WAV file"));
+    }
+    let u16_at = |b: &[u8], i: usize| u16::from_le_bytes([b[i], b[i + 1]]);
+    let u32_at = |b: &[u8], i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+    let (mut pos, mut fmt, mut data) = (12usize, None, None);
+    while pos + 8 <= head.len() {
+        let size = u32_at(&head, pos + 4) as usize;
+        match &head[pos..pos + 4] {
+            b"fmt " if pos + 8 + 16 <= head.len() => {
+                // rate, block align (bytes per frame, all channels)
+                fmt = Some((u32_at(&head, pos + 12), u16_at(&head, pos + 20)));
+            }
+            b"data" => {
+                data = Some(pos + 8);
+                break;
+            }
+            _ => {}
+        }
+        pos += 8 + size + (size & 1);
+    }
+    let ((rate, align), start) = fmt.zip(data).ok_or_else(|| bad("no fmt or data chunk"))?;
+    let align = u64::from(align.max(1));
+    let start = start as u64;
+    let bytes = len.saturating_sub(start) / align * align;
+    f.set_len(start + bytes)?;
+    f.seek(SeekFrom::Start(4))?;
+    f.write_all(&((start + bytes - 8) as u32).to_le_bytes())?;
+    f.seek(SeekFrom::Start(start - 4))?;
+    f.write_all(&(bytes as u32).to_le_bytes())?;
+    f.sync_all()?;
+    Ok((bytes / align, rate))
 }
 
 /// Where a tap's audio goes.
@@ -319,6 +377,48 @@ mod tests {
         assert_eq!(frames, 100 * FRAME as u64);
         let r = hound::WavReader::open(&path).unwrap();
         assert_eq!(r.duration(), 100 * FRAME as u32);
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn a_wav_cut_short_by_a_crash_is_repaired_to_what_reached_the_disk() {
+        let dir = std::env::temp_dir().join(format!("hl-repair-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("cut.wav");
+        let spec = hound::WavSpec {
+            channels: 1,
+            sample_rate: RATE,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let mut w = hound::WavWriter::create(&path, spec).unwrap();
+        for i in 0..RATE {
+            w.write_sample((i % 100) as i16).unwrap();
+        }
+        w.finalize().unwrap(); // the header says one second …
+                               // … and a crash left half a second more on disk, unaccounted, its
+                               // last sample torn in half.
+        let mut more: Vec<u8> = (0..RATE / 2)
+            .flat_map(|i| (i as i16).to_le_bytes())
+            .collect();
+        more.push(7);
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        f.write_all(&more).unwrap();
+        drop(f);
+        let (frames, rate) = repair(&path).unwrap();
+        assert_eq!(rate, RATE);
+        let r = hound::WavReader::open(&path).unwrap();
+        assert_eq!(r.duration() as u64, frames);
+        assert_eq!(frames, (RATE + RATE / 2) as u64);
+        let samples: Vec<i16> = r.into_samples().map(|s| s.unwrap()).collect();
+        assert_eq!(samples[..100], (0..100).collect::<Vec<i16>>()[..]);
+        // Not a WAV: an error, not a panic.
+        std::fs::write(dir.join("junk.wav"), b"junk").unwrap();
+        assert!(repair(&dir.join("junk.wav")).is_err());
         std::fs::remove_dir_all(dir).ok();
     }
 }

@@ -382,6 +382,11 @@ impl PluginHost {
             }
             tokio::time::sleep(grace).await
         };
+        // What this plugin runs on, for the recordings it makes (a crash
+        // hands an interrupted one back to it with the same config).
+        let outer = session
+            .running
+            .replace((info.config.clone(), info.arguments.clone()));
         let mut store = self.store(Some(plugin.clone()), Some(session), m.memory_mib, cpu);
         store.data_mut().config = info.config.clone();
         let outcome = match plugin.pre.instantiate_async(&mut store).await {
@@ -406,9 +411,10 @@ impl PluginHost {
             Err(e) => Outcome::Trapped(format!("instantiate: {e:#}")),
         };
         let state = store.into_data();
-        let session = state
+        let mut session = state
             .session
             .expect("a run's session is back once its hand-overs return");
+        session.running = outer;
         if state.used.log.dropped > 0 {
             // Lines dropped since the last one written: said once, at the end.
             let line = quotas::dropped_line(

@@ -60,6 +60,38 @@ pub struct RecordingRow {
     pub created_ms: i64,
     /// What was said (messages, where the node has a recognizer).
     pub transcript: Option<String>,
+    /// `recording` (still being written, or cut by a crash until the next
+    /// start), `done`, `recovered` (cut by a crash, repaired at the next start
+    /// and handed back to its plugin).
+    pub state: String,
+}
+
+/// A recording a crash cut short, with what its plugin was running on
+/// (to hand it back), and the call's parties.
+#[derive(Debug, Clone)]
+pub struct Unfinished {
+    pub row: RecordingRow,
+    /// The plugin's config and hand-over arguments (JSON) when it recorded.
+    pub config: String,
+    pub arguments: Option<String>,
+    pub caller: String,
+    pub callee: String,
+}
+
+/// A recording row from the first nine columns: id, call_id, plugin, kind,
+/// path, duration_ms, created_ms, transcript, state.
+fn row_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<RecordingRow> {
+    Ok(RecordingRow {
+        id: r.get(0)?,
+        call_id: r.get(1)?,
+        plugin: r.get(2)?,
+        kind: r.get(3)?,
+        path: r.get(4)?,
+        duration_ms: r.get::<_, i64>(5)? as u64,
+        created_ms: r.get(6)?,
+        transcript: r.get(7)?,
+        state: r.get(8)?,
+    })
 }
 
 /// A past call for `call-history`.
@@ -87,6 +119,14 @@ impl PluginData {
                 .is_err()
             {
                 c.execute_batch("ALTER TABLE recordings ADD COLUMN transcript TEXT")?;
+            }
+            // Write-ahead of recordings: a row from the first frame.
+            if c.prepare("SELECT state FROM recordings LIMIT 0").is_err() {
+                c.execute_batch(
+                    "ALTER TABLE recordings ADD COLUMN state TEXT NOT NULL DEFAULT 'done';
+                     ALTER TABLE recordings ADD COLUMN config TEXT;
+                     ALTER TABLE recordings ADD COLUMN arguments TEXT;",
+                )?;
             }
             Ok(())
         })?;
@@ -158,12 +198,68 @@ impl PluginData {
         })
     }
 
+    /// A recording begins: its row exists before its first frame is
+    /// written (state `recording`), with what its plugin runs on, so a crash
+    /// mid-message leaves something to recover.
+    pub fn recording_started(
+        &self,
+        r: &RecordingRow,
+        config: &str,
+        arguments: Option<&str>,
+    ) -> Result<(), StoreError> {
+        self.db.with(|c| {
+            c.execute(
+                "INSERT OR REPLACE INTO recordings
+                 (id, call_id, plugin, kind, path, duration_ms, created_ms, state, config, arguments)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, 'recording', ?7, ?8)",
+                params![r.id, r.call_id, r.plugin, r.kind, r.path, r.created_ms, config, arguments],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// A recording was finished and its file closed.
     pub fn recording_saved(&self, r: &RecordingRow) -> Result<(), StoreError> {
         self.db.with(|c| {
             c.execute(
-                "INSERT OR REPLACE INTO recordings (id, call_id, plugin, kind, path, duration_ms, created_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT INTO recordings (id, call_id, plugin, kind, path, duration_ms, created_ms, state)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'done')
+                 ON CONFLICT(id) DO UPDATE SET duration_ms = ?6, state = 'done'",
                 params![r.id, r.call_id, r.plugin, r.kind, r.path, r.duration_ms as i64, r.created_ms],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// Recordings a crash cut short (still `recording` at a start).
+    pub fn recordings_unfinished(&self) -> Result<Vec<Unfinished>, StoreError> {
+        self.db.with(|c| {
+            let mut st = c.prepare(
+                "SELECT r.id, r.call_id, r.plugin, r.kind, r.path, r.duration_ms, r.created_ms,
+                        r.transcript, r.state, COALESCE(r.config, '{}'), r.arguments,
+                        COALESCE(k.caller, ''), COALESCE(k.callee, '')
+                 FROM recordings r LEFT JOIN calls k ON k.id = r.call_id
+                 WHERE r.state = 'recording' ORDER BY r.created_ms",
+            )?;
+            let rows = st.query_map([], |r| {
+                Ok(Unfinished {
+                    row: row_of(r)?,
+                    config: r.get(9)?,
+                    arguments: r.get(10)?,
+                    caller: r.get(11)?,
+                    callee: r.get(12)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    /// A recovered recording's length and state.
+    pub fn recording_recovered(&self, id: &str, duration_ms: u64) -> Result<(), StoreError> {
+        self.db.with(|c| {
+            c.execute(
+                "UPDATE recordings SET duration_ms = ?2, state = 'recovered' WHERE id = ?1",
+                params![id, duration_ms as i64],
             )
             .map(|_| ())
         })
@@ -182,21 +278,10 @@ impl PluginData {
     pub fn recordings(&self, limit: u32) -> Result<Vec<RecordingRow>, StoreError> {
         self.db.with(|c| {
             let mut st = c.prepare(
-                "SELECT id, call_id, plugin, kind, path, duration_ms, created_ms, transcript
+                "SELECT id, call_id, plugin, kind, path, duration_ms, created_ms, transcript, state
                  FROM recordings ORDER BY created_ms DESC LIMIT ?1",
             )?;
-            let rows = st.query_map([limit], |r| {
-                Ok(RecordingRow {
-                    id: r.get(0)?,
-                    call_id: r.get(1)?,
-                    plugin: r.get(2)?,
-                    kind: r.get(3)?,
-                    path: r.get(4)?,
-                    duration_ms: r.get::<_, i64>(5)? as u64,
-                    created_ms: r.get(6)?,
-                    transcript: r.get(7)?,
-                })
-            })?;
+            let rows = st.query_map([limit], row_of)?;
             rows.collect()
         })
     }
