@@ -74,6 +74,11 @@ pub struct NodeConfig {
     /// and some phones need a stream). Off only for a peer that wants none.
     #[serde(default = "yes")]
     pub send_silence: bool,
+    /// New recordings are refused (the plugin gets `failed("disk full …")`)
+    /// while less than this is free where recordings go, so a full disk
+    /// never takes the database or a half-written message with it.
+    #[serde(default = "default_min_free_disk")]
+    pub min_free_disk_mib: u64,
     /// Symmetric RTP for callers behind NAT (their SDP address differs from
     /// their signalling address): send media where theirs comes from.
     #[serde(default = "yes")]
@@ -163,6 +168,7 @@ impl Default for NodeConfig {
             drain_timeout_s: default_drain_timeout(),
             rtp_timeout_s: default_rtp_timeout(),
             send_silence: true,
+            min_free_disk_mib: default_min_free_disk(),
             plugin_cpu_ms: default_plugin_cpu_ms(),
             max_call_s: default_max_call_s(),
             hangup_grace_s: default_hangup_grace_s(),
@@ -234,6 +240,10 @@ fn default_realm() -> String {
 
 fn default_rtp_timeout() -> u64 {
     60
+}
+
+fn default_min_free_disk() -> u64 {
+    256
 }
 
 fn yes() -> bool {

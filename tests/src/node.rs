@@ -57,6 +57,9 @@ pub struct NodeSpec<'a> {
     pub http_port: Option<u16>,
     /// `[webrtc]` lines replacing the sample's.
     pub webrtc_section: Option<&'a str>,
+    /// Runs on the (still empty) data directory before the node starts,
+    /// e.g. to put it on a small file system.
+    pub prepare_data: Option<&'a dyn Fn(&std::path::Path) -> Result<()>>,
 }
 
 impl Default for NodeSpec<'_> {
@@ -72,6 +75,7 @@ impl Default for NodeSpec<'_> {
             sip_ip: std::net::Ipv4Addr::LOCALHOST.into(),
             http_port: None,
             webrtc_section: None,
+            prepare_data: None,
         }
     }
 }
@@ -127,6 +131,11 @@ impl TestNode {
             format!("127.0.0.1:{}", spec.http_port.unwrap_or_else(free_tcp_port)).parse()?;
         while http.port() == sip.port() {
             http.set_port(free_tcp_port());
+        }
+        if let Some(prepare) = spec.prepare_data {
+            let dir = data.path().join("data");
+            std::fs::create_dir_all(&dir)?;
+            prepare(&dir)?;
         }
         let log = data.path().join("node.log");
         let args: Vec<std::ffi::OsString> = vec![

@@ -108,12 +108,25 @@ fn run(config: &Config, info: &CallInfo) -> Result<(), CallError> {
         None => vec![say("Please leave a message after the tone.")],
     };
     media::play(&greeting, true)?;
-    let rec = media::record(&RecordOptions {
+    let rec = match media::record(&RecordOptions {
         beep: true,
         max_ms: config.max_ms.unwrap_or(120_000),
         silence_ms: config.silence_ms.unwrap_or(4000),
         terminators: "#".into(),
-    })?;
+    }) {
+        Ok(rec) => rec,
+        Err(CallError::Failed(why)) => {
+            // The node cannot keep a message now (its disk is full): the
+            // caller is told, not left talking to nobody.
+            hookline_sdk::warn(&format!("no message taken: {why}"));
+            data::mark("voicemail:refused");
+            let sorry = "Sorry, we cannot take a message right now. Please call again later.";
+            media::play(&[say(sorry)], false)?;
+            routing::hangup()?;
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    };
     // From here the caller may be gone: saving is ordinary code all the same.
     if rec.duration_ms < MIN_MESSAGE_MS {
         data::mark("voicemail:empty");

@@ -54,6 +54,28 @@ impl CallSession {
         (id, path)
     }
 
+    /// Refuses a new recording while the disk it goes to is nearly full,
+    /// saying so in the log; the plugin gets the reason.
+    fn check_disk(&self, path: &std::path::Path) -> Result<(), CallError> {
+        let dir = path.parent().unwrap_or(path);
+        let _ = std::fs::create_dir_all(dir);
+        let min = self.node.config.node.min_free_disk_mib;
+        match free_mib(dir) {
+            Some(free) if free < min => {
+                tracing::warn!(
+                    call = %self.call_id,
+                    free_mib = free,
+                    min_free_disk_mib = min,
+                    "recording refused: disk nearly full"
+                );
+                Err(CallError::Failed(format!(
+                    "disk full: {free} MiB free, recordings need {min} MiB"
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Lists a recording before its first frame (state `recording`), with
     /// what its plugin runs on: a crash mid-message leaves a row to recover.
     async fn write_ahead(
@@ -83,12 +105,21 @@ impl CallSession {
     /// Stops a tap and lists the file; returns its duration in ms.
     async fn finish_recording(&mut self, a: &Active, kind: &str) -> Result<u32, CallError> {
         let done = self.media.stop_record(self.leg, a.handle);
-        let frames = match tokio::time::timeout(CLOSE_WAIT, done).await {
-            Ok(Ok(Ok(frames))) => frames,
-            Ok(Ok(Err(e))) => return Err(CallError::Failed(format!("recording: {e}"))),
+        let duration_ms = match tokio::time::timeout(CLOSE_WAIT, done).await {
+            Ok(Ok(Ok(frames))) => (frames * 1000 / RATE as u64) as u32,
+            Ok(Ok(Err(e))) => {
+                // A write failed (the disk filled mid-message): what reached
+                // the disk is made whole and kept, and listed as such.
+                tracing::warn!(call = %self.call_id, recording = %a.id, "recording ended early: {e}");
+                let path = a.path.clone();
+                let repaired = blocking(move || crate::media::recorder::repair(&path)).await?;
+                match repaired {
+                    Ok((frames, rate)) => (frames * 1000 / u64::from(rate.max(1))) as u32,
+                    Err(e) => return Err(CallError::Failed(format!("recording: {e}"))),
+                }
+            }
             _ => return Err(CallError::Failed("recording writer did not answer".into())),
         };
-        let duration_ms = (frames * 1000 / RATE as u64) as u32;
         let row = RecordingRow {
             id: a.id.clone(),
             call_id: self.call_id.clone(),
@@ -133,6 +164,7 @@ impl CallSession {
             self.play_prompts(vec![beep], false).await?;
         }
         let (id, path) = self.new_recording();
+        self.check_disk(&path)?;
         self.write_ahead(&id, &path, "message").await?;
         let handle = self
             .media
@@ -189,6 +221,7 @@ impl CallSession {
             return Ok(a.id.clone());
         }
         let (id, path) = self.new_recording();
+        self.check_disk(&path)?;
         self.write_ahead(&id, &path, "session").await?;
         let handle = self.media.record(self.leg, path.clone(), true, 0);
         self.mark(&format!("session-recording:{id}"));
@@ -254,4 +287,10 @@ pub(crate) fn transcribe(node: &super::Node, language: &str, id: String, path: P
             Err(e) => tracing::warn!("recording {id}: no transcript: {e}"),
         }
     });
+}
+
+/// MiB free for unprivileged writers on the file system of `dir`.
+fn free_mib(dir: &std::path::Path) -> Option<u64> {
+    let s = rustix::fs::statvfs(dir).ok()?;
+    Some(s.f_bavail.saturating_mul(s.f_frsize) >> 20)
 }

@@ -95,7 +95,11 @@ fn writer(rx: Receiver<WriterMsg>) {
             WriterMsg::Data { handle, samples } => {
                 if let Some(Ok(o)) = open.get_mut(&handle) {
                     if let Err(e) = write(o, &samples) {
-                        tracing::error!("recording {}: {e}", o.path.display());
+                        // Said once; the rest of the recording is dropped and
+                        // its close reports the failure.
+                        let e = format!("{}: {e}", o.path.display());
+                        tracing::error!("recording {e}");
+                        open.insert(handle, Err(e));
                     }
                 }
             }
