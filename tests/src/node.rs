@@ -42,6 +42,9 @@ pub struct TestNode {
     args: Vec<std::ffi::OsString>,
 }
 
+/// A step run on a node's data directory before it starts.
+pub type PrepareData = dyn Fn(&std::path::Path) -> Result<()>;
+
 /// How to start a node.
 pub struct NodeSpec<'a> {
     /// Binary profile directory: "debug" for tests, "release" for benchmarks.
@@ -59,7 +62,7 @@ pub struct NodeSpec<'a> {
     pub webrtc_section: Option<&'a str>,
     /// Runs on the (still empty) data directory before the node starts,
     /// e.g. to put it on a small file system.
-    pub prepare_data: Option<&'a dyn Fn(&std::path::Path) -> Result<()>>,
+    pub prepare_data: Option<&'a PrepareData>,
 }
 
 impl Default for NodeSpec<'_> {
