@@ -43,7 +43,7 @@ pub struct TestNode {
 }
 
 /// A step run on a node's data directory before it starts.
-pub type PrepareData = dyn Fn(&std::path::Path) -> Result<()>;
+pub type PrepareData<'a> = dyn Fn(&std::path::Path) -> Result<()> + 'a;
 
 /// How to start a node.
 pub struct NodeSpec<'a> {
@@ -62,7 +62,7 @@ pub struct NodeSpec<'a> {
     pub webrtc_section: Option<&'a str>,
     /// Runs on the (still empty) data directory before the node starts,
     /// e.g. to put it on a small file system.
-    pub prepare_data: Option<&'a PrepareData>,
+    pub prepare_data: Option<&'a PrepareData<'a>>,
 }
 
 impl Default for NodeSpec<'_> {
