@@ -10,6 +10,8 @@ pub struct SipUa {
     pub sock: UdpSocket,
     pub node: SocketAddr,
     me: SocketAddr,
+    /// Who calls (the From user): `ua` unless `as_user` says otherwise.
+    user: String,
 }
 
 /// The To tag of a response (needed for in-dialog requests).
@@ -31,7 +33,18 @@ impl SipUa {
         let sock = UdpSocket::bind(SocketAddr::new(local, 0))?;
         sock.set_read_timeout(Some(Duration::from_millis(200)))?;
         let me = sock.local_addr()?;
-        Ok(SipUa { sock, node, me })
+        Ok(SipUa {
+            sock,
+            node,
+            me,
+            user: "ua".into(),
+        })
+    }
+
+    /// The same UA calling as `user` (a number, for a callback).
+    pub fn as_user(mut self, user: &str) -> SipUa {
+        self.user = user.to_string();
+        self
     }
 
     /// Sends an INVITE offering PCMU and telephone-event, media to `rtp_port`.
@@ -64,10 +77,10 @@ impl SipUa {
             "v=0\r\no=- 1 1 IN IP4 {media_ip}\r\ns=-\r\nc=IN IP4 {media_ip}\r\nt=0 0\r\n\
              m=audio {rtp_port} RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n"
         );
-        let me = self.me;
+        let (me, user) = (self.me, &self.user);
         let msg = format!(
             "INVITE sip:{number}@{node} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-{call_id}-i\r\n\
-             From: <sip:ua@{me}>;tag=ua-{call_id}\r\nTo: <sip:{number}@{node}>\r\nCall-ID: {call_id}\r\n\
+             From: <sip:{user}@{me}>;tag=ua-{call_id}\r\nTo: <sip:{number}@{node}>\r\nCall-ID: {call_id}\r\n\
              CSeq: 1 INVITE\r\nContact: <sip:ua@{me}>\r\nMax-Forwards: {max_forwards}\r\n\
              Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
             sdp.len(),
@@ -87,10 +100,10 @@ impl SipUa {
         extra: &str,
         body: &str,
     ) -> Result<()> {
-        let me = self.me;
+        let (me, user) = (self.me, &self.user);
         let msg = format!(
             "{method} sip:hookline@{node} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-{call_id}-{cseq}{m}\r\n\
-             From: <sip:ua@{me}>;tag=ua-{call_id}\r\nTo: <sip:n@{node}>;tag={to_tag}\r\nCall-ID: {call_id}\r\n\
+             From: <sip:{user}@{me}>;tag=ua-{call_id}\r\nTo: <sip:n@{node}>;tag={to_tag}\r\nCall-ID: {call_id}\r\n\
              CSeq: {cseq} {method}\r\nMax-Forwards: 70\r\n{extra}Content-Length: {}\r\n\r\n{body}",
             body.len(),
             node = self.node,
@@ -103,10 +116,10 @@ impl SipUa {
     /// CANCELs our INVITE of `call_id` to `number` (same branch, as RFC 3261
     /// asks); the caller gives up while it rings.
     pub fn cancel(&self, call_id: &str, number: &str) -> Result<()> {
-        let me = self.me;
+        let (me, user) = (self.me, &self.user);
         let msg = format!(
             "CANCEL sip:{number}@{node} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-{call_id}-i\r\n\
-             From: <sip:ua@{me}>;tag=ua-{call_id}\r\nTo: <sip:{number}@{node}>\r\nCall-ID: {call_id}\r\n\
+             From: <sip:{user}@{me}>;tag=ua-{call_id}\r\nTo: <sip:{number}@{node}>\r\nCall-ID: {call_id}\r\n\
              CSeq: 1 CANCEL\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
             node = self.node
         );
@@ -116,11 +129,11 @@ impl SipUa {
 
     /// ACKs a final error response to our INVITE (same branch, its To tag).
     pub fn ack_error(&self, call_id: &str, number: &str, response: &str) -> Result<()> {
-        let me = self.me;
+        let (me, user) = (self.me, &self.user);
         let tag = to_tag(response);
         let msg = format!(
             "ACK sip:{number}@{node} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-{call_id}-i\r\n\
-             From: <sip:ua@{me}>;tag=ua-{call_id}\r\nTo: <sip:{number}@{node}>;tag={tag}\r\nCall-ID: {call_id}\r\n\
+             From: <sip:{user}@{me}>;tag=ua-{call_id}\r\nTo: <sip:{number}@{node}>;tag={tag}\r\nCall-ID: {call_id}\r\n\
              CSeq: 1 ACK\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
             node = self.node
         );
