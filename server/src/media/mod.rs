@@ -2,7 +2,10 @@
 //! that pace RTP on a 20 ms tick.
 
 pub mod dtmf_detect;
+mod engine;
+mod leg;
 pub mod mixer;
+mod ports;
 pub mod prompt;
 pub mod recorder;
 pub mod tone;

@@ -1,0 +1,822 @@
+//! One leg's media on its worker's tick: what it received (reorder, jitter,
+//! DTMF, relay to a bridged peer, a room), and what it sends every 20 ms
+//! (prompts, the relayed or mixed audio, silence).
+
+use std::collections::VecDeque;
+use std::io::{ErrorKind, IoSlice};
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::dtmf_detect::DtmfDetector;
+use super::prompt::{Prompt, FRAME};
+use super::recorder::Tap;
+use super::worker::{lock_room, LegSetup, MediaEvent, MediaStats, Room, MAX_STREAMS, OUT, TICK};
+use crate::codec::{CodecOptions, Format, FrameCoder};
+use crate::rtp::dtmf::DtmfReceiver;
+use crate::rtp::packet::{self, RtpPacket};
+use crate::rtp::reorder::{ReorderBuffer, MAX_PAYLOAD};
+
+pub(super) struct Stream {
+    pub(super) source: SocketAddr,
+    pub(super) ssrc: u32,
+    pub(super) reorder: ReorderBuffer,
+    pub(super) dtmf: DtmfReceiver,
+    pub(super) last_tick: u64,
+}
+
+pub(super) struct Leg {
+    pub(super) setup: LegSetup,
+    /// Where media goes: the SDP address until symmetric RTP latches.
+    pub(super) remote: SocketAddr,
+    pub(super) latched: Option<SocketAddr>,
+    pub(super) last_latched_tick: u64,
+    pub(super) last_rx_tick: u64,
+    pub(super) timeout_ticks: Option<u64>,
+    pub(super) timed_out: bool,
+    pub(super) inband: Option<Box<DtmfDetector>>,
+    /// Index (in the worker) of the leg this one's received media is relayed to.
+    pub(super) bridge: Option<usize>,
+    /// Bridged media that needs decoding (a transcoding bridge) plays out from here.
+    pub(super) jitter: Option<Box<crate::rtp::jitter::JitterBuffer>>,
+    pub(super) concealed: u64,
+    /// Added to a relayed packet's timestamp to continue this leg's clock.
+    pub(super) relay_ts_offset: Option<u32>,
+    pub(super) looped: Vec<Arc<Prompt>>,
+    /// The peer holds the call: nothing is sent (prompts keep their place in time).
+    pub(super) held: bool,
+    /// Answered: silence is sent when there is nothing else (see `keep_alive`).
+    pub(super) keep_alive: bool,
+    /// The last packet sent was keep-alive silence.
+    pub(super) in_silence: bool,
+    /// A play request is in progress (its `PlayDone` is still owed).
+    pub(super) playing: bool,
+    /// Packets sent (prompts and relayed media) and valid RTP received.
+    pub(super) sent: u64,
+    pub(super) received: u64,
+    pub(super) rtcp_reports: u64,
+    pub(super) peer_report: Option<crate::rtp::rtcp::PeerReport>,
+    pub(super) streams: Vec<Stream>,
+    pub(super) ssrc: u32,
+    pub(super) seq: u16,
+    pub(super) timestamp: u32,
+    pub(super) queue: VecDeque<Arc<Prompt>>,
+    /// The play is open: an empty queue waits for more.
+    pub(super) streaming: bool,
+    pub(super) pos: usize,
+    pub(super) token: u64,
+    pub(super) talking: bool,
+    /// Recordings in progress (empty for almost every leg: nothing decoded).
+    pub(super) taps: Vec<Tap>,
+    /// The codec state of a non-G.711 leg (G.711 needs none).
+    pub(super) coder: Option<Box<FrameCoder>>,
+    /// A second decoder for what this leg sends, when recordings hear it and
+    /// the payloads are copied from a bridged peer in the same codec.
+    pub(super) sent_decoder: Option<Box<FrameCoder>>,
+    pub(super) options: CodecOptions,
+    /// RTP timestamp units per 20 ms frame of this leg's format.
+    pub(super) ts_step: u32,
+    /// A relayed key press across clocks: (source event timestamp, ours).
+    pub(super) dtmf_map: Option<(u32, u32)>,
+    /// Key presses this leg receives while bridged (for a peer without RFC 4733).
+    pub(super) bridge_dtmf: DtmfReceiver,
+    /// A key played as tones in what this leg sends: samples and position.
+    pub(super) key_tone: Option<(Vec<i16>, usize)>,
+    /// The conference room this leg hears and talks to.
+    pub(super) room: Option<Room>,
+    /// What it heard this tick, handed to the room in one go when it sends.
+    pub(super) room_heard: Vec<super::mixer::Heard>,
+}
+
+/// Frames a conference leg keeps between two ticks (a burst beyond is dropped,
+/// as the room's jitter buffer would drop it late anyway).
+pub(super) const MAX_HEARD: usize = 8;
+
+/// Decodes one payload of `codec` to node-rate audio; returns the samples.
+pub(super) fn decode_payload(
+    codec: Format,
+    coder: Option<&mut FrameCoder>,
+    payload: &[u8],
+    pcm: &mut [i16],
+) -> usize {
+    match (codec.g711(), coder) {
+        (Some(g), _) => {
+            let n = payload.len().min(pcm.len());
+            g.decode(&payload[..n], &mut pcm[..n]);
+            n
+        }
+        (None, Some(c)) => c.decode(payload, pcm),
+        (None, None) => 0,
+    }
+}
+
+/// The codec state a leg in `format` needs (none for G.711).
+pub(super) fn coder_for(format: Format, options: CodecOptions) -> Option<Box<FrameCoder>> {
+    if format.g711().is_some() {
+        return None;
+    }
+    match FrameCoder::new(format, options) {
+        Ok(c) => Some(Box::new(c)),
+        Err(e) => {
+            tracing::warn!("{} codec: {e}", format.name());
+            None
+        }
+    }
+}
+
+/// Copies the next 20 ms of the prompt queue into `out` (as `pick` presents
+/// each prompt); returns how much was filled.
+pub(super) fn next_frame<T: Copy>(
+    queue: &mut VecDeque<Arc<Prompt>>,
+    pos: &mut usize,
+    pick: impl Fn(&Prompt) -> &[T],
+    out: &mut [T],
+) -> usize {
+    let mut filled = 0;
+    while filled < out.len() {
+        let Some(prompt) = queue.front() else { break };
+        let audio = pick(prompt);
+        let n = (audio.len() - *pos).min(out.len() - filled);
+        out[filled..filled + n].copy_from_slice(&audio[*pos..*pos + n]);
+        filled += n;
+        *pos += n;
+        if *pos >= audio.len() {
+            queue.pop_front();
+            *pos = 0;
+        }
+    }
+    filled
+}
+
+impl Leg {
+    pub(super) fn new(setup: LegSetup, tick: u64, options: CodecOptions) -> Self {
+        Leg {
+            coder: coder_for(setup.codec, options),
+            sent_decoder: None,
+            options,
+            ts_step: setup.codec.ts_per_frame(),
+            dtmf_map: None,
+            bridge_dtmf: DtmfReceiver::default(),
+            key_tone: None,
+            room: None,
+            room_heard: Vec::new(),
+            remote: setup.remote,
+            latched: None,
+            last_latched_tick: tick,
+            last_rx_tick: tick,
+            timeout_ticks: setup
+                .rtp_timeout
+                .map(|t| (t.as_millis() / TICK.as_millis()).max(1) as u64),
+            timed_out: false,
+            inband: setup.inband_dtmf.then(Box::default),
+            bridge: None,
+            jitter: None,
+            concealed: 0,
+            relay_ts_offset: None,
+            looped: Vec::new(),
+            held: false,
+            keep_alive: false,
+            in_silence: false,
+            playing: false,
+            sent: 0,
+            received: 0,
+            rtcp_reports: 0,
+            peer_report: None,
+            setup,
+            streams: Vec::with_capacity(2),
+            ssrc: rand::random(),
+            seq: rand::random(),
+            timestamp: rand::random(),
+            queue: VecDeque::new(),
+            streaming: false,
+            pos: 0,
+            token: 0,
+            talking: false,
+            taps: Vec::new(),
+        }
+    }
+
+    /// Feeds recording taps with one of this leg's payloads, heard (`rx`) or sent.
+    pub(super) fn tap(&mut self, payload: &[u8], rx: bool) {
+        if self.taps.is_empty() {
+            return;
+        }
+        let mut pcm = [0i16; MAX_PAYLOAD];
+        let codec = self.setup.codec;
+        let coder = if rx || codec.g711().is_some() {
+            self.coder.as_deref_mut()
+        } else {
+            // Sent payloads copied from a peer: their own decoder state.
+            if self.sent_decoder.is_none() {
+                self.sent_decoder = coder_for(codec, self.options);
+            }
+            self.sent_decoder.as_deref_mut()
+        };
+        let n = decode_payload(codec, coder, payload, &mut pcm);
+        for t in &mut self.taps {
+            if rx {
+                t.heard(&pcm[..n]);
+            } else {
+                t.sent(&pcm[..n]);
+            }
+        }
+    }
+
+    pub(super) fn finish_play(&mut self, interrupted: bool) {
+        self.looped.clear();
+        self.streaming = false;
+        if std::mem::take(&mut self.playing) {
+            self.queue.clear();
+            self.pos = 0;
+            (self.setup.events)(MediaEvent::PlayDone {
+                token: self.token,
+                interrupted,
+            });
+        }
+        self.talking = false;
+    }
+
+    pub(super) fn receive(
+        &mut self,
+        buf: &mut [u8],
+        tick: u64,
+        stats: &MediaStats,
+        mut peer: Option<&mut Leg>,
+    ) {
+        loop {
+            let (n, from) = match self.setup.socket.recv_from(buf) {
+                Ok(r) => r,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                // ICMP port unreachable from an earlier send: the peer is not
+                // listening (yet); the call goes on.
+                Err(e) if e.kind() == ErrorKind::ConnectionRefused => continue,
+                Err(_) => return,
+            };
+            let data = &buf[..n];
+            if packet::is_rtcp(data) {
+                self.on_rtcp(data);
+                continue;
+            }
+            let Ok(pkt) = RtpPacket::parse(data) else {
+                stats.malformed.fetch_add(1, Ordering::Relaxed);
+                continue;
+            };
+            stats.packets_in.fetch_add(1, Ordering::Relaxed);
+            self.received += 1;
+            self.last_rx_tick = tick;
+            if self.setup.latch {
+                self.latch(from, tick);
+            }
+            if let Some(peer) = peer.as_deref_mut() {
+                // Bridged: the far leg hears this leg; only recordings listen here.
+                self.bridged(&pkt, peer, stats);
+                continue;
+            }
+            if self.room.is_some() {
+                self.conferenced(&pkt);
+                continue;
+            }
+            let idx = match self
+                .streams
+                .iter()
+                .position(|s| s.source == from && s.ssrc == pkt.ssrc)
+            {
+                Some(i) => i,
+                None => {
+                    if self.streams.len() == MAX_STREAMS {
+                        let oldest = (0..MAX_STREAMS)
+                            .min_by_key(|i| self.streams[*i].last_tick)
+                            .unwrap_or(0);
+                        self.streams.swap_remove(oldest);
+                    }
+                    self.streams.push(Stream {
+                        source: from,
+                        ssrc: pkt.ssrc,
+                        reorder: ReorderBuffer::new(3),
+                        dtmf: DtmfReceiver::default(),
+                        last_tick: tick,
+                    });
+                    self.streams.len() - 1
+                }
+            };
+            let Stream {
+                reorder,
+                dtmf,
+                last_tick,
+                ..
+            } = &mut self.streams[idx];
+            *last_tick = tick;
+            let before = reorder.stats();
+            let dtmf_pt = self.setup.dtmf_pt;
+            let codec = self.setup.codec;
+            let events = &self.setup.events;
+            let inband = &mut self.inband;
+            let taps = &mut self.taps;
+            let coder = &mut self.coder;
+            reorder.push(&pkt, |r| {
+                if Some(r.payload_type) == dtmf_pt {
+                    if let Some(key) = dtmf.on_payload(r.timestamp, r.payload) {
+                        events(MediaEvent::Dtmf(key));
+                    }
+                } else if r.payload_type == codec.payload_type()
+                    && (inband.is_some() || !taps.is_empty())
+                {
+                    // Audio is decoded only when something listens to it.
+                    let mut pcm = [0i16; MAX_PAYLOAD];
+                    let n = decode_payload(codec, coder.as_deref_mut(), r.payload, &mut pcm);
+                    let pcm = &pcm[..n];
+                    if let Some(det) = inband.as_deref_mut() {
+                        det.feed(pcm, |k| events(MediaEvent::Dtmf(k)));
+                    }
+                    for t in taps.iter_mut() {
+                        t.heard(pcm);
+                    }
+                }
+            });
+            let after = reorder.stats();
+            stats
+                .lost
+                .fetch_add(after.lost - before.lost, Ordering::Relaxed);
+            stats
+                .late
+                .fetch_add(after.late - before.late, Ordering::Relaxed);
+        }
+    }
+
+    /// Passes a packet this leg received to its bridged peer: the same codec
+    /// is copied as is, another is decoded here and played out by the peer
+    /// from its jitter buffer (re-encoded on the peer's tick), RFC 4733 events
+    /// are forwarded when the peer negotiated them.
+    pub(super) fn bridged(&mut self, pkt: &RtpPacket<'_>, peer: &mut Leg, stats: &MediaStats) {
+        let codec = self.setup.codec;
+        if pkt.payload_type == codec.payload_type() {
+            let n = pkt.payload.len().min(MAX_PAYLOAD);
+            let payload = &pkt.payload[..n];
+            if codec.same_codec(peer.setup.codec) {
+                self.tap(payload, true);
+                return peer.relay(pkt.timestamp, pkt.marker, payload, false, stats);
+            }
+            let mut pcm = [0i16; MAX_PAYLOAD];
+            let samples = decode_payload(codec, self.coder.as_deref_mut(), payload, &mut pcm);
+            for t in &mut self.taps {
+                t.heard(&pcm[..samples]);
+            }
+            match peer.setup.codec.g711() {
+                // G.711 law to law at an odd packet size: converted sample by
+                // sample, keeping the source's timing (the jitter buffer
+                // works in 20 ms frames).
+                Some(dst) if codec.g711().is_some() && n != FRAME => {
+                    let mut out = [0u8; MAX_PAYLOAD];
+                    dst.encode(&pcm[..samples], &mut out[..samples]);
+                    peer.relay(pkt.timestamp, pkt.marker, &out[..samples], false, stats);
+                }
+                _ => peer.push_decoded(pkt.timestamp, codec.ts_per_frame(), &pcm[..samples]),
+            }
+        } else if Some(pkt.payload_type) == self.setup.dtmf_pt {
+            if peer.setup.dtmf_pt.is_none() {
+                // The peer takes keys only as tones in the audio.
+                if let Some(key) = self.bridge_dtmf.on_payload(pkt.timestamp, pkt.payload) {
+                    peer.play_key(key);
+                }
+            } else if codec.clock_rate() == peer.setup.codec.clock_rate() {
+                peer.relay(pkt.timestamp, pkt.marker, pkt.payload, true, stats);
+            } else {
+                peer.relay_event_across_clocks(pkt, codec.clock_rate(), stats);
+            }
+        }
+        // Comfort noise or unknown payloads: dropped.
+    }
+
+    /// A packet from a conference member: its voice is decoded here, on its
+    /// own worker, and kept for the room until this leg's tick; its keys go
+    /// to the call.
+    pub(super) fn conferenced(&mut self, pkt: &RtpPacket<'_>) {
+        let codec = self.setup.codec;
+        if pkt.payload_type == codec.payload_type() {
+            let n = pkt.payload.len().min(MAX_PAYLOAD);
+            let mut pcm = [0i16; MAX_PAYLOAD];
+            let samples = decode_payload(
+                codec,
+                self.coder.as_deref_mut(),
+                &pkt.payload[..n],
+                &mut pcm,
+            );
+            let pcm = &pcm[..samples];
+            if let Some(det) = self.inband.as_deref_mut() {
+                let events = &self.setup.events;
+                det.feed(pcm, |k| events(MediaEvent::Dtmf(k)));
+            }
+            for t in &mut self.taps {
+                t.heard(pcm);
+            }
+            let step = self.ts_step;
+            for (k, chunk) in pcm.chunks(FRAME).enumerate() {
+                if self.room_heard.len() == MAX_HEARD {
+                    break;
+                }
+                let mut h = super::mixer::Heard {
+                    timestamp: pkt.timestamp.wrapping_add(k as u32 * step),
+                    len: chunk.len(),
+                    pcm: [0; FRAME],
+                };
+                h.pcm[..chunk.len()].copy_from_slice(chunk);
+                self.room_heard.push(h);
+            }
+        } else if Some(pkt.payload_type) == self.setup.dtmf_pt {
+            if let Some(key) = self.bridge_dtmf.on_payload(pkt.timestamp, pkt.payload) {
+                (self.setup.events)(MediaEvent::Dtmf(key));
+            }
+        }
+    }
+
+    /// A room member's tick: hands the room what it heard and takes its
+    /// next frame of the mix (one lock of the room).
+    pub(super) fn exchange_with_room(&mut self) -> Option<[i16; FRAME]> {
+        let room = self.room.as_ref()?;
+        let mut pcm = [0i16; FRAME];
+        let got =
+            lock_room(room).exchange(self.setup.id, &self.room_heard, Instant::now(), &mut pcm);
+        self.room_heard.clear();
+        got.then_some(pcm)
+    }
+
+    /// Sends this leg's frame of the room's mix when the mixer made one, or
+    /// silence to keep an answered leg's stream going.
+    pub(super) fn play_out_room(
+        &mut self,
+        mix: Option<[i16; FRAME]>,
+        out: &mut [u8; OUT],
+        stats: &MediaStats,
+    ) {
+        if self.held {
+            self.talking = false;
+            return;
+        }
+        let Some(pcm) = mix.filter(|_| self.room.is_some()) else {
+            return self.send_silence(out, stats);
+        };
+        for t in &mut self.taps {
+            t.sent(&pcm);
+        }
+        let n = self.encode(&pcm, &mut out[12..]);
+        self.send_frame(out, n, stats);
+    }
+
+    /// One frame of encoded silence, if this leg keeps its stream alive. A
+    /// G.711 frame is a fill; other codecs encode it (their state keeps time).
+    pub(super) fn send_silence(&mut self, out: &mut [u8; OUT], stats: &MediaStats) {
+        if !self.keep_alive {
+            self.talking = false;
+            return;
+        }
+        let n = match self.setup.codec.g711() {
+            Some(g) => {
+                out[12..12 + FRAME].fill(g.silence());
+                FRAME
+            }
+            None => self.encode(&[0; FRAME], &mut out[12..]),
+        };
+        // Silence continues the stream (no marker); the audio after it
+        // starts a talkspurt (marker), as one after a pause would.
+        if self.in_silence {
+            self.talking = true;
+            self.in_silence = false;
+        }
+        self.send_frame(out, n, stats);
+        self.in_silence = true;
+    }
+
+    /// Plays `key` as DTMF tones over what this leg sends (100 ms, the
+    /// shortest that detectors accept reliably, then 40 ms of silence).
+    pub(super) fn play_key(&mut self, key: char) {
+        if let Some(mut samples) = super::tone::dtmf(&key.to_string()) {
+            samples.truncate(800);
+            samples.resize(800 + 320, 0);
+            self.key_tone = Some((samples, 0));
+        }
+    }
+
+    /// Replaces `pcm` with the key tone in progress, if any.
+    pub(super) fn overlay_key(&mut self, pcm: &mut [i16]) {
+        let Some((tone, pos)) = self.key_tone.as_mut() else {
+            return;
+        };
+        let n = pcm.len().min(tone.len() - *pos);
+        pcm[..n].copy_from_slice(&tone[*pos..*pos + n]);
+        pcm[n..].fill(0);
+        *pos += pcm.len();
+        if *pos >= tone.len() {
+            self.key_tone = None;
+        }
+    }
+
+    /// Decoded audio from the bridged peer, played out on this leg's tick.
+    pub(super) fn push_decoded(&mut self, timestamp: u32, ts_per_frame: u32, pcm: &[i16]) {
+        let jb = self.jitter.get_or_insert_with(|| {
+            Box::new(crate::rtp::jitter::JitterBuffer::with_clock(ts_per_frame))
+        });
+        if jb.ts_per_frame() != ts_per_frame {
+            **jb = crate::rtp::jitter::JitterBuffer::with_clock(ts_per_frame);
+        }
+        let now = Instant::now();
+        for (k, frame) in pcm.chunks(FRAME).enumerate() {
+            jb.push(timestamp.wrapping_add(k as u32 * ts_per_frame), frame, now);
+        }
+    }
+
+    /// Sends a payload from the bridged peer out of this leg: seq, SSRC and
+    /// payload type are this leg's; timestamps keep the source's spacing.
+    pub(super) fn relay(
+        &mut self,
+        timestamp: u32,
+        marker: bool,
+        payload: &[u8],
+        event: bool,
+        stats: &MediaStats,
+    ) {
+        if !event && self.key_tone.is_some() {
+            // A key in progress replaces the relayed audio for its duration.
+            let mut pcm = [0i16; FRAME];
+            self.overlay_key(&mut pcm);
+            let mut out = [0u8; MAX_PAYLOAD];
+            let n = self.encode(&pcm, &mut out);
+            let offset = *self
+                .relay_ts_offset
+                .get_or_insert(self.timestamp.wrapping_sub(timestamp));
+            let pt = self.setup.codec.payload_type();
+            for t in &mut self.taps {
+                t.sent(&pcm);
+            }
+            return self.send_packet(marker, pt, timestamp.wrapping_add(offset), &out[..n], stats);
+        }
+        let payload_type = if event {
+            self.setup.dtmf_pt.unwrap_or(101)
+        } else {
+            self.setup.codec.payload_type()
+        };
+        if !event {
+            self.tap(payload, false);
+        }
+        let offset = *self
+            .relay_ts_offset
+            .get_or_insert(self.timestamp.wrapping_sub(timestamp));
+        self.send_packet(
+            marker,
+            payload_type,
+            timestamp.wrapping_add(offset),
+            payload,
+            stats,
+        );
+    }
+
+    /// A key press from a peer on another RTP clock (Opus' 48 kHz against
+    /// 8 kHz): every packet of one event gets one timestamp of ours, and the
+    /// duration is rescaled.
+    pub(super) fn relay_event_across_clocks(
+        &mut self,
+        pkt: &RtpPacket<'_>,
+        src_clock: u32,
+        stats: &MediaStats,
+    ) {
+        if pkt.payload.len() < 4 {
+            return;
+        }
+        let ts = match self.dtmf_map {
+            Some((src, ours)) if src == pkt.timestamp => ours,
+            _ => {
+                self.dtmf_map = Some((pkt.timestamp, self.timestamp));
+                self.timestamp
+            }
+        };
+        let mut ev = [0u8; 4];
+        ev.copy_from_slice(&pkt.payload[..4]);
+        let duration = u16::from_be_bytes([ev[2], ev[3]]) as u64
+            * self.setup.codec.clock_rate() as u64
+            / src_clock.max(1) as u64;
+        ev[2..4].copy_from_slice(&(duration.min(u16::MAX as u64) as u16).to_be_bytes());
+        let pt = self.setup.dtmf_pt.unwrap_or(101);
+        self.send_packet(pkt.marker, pt, ts, &ev, stats);
+    }
+
+    /// Writes and sends one RTP packet of ours: our header and the payload
+    /// as two pieces of one datagram, so nothing is copied or cleared.
+    pub(super) fn send_packet(
+        &mut self,
+        marker: bool,
+        payload_type: u8,
+        timestamp: u32,
+        payload: &[u8],
+        stats: &MediaStats,
+    ) {
+        let mut header = [0u8; 12];
+        let marker = marker || !self.talking || std::mem::take(&mut self.in_silence);
+        self.talking = true;
+        packet::write_header(
+            &mut header,
+            marker,
+            payload_type,
+            self.seq,
+            timestamp,
+            self.ssrc,
+        );
+        self.seq = self.seq.wrapping_add(1);
+        let n = payload.len().min(MAX_PAYLOAD);
+        let parts = [IoSlice::new(&header), IoSlice::new(&payload[..n])];
+        let sent = socket2::SockRef::from(&self.setup.socket)
+            .send_to_vectored(&parts, &self.remote.into());
+        if sent.is_ok() {
+            stats.packets_out.fetch_add(1, Ordering::Relaxed);
+            self.sent += 1;
+        }
+    }
+
+    pub(super) fn on_rtcp(&mut self, data: &[u8]) {
+        self.rtcp_reports += 1;
+        if let Some(r) = crate::rtp::rtcp::report_for(data, self.ssrc) {
+            self.peer_report = Some(r);
+        }
+    }
+
+    /// Reads the RTCP socket (every few ticks: reports come every few seconds).
+    pub(super) fn receive_rtcp(&mut self, buf: &mut [u8]) {
+        let Some(sock) = self.setup.rtcp.take() else {
+            return;
+        };
+        while let Ok(n) = sock.recv(buf) {
+            if packet::is_rtcp(&buf[..n]) {
+                self.on_rtcp(&buf[..n]);
+            }
+        }
+        self.setup.rtcp = Some(sock);
+    }
+
+    /// Sends our RTCP report (SR while we send, else RR) to the peer's RTCP port.
+    pub(super) fn send_rtcp(&mut self) {
+        let Some(sock) = &self.setup.rtcp else { return };
+        let peer = self.streams.iter().max_by_key(|s| s.last_tick).map(|s| {
+            let st = s.reorder.stats();
+            crate::rtp::rtcp::ReceiverState {
+                peer_ssrc: s.ssrc,
+                fraction_lost: 0,
+                cumulative_lost: st.lost as u32,
+                highest_seq: 0,
+            }
+        });
+        let sent = (self.sent > 0).then(|| {
+            let ntp = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| {
+                    ((d.as_secs() + 2_208_988_800) << 32)
+                        | (((d.subsec_nanos() as u64) << 32) / 1_000_000_000)
+                })
+                .unwrap_or(0);
+            (
+                self.sent as u32,
+                (self.sent * FRAME as u64) as u32,
+                self.timestamp,
+                ntp,
+            )
+        });
+        let mut out = [0u8; 128];
+        let n = crate::rtp::rtcp::write_report(&mut out, self.ssrc, sent, peer, b"hookline");
+        let to = SocketAddr::new(self.remote.ip(), self.remote.port().wrapping_add(1));
+        let _ = sock.send_to(&out[..n], to);
+    }
+
+    /// Symmetric RTP: follow the peer's source address. Once latched, move only
+    /// if the latched source has been silent for a second (a NAT rebinding), so
+    /// a stray sender cannot take the stream over.
+    pub(super) fn latch(&mut self, from: SocketAddr, tick: u64) {
+        match self.latched {
+            Some(l) if l == from => self.last_latched_tick = tick,
+            Some(_) if tick - self.last_latched_tick < 50 => {}
+            _ => {
+                self.latched = Some(from);
+                self.remote = from;
+                self.last_latched_tick = tick;
+            }
+        }
+    }
+
+    pub(super) fn check_timeout(&mut self, tick: u64) {
+        if let Some(limit) = self.timeout_ticks {
+            if !self.timed_out && tick - self.last_rx_tick > limit {
+                self.timed_out = true;
+                (self.setup.events)(MediaEvent::RtpTimeout);
+            }
+        }
+    }
+
+    /// One frame from the jitter buffer of a transcoding bridge.
+    pub(super) fn play_out_jitter(&mut self, out: &mut [u8; OUT], stats: &MediaStats) {
+        let Some(jb) = self.jitter.as_deref_mut() else {
+            return;
+        };
+        let mut pcm = [0i16; FRAME];
+        let played = jb.pop(&mut pcm);
+        let silent = played == crate::rtp::jitter::Played::Silence && self.key_tone.is_none();
+        if silent || self.held {
+            self.talking = false;
+            return;
+        }
+        if played == crate::rtp::jitter::Played::Concealed {
+            self.concealed += 1;
+        }
+        self.overlay_key(&mut pcm);
+        for t in &mut self.taps {
+            t.sent(&pcm);
+        }
+        let n = self.encode(&pcm, &mut out[12..]);
+        self.send_frame(out, n, stats);
+    }
+
+    /// Encodes one node-rate frame in this leg's format; returns the payload length.
+    pub(super) fn encode(&mut self, pcm: &[i16; FRAME], out: &mut [u8]) -> usize {
+        match (self.setup.codec.g711(), self.coder.as_deref_mut()) {
+            (Some(g), _) => {
+                g.encode(pcm, &mut out[..FRAME]);
+                FRAME
+            }
+            (None, Some(c)) => c.encode(pcm, out),
+            (None, None) => 0,
+        }
+    }
+
+    /// Sends the frame in `out[12..12 + n]` stamped with this leg's clock.
+    pub(super) fn send_frame(&mut self, out: &mut [u8; OUT], n: usize, stats: &MediaStats) {
+        if n == 0 {
+            return;
+        }
+        let marker = !self.talking || std::mem::take(&mut self.in_silence);
+        self.talking = true;
+        packet::write_header(
+            &mut out[..12],
+            marker,
+            self.setup.codec.payload_type(),
+            self.seq,
+            self.timestamp,
+            self.ssrc,
+        );
+        self.seq = self.seq.wrapping_add(1);
+        match self.setup.socket.send_to(&out[..12 + n], self.remote) {
+            Ok(_) => {
+                stats.packets_out.fetch_add(1, Ordering::Relaxed);
+                self.sent += 1;
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+            Err(_) => {} // e.g. ECONNREFUSED from an earlier ICMP: keep going.
+        }
+    }
+
+    pub(super) fn send(&mut self, out: &mut [u8; OUT], stats: &MediaStats) {
+        self.timestamp = self.timestamp.wrapping_add(self.ts_step);
+        if self.bridge.is_some() {
+            return self.play_out_jitter(out, stats);
+        }
+        // A room member's voice reaches the room even while a prompt plays to it.
+        let mix = self.exchange_with_room();
+        if self.queue.is_empty() {
+            return self.play_out_room(mix, out, stats);
+        }
+        let n = match self.setup.codec.g711() {
+            // The fast path: prompts are pre-encoded in both laws.
+            Some(g) => {
+                let payload = &mut out[12..12 + FRAME];
+                let filled = next_frame(&mut self.queue, &mut self.pos, |p| p.encoded(g), payload);
+                payload[filled..].fill(g.silence());
+                if !self.taps.is_empty() {
+                    let mut frame = [0u8; FRAME];
+                    frame.copy_from_slice(payload);
+                    self.tap(&frame, false);
+                }
+                FRAME
+            }
+            None => {
+                let mut pcm = [0i16; FRAME];
+                next_frame(&mut self.queue, &mut self.pos, |p| &p.pcm, &mut pcm);
+                for t in &mut self.taps {
+                    t.sent(&pcm);
+                }
+                // Encoded even on hold: the codec state keeps its place in time.
+                self.encode(&pcm, &mut out[12..])
+            }
+        };
+        if self.held {
+            // On hold the prompt keeps its place in time but nothing is sent;
+            // the first packet after resuming carries the marker.
+            self.talking = false;
+        } else {
+            self.send_frame(out, n, stats);
+        }
+        if self.queue.is_empty() {
+            if self.looped.is_empty() {
+                if !self.streaming {
+                    self.finish_play(false);
+                }
+            } else {
+                self.queue.extend(self.looped.iter().cloned());
+            }
+        }
+    }
+}
