@@ -111,15 +111,16 @@ fn wrong_password_never_registers_and_repeated_failures_are_blocked() {
             // Within the kernel's receive buffer: the node sees them all.
             std::thread::sleep(Duration::from_millis(20));
         }
-        flooder.request(
-            "REGISTER",
-            &format!("flood-{cseq}"),
-            "",
-            cseq,
-            &format!("Contact: <sip:201@127.0.0.1:9>\r\nExpires: 600\r\n{bad}"),
-            "",
-        )
-        .unwrap();
+        flooder
+            .request(
+                "REGISTER",
+                &format!("flood-{cseq}"),
+                "",
+                cseq,
+                &format!("Contact: <sip:201@127.0.0.1:9>\r\nExpires: 600\r\n{bad}"),
+                "",
+            )
+            .unwrap();
     }
     std::thread::sleep(Duration::from_millis(1100));
     register(1014, &bad);

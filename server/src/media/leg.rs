@@ -50,6 +50,10 @@ pub(super) struct Leg {
     pub(super) keep_alive: bool,
     /// The last packet sent was keep-alive silence.
     pub(super) in_silence: bool,
+    /// Silence frames encoded so far, and the settled one sent from then on
+    /// (codecs other than G.711).
+    pub(super) silent_frames: u8,
+    pub(super) silence: Option<Box<[u8]>>,
     /// A play request is in progress (its `PlayDone` is still owed).
     pub(super) playing: bool,
     /// Packets sent (prompts and relayed media) and valid RTP received.
@@ -91,6 +95,9 @@ pub(super) struct Leg {
 
 /// Frames a conference leg keeps between two ticks (a burst beyond is dropped,
 /// as the room's jitter buffer would drop it late anyway).
+/// Silence frames a codec encodes before its output is reused.
+const SETTLED_SILENCE: u8 = 5;
+
 pub(super) const MAX_HEARD: usize = 8;
 
 /// Decodes one payload of `codec` to node-rate audio; returns the samples.
@@ -178,6 +185,8 @@ impl Leg {
             held: false,
             keep_alive: false,
             in_silence: false,
+            silent_frames: 0,
+            silence: None,
             playing: false,
             sent: 0,
             received: 0,
@@ -475,7 +484,23 @@ impl Leg {
                 out[12..12 + FRAME].fill(g.silence());
                 FRAME
             }
-            None => self.encode(&[0; FRAME], &mut out[12..]),
+            // Encoding silence costs as much as speech (Opus): a few frames
+            // are encoded, until the coder has settled, then that frame is
+            // sent again and again.
+            None => match &self.silence {
+                Some(frame) => {
+                    out[12..12 + frame.len()].copy_from_slice(frame);
+                    frame.len()
+                }
+                None => {
+                    let n = self.encode(&[0; FRAME], &mut out[12..]);
+                    self.silent_frames += 1;
+                    if self.silent_frames >= SETTLED_SILENCE && n > 0 {
+                        self.silence = Some(out[12..12 + n].into());
+                    }
+                    n
+                }
+            },
         };
         // Silence continues the stream (no marker); the audio after it
         // starts a talkspurt (marker), as one after a pause would.

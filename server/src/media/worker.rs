@@ -196,6 +196,9 @@ impl Worker {
                         l.setup.remote = remote;
                         if codec != l.setup.codec {
                             l.coder = coder_for(codec, l.options);
+                            // A new codec encodes its own silence.
+                            l.silence = None;
+                            l.silent_frames = 0;
                             l.sent_decoder = None;
                             l.ts_step = codec.ts_per_frame();
                         }
