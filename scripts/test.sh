@@ -13,6 +13,9 @@ if [ ! -e target ] && [ -z "${CARGO_TARGET_DIR:-}" ]; then
   mkdir -p "$cache"
   ln -s "$cache" target
 fi
+# Incremental state grows with every build (gigabytes per crate version) and
+# buys little for a clone built once: off, so the shared cache stays bounded.
+export CARGO_INCREMENTAL=0
 scripts/setup.sh --test
 
 cargo fmt --all -- --check

@@ -82,6 +82,13 @@ fn cut_by_the_budget(node: &TestNode, id: &str, agent: &Baresip) -> (Value, Valu
         })
         .unwrap();
     assert_eq!(call["hangup_cause"], "plugin-trap", "{call:#}");
+    // The record says why: the budget, not just "a trap".
+    assert!(
+        hookline_tests::path_of(&call)
+            .iter()
+            .any(|s| s.starts_with("plugin-trap:wall-clock budget")),
+        "{call:#}"
+    );
     agent
         .wait_event("CALL_CLOSED", Duration::from_secs(10))
         .unwrap();

@@ -165,6 +165,26 @@ fn a_plugin_gets_nothing_it_was_not_granted() {
         target.next(Duration::from_millis(500)).is_none(),
         "a request reached the listener"
     );
+    // The author is told which verb wanted which grant: in the call's path
+    // and in the node log.
+    for (verb, grant) in [
+        ("kv-get", "kv"),
+        ("call-history", "history"),
+        ("record", "recording"),
+        ("hand-over", "hand-over:"),
+        ("http-fetch", "http:127.0.0.1:"),
+    ] {
+        assert!(
+            path.iter()
+                .any(|s| s.starts_with(&format!("not-allowed:{verb}:{grant}"))),
+            "no not-allowed:{verb}:{grant}… in {path:?}"
+        );
+    }
+    let logs = node.logs();
+    assert!(
+        logs.contains("record refused: the plugin is not granted \"recording\""),
+        "{logs}"
+    );
 }
 
 #[test]

@@ -284,13 +284,7 @@ async fn run_logic(
         (&fallback, &session.ended, &outcome)
     {
         if let Some(fb_plugin) = node.plugins.get(&fb.plugin) {
-            let why = match &outcome {
-                Outcome::Trapped(t) => {
-                    format!("plugin-trap:{}", t.lines().next().unwrap_or(""))
-                }
-                Outcome::Failed(r) => format!("plugin-error:{r}"),
-                Outcome::Done => String::new(),
-            };
+            let why = failure_step(&outcome).unwrap_or_default();
             tracing::warn!(call = %session.call_id, plugin = %session.plugin, "{why}; fallback {}", fb.plugin);
             session.mark(&why);
             session.mark(&format!("fallback:{}", fb.plugin));
@@ -300,6 +294,13 @@ async fn run_logic(
                 ..info
             };
             (outcome, session) = node.plugins.run(&fb_plugin, session, fb_info).await;
+        }
+    }
+    // Why the (last) plugin failed, in the record where its author looks:
+    // the panic text, the traceback's last line, the budget it ran out of.
+    if let Some(why) = failure_step(&outcome) {
+        if session.path.last() != Some(&why) {
+            session.mark(&why);
         }
     }
     let cause = match (&session.ended, &outcome) {
@@ -321,6 +322,21 @@ async fn run_logic(
     }
     session.close_recordings().await;
     (cause, std::mem::take(&mut session.path))
+}
+
+/// A failed plugin's outcome as a route step: `plugin-trap:<first line>` or
+/// `plugin-error:<reason>`, cut to 200 bytes.
+fn failure_step(outcome: &Outcome) -> Option<String> {
+    let step = match outcome {
+        Outcome::Trapped(t) => format!("plugin-trap:{}", t.lines().next().unwrap_or("")),
+        Outcome::Failed(r) => format!("plugin-error:{r}"),
+        Outcome::Done => return None,
+    };
+    let mut end = step.len().min(200);
+    while !step.is_char_boundary(end) {
+        end -= 1;
+    }
+    Some(step[..end].to_string())
 }
 
 /// Lets benchmarks build a session with no network behind it: the call has

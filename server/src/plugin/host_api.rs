@@ -11,16 +11,46 @@ use crate::call::session::CallSession;
 use crate::call::targets::Target;
 use types::CallError;
 
+/// Grant refusals said per call (log and path); more are only counted.
+const MAX_REFUSALS_SAID: u8 = 8;
+
 impl CallState {
     /// The call (absent only while a manifest is read).
     fn call(&mut self) -> Result<&mut CallSession, CallError> {
         self.session.as_mut().ok_or(CallError::Unavailable)
     }
 
-    fn granted(&self, c: &Capability) -> Result<(), CallError> {
-        match &self.plugin {
-            Some(p) if p.manifest.grants.allows(c) => Ok(()),
-            _ => Err(CallError::NotAllowed),
+    /// Whether the plugin's grants cover `c` for `verb`. A refusal is said
+    /// where the author looks — the node log and the call's path
+    /// (`not-allowed:<verb>:<grant>`) — naming the verb and the grant to add
+    /// (the WIT's `not-allowed` carries no text); the first few per call only,
+    /// so a plugin retrying in a loop cannot flood either.
+    fn granted(&mut self, verb: &str, c: &Capability) -> Result<(), CallError> {
+        if self
+            .plugin
+            .as_ref()
+            .is_some_and(|p| p.manifest.grants.allows(c))
+        {
+            return Ok(());
+        }
+        self.say_refused(verb, &c.as_grant());
+        Err(CallError::NotAllowed)
+    }
+
+    /// Says that `verb` was refused for want of `grant` (see `granted`).
+    fn say_refused(&mut self, verb: &str, grant: &str) {
+        if self.used.refusals >= MAX_REFUSALS_SAID {
+            return;
+        }
+        self.used.refusals += 1;
+        let plugin = self.plugin_name();
+        if let Ok(s) = self.call() {
+            tracing::warn!(
+                call = %s.call_id,
+                %plugin,
+                "{verb} refused: the plugin is not granted {grant:?} (add it to the plugin's grants in [[plugins]])"
+            );
+            s.mark(&format!("not-allowed:{verb}:{grant}"));
         }
     }
 
@@ -147,7 +177,7 @@ impl media::Host for CallState {
         &mut self,
         options: media::SpeechOptions,
     ) -> Result<media::Recognized, CallError> {
-        self.granted(&Capability::Speech)?;
+        self.granted("collect-speech", &Capability::Speech)?;
         self.charge_tts(&options.prompts)?;
         self.call()?.collect_speech(&options).await
     }
@@ -156,17 +186,17 @@ impl media::Host for CallState {
         &mut self,
         options: media::RecordOptions,
     ) -> Result<media::Recording, CallError> {
-        self.granted(&Capability::Recording)?;
+        self.granted("record", &Capability::Recording)?;
         self.call()?.record(&options).await
     }
 
     async fn start_session_recording(&mut self) -> Result<String, CallError> {
-        self.granted(&Capability::Recording)?;
+        self.granted("start-session-recording", &Capability::Recording)?;
         self.call()?.start_session_recording().await
     }
 
     async fn stop_session_recording(&mut self) -> Result<media::Recording, CallError> {
-        self.granted(&Capability::Recording)?;
+        self.granted("stop-session-recording", &Capability::Recording)?;
         self.call()?.stop_session_recording().await
     }
 
@@ -269,7 +299,7 @@ impl routing::Host for CallState {
         arguments: String,
     ) -> Result<routing::HandOverResult, CallError> {
         self.call()?.check_live()?;
-        self.granted(&Capability::HandOver(plugin.clone()))?;
+        self.granted("hand-over", &Capability::HandOver(plugin.clone()))?;
         if serde_json::from_str::<serde_json::Value>(&arguments).is_err() {
             return Err(CallError::InvalidArgument("arguments must be JSON".into()));
         }
@@ -374,6 +404,10 @@ impl data::Host for CallState {
         }
         let node = self.call()?.node.clone();
         self.used.http_requests += 1;
+        let destination = reqwest::Url::parse(&request.url).ok().map(|u| {
+            let port = u.port_or_known_default().unwrap_or(80);
+            format!("http:{}:{port}", u.host_str().unwrap_or_default())
+        });
         let out = super::services::http_fetch(
             &node.http,
             &node.net_guard,
@@ -381,13 +415,17 @@ impl data::Host for CallState {
             request,
             room,
         )
-        .await?;
+        .await;
+        if let (Err(CallError::NotAllowed), Some(grant)) = (&out, destination) {
+            self.say_refused("http-fetch", &grant);
+        }
+        let out = out?;
         self.used.http_bytes += out.body.len() as u64;
         Ok(out)
     }
 
     async fn kv_get(&mut self, key: String) -> Result<Option<String>, CallError> {
-        self.granted(&Capability::Kv)?;
+        self.granted("kv-get", &Capability::Kv)?;
         let plugin = self.plugin_name();
         let store = self.call()?.node.plugin_data.clone();
         check_key(&key)?;
@@ -402,7 +440,7 @@ impl data::Host for CallState {
         value: String,
         ttl_s: Option<u32>,
     ) -> Result<(), CallError> {
-        self.granted(&Capability::Kv)?;
+        self.granted("kv-set", &Capability::Kv)?;
         check_key(&key)?;
         let q = self.quotas();
         let max_value = (q.kv_value_bytes as usize).min(crate::store::plugin_data::MAX_VALUE);
@@ -424,7 +462,7 @@ impl data::Host for CallState {
     }
 
     async fn kv_delete(&mut self, key: String) -> Result<(), CallError> {
-        self.granted(&Capability::Kv)?;
+        self.granted("kv-delete", &Capability::Kv)?;
         check_key(&key)?;
         let plugin = self.plugin_name();
         let store = self.call()?.node.plugin_data.clone();
@@ -446,7 +484,7 @@ impl data::Host for CallState {
         number: String,
         limit: u32,
     ) -> Result<Vec<data::PastCall>, CallError> {
-        self.granted(&Capability::History)?;
+        self.granted("call-history", &Capability::History)?;
         if number.is_empty() || number.len() > 64 {
             return Err(CallError::InvalidArgument(
                 "number of 1-64 characters".into(),

@@ -48,6 +48,18 @@ pub enum Capability {
 }
 
 impl Capability {
+    /// As written in a grant list (`kv`, `http:example.com`, `hand-over:voicemail`).
+    pub fn as_grant(&self) -> String {
+        match self {
+            Capability::Http(host) => format!("http:{host}"),
+            Capability::Kv => "kv".into(),
+            Capability::Recording => "recording".into(),
+            Capability::Speech => "speech".into(),
+            Capability::History => "history".into(),
+            Capability::HandOver(p) => format!("hand-over:{p}"),
+        }
+    }
+
     pub fn parse(s: &str) -> Result<Capability, ManifestError> {
         let unknown = || ManifestError::UnknownCapability(s.to_string());
         Ok(match s.split_once(':') {

@@ -135,6 +135,8 @@ pub struct CallUse {
     pub http_requests: u32,
     pub http_bytes: u64,
     pub log: LogBudget,
+    /// Grant refusals said so far (see `granted`).
+    pub refusals: u8,
 }
 
 impl CallUse {
@@ -144,6 +146,7 @@ impl CallUse {
             http_requests: 0,
             http_bytes: 0,
             log: LogBudget::new(now),
+            refusals: 0,
         }
     }
 }
