@@ -301,7 +301,7 @@ pub async fn build(opts: &ServeOptions) -> anyhow::Result<Arc<Node>> {
         draining: AtomicBool::new(false),
         refused: AtomicU64::new(0),
         call_tasks: AtomicU64::new(0),
-        stranger_log: crate::rate::LogBudget::new(20),
+        stranger_log: std::sync::Mutex::new(crate::rate::LogBudget::new(std::time::Instant::now())),
         registrar: Arc::new(Mutex::new({
             let mut r = Registrar::new(
                 &config.node.realm,

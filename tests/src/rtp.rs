@@ -134,10 +134,15 @@ pub fn heard_between(packets: &[Received], from_s: f64, to_s: f64) -> Vec<i16> {
         .collect()
 }
 
-/// 100 ms windows of 8 kHz audio that are mostly ringback (440 + 480 Hz).
+/// 100 ms windows of 8 kHz audio that are mostly ringback: the node's own
+/// (ETSI, 425 Hz) or the North American one (440 + 480 Hz) a peer may send.
 pub fn ringback_windows(pcm: &[i16]) -> usize {
     pcm.chunks_exact(800)
-        .filter(|w| rms(w) > 300.0 && tone_share(w, 8000, 440.0) + tone_share(w, 8000, 480.0) > 0.5)
+        .filter(|w| {
+            rms(w) > 300.0
+                && (tone_share(w, 8000, 425.0) > 0.5
+                    || tone_share(w, 8000, 440.0) + tone_share(w, 8000, 480.0) > 0.5)
+        })
         .count()
 }
 

@@ -37,9 +37,13 @@ fn a_caller_who_gives_up_while_the_agent_rings_gets_487_and_is_never_answered() 
         .unwrap();
     ua.ack_error("give-up", "to-202", &final_response).unwrap();
     let heard = sink.finish();
+    // Packets alone prove nothing (an answered or early leg sends silence):
+    // the ringing tone itself.
+    let ringing =
+        hookline_tests::ringback_windows(&hookline_tests::heard_between(&heard, 0.0, 60.0));
     assert!(
-        heard.len() >= 50,
-        "the caller heard no ringing while it waited: {} packets",
+        ringing >= 5,
+        "the caller heard no ringing while it waited: {ringing} windows of ringback in {} packets",
         heard.len()
     );
     // The agent's phone stopped ringing.

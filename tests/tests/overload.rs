@@ -41,6 +41,13 @@ fn beyond_the_call_limit_503_with_retry_after_and_the_running_call_keeps_audio()
         "running call got only {} packets",
         packets.len()
     );
+    // The greeting itself, not only the stream (silence keeps it going too).
+    let greeting =
+        hookline_tests::audible_windows(&hookline_tests::heard_between(&packets, 0.0, 60.0), 8000);
+    assert!(
+        greeting >= 8,
+        "the running call's greeting: {greeting} audible 100 ms windows"
+    );
     for w in packets.windows(2) {
         assert_eq!(
             w[1].sequence,

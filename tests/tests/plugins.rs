@@ -348,6 +348,12 @@ fn early_media_dtmf_out_and_a_rejection_from_a_plugin() {
     let packets = sink.finish();
     // The tone and the two keys were heard before the call was refused.
     assert!(packets.len() >= 30, "{} early media packets", packets.len());
+    let audible =
+        hookline_tests::audible_windows(&hookline_tests::heard_between(&packets, 0.0, 60.0), 8000);
+    assert!(
+        audible >= 3,
+        "the tone and keys: {audible} audible 100 ms windows of early media"
+    );
     let call = node
         .wait_for_call(Duration::from_secs(10), |c| {
             c["callee"] == "verbs" && c["hangup_cause"].is_string()

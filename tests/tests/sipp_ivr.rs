@@ -265,6 +265,16 @@ fn reinvite_hold_silences_the_prompt_and_resume_brings_it_back() {
         "audio before {before}, after {}",
         packets.len() - before
     );
+    // The prompt itself resumes, not only the stream (silence would fill it).
+    let resumed_at = (after.at - packets[0].at).as_secs_f64();
+    let resumed = hookline_tests::audible_windows(
+        &hookline_tests::heard_between(&packets, resumed_at, resumed_at + 60.0),
+        8000,
+    );
+    assert!(
+        resumed >= 5,
+        "after resuming: {resumed} audible 100 ms windows"
+    );
 }
 
 #[test]

@@ -132,7 +132,7 @@ impl CallSession {
         // gives up gets 487.
         self.pre_answer()?;
         let node = self.node.clone();
-        let ready = |agent: &str| node.presence.state(agent).ready(crate::store::now_ms());
+        let ready = |agent: &str| node.presence.ready_now(agent);
         let mut marks = Vec::new();
         let plans = targets::plans(&node, targets, &self.caller, &ready, &mut |m| marks.push(m))?;
         for m in marks {
@@ -245,7 +245,7 @@ impl CallSession {
     ) -> Result<DialOutcome, CallError> {
         let t0 = tokio::time::Instant::now();
         let node = self.node.clone();
-        let ready = |agent: &str| node.presence.state(agent).ready(crate::store::now_ms());
+        let ready = |agent: &str| node.presence.ready_now(agent);
         ringer.handle_timeout(Duration::ZERO, &ready);
         let outcome = loop {
             self.apply(ringer, attempts, t0, &ready);

@@ -33,7 +33,7 @@ pub(crate) fn route_and_admit(
         now_s: crate::store::now_ms() / 1000,
     };
     let Some(route_idx) = node.config.route_for(&key) else {
-        if let Some(dropped) = node.stranger_log.admit(std::time::Instant::now()) {
+        if let Some(dropped) = node.stranger_line() {
             tracing::info!(call = %call_id.escape_debug(), callee = %callee.escape_debug(), dropped, "no route");
         }
         node.store.call_started(call_id, caller, callee, None);

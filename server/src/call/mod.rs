@@ -77,6 +77,9 @@ pub enum SipCommand {
     },
 }
 
+/// Lines per second strangers can make the node log.
+const STRANGER_LINES_PER_S: u32 = 20;
+
 /// Everything shared by the node's tasks.
 pub struct Node {
     pub config: Config,
@@ -96,7 +99,7 @@ pub struct Node {
     pub call_tasks: AtomicU64,
     /// Log lines strangers can cause (refused credentials, calls with no
     /// route): 20 a second, the rest counted.
-    pub stranger_log: crate::rate::LogBudget,
+    pub stranger_log: Mutex<crate::rate::LogBudget>,
     pub registrar: Arc<Mutex<Registrar>>,
     pub sip_addr: SocketAddr,
     /// Prompts of languages other than the default, by language.
@@ -134,6 +137,13 @@ pub struct Node {
 }
 
 impl Node {
+    /// Whether a line a stranger caused may be logged now (20 a second);
+    /// `Some(n)`: yes, and `n` were dropped before it.
+    pub fn stranger_line(&self) -> Option<u64> {
+        let (admit, dropped) = lock(&self.stranger_log).admit(Instant::now(), STRANGER_LINES_PER_S);
+        admit.then_some(dropped.unwrap_or(0))
+    }
+
     /// Adds to an agent's results in memory (ranking reads them) and on disk
     /// (off the async threads: a call's answer does not wait on SQLite).
     pub fn add_agent_results(

@@ -92,6 +92,11 @@ impl Presence {
         self.lock().get(user).copied().unwrap_or_default()
     }
 
+    /// Free for a group's or a queue's call now.
+    pub fn ready_now(&self, user: &str) -> bool {
+        self.state(user).ready(crate::store::now_ms())
+    }
+
     /// The agent is in one more call.
     pub fn busy(&self, user: &str) {
         self.lock().entry(user.to_string()).or_default().calls += 1;

@@ -169,7 +169,7 @@ pub async fn run_sip(
                     }
                 }
                 Output::Event(Event::Refused { method, refusal }) => {
-                    if let Some(dropped) = node.stranger_log.admit(std::time::Instant::now()) {
+                    if let Some(dropped) = node.stranger_line() {
                         tracing::info!(
                             user = %refusal.user.escape_debug(),
                             source = %refusal.source,

@@ -6,11 +6,9 @@
 //! error the plugin sees (`failed("quota-exceeded: ...")`), never a node-wide
 //! effect.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde::Deserialize;
-
-use crate::rate::Window;
 
 use super::manifest::ManifestError;
 
@@ -151,38 +149,7 @@ impl CallUse {
     }
 }
 
-/// One call's log budget: lines per second, with what was dropped said once
-/// per second when the next line gets through.
-#[derive(Debug)]
-pub struct LogBudget {
-    window: Window,
-    /// Lines dropped since the last one written.
-    pub dropped: u64,
-}
-
-impl LogBudget {
-    pub fn new(now: Instant) -> LogBudget {
-        LogBudget {
-            window: Window::new(now),
-            dropped: 0,
-        }
-    }
-
-    /// Whether a line may be written now; `Some(n)` first when `n` lines were
-    /// dropped since the last one written (say so with [`dropped_line`]).
-    pub fn admit(&mut self, now: Instant, per_s: u32) -> (bool, Option<u64>) {
-        if self
-            .window
-            .take(now, Duration::from_secs(1), 1, per_s.max(1) as u64)
-        {
-            let dropped = std::mem::take(&mut self.dropped);
-            (true, (dropped > 0).then_some(dropped))
-        } else {
-            self.dropped += 1;
-            (false, None)
-        }
-    }
-}
+pub use crate::rate::LogBudget;
 
 /// The one line that says how many of a call's log lines were dropped.
 pub fn dropped_line(n: u64, per_s: u32) -> String {
@@ -192,6 +159,7 @@ pub fn dropped_line(n: u64, per_s: u32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn asks_within_the_cap_are_kept_and_above_it_refused() {
