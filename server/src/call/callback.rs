@@ -36,18 +36,23 @@ pub async fn run(node: Arc<Node>) {
             continue;
         }
         for q in &node.config.queues {
-            let window = Duration::from_secs(q.callback_window_s);
-            for cb in node.queues.callbacks_expired(&q.name, window) {
-                tokio::spawn(expire(node.clone(), q.clone(), cb));
-            }
             let Some(group) = node.config.group(&q.group) else {
                 continue;
             };
-            let free = free_agents(&node, &group.members);
-            if free == 0 {
-                continue;
+            let window = Duration::from_secs(q.callback_window_s);
+            // Agents are looked up only when someone is kept for a callback.
+            let free = if node.queues.has_callbacks(&q.name) {
+                free_agents(&node, &group.members)
+            } else {
+                0
+            };
+            let work = node
+                .queues
+                .callback_work(&q.name, window, free, std::time::Instant::now());
+            for cb in work.expire {
+                tokio::spawn(expire(node.clone(), q.clone(), cb));
             }
-            for cb in node.queues.callbacks_due(&q.name, free) {
+            for cb in work.serve {
                 tokio::spawn(serve(node.clone(), q.clone(), cb));
             }
         }

@@ -3,35 +3,7 @@
 //! reserve number as the last step so no call is lost. Sans-IO: the planner
 //! is given the extension's state and the time, and says whom to ring next.
 
-use serde::Deserialize;
-
-use super::schedule::Schedule;
-
-/// An extension's forwarding rules. Targets are dial strings: an extension
-/// or group, `tel:<number>` (out through the trunks), or `sip:<uri>`.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct Forwarding {
-    /// Every call, without ringing the extension.
-    pub always: Option<String>,
-    /// Working hours of the extension; outside them calls go to `off_hours`.
-    pub hours: Option<Schedule>,
-    pub off_hours: Option<String>,
-    /// Not registered (no phone, no browser logged in).
-    pub unreachable: Option<String>,
-    /// In a call already, or the phone said busy.
-    pub busy: Option<String>,
-    /// Rang `no_answer_s` seconds unanswered.
-    pub no_answer: Option<String>,
-    #[serde(default = "default_no_answer_s")]
-    pub no_answer_s: u32,
-    /// The last resort when the step before did not connect.
-    pub reserve: Option<String>,
-}
-
-fn default_no_answer_s() -> u32 {
-    20
-}
+pub use crate::config::Forwarding;
 
 /// Why a call went where it went (for the call record).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,6 +121,7 @@ impl Forwarding {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Schedule;
 
     fn rules() -> Forwarding {
         Forwarding {

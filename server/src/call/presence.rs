@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
 use crate::config::{Rank, RingStrategy};
+pub use crate::store::agent_results::AgentResults;
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct AgentState {
@@ -33,14 +34,6 @@ impl AgentState {
     pub fn ready(&self, now_ms: i64) -> bool {
         self.available() && !self.paused && now_ms >= self.wrap_up_until_ms
     }
-}
-
-/// What an agent achieved: department calls answered, and how many of them
-/// the CRM reported as converted (a sale, a resolved case).
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-pub struct AgentResults {
-    pub answered: u64,
-    pub converted: u64,
 }
 
 impl AgentResults {

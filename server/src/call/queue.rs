@@ -9,110 +9,18 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use serde::Deserialize;
-
 use super::dial::{DialOutcome, DialStatus};
+use super::queue_wait::{QueueWait, Step, WaitRules};
 use super::session::{CallEvent, CallSession};
 use super::targets::Target;
+pub use crate::config::QueueConfig;
 use crate::media::worker::MediaEvent;
 use crate::plugin::hookline::call::media::{PlayItem, SpeechText};
 use crate::plugin::CallError;
-
-/// A queue in config.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct QueueConfig {
-    pub name: String,
-    /// The queue's own number (dial it, or its name).
-    pub number: Option<String>,
-    /// The `[[groups]]` entry whose agents take the calls, by its strategy.
-    pub group: String,
-    /// Prompts looped while waiting; default: the node's hold music.
-    #[serde(default = "default_music")]
-    pub music: Vec<String>,
-    /// Position and estimated wait every this many seconds (0 = never).
-    #[serde(default = "default_announce_s")]
-    pub announce_s: u64,
-    /// Longest wait; then the dial returns no-answer to the plugin.
-    #[serde(default = "default_max_wait_s")]
-    pub max_wait_s: u64,
-    /// Callers beyond this are not queued: the dial returns busy.
-    #[serde(default = "default_max_len")]
-    pub max_len: usize,
-    /// The key that leaves the queue (the dial returns no-answer).
-    pub leave_digit: Option<char>,
-    /// How long each offer rings the agents.
-    #[serde(default = "default_ring_s")]
-    pub ring_s: u64,
-    /// The key that asks for a callback: the caller hangs up and keeps
-    /// their place; when it comes up an agent is called first, then them.
-    pub callback_digit: Option<char>,
-    /// A callback not served within this long: the node calls the customer,
-    /// apologises, and hands them to `callback_voicemail`.
-    #[serde(default = "default_callback_window_s")]
-    pub callback_window_s: u64,
-    /// The plugin that takes a message when the callback window passed
-    /// (its `mailbox` argument is the queue's name).
-    #[serde(default = "default_callback_voicemail")]
-    pub callback_voicemail: String,
-    /// Callers served ahead of others: caller number (or prefix ending in
-    /// `*`) -> priority; higher first, equal ones first come, first served.
-    #[serde(default)]
-    pub priorities: BTreeMap<String, u32>,
-}
-
-impl QueueConfig {
-    /// A caller's priority: an exact number, else the longest matching prefix.
-    pub fn priority_of(&self, caller: &str) -> u32 {
-        if let Some(p) = self.priorities.get(caller) {
-            return *p;
-        }
-        self.priorities
-            .iter()
-            .filter_map(|(k, p)| Some((k.strip_suffix('*')?, p)))
-            .filter(|(prefix, _)| caller.starts_with(prefix))
-            .max_by_key(|(prefix, _)| prefix.len())
-            .map_or(0, |(_, p)| *p)
-    }
-}
-
-fn default_callback_window_s() -> u64 {
-    600
-}
-fn default_callback_voicemail() -> String {
-    "voicemail".into()
-}
-
-fn default_music() -> Vec<String> {
-    vec!["hold_music".into()]
-}
-fn default_announce_s() -> u64 {
-    30
-}
-fn default_max_wait_s() -> u64 {
-    600
-}
-fn default_max_len() -> usize {
-    100
-}
-fn default_ring_s() -> u64 {
-    20
-}
+pub use crate::store::callbacks::PendingCallback;
 
 /// Handle time assumed before any call was measured.
 const DEFAULT_HANDLE: Duration = Duration::from_secs(120);
-
-/// A callback waiting in a queue: the caller hung up, their place is kept.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct PendingCallback {
-    pub id: String,
-    /// Whom to call back (the caller's number or extension).
-    pub number: String,
-    /// When the caller joined the queue (Unix ms): their place.
-    pub joined_ms: i64,
-    /// An agent is being rung for it (or it is being served) now.
-    pub in_progress: bool,
-}
 
 struct Waiting {
     ticket: u64,
@@ -153,6 +61,15 @@ pub struct QueueStats {
     pub announce_late_ms_max: u64,
 }
 
+/// What the callback scheduler does about one queue on one look.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct CallbackWork {
+    /// Window passed: call the customer, apologise, take a message.
+    pub expire: Vec<PendingCallback>,
+    /// Their turn came and agents are free: ring the agents, then them.
+    pub serve: Vec<PendingCallback>,
+}
+
 /// Every queue's waiting callers, node-wide.
 #[derive(Default)]
 pub struct Queues {
@@ -168,12 +85,17 @@ impl Queues {
     /// Joins a queue behind everyone of the same or a higher priority;
     /// `None` when it is full.
     pub fn join(&self, queue: &str, max_len: usize, priority: u32) -> Option<u64> {
+        self.join_at(queue, max_len, priority, Instant::now())
+    }
+
+    /// [`Queues::join`] at a given time (simulated in tests).
+    pub fn join_at(&self, queue: &str, max_len: usize, priority: u32, now: Instant) -> Option<u64> {
         let mut all = self.lock();
         let q = all.entry(queue.to_string()).or_default();
         if q.waiting.len() >= max_len {
             return None;
         }
-        Some(self.place(q, Instant::now(), priority, None))
+        Some(self.place(q, now, priority, None))
     }
 
     /// Puts a new place in its order: higher priorities first, then by
@@ -255,13 +177,40 @@ impl Queues {
         take_callbacks(q.waiting.iter_mut().take(free), |_| true)
     }
 
-    /// Callbacks that waited longer than `window` (not being served).
-    pub fn callbacks_expired(&self, queue: &str, window: Duration) -> Vec<PendingCallback> {
+    /// Callbacks that waited longer than `window` at `now` (not being
+    /// served); they are marked in progress.
+    pub fn callbacks_expired(
+        &self,
+        queue: &str,
+        window: Duration,
+        now: Instant,
+    ) -> Vec<PendingCallback> {
         let mut all = self.lock();
         let Some(q) = all.get_mut(queue) else {
             return Vec::new();
         };
-        take_callbacks(q.waiting.iter_mut(), |w| w.since.elapsed() >= window)
+        take_callbacks(q.waiting.iter_mut(), |w| {
+            now.saturating_duration_since(w.since) >= window
+        })
+    }
+
+    /// One look at a queue's kept places at `now` with `free` agents: the
+    /// callbacks whose window passed are given up first (so one is never
+    /// both expired and served), then those whose turn came are served.
+    pub fn callback_work(
+        &self,
+        queue: &str,
+        window: Duration,
+        free: usize,
+        now: Instant,
+    ) -> CallbackWork {
+        let expire = self.callbacks_expired(queue, window, now);
+        let serve = if free > 0 {
+            self.callbacks_due(queue, free)
+        } else {
+            Vec::new()
+        };
+        CallbackWork { expire, serve }
     }
 
     /// A callback's attempt ended without serving it: it waits again, in its place.
@@ -281,6 +230,13 @@ impl Queues {
             q.waiting
                 .retain(|w| w.callback.as_ref().is_none_or(|cb| cb.id != id));
         }
+    }
+
+    /// Whether any place in `queue` is kept for a callback.
+    pub fn has_callbacks(&self, queue: &str) -> bool {
+        self.lock()
+            .get(queue)
+            .is_some_and(|q| q.waiting.iter().any(|w| w.callback.is_some()))
     }
 
     /// Every kept place, with its queue and 1-based position.
@@ -613,110 +569,107 @@ impl CallSession {
             .filter_map(|id| self.prompts.get(id))
             .collect();
         self.music = Some(music);
-        let started = tokio::time::Instant::now();
-        let deadline = started + timeout.min(Duration::from_secs(q.max_wait_s));
-        let mut next_announce = started;
-        let mut last_position = 0;
+        let rules = WaitRules {
+            announce_every: (q.announce_s > 0).then(|| Duration::from_secs(q.announce_s)),
+            timeout: timeout.min(Duration::from_secs(q.max_wait_s)),
+            leave_digit: q.leave_digit,
+            callback_digit: q.callback_digit,
+            callable: callable(&self.caller),
+        };
+        let mut wait = QueueWait::new(rules, Instant::now());
         self.hold_music();
         loop {
             self.check_live()?;
             let position = node.queues.position(&q.name, ticket).unwrap_or(1);
             // Only the first callers (as many as the group has agents) can be
-            // served now; the rest need not look up every agent each tick.
+            // served now; the rest need not look up every agent each time.
             let free = if position <= group.members.len() {
                 free_agents(&node, &group.members)
             } else {
                 0
             };
-            let now = tokio::time::Instant::now();
-            if q.announce_s > 0 && now >= next_announce && position > free {
-                // Announcements are due every announce_s; how late this one is (the
-                // first is due on joining) shows how busy the node is.
-                let late = (now - next_announce).as_millis() as u64;
-                node.queues.count(&q.name, |s| {
-                    s.announcements += 1;
-                    s.announce_late_ms_total += late;
-                    s.announce_late_ms_max = s.announce_late_ms_max.max(late);
-                });
-                if position != last_position {
-                    self.mark(&format!("queue:position:{position}"));
-                    last_position = position;
-                }
-                let wait = estimated_wait(
-                    position,
-                    group.members.len(),
-                    node.queues.average_handle(&q.name),
-                );
-                let mut pieces = announcement(position, wait);
-                if let Some(k) = q.callback_digit {
-                    pieces.push(callback_offer(k));
-                }
-                let items: Vec<PlayItem> = pieces.into_iter().map(say).collect();
-                self.play_items(&items, true).await?;
-                // `announce_s` of music between announcements: counted from
-                // the end of this one, or an announcement longer than the
-                // interval would follow itself and the caller never hear music.
-                next_announce = tokio::time::Instant::now() + Duration::from_secs(q.announce_s);
-                self.hold_music();
-            }
-            // Keys: leave, ask for a callback; others are dropped (kept, they
-            // would skip every announcement as type-ahead).
+            // Keys pressed while an announcement or a ring went on.
             while let Some(d) = self.take_digit() {
-                if Some(d) == q.leave_digit {
-                    self.mark("queue:left");
-                    return Ok((DialOutcome::missed(DialStatus::NoAnswer), QueueExit::Left));
-                }
-                if Some(d) == q.callback_digit {
-                    if callable(&self.caller) {
-                        self.request_callback(q, ticket).await?;
-                        let out = DialOutcome::missed(DialStatus::NoAnswer);
-                        return Ok((out, QueueExit::Callback));
+                wait.key(d);
+            }
+            match wait.step(Instant::now(), position, free) {
+                Step::Announce {
+                    position,
+                    late,
+                    new_position,
+                    offer_callback,
+                } => {
+                    let late = late.as_millis() as u64;
+                    node.queues.count(&q.name, |s| {
+                        s.announcements += 1;
+                        s.announce_late_ms_total += late;
+                        s.announce_late_ms_max = s.announce_late_ms_max.max(late);
+                    });
+                    if let Some(p) = new_position {
+                        self.mark(&format!("queue:position:{p}"));
                     }
+                    let estimate = estimated_wait(
+                        position,
+                        group.members.len(),
+                        node.queues.average_handle(&q.name),
+                    );
+                    let mut pieces = announcement(position, estimate);
+                    pieces.extend(offer_callback.map(callback_offer));
+                    let items: Vec<PlayItem> = pieces.into_iter().map(say).collect();
+                    self.play_items(&items, true).await?;
+                    wait.announced(Instant::now());
+                    self.hold_music();
+                }
+                Step::Ring => {
+                    // The group's agents ring by its strategy; the music goes on.
+                    let ring = Duration::from_secs(q.ring_s);
+                    let out = self
+                        .dial_targets(
+                            &[Target::Extension(group.name.clone())],
+                            ring,
+                            caller_id.clone(),
+                        )
+                        .await?;
+                    if out.status == DialStatus::Completed {
+                        let out = DialOutcome {
+                            answered_target: Some(0),
+                            ..out
+                        };
+                        return Ok((out, QueueExit::Answered));
+                    }
+                    wait.ring_ended(Instant::now());
+                    self.hold_music();
+                }
+                Step::Callback => {
+                    self.request_callback(q, ticket).await?;
+                    let out = DialOutcome::missed(DialStatus::NoAnswer);
+                    return Ok((out, QueueExit::Callback));
+                }
+                Step::NoCallback => {
                     self.mark("queue:callback-unavailable");
                     let sorry = say("We cannot call your number back. Please stay on the line.");
                     self.play_items(&[sorry], false).await?;
                     self.hold_music();
                 }
-            }
-            if position <= free {
-                // Our turn: the group's agents ring by its strategy; the music goes on.
-                let ring = Duration::from_secs(q.ring_s);
-                let out = self
-                    .dial_targets(
-                        &[Target::Extension(group.name.clone())],
-                        ring,
-                        caller_id.clone(),
-                    )
-                    .await?;
-                if out.status == DialStatus::Completed {
-                    let out = DialOutcome {
-                        answered_target: Some(0),
-                        ..out
-                    };
-                    return Ok((out, QueueExit::Answered));
+                Step::Exit(exit) => {
+                    self.mark(match exit {
+                        QueueExit::Left => "queue:left",
+                        _ => "queue:timeout",
+                    });
+                    return Ok((DialOutcome::missed(DialStatus::NoAnswer), exit));
                 }
-                self.hold_music();
-            }
-            if tokio::time::Instant::now() >= deadline {
-                self.mark("queue:timeout");
-                return Ok((
-                    DialOutcome::missed(DialStatus::NoAnswer),
-                    QueueExit::Timeout,
-                ));
-            }
-            // Wait a moment for a key or the caller leaving, then look again.
-            let mut wake = tokio::time::Instant::now() + Duration::from_millis(500);
-            if q.announce_s > 0 {
-                wake = wake.min(next_announce);
-            }
-            let tick = tokio::time::sleep_until(wake);
-            tokio::pin!(tick);
-            tokio::select! {
-                ev = self.next_event() => match ev {
-                    CallEvent::Media(MediaEvent::Dtmf(k)) => self.keep_digit(k),
-                    other => self.absorb(other),
-                },
-                _ = &mut tick => {}
+                Step::Wait(until) => {
+                    // A key or the caller leaving wakes the wait early.
+                    let tick = tokio::time::sleep_until(until.into());
+                    tokio::pin!(tick);
+                    tokio::select! {
+                        ev = self.next_event() => match ev {
+                            CallEvent::Media(MediaEvent::Dtmf(k)) => wait.key(k),
+                            other => self.absorb(other),
+                        },
+                        _ = &mut tick => {}
+                    }
+                }
             }
         }
     }

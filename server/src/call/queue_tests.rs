@@ -56,7 +56,7 @@ fn a_restored_callback_goes_before_callers_who_came_later() {
     qs.restore("q", cb("old", now - 60_000));
     assert_eq!(qs.position("q", live), Some(2));
     assert_eq!(qs.callbacks()[0].1, 1);
-    let expired = qs.callbacks_expired("q", Duration::from_secs(30));
+    let expired = qs.callbacks_expired("q", Duration::from_secs(30), Instant::now());
     assert_eq!(expired.len(), 1, "waited a minute against a 30 s window");
     assert!(qs.callbacks_due("q", 5).is_empty(), "already being handled");
 }
@@ -113,4 +113,48 @@ fn estimated_wait_follows_the_measured_handle_time() {
         "You are number 3 in the queue. The estimated wait is about 3 minutes."
     );
     assert_eq!(announcement(1, Duration::from_secs(10))[3], "1 minute.");
+}
+
+/// The callback scheduler in simulated time: a kept place is served when its
+/// turn comes and an agent is free, retried in its place when nobody
+/// answered, never expired while it is being served, never both expired and
+/// served, and given up (the customer called with an apology) once the
+/// window has passed.
+#[test]
+fn callbacks_are_served_in_turn_retried_in_place_and_expire_once_in_simulated_time() {
+    const S: Duration = Duration::from_secs(1);
+    let window = 600 * S;
+    let t0 = Instant::now();
+    let qs = Queues::default();
+    let a = qs.join_at("q", 10, 0, t0).unwrap();
+    let b = qs.join_at("q", 10, 0, t0 + 10 * S).unwrap();
+    let c = qs.join_at("q", 10, 0, t0 + 20 * S).unwrap();
+    qs.to_callback("q", b, cb("cb-b", 0));
+    qs.leave("q", b);
+    assert!(qs.has_callbacks("q"));
+
+    // b is second: one free agent serves a (a live caller), not b.
+    assert_eq!(
+        qs.callback_work("q", window, 1, t0 + 30 * S),
+        CallbackWork::default()
+    );
+    // Two free agents: b's turn.
+    let w = qs.callback_work("q", window, 2, t0 + 31 * S);
+    assert_eq!((w.expire.len(), w.serve.len()), (0, 1));
+    assert_eq!(w.serve[0].id, "cb-b");
+    // Being served: neither served twice nor expired, however long it takes.
+    assert_eq!(
+        qs.callback_work("q", window, 2, t0 + 700 * S),
+        CallbackWork::default()
+    );
+    // Nobody answered: b waits again in its place, ahead of c.
+    qs.callback_retry("q", "cb-b");
+    assert_eq!(qs.position("q", c), Some(3));
+    // Its window passed meanwhile: given up first, not served.
+    let w = qs.callback_work("q", window, 2, t0 + 700 * S);
+    assert_eq!((w.expire.len(), w.serve.len()), (1, 0));
+    qs.callback_done("q", "cb-b");
+    assert!(!qs.has_callbacks("q"));
+    assert_eq!(qs.position("q", a), Some(1));
+    assert_eq!(qs.position("q", c), Some(2));
 }

@@ -7,7 +7,14 @@ use std::path::Path;
 use rusqlite::params;
 
 use super::{Db, StoreError};
-use crate::call::presence::AgentResults;
+
+/// What an agent achieved: department calls answered, and how many of them
+/// the CRM reported as converted (a sale, a resolved case).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct AgentResults {
+    pub answered: u64,
+    pub converted: u64,
+}
 
 const SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS agent_results (

@@ -7,7 +7,18 @@ use std::path::Path;
 use rusqlite::params;
 
 use super::{now_ms, Db, StoreError};
-use crate::call::queue::PendingCallback;
+
+/// A callback waiting in a queue: the caller hung up, their place is kept.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PendingCallback {
+    pub id: String,
+    /// Whom to call back (the caller's number or extension).
+    pub number: String,
+    /// When the caller joined the queue (Unix ms): their place.
+    pub joined_ms: i64,
+    /// An agent is being rung for it (or it is being served) now.
+    pub in_progress: bool,
+}
 
 const SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS callbacks (
