@@ -6,6 +6,7 @@ pub mod call;
 pub mod codec;
 pub mod config;
 pub mod media;
+pub mod metrics;
 pub mod node;
 pub mod plugin;
 pub mod prompts;

@@ -129,7 +129,7 @@ config = {{ webhook = "http://{}/survey", timeout_ms = 6000, questions = [{{ id 
     assert_eq!(call["hangup_cause"], "plugin-hangup");
     let (_, metrics) = http_get(node.http, "/metrics", None).unwrap();
     assert!(
-        metrics.contains("hookline_plugin_counter{plugin=\"survey\",name=\"completed\"} 1"),
+        metrics.contains("hookline_plugin_counter_total{plugin=\"survey\",name=\"completed\"} 1"),
         "{metrics}"
     );
 }

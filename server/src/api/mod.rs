@@ -198,30 +198,72 @@ async fn registrations(State(node): State<Arc<Node>>) -> Response {
     Json(list).into_response()
 }
 
-async fn metrics(State(node): State<Arc<Node>>) -> String {
-    let m = &node.media.stats;
+async fn metrics(State(node): State<Arc<Node>>) -> Response {
+    let st = &node.media.stats;
     let g = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
-    let mut out = format!(
-        "hookline_active_calls {}\nhookline_media_legs {}\nhookline_rtp_packets_in_total {}\n\
-         hookline_rtp_packets_out_total {}\nhookline_rtp_lost_total {}\nhookline_rtp_late_total {}\n\
-         hookline_rtp_malformed_total {}\nhookline_media_late_ticks_total {}\nhookline_calls_refused_total {}\n\
-         hookline_draining {}\n",
-        node.active_calls(),
-        g(&m.legs),
-        g(&m.packets_in),
-        g(&m.packets_out),
-        g(&m.lost),
-        g(&m.late),
-        g(&m.malformed),
-        g(&m.late_ticks),
-        node.refused.load(Ordering::Relaxed),
-        node.draining.load(Ordering::Relaxed) as u8,
+    let mut m = crate::metrics::Scrape::default();
+    m.gauge(
+        "hookline_active_calls",
+        "Calls on the node now.",
+        node.active_calls() as i64,
     );
-    out.push_str(&node.counters.render());
-    out.push_str(&node.presence.render_metrics());
-    out.push_str(&node.queues.render_metrics());
-    out.push_str(&node.rooms.render_metrics());
-    out
+    m.gauge(
+        "hookline_media_legs",
+        "Media legs open now (each leg holds an RTP port).",
+        g(&st.legs) as i64,
+    );
+    m.counter(
+        "hookline_rtp_packets_in",
+        "RTP packets received.",
+        g(&st.packets_in),
+    );
+    m.counter(
+        "hookline_rtp_packets_out",
+        "RTP packets sent.",
+        g(&st.packets_out),
+    );
+    m.counter(
+        "hookline_rtp_lost",
+        "RTP packets that never arrived (sequence gaps).",
+        g(&st.lost),
+    );
+    m.counter(
+        "hookline_rtp_late",
+        "RTP packets that arrived too late to play.",
+        g(&st.late),
+    );
+    m.counter(
+        "hookline_rtp_malformed",
+        "Datagrams on media ports that were not valid RTP.",
+        g(&st.malformed),
+    );
+    m.counter(
+        "hookline_media_late_ticks",
+        "Media ticks that ran late (the node is overloaded).",
+        g(&st.late_ticks),
+    );
+    m.counter(
+        "hookline_calls_refused",
+        "Calls refused for capacity (503).",
+        node.refused.load(Ordering::Relaxed),
+    );
+    m.gauge(
+        "hookline_draining",
+        "1 while the node drains for a restart.",
+        node.draining.load(Ordering::Relaxed) as i64,
+    );
+    node.counters.metrics(&mut m);
+    node.presence.metrics(&mut m);
+    node.queues.metrics(&mut m);
+    node.rooms.metrics(&mut m);
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            crate::metrics::CONTENT_TYPE,
+        )],
+        m.render(),
+    )
+        .into_response()
 }
 
 /// Queue callbacks waiting: queue, place, number, since when.

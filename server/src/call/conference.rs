@@ -102,16 +102,22 @@ impl Rooms {
     }
 
     /// Prometheus lines: rooms open and members in each.
-    pub fn render_metrics(&self) -> String {
+    /// Rooms open and who is in each.
+    pub fn metrics(&self, m: &mut crate::metrics::Scrape) {
         let all = self.lock();
-        let mut out = format!("hookline_conference_rooms {}\n", all.len());
+        m.gauge(
+            "hookline_conference_rooms",
+            "Conference rooms open now.",
+            all.len() as i64,
+        );
         for (name, e) in all.iter() {
-            out.push_str(&format!(
-                "hookline_conference_members{{room=\"{name}\"}} {}\n",
-                e.members.len()
-            ));
+            m.gauge_with(
+                "hookline_conference_members",
+                "Members in a room now.",
+                &[("room", name.as_str())],
+                e.members.len() as i64,
+            );
         }
-        out
     }
 }
 
@@ -188,8 +194,7 @@ mod tests {
         assert!(std::sync::Arc::ptr_eq(&a.unwrap(), &b.unwrap()));
         let list = rooms.list();
         assert_eq!(list[0].members.len(), 2);
-        assert!(rooms
-            .render_metrics()
+        assert!(crate::metrics::render_with(|m| rooms.metrics(m))
             .contains("hookline_conference_members{room=\"sales\"} 2"));
         rooms.leave("sales", 1);
         rooms.leave("sales", 2);

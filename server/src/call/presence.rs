@@ -171,42 +171,86 @@ impl Presence {
     }
 
     /// Prometheus lines: agents by state, groups' counters.
-    pub fn render_metrics(&self) -> String {
+    /// Agents' states, results and each ring group's figures.
+    pub fn metrics(&self, m: &mut crate::metrics::Scrape) {
         let agents = self.snapshot();
-        let busy = agents.iter().filter(|(_, a)| a.calls > 0).count();
-        let dnd = agents.iter().filter(|(_, a)| a.dnd).count();
-        let paused = agents.iter().filter(|(_, a)| a.paused).count();
+        let count =
+            |f: &dyn Fn(&AgentState) -> bool| agents.iter().filter(|(_, a)| f(a)).count() as i64;
         let now = crate::store::now_ms();
-        let wrap_up = agents
-            .iter()
-            .filter(|(_, a)| a.calls == 0 && a.wrap_up_until_ms > now)
-            .count();
-        let mut out = format!(
-            "hookline_agents_busy {busy}\nhookline_agents_dnd {dnd}\nhookline_agents_paused {paused}\n\
-             hookline_agents_wrap_up {wrap_up}\n"
+        m.gauge(
+            "hookline_agents_busy",
+            "Agents in a call now.",
+            count(&|a| a.calls > 0),
+        );
+        m.gauge(
+            "hookline_agents_dnd",
+            "Agents on do-not-disturb.",
+            count(&|a| a.dnd),
+        );
+        m.gauge(
+            "hookline_agents_paused",
+            "Agents paused.",
+            count(&|a| a.paused),
+        );
+        m.gauge(
+            "hookline_agents_wrap_up",
+            "Agents in wrap-up after a call.",
+            count(&|a| a.calls == 0 && a.wrap_up_until_ms > now),
         );
         for (agent, r) in self.results_lock().iter() {
-            out.push_str(&format!(
-                "hookline_agent_answered_total{{agent=\"{agent}\"}} {}\n\
-                 hookline_agent_converted_total{{agent=\"{agent}\"}} {}\n",
-                r.answered, r.converted
-            ));
+            let l = &[("agent", agent.as_str())];
+            m.counter_with(
+                "hookline_agent_answered",
+                "Department calls the agent answered.",
+                l,
+                r.answered,
+            );
+            m.counter_with(
+                "hookline_agent_converted",
+                "Of those, conversions the CRM reported.",
+                l,
+                r.converted,
+            );
         }
         for (name, g) in self.groups() {
-            for (metric, value) in [
-                ("offered", g.offered),
-                ("answered", g.answered),
-                ("answered_in_20s", g.answered_in_20s),
-                ("missed", g.missed),
-                ("abandoned", g.abandoned),
-                ("ring_ms", g.ring_ms_total),
-            ] {
-                out.push_str(&format!(
-                    "hookline_group_{metric}_total{{group=\"{name}\"}} {value}\n"
-                ));
-            }
+            let l = &[("group", name.as_str())];
+            m.counter_with(
+                "hookline_group_offered",
+                "Calls that rang the group.",
+                l,
+                g.offered,
+            );
+            m.counter_with(
+                "hookline_group_answered",
+                "Calls an agent of the group answered.",
+                l,
+                g.answered,
+            );
+            m.counter_with(
+                "hookline_group_answered_in_20s",
+                "Answered within 20 s of ringing.",
+                l,
+                g.answered_in_20s,
+            );
+            m.counter_with(
+                "hookline_group_missed",
+                "Calls nobody in the group answered.",
+                l,
+                g.missed,
+            );
+            m.counter_with(
+                "hookline_group_abandoned",
+                "Callers who hung up while the group rang.",
+                l,
+                g.abandoned,
+            );
+            m.counter_with(
+                "hookline_group_ring_ms",
+                "Milliseconds the group's agents rang before an answer.",
+                l,
+                g.ring_ms_total,
+            );
         }
-        out
     }
 
     pub fn set_dnd(&self, user: &str, dnd: bool) {
@@ -309,7 +353,7 @@ mod tests {
         assert!(p.state("201").ready(now + 60_000), "wrap-up over");
         p.set_paused("202", false);
         assert!(p.state("202").ready(now));
-        assert!(p.render_metrics().contains("hookline_agents_wrap_up 1"));
+        assert!(crate::metrics::render_with(|m| p.metrics(m)).contains("hookline_agents_wrap_up 1"));
     }
 
     #[test]

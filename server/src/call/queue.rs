@@ -318,28 +318,78 @@ impl Queues {
     }
 
     /// Prometheus lines per queue.
-    pub fn render_metrics(&self) -> String {
-        let mut out = String::new();
+    /// Each queue's figures, labelled by queue.
+    pub fn metrics(&self, m: &mut crate::metrics::Scrape) {
         for (name, s) in self.stats() {
-            for (metric, value) in [
-                ("waiting", s.waiting as u64),
-                ("callbacks_waiting", s.callbacks_waiting as u64),
-                ("callbacks_requested_total", s.callbacks_requested),
-                ("longest_wait_ms", s.longest_wait_ms),
-                ("answered_total", s.answered),
-                ("abandoned_total", s.abandoned),
-                ("timed_out_total", s.timed_out),
-                ("average_handle_ms", s.average_handle_ms),
-                ("announcements_total", s.announcements),
-                ("announce_late_ms_avg", s.announce_late_ms_avg),
-                ("announce_late_ms_max", s.announce_late_ms_max),
-            ] {
-                out.push_str(&format!(
-                    "hookline_queue_{metric}{{queue=\"{name}\"}} {value}\n"
-                ));
-            }
+            let q = &[("queue", name.as_str())];
+            let n = |v: usize| v as i64;
+            m.gauge_with(
+                "hookline_queue_waiting",
+                "Callers waiting, kept callbacks included.",
+                q,
+                n(s.waiting),
+            );
+            m.gauge_with(
+                "hookline_queue_callbacks_waiting",
+                "Places kept for a callback.",
+                q,
+                n(s.callbacks_waiting),
+            );
+            m.counter_with(
+                "hookline_queue_callbacks_requested",
+                "Callbacks callers asked for.",
+                q,
+                s.callbacks_requested,
+            );
+            m.gauge_with(
+                "hookline_queue_longest_wait_ms",
+                "How long the first in line has waited.",
+                q,
+                s.longest_wait_ms as i64,
+            );
+            m.counter_with(
+                "hookline_queue_answered",
+                "Waits an agent answered (callbacks served included).",
+                q,
+                s.answered,
+            );
+            m.counter_with(
+                "hookline_queue_abandoned",
+                "Callers who hung up while waiting.",
+                q,
+                s.abandoned,
+            );
+            m.counter_with(
+                "hookline_queue_timed_out",
+                "Waits that reached the queue's limit, or the caller left with the key.",
+                q,
+                s.timed_out,
+            );
+            m.gauge_with(
+                "hookline_queue_average_handle_ms",
+                "Average talk time of answered calls.",
+                q,
+                s.average_handle_ms as i64,
+            );
+            m.counter_with(
+                "hookline_queue_announcements",
+                "Place and wait announcements played.",
+                q,
+                s.announcements,
+            );
+            m.gauge_with(
+                "hookline_queue_announce_late_ms_avg",
+                "How late announcements came on average (a busy node shows).",
+                q,
+                s.announce_late_ms_avg as i64,
+            );
+            m.gauge_with(
+                "hookline_queue_announce_late_ms_max",
+                "The latest an announcement came.",
+                q,
+                s.announce_late_ms_max as i64,
+            );
         }
-        out
     }
 }
 

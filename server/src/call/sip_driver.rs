@@ -51,8 +51,6 @@ pub async fn run_sip(
     let _ = node.sip_tx.set(cmd_tx.clone());
     let mut calls: HashMap<String, UnboundedSender<CallEvent>> = HashMap::new();
     let mut buf = vec![0u8; 65536];
-    let mut timer = tokio::time::interval(Duration::from_millis(50));
-    timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let (tcp_tx, mut tcp_rx) = mpsc::channel(crate::sip::tcp::EVENTS_QUEUED);
     if let Some(listener) = tcp {
         let cfg = &node.config.node;
@@ -66,6 +64,16 @@ pub async fn run_sip(
     // Peers connected over TCP: their responses and requests go back on the connection.
     let mut streams: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>> = HashMap::new();
     loop {
+        endpoint.set_draining(node.draining.load(Ordering::Relaxed));
+        // Sleep until the endpoint's next timer (a retransmission, a give-up,
+        // forgetting a finished dialog); with none running, until something comes.
+        let wake = endpoint.poll_timeout();
+        let timer = async move {
+            match wake {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             Some(ev) = tcp_rx.recv() => match ev {
                 crate::sip::tcp::TcpEvent::Open(peer, writer) => {
@@ -110,10 +118,7 @@ pub async fn run_sip(
                     endpoint.dial(Instant::now(), dial);
                 }
             },
-            _ = timer.tick() => {
-                endpoint.set_draining(node.draining.load(Ordering::Relaxed));
-                endpoint.handle_timeout(Instant::now());
-            }
+            _ = timer => endpoint.handle_timeout(Instant::now()),
         }
         while let Some(out) = endpoint.poll_output() {
             match out {

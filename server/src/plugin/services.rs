@@ -202,17 +202,19 @@ impl Counters {
         }
     }
 
-    /// Prometheus text lines.
-    pub fn render(&self) -> String {
+    /// Every plugin's counters, labelled by plugin and name.
+    pub fn metrics(&self, m: &mut crate::metrics::Scrape) {
         let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let mut lines: Vec<String> = map
-            .iter()
-            .map(|((p, n), v)| {
-                format!("hookline_plugin_counter{{plugin=\"{p}\",name=\"{n}\"}} {v}\n")
-            })
-            .collect();
-        lines.sort();
-        lines.concat()
+        let mut all: Vec<_> = map.iter().collect();
+        all.sort();
+        for ((p, n), v) in all {
+            m.counter_with(
+                "hookline_plugin_counter",
+                "Counters plugins keep (the counter verb).",
+                &[("plugin", p.as_str()), ("name", n.as_str())],
+                *v,
+            );
+        }
     }
 }
 
@@ -243,11 +245,18 @@ mod tests {
         let c = Counters::default();
         c.add("p", "calls answered", 2, 100);
         c.add("p", "calls answered", 3, 100);
-        assert!(c.render().contains("name=\"calls_answered\"} 5"));
+        assert!(
+            crate::metrics::render_with(|m| c.metrics(m)).contains("name=\"calls_answered\"} 5")
+        );
         for i in 0..2000 {
             c.add("p", &format!("n{i}"), 1, u32::MAX);
         }
-        assert_eq!(c.render().lines().count(), MAX_COUNTERS);
+        assert_eq!(
+            crate::metrics::render_with(|m| c.metrics(m))
+                .matches("hookline_plugin_counter_total{")
+                .count(),
+            MAX_COUNTERS
+        );
     }
 
     #[test]
@@ -257,7 +266,7 @@ mod tests {
             c.add("greedy", &format!("n{i}"), 1, 100);
         }
         c.add("other", "calls", 1, 100);
-        let text = c.render();
+        let text = crate::metrics::render_with(|m| c.metrics(m));
         assert_eq!(text.matches("plugin=\"greedy\"").count(), 100);
         assert!(text.contains("plugin=\"other\",name=\"calls\"} 1"));
     }

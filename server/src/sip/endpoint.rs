@@ -167,6 +167,10 @@ pub struct Endpoint {
     stats: Stats,
     next_id: u64,
     draining: bool,
+    /// No timer is due before this (`None`: none at all). Kept as timers are
+    /// set and recomputed exactly by `handle_timeout`, so a wake can come
+    /// early (a timer since cancelled) but never late.
+    wake: Option<Instant>,
     /// INVITEs from untrusted sources must carry extension credentials.
     invite_auth: bool,
     /// Out-of-dialog requests per second per source (trunks and loopback exempt).
@@ -191,6 +195,7 @@ impl Endpoint {
             stats: Stats::default(),
             next_id: rand::random::<u32>() as u64,
             draining: false,
+            wake: None,
             invite_auth: false,
             source_limit: super::source_limit::SourceLimit::new(0),
             registrar: None,
@@ -501,6 +506,7 @@ impl Endpoint {
                                 state: State::Gone(now + TIMER_H),
                             },
                         );
+                        earliest(&mut self.wake, now + TIMER_H);
                         return self.send(from, data);
                     }
                 }
@@ -673,7 +679,10 @@ impl Endpoint {
             }
             Method::Ack => match &d.state {
                 State::Answered(_) => d.state = State::Confirmed,
-                State::Rejected(_) => d.state = State::Gone(now + TIMER_H),
+                State::Rejected(_) => {
+                    d.state = State::Gone(now + TIMER_H);
+                    earliest(&mut self.wake, now + TIMER_H);
+                }
                 _ => {}
             },
             Method::Cancel => {
@@ -688,6 +697,7 @@ impl Endpoint {
                 let tag = d.local_tag.clone();
                 let was_live = !matches!(d.state, State::Gone(_) | State::Rejected(_));
                 d.state = State::Gone(now + TIMER_H);
+                earliest(&mut self.wake, now + TIMER_H);
                 let data = message::response(&echo, 200, Some(&tag), &[], None);
                 self.send(from, data);
                 if was_live {
@@ -741,6 +751,7 @@ impl Endpoint {
         if let Some(d) = self.dialogs.get_mut(&call_id) {
             if is_bye && code >= 200 && matches!(d.state, State::Closing(_)) {
                 d.state = State::Gone(now + TIMER_H);
+                earliest(&mut self.wake, now + TIMER_H);
             }
         }
     }
@@ -759,7 +770,9 @@ impl Endpoint {
         };
         let data = message::response(&d.echo, code, Some(&d.local_tag), extra, None);
         d.last_response = data.clone();
-        d.state = State::Rejected(Retx::new(now, data.clone()));
+        let retx = Retx::new(now, data.clone());
+        earliest(&mut self.wake, retx.poll_timeout());
+        d.state = State::Rejected(retx);
         let peer = d.peer;
         self.send(peer, data);
     }
@@ -813,7 +826,9 @@ impl Endpoint {
         );
         d.answer_sdp = Some(sdp);
         d.last_response = data.clone();
-        d.state = State::Answered(Retx::new(now, data.clone()));
+        let retx = Retx::new(now, data.clone());
+        earliest(&mut self.wake, retx.poll_timeout());
+        d.state = State::Answered(retx);
         let peer = d.peer;
         self.send(peer, data);
         true
@@ -850,6 +865,9 @@ impl Endpoint {
 
     /// Carries out an outbound leg's actions.
     fn apply(&mut self, call_id: &str, actions: Vec<uac::Action>) {
+        if let Some(at) = self.outbound.get(call_id).and_then(|c| c.poll_timeout()) {
+            earliest(&mut self.wake, at);
+        }
         for a in actions {
             match a {
                 uac::Action::Send(to, data) => self.send(to, data),
@@ -922,12 +940,21 @@ impl Endpoint {
             cseq: d.local_cseq,
         }
         .to_bytes();
-        d.state = State::Closing(Retx::new(now, data.clone()));
+        let retx = Retx::new(now, data.clone());
+        earliest(&mut self.wake, retx.poll_timeout());
+        d.state = State::Closing(retx);
         let peer = d.peer;
         self.send(peer, data);
     }
 
-    /// Runs retransmission and expiry timers. Call at least every 100 ms.
+    /// When [`Endpoint::handle_timeout`] is next due; `None` while no
+    /// timer runs (the driver then sleeps until a datagram or a command).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.wake
+    }
+
+    /// Runs the retransmission and expiry timers due at `now` (call it at
+    /// [`Endpoint::poll_timeout`]; earlier is harmless).
     pub fn handle_timeout(&mut self, now: Instant) {
         // Only legs with something due produce work; no per-tick copy of every key.
         let due: Vec<(String, Vec<uac::Action>)> = self
@@ -966,7 +993,20 @@ impl Endpoint {
             self.send_bye(now, &call_id);
             self.ended(&call_id, EndCause::AckTimeout);
         }
+        // Every timer was just looked at: the next wake is exactly the earliest.
+        let dialogs = self.dialogs.values().filter_map(|d| match &d.state {
+            State::Gone(until) => Some(*until),
+            State::Answered(r) | State::Rejected(r) | State::Closing(r) => Some(r.poll_timeout()),
+            State::Early | State::Confirmed => None,
+        });
+        let outbound = self.outbound.values().filter_map(|c| c.poll_timeout());
+        self.wake = dialogs.chain(outbound).min();
     }
+}
+
+/// Lowers `wake` to `at` if `at` comes first.
+fn earliest(wake: &mut Option<Instant>, at: Instant) {
+    *wake = Some(wake.map_or(at, |w| w.min(at)));
 }
 
 /// The key carried by a DTMF INFO body, if the body is one.

@@ -395,3 +395,63 @@ fn options_and_local_hangup() {
     ep.handle_timeout(t0 + Duration::from_secs(5));
     assert!(drain(&mut ep).sent.is_empty());
 }
+
+/// The driver sleeps until `poll_timeout`, not on a fixed tick: woken only
+/// then, a lost ACK's 200 is resent exactly at T1 doubling (capped at T2),
+/// the call is given up with a BYE at 64·T1, and an endpoint with nothing
+/// pending asks for no wake at all.
+#[test]
+fn woken_only_at_poll_timeout_the_endpoint_resends_on_time_and_idles_without_timers() {
+    let t0 = Instant::now();
+    let mut ep = Endpoint::new("127.0.0.1:5060".parse().unwrap());
+    assert_eq!(ep.poll_timeout(), None, "nothing pending: no wake");
+    new_call(&mut ep, t0);
+    assert_eq!(ep.poll_timeout(), None, "ringing needs no timer");
+    ep.answer(t0, "c1", "v=0\r\n".into());
+    drain(&mut ep);
+    let mut resent_at = Vec::new();
+    let mut bye_at = None;
+    let mut wakes = 0;
+    while let Some(at) = ep.poll_timeout() {
+        // 32 s of 200s, 32 s of BYEs, then 32 s remembering the dialog.
+        assert!(
+            at > t0 && at <= t0 + Duration::from_secs(96),
+            "{:?}",
+            at - t0
+        );
+        wakes += 1;
+        ep.handle_timeout(at);
+        for m in drain(&mut ep).sent {
+            if status(&m) == "200" {
+                resent_at.push((at - t0).as_millis() as u64);
+            } else if m.starts_with("BYE ") && bye_at.is_none() {
+                bye_at = Some((at - t0).as_millis() as u64);
+            }
+        }
+        if wakes > 100 {
+            panic!("woken {wakes} times");
+        }
+    }
+    assert_eq!(
+        resent_at,
+        [500, 1500, 3500, 7500, 11500, 15500, 19500, 23500, 27500, 31500]
+    );
+    assert_eq!(bye_at, Some(32_000));
+    // The BYE went unanswered, and the dialog was forgotten: no timer is left.
+    assert_eq!(ep.poll_timeout(), None);
+    assert!(wakes < 40, "{wakes} wakes");
+
+    // An answered call whose ACK came runs no timer.
+    let mut ep = Endpoint::new("127.0.0.1:5060".parse().unwrap());
+    let d = new_call(&mut ep, t0);
+    drop(d);
+    ep.answer(t0, "c1", "v=0\r\n".into());
+    let tag = to_tag(&drain(&mut ep).sent[0]);
+    assert!(
+        ep.poll_timeout().is_some(),
+        "the 200 is resent until the ACK"
+    );
+    ep.handle_datagram(t0, peer(), &in_dialog("ACK", "c1", 1, &tag));
+    ep.handle_timeout(t0 + Duration::from_millis(500));
+    assert_eq!(ep.poll_timeout(), None);
+}

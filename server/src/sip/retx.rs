@@ -27,6 +27,11 @@ impl Retx {
         }
     }
 
+    /// When this next needs a look: the next resend or giving up.
+    pub fn poll_timeout(&self) -> Instant {
+        self.next.min(self.deadline)
+    }
+
     /// Past 64·T1 without an answer.
     pub fn expired(&self, now: Instant) -> bool {
         now >= self.deadline

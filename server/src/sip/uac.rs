@@ -390,6 +390,15 @@ impl OutboundCall {
         }
     }
 
+    /// When [`OutboundCall::on_timeout`] is next due, if a timer runs.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match &self.state {
+            State::Calling(r) | State::Cancelling(r) | State::Closing(r) => Some(r.poll_timeout()),
+            State::Gone(until) => Some(*until),
+            State::Proceeding | State::Confirmed => None,
+        }
+    }
+
     /// Retransmissions and timeouts.
     pub fn on_timeout(&mut self, now: Instant) -> Vec<Action> {
         let dest = self.dial.dest;
