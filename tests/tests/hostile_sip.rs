@@ -170,3 +170,72 @@ fn sip_over_tcp_is_capped_per_source_and_silent_connections_are_closed() {
         "no place came back"
     );
 }
+
+/// A caller floods an answered call with SIP INFO keys while its plugin is
+/// busy computing and reads none: the call's event queue stays bounded (the
+/// excess is dropped and counted in the record), the node's memory does not
+/// follow the flood, and the call ends normally.
+#[test]
+fn a_key_flood_into_a_busy_call_is_bounded_and_counted() {
+    let wasm =
+        hookline_tests::workspace_root().join("target/wasm32-wasip2/release/hookline_hostile.wasm");
+    let extra = format!(
+        "[[plugins]]\nname = \"hostile\"\npath = \"{}\"\n\n\
+         [[routes]]\nnumber = \"busy\"\nplugin = \"hostile\"\nconfig = \"spin:3000\"\n\n",
+        wasm.display()
+    );
+    let node = TestNode::start(NodeSpec {
+        extra_routes: &extra,
+        node_section: Some("plugin_cpu_ms = 30000"),
+        ..NodeSpec::default()
+    })
+    .unwrap();
+    // Measured once the node's start-up (a recognizer loading) is over.
+    let rss_before = node.settled_rss_kib().unwrap();
+    let ua = hookline_tests::SipUa::new(node.sip).unwrap();
+    let tag = ua.call("flood", "busy", 9).unwrap();
+    const KEYS: u32 = 10_000;
+    for cseq in 2..2 + KEYS {
+        // In bursts the node's socket buffer takes (a flood past it is the
+        // kernel's to drop, not the call's).
+        if cseq % 200 == 0 {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        ua.request(
+            "INFO",
+            "flood",
+            &tag,
+            cseq,
+            "Content-Type: application/dtmf-relay\r\n",
+            "Signal=5\r\nDuration=100\r\n",
+        )
+        .unwrap();
+    }
+    // The plugin stops spinning after 3 s and returns; the node hangs up.
+    ua.expect("flood", "BYE ", Duration::from_secs(30)).unwrap();
+    let rss_after = node.rss_kib().unwrap();
+    let record = node
+        .wait_for_call(Duration::from_secs(10), |c| {
+            c["id"] == "flood" && c["hangup_cause"].is_string()
+        })
+        .unwrap();
+    let path = hookline_tests::path_of(&record);
+    assert!(path.iter().any(|s| s == "spun"), "{path:?}");
+    let dropped: u64 = path
+        .iter()
+        .find_map(|s| s.strip_prefix("events-dropped:"))
+        .unwrap_or_else(|| panic!("no events-dropped step in {path:?}"))
+        .parse()
+        .unwrap();
+    // Some INFOs may be lost on the way (UDP); most of the flood must have
+    // been dropped, never queued.
+    assert!(
+        dropped >= (KEYS as u64) / 2 && dropped <= KEYS as u64,
+        "dropped {dropped} of {KEYS}"
+    );
+    assert!(
+        rss_after < rss_before + 8 * 1024,
+        "node RSS grew {} KiB under the flood",
+        rss_after.saturating_sub(rss_before)
+    );
+}

@@ -12,8 +12,12 @@ struct Hostile;
 
 impl Plugin for Hostile {
     fn manifest() -> Manifest {
-        // Asks for nothing: every capability below must be refused.
-        hookline_sdk::manifest("hostile", env!("CARGO_PKG_VERSION"))
+        // Asks for nothing: every capability below must be refused. Its CPU
+        // is bounded by the node's budget, which each test sets.
+        Manifest {
+            cpu_ms: 10_000,
+            ..hookline_sdk::manifest("hostile", env!("CARGO_PKG_VERSION"))
+        }
     }
 
     fn handle_call(info: CallInfo) -> Result<(), String> {
@@ -60,6 +64,15 @@ impl Plugin for Hostile {
                     hoard.push(vec![1u8; 1 << 20]);
                     std::hint::black_box(&hoard);
                 }
+            }
+            // Busy computing for MS milliseconds, reading no events
+            // meanwhile (the test floods the call with keys).
+            m if m.starts_with("spin:") => {
+                let ms: u64 = m["spin:".len()..].parse().unwrap_or(0);
+                let end = data::now_ms() + ms;
+                while data::now_ms() < end {}
+                data::mark("spun");
+                Ok(())
             }
             m if m.starts_with("escape:") => {
                 escape(&info, &m["escape:".len()..]);

@@ -12,8 +12,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
-
 use super::dial::DialStatus;
 use super::queue::{free_agents, say, PendingCallback, QueueConfig};
 use super::session::{CallSession, SessionParts};
@@ -174,7 +172,7 @@ fn placed_call(node: &Arc<Node>, q: &QueueConfig, cb: &PendingCallback) -> Optio
     let sip = node.sip_tx.get()?.clone();
     let call_id = format!("{}.{:08x}@hookline", cb.id, rand::random::<u32>());
     node.store.call_started(&call_id, &cb.number, &q.name, None);
-    let (events_tx, events) = mpsc::unbounded_channel();
+    let (events_tx, events) = super::events::channel();
     let info = CallInfo {
         call_id: call_id.clone(),
         caller: cb.number.clone(),

@@ -84,7 +84,7 @@ pub(crate) fn launch(
     node: &Arc<Node>,
     sip: &UnboundedSender<SipCommand>,
     call: NewCall,
-) -> UnboundedSender<CallEvent> {
+) -> crate::call::events::EventTx {
     let NewCall {
         max_forwards,
         call_id,
@@ -111,7 +111,7 @@ pub(crate) fn launch(
         DtmfMode::Rfc4733 => false,
         DtmfMode::Inband => true,
     };
-    let (tx, rx) = mpsc::unbounded_channel();
+    let (tx, rx) = crate::call::events::channel();
     let media_tx = tx.clone();
     // The caller hung up (BYE, CANCEL, dead media): seen here at once, not
     // when the plugin next calls a verb, so what the call holds is given
@@ -145,7 +145,7 @@ pub(crate) fn launch(
     });
     // The SIP (or browser) side's events pass through here on their way to
     // the session, so a hang-up is noticed without the plugin's help.
-    let (outer_tx, mut outer_rx) = mpsc::unbounded_channel::<CallEvent>();
+    let (outer_tx, mut outer_rx) = crate::call::events::channel();
     let inner_tx = tx.clone();
     tokio::spawn(async move {
         while let Some(ev) = outer_rx.recv().await {
@@ -321,6 +321,11 @@ async fn run_logic(
         });
     }
     session.close_recordings().await;
+    let dropped = session.events.dropped();
+    if dropped > 0 {
+        // The far end sent keys (or re-INVITEs) faster than the plugin read them.
+        session.mark(&format!("events-dropped:{dropped}"));
+    }
     (cause, std::mem::take(&mut session.path))
 }
 
@@ -357,7 +362,7 @@ pub(crate) fn ended_session(
     info: CallInfo,
 ) -> (CallSession, UnboundedReceiver<SipCommand>) {
     let (sip, sip_rx) = mpsc::unbounded_channel();
-    let (tx, rx) = mpsc::unbounded_channel();
+    let (tx, rx) = crate::call::events::channel();
     let _ = tx.send(CallEvent::Ended(crate::sip::endpoint::EndCause::CallerBye));
     let session = CallSession::new(SessionParts {
         call_id: info.call_id.clone(),
@@ -386,11 +391,11 @@ pub fn parked_session(
     plugin: &str,
 ) -> (
     CallSession,
-    UnboundedSender<CallEvent>,
+    crate::call::events::EventTx,
     UnboundedReceiver<SipCommand>,
 ) {
     let (session, sip_rx) = detached_session(node, plugin);
-    let (tx, rx) = mpsc::unbounded_channel();
+    let (tx, rx) = crate::call::events::channel();
     let mut session = session;
     session.events = rx;
     session.events_tx = tx.clone();

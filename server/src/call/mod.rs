@@ -7,6 +7,7 @@ pub mod callback;
 pub mod collect;
 pub mod conference;
 pub mod dial;
+pub mod events;
 pub mod forwarding;
 mod launch;
 pub(crate) use launch::ended_session;
@@ -44,7 +45,6 @@ use crate::sip::registrar::Registrar;
 use crate::sip::uac::Dial;
 use crate::store::Store;
 use admission::{Admission, Refusal};
-use session::CallEvent;
 
 /// What call tasks ask of the SIP driver.
 #[derive(Debug)]
@@ -73,7 +73,7 @@ pub enum SipCommand {
     /// Start an outbound leg; its progress goes to `events`.
     Dial {
         dial: Dial,
-        events: UnboundedSender<CallEvent>,
+        events: crate::call::events::EventTx,
     },
 }
 

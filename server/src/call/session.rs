@@ -51,9 +51,9 @@ pub struct CallSession {
     pub(crate) media: Arc<MediaEngine>,
     pub(crate) prompts: Arc<PromptSet>,
     pub(crate) sip: UnboundedSender<SipCommand>,
-    pub(crate) events: UnboundedReceiver<CallEvent>,
+    pub(crate) events: crate::call::events::EventRx,
     /// A sender into `events`, for outbound legs' progress.
-    pub(crate) events_tx: UnboundedSender<CallEvent>,
+    pub(crate) events_tx: crate::call::events::EventTx,
     pub(crate) node: Arc<Node>,
     /// The caller's user part (default caller ID when dialling).
     pub(crate) caller: String,
@@ -121,8 +121,8 @@ pub struct SessionParts {
     pub media: Arc<MediaEngine>,
     pub prompts: Arc<PromptSet>,
     pub sip: UnboundedSender<SipCommand>,
-    pub events: UnboundedReceiver<CallEvent>,
-    pub events_tx: UnboundedSender<CallEvent>,
+    pub events: crate::call::events::EventRx,
+    pub events_tx: crate::call::events::EventTx,
     pub node: Arc<Node>,
     pub caller: String,
     pub codec: Format,

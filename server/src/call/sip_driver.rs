@@ -49,7 +49,7 @@ pub async fn run_sip(
     }
     let (cmd_tx, mut cmd_rx) = mpsc::unbounded_channel::<SipCommand>();
     let _ = node.sip_tx.set(cmd_tx.clone());
-    let mut calls: HashMap<String, UnboundedSender<CallEvent>> = HashMap::new();
+    let mut calls: HashMap<String, crate::call::events::EventTx> = HashMap::new();
     let mut buf = vec![0u8; 65536];
     let (tcp_tx, mut tcp_rx) = mpsc::channel(crate::sip::tcp::EVENTS_QUEUED);
     if let Some(listener) = tcp {
@@ -194,7 +194,7 @@ fn start_call(
     node: &Arc<Node>,
     sip: &UnboundedSender<SipCommand>,
     inc: Incoming,
-) -> Result<(String, UnboundedSender<CallEvent>), Rejection> {
+) -> Result<(String, crate::call::events::EventTx), Rejection> {
     let call_id = inc.call_id.clone();
     let (route_idx, plugin) =
         route_and_admit(node, &call_id, &inc.caller, &inc.callee, &inc.domain)?;

@@ -139,7 +139,7 @@ impl Agents {
 
 /// Rings the browser agent named in `dial.target` (`webrtc:<user>`); the
 /// leg's progress goes to `events` like a SIP leg's.
-pub fn ring(node: Arc<Node>, dial: Dial, events: UnboundedSender<CallEvent>) {
+pub fn ring(node: Arc<Node>, dial: Dial, events: crate::call::events::EventTx) {
     let call_id = dial.call_id.clone();
     let report = move |event| {
         let _ = events.send(CallEvent::Outbound {

@@ -14,7 +14,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
+use tokio::sync::mpsc::{self, UnboundedReceiver};
 
 use super::BrowserMedia;
 use crate::api::guard;
@@ -234,7 +234,7 @@ pub(crate) async fn drive(
     call_id: String,
     mut media: BrowserMedia,
     mut commands: UnboundedReceiver<SipCommand>,
-    events: UnboundedSender<CallEvent>,
+    events: crate::call::events::EventTx,
 ) {
     let mut gone = false;
     loop {
