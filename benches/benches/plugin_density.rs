@@ -107,7 +107,7 @@ fn main() -> anyhow::Result<()> {
         (busy - empty) / 200_000.0 * 1e9
     });
 
-    let mut parked: Vec<tokio::sync::mpsc::UnboundedSender<CallEvent>> = Vec::new();
+    let mut parked: Vec<hookline::call::events::EventTx> = Vec::new();
     let mut tasks = Vec::new();
     let mut sinks = Vec::new();
     let mut fields = Vec::new();
