@@ -86,7 +86,26 @@ fn hostile_plugins_fail_alone_and_their_calls_reach_the_fallback() {
         if mode == "loop" {
             assert!(path.iter().any(|p| p.contains("CPU budget")), "{path:?}");
         }
+        if mode == "trap" {
+            // The panic's own message, not just "unreachable instruction".
+            assert!(
+                path.iter().any(
+                    |p| p.starts_with("plugin-trap:hostile plugin traps on purpose (wasm trap")
+                ),
+                "{path:?}"
+            );
+        }
     }
+    // What the plugin printed is in the node log, under its call and name.
+    let log = node.logs();
+    let panic_line = log
+        .lines()
+        .find(|l| l.contains("stderr: thread") && l.contains("panicked at"))
+        .unwrap_or_else(|| panic!("no plugin stderr in the node log:\n{log}"));
+    assert!(
+        panic_line.contains("hostile-trap") && panic_line.contains("hostile"),
+        "{panic_line}"
+    );
 
     // The normal call did not notice: its branch, and its last prompt complete and unbroken.
     sipp_reached_support(&node);

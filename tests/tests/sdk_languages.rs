@@ -31,7 +31,8 @@ fn plugins_written_in_c_and_python_answer_calls() {
 
     let routes = format!(
         "[[plugins]]\nname = \"hello-c\"\npath = \"{}\"\n\n[[plugins]]\nname = \"hello-py\"\npath = \"{}\"\n\n\
-         [[routes]]\nnumber = \"lang-c\"\nplugin = \"hello-c\"\n\n[[routes]]\nnumber = \"lang-py\"\nplugin = \"hello-py\"\n",
+         [[routes]]\nnumber = \"lang-c\"\nplugin = \"hello-c\"\n\n[[routes]]\nnumber = \"lang-py\"\nplugin = \"hello-py\"\n\n\
+         [[routes]]\nnumber = \"lang-py-crash\"\nplugin = \"hello-py\"\nconfig = {{ crash = true }}\n",
         c_wasm.display(),
         py_wasm.display()
     );
@@ -60,4 +61,26 @@ fn plugins_written_in_c_and_python_answer_calls() {
         );
         assert_eq!(call["hangup_cause"], "plugin-hangup", "{call:#}");
     }
+
+    // A Python bug: the traceback's last line is the cause in the record, and
+    // the traceback is in the node log under the call.
+    let ua = hookline_tests::SipUa::new(node.sip).unwrap();
+    ua.invite("py-crash", "lang-py-crash", 9).unwrap();
+    let call = node
+        .wait_for_call(Duration::from_secs(15), |c| {
+            c["id"] == "py-crash" && c["hangup_cause"].is_string()
+        })
+        .unwrap();
+    let path = path_of(&call);
+    assert!(
+        path.iter()
+            .any(|p| p.starts_with("plugin-trap:ZeroDivisionError: division by zero")),
+        "{path:?}"
+    );
+    let log = node.logs();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("py-crash") && l.contains("stderr: Traceback")),
+        "no traceback in the node log:\n{log}"
+    );
 }

@@ -8,6 +8,7 @@ pub mod check;
 pub mod host_api;
 pub mod manifest;
 pub mod net_guard;
+pub mod output;
 pub mod quotas;
 pub mod services;
 
@@ -279,7 +280,7 @@ impl PluginHost {
             .map_err(|e| err(format!("imports something this node does not offer: {e:#}")))?;
         let pre = CallPluginPre::new(pre)
             .map_err(|e| err(format!("not a hookline:call plugin: {e:#}")))?;
-        let mut store = self.store(None, None, 64, Duration::from_millis(500));
+        let mut store = self.store(None, None, 64, Duration::from_millis(500), None);
         let bindings = pre
             .instantiate_async(&mut store)
             .await
@@ -317,9 +318,15 @@ impl PluginHost {
         session: Option<CallSession>,
         memory_mib: u32,
         cpu: Duration,
+        output: Option<&Arc<output::PluginOutput>>,
     ) -> Store<CallState> {
+        let mut wasi = WasiCtx::builder();
+        if let Some(out) = output {
+            let (stdout, stderr) = out.streams();
+            wasi.stdout(stdout).stderr(stderr);
+        }
         let state = CallState {
-            wasi: WasiCtx::builder().build(),
+            wasi: wasi.build(),
             table: ResourceTable::new(),
             limits: StoreLimitsBuilder::new()
                 .memory_size((memory_mib.max(1) as usize) << 20)
@@ -387,7 +394,19 @@ impl PluginHost {
         let outer = session
             .running
             .replace((info.config.clone(), info.arguments.clone()));
-        let mut store = self.store(Some(plugin.clone()), Some(session), m.memory_mib, cpu);
+        // The guest's stdout and stderr go to the node log, under the call.
+        let output = output::PluginOutput::new(
+            &session.call_id,
+            &plugin.name,
+            plugin.manifest.quotas.log_lines_per_s,
+        );
+        let mut store = self.store(
+            Some(plugin.clone()),
+            Some(session),
+            m.memory_mib,
+            cpu,
+            Some(&output),
+        );
         store.data_mut().config = info.config.clone();
         let outcome = match plugin.pre.instantiate_async(&mut store).await {
             Ok(bindings) => {
@@ -397,7 +416,15 @@ impl PluginHost {
                         Ok(Err(reason)) => Outcome::Failed(reason),
                         Err(trap) => {
                             tracing::debug!("plugin trap: {trap:?}");
-                            Outcome::Trapped(trap.root_cause().to_string())
+                            let root = trap.root_cause().to_string();
+                            // A panic, abort or uncaught exception ends in an
+                            // `unreachable`: what the guest printed last says why.
+                            let died = trap.downcast_ref::<wasmtime::Trap>()
+                                == Some(&wasmtime::Trap::UnreachableCodeReached);
+                            match output.last_words().filter(|_| died) {
+                                Some(words) => Outcome::Trapped(format!("{words} ({root})")),
+                                None => Outcome::Trapped(root),
+                            }
                         }
                     },
                     _ = tokio::time::sleep_until(deadline) => {
@@ -410,6 +437,7 @@ impl PluginHost {
             }
             Err(e) => Outcome::Trapped(format!("instantiate: {e:#}")),
         };
+        output.finish();
         let state = store.into_data();
         let mut session = state
             .session
