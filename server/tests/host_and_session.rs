@@ -9,9 +9,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use hookline::call::error::Error as CallError;
 use hookline::call::session::CallEvent;
 use hookline::call::{parked_session, Node, SipCommand};
-use hookline::plugin::{CallError, CallInfo, Outcome};
+use hookline::plugin::{CallInfo, Outcome};
 use hookline::sip::endpoint::EndCause;
 
 mod common;

@@ -6,9 +6,9 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
+use super::error::Error;
 use super::session::{CallEvent, CallSession};
 use crate::media::worker::{LegId, Room};
-use crate::plugin::CallError;
 
 /// Most members in one room (the mix is O(members) per tick).
 pub const MAX_MEMBERS: usize = 100;
@@ -124,10 +124,10 @@ impl Rooms {
 impl CallSession {
     /// Joins the caller to `room` until they hang up. Keys pressed meanwhile
     /// wait for the plugin's next verb (there is none before the hang-up).
-    pub async fn conference(&mut self, room: &str, muted: bool) -> Result<(), CallError> {
+    pub async fn conference(&mut self, room: &str, muted: bool) -> Result<(), Error> {
         self.check_live()?;
         if !valid_room_name(room) {
-            return Err(CallError::InvalidArgument(
+            return Err(Error::InvalidArgument(
                 "a room name is 1-64 letters, digits, '-', '_' or '.'".into(),
             ));
         }
@@ -139,7 +139,7 @@ impl CallSession {
             .join(room, self.leg, &self.caller, muted, || media.new_room())
         else {
             self.mark(&format!("conference:{room}:full"));
-            return Err(CallError::Failed("the room is full".into()));
+            return Err(Error::Failed("the room is full".into()));
         };
         self.mark(&format!("conference:{room}"));
         self.media.conference(self.leg, mixer, muted);

@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::attempts::{Attempt, Attempts};
+use super::error::Error;
 use super::forwarding::{ExtensionState, Forwarding, Missed, Reason as ForwardReason};
 use super::presence::GroupOutcome;
 use super::ringer::{Action, Input, Outcome, Ringer};
@@ -17,7 +18,6 @@ use super::session::{CallEvent, CallSession};
 use super::targets::{self, extension_routes, parse_target, Target};
 use super::SipCommand;
 use crate::media::worker::{LegId, LegSetup, MediaEvent};
-use crate::plugin::CallError;
 use crate::sip::endpoint::EndCause;
 use crate::sip::uac::{Dial, UacEvent};
 use crate::sip::{message, sdp};
@@ -58,7 +58,7 @@ impl CallSession {
         targets: &[Target],
         timeout: Duration,
         caller_id: Option<String>,
-    ) -> Result<DialOutcome, CallError> {
+    ) -> Result<DialOutcome, Error> {
         if let [Target::Extension(name)] = targets {
             if let Some(q) = self.node.config.queue(name).cloned() {
                 return self.wait_in_queue(&q, timeout, caller_id).await;
@@ -88,7 +88,7 @@ impl CallSession {
         rules: &Forwarding,
         timeout: Duration,
         caller_id: Option<String>,
-    ) -> Result<DialOutcome, CallError> {
+    ) -> Result<DialOutcome, Error> {
         let now_unix = crate::store::now_ms() as u64 / 1000;
         let state = ExtensionState {
             registered: !extension_routes(&self.node, user, now_unix).is_empty(),
@@ -124,7 +124,7 @@ impl CallSession {
         targets: &[Target],
         timeout: Duration,
         caller_id: Option<String>,
-    ) -> Result<DialOutcome, CallError> {
+    ) -> Result<DialOutcome, Error> {
         self.check_live()?;
         // Answer on answer: a caller the plugin has not answered hears the
         // ringing as early media (183) and is answered only when a callee
@@ -170,7 +170,7 @@ impl CallSession {
         targets: &[Target],
         timeout: Duration,
         caller_id: Option<String>,
-    ) -> Result<DialOutcome, CallError> {
+    ) -> Result<DialOutcome, Error> {
         let mut last = DialOutcome::missed(DialStatus::Failed);
         let mut busy = false;
         for (i, t) in targets.iter().enumerate() {
@@ -242,7 +242,7 @@ impl CallSession {
         &mut self,
         ringer: &mut Ringer,
         attempts: &mut Attempts,
-    ) -> Result<DialOutcome, CallError> {
+    ) -> Result<DialOutcome, Error> {
         let t0 = tokio::time::Instant::now();
         let node = self.node.clone();
         let ready = |agent: &str| node.presence.ready_now(agent);
@@ -281,7 +281,7 @@ impl CallSession {
             }
             Outcome::CallerGone => {
                 self.count_groups(attempts, None, GroupOutcome::Abandoned);
-                return Err(CallError::HungUp);
+                return Err(Error::HungUp);
             }
         };
         let a = &attempts[winner];
@@ -424,7 +424,7 @@ impl CallSession {
         winner: usize,
         target: u32,
         codec: &str,
-    ) -> Result<DialOutcome, CallError> {
+    ) -> Result<DialOutcome, Error> {
         let answered_at = Instant::now();
         let call_id = attempts[winner].call_id.clone();
         let leg = attempts[winner].leg;
@@ -458,7 +458,7 @@ impl CallSession {
                     self.store
                         .call_ended(&call_id, cause, vec![format!("codec:{codec}")]);
                     attempts[winner].open = false;
-                    return Err(CallError::HungUp);
+                    return Err(Error::HungUp);
                 }
                 other => self.absorb(other),
             }

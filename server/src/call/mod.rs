@@ -7,6 +7,7 @@ pub mod callback;
 pub mod collect;
 pub mod conference;
 pub mod dial;
+pub mod error;
 pub mod events;
 pub mod forwarding;
 mod launch;

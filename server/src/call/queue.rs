@@ -10,13 +10,13 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::dial::{DialOutcome, DialStatus};
+use super::error::Error;
 use super::queue_wait::{QueueWait, Step, WaitRules};
 use super::session::{CallEvent, CallSession};
 use super::targets::Target;
 pub use crate::config::QueueConfig;
 use crate::media::worker::MediaEvent;
 use crate::plugin::hookline::call::media::{PlayItem, SpeechText};
-use crate::plugin::CallError;
 pub use crate::store::callbacks::PendingCallback;
 
 /// Handle time assumed before any call was measured.
@@ -515,13 +515,13 @@ impl CallSession {
         q: &QueueConfig,
         timeout: Duration,
         caller_id: Option<String>,
-    ) -> Result<DialOutcome, CallError> {
+    ) -> Result<DialOutcome, Error> {
         let priority = q.priority_of(&self.caller);
         match self
             .wait_in_queue_as(q, timeout, caller_id, priority)
             .await?
         {
-            (_, QueueExit::Callback) => Err(CallError::HungUp),
+            (_, QueueExit::Callback) => Err(Error::HungUp),
             (out, _) => Ok(out),
         }
     }
@@ -533,10 +533,10 @@ impl CallSession {
         name: &str,
         priority: u32,
         max_wait: Duration,
-    ) -> Result<QueueExit, CallError> {
+    ) -> Result<QueueExit, Error> {
         self.check_live()?;
         let Some(q) = self.node.config.queue(name).cloned() else {
-            return Err(CallError::InvalidArgument(format!("no queue {name:?}")));
+            return Err(Error::InvalidArgument(format!("no queue {name:?}")));
         };
         let limit = Duration::from_secs(q.max_wait_s);
         let timeout = if max_wait.is_zero() {
@@ -555,7 +555,7 @@ impl CallSession {
         timeout: Duration,
         caller_id: Option<String>,
         priority: u32,
-    ) -> Result<(DialOutcome, QueueExit), CallError> {
+    ) -> Result<(DialOutcome, QueueExit), Error> {
         self.check_live()?;
         self.answer()?;
         let node = self.node.clone();
@@ -605,10 +605,10 @@ impl CallSession {
         ticket: u64,
         timeout: Duration,
         caller_id: Option<String>,
-    ) -> Result<(DialOutcome, QueueExit), CallError> {
+    ) -> Result<(DialOutcome, QueueExit), Error> {
         let node = self.node.clone();
         let Some(group) = node.config.group(&q.group).cloned() else {
-            return Err(CallError::InvalidArgument(format!(
+            return Err(Error::InvalidArgument(format!(
                 "queue {}: no group {:?}",
                 q.name, q.group
             )));
@@ -726,7 +726,7 @@ impl CallSession {
 
     /// The caller asked to be called back: their place is kept (and
     /// stored, so a restart keeps it too); they hear so and the node hangs up.
-    async fn request_callback(&mut self, q: &QueueConfig, ticket: u64) -> Result<(), CallError> {
+    async fn request_callback(&mut self, q: &QueueConfig, ticket: u64) -> Result<(), Error> {
         let node = self.node.clone();
         let waited = node.queues.waited(&q.name, ticket);
         let cb = PendingCallback {
@@ -737,9 +737,9 @@ impl CallSession {
         };
         let store = node.callbacks.clone();
         let (queue, saved) = (q.name.clone(), cb.clone());
-        crate::plugin::blocking(move || store.save(&queue, &saved))
+        super::error::blocking(move || store.save(&queue, &saved))
             .await?
-            .map_err(crate::plugin::failed)?;
+            .map_err(super::error::failed)?;
         node.queues.to_callback(&q.name, ticket, cb);
         self.mark("queue:callback");
         self.music = None;

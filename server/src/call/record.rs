@@ -6,13 +6,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::error::{blocking, failed, Error};
 use super::session::{CallEvent, CallSession};
 use crate::media::prompt::{Prompt, RATE};
 use crate::media::recorder::RecordingHandle;
 use crate::media::tone;
 use crate::media::worker::MediaEvent;
 use crate::plugin::hookline::call::media::{RecordEnd, RecordOptions, Recording};
-use crate::plugin::{blocking, failed, CallError};
 use crate::store::plugin_data::RecordingRow;
 
 /// A recording in progress. While one is open the call's media leg outlives
@@ -56,7 +56,7 @@ impl CallSession {
 
     /// Refuses a new recording while the disk it goes to is nearly full,
     /// saying so in the log; the plugin gets the reason.
-    fn check_disk(&self, path: &std::path::Path) -> Result<(), CallError> {
+    fn check_disk(&self, path: &std::path::Path) -> Result<(), Error> {
         let dir = path.parent().unwrap_or(path);
         let _ = std::fs::create_dir_all(dir);
         let min = self.node.config.node.min_free_disk_mib;
@@ -68,7 +68,7 @@ impl CallSession {
                     min_free_disk_mib = min,
                     "recording refused: disk nearly full"
                 );
-                Err(CallError::Failed(format!(
+                Err(Error::Failed(format!(
                     "disk full: {free} MiB free, recordings need {min} MiB"
                 )))
             }
@@ -78,12 +78,7 @@ impl CallSession {
 
     /// Lists a recording before its first frame (state `recording`), with
     /// what its plugin runs on: a crash mid-message leaves a row to recover.
-    async fn write_ahead(
-        &self,
-        id: &str,
-        path: &std::path::Path,
-        kind: &str,
-    ) -> Result<(), CallError> {
+    async fn write_ahead(&self, id: &str, path: &std::path::Path, kind: &str) -> Result<(), Error> {
         let row = RecordingRow {
             id: id.to_string(),
             call_id: self.call_id.clone(),
@@ -103,7 +98,7 @@ impl CallSession {
     }
 
     /// Stops a tap and lists the file; returns its duration in ms.
-    async fn finish_recording(&mut self, a: &Active, kind: &str) -> Result<u32, CallError> {
+    async fn finish_recording(&mut self, a: &Active, kind: &str) -> Result<u32, Error> {
         let done = self.media.stop_record(self.leg, a.handle);
         let duration_ms = match tokio::time::timeout(CLOSE_WAIT, done).await {
             Ok(Ok(Ok(frames))) => (frames * 1000 / RATE as u64) as u32,
@@ -115,10 +110,10 @@ impl CallSession {
                 let repaired = blocking(move || crate::media::recorder::repair(&path)).await?;
                 match repaired {
                     Ok((frames, rate)) => (frames * 1000 / u64::from(rate.max(1))) as u32,
-                    Err(e) => return Err(CallError::Failed(format!("recording: {e}"))),
+                    Err(e) => return Err(Error::Failed(format!("recording: {e}"))),
                 }
             }
-            _ => return Err(CallError::Failed("recording writer did not answer".into())),
+            _ => return Err(Error::Failed("recording writer did not answer".into())),
         };
         let row = RecordingRow {
             id: a.id.clone(),
@@ -140,10 +135,10 @@ impl CallSession {
 
     /// Records the caller until a terminator key, silence, the length limit or
     /// a hang-up (which keeps the recording).
-    pub async fn record(&mut self, o: &RecordOptions) -> Result<Recording, CallError> {
+    pub async fn record(&mut self, o: &RecordOptions) -> Result<Recording, Error> {
         self.check_live()?;
         if !(1000..=3_600_000).contains(&o.max_ms) {
-            return Err(CallError::InvalidArgument(
+            return Err(Error::InvalidArgument(
                 "max-ms must be 1000 .. 3600000".into(),
             ));
         }
@@ -151,7 +146,7 @@ impl CallSession {
             .chars()
             .any(|k| tone::dtmf_frequencies(k).is_none())
         {
-            return Err(CallError::InvalidArgument(format!(
+            return Err(Error::InvalidArgument(format!(
                 "terminators {:?}: only 0-9 * # A-D",
                 o.terminators
             )));
@@ -215,7 +210,7 @@ impl CallSession {
         transcribe(&self.node, &self.language, a.id.clone(), a.path.clone());
     }
 
-    pub async fn start_session_recording(&mut self) -> Result<String, CallError> {
+    pub async fn start_session_recording(&mut self) -> Result<String, Error> {
         self.check_live()?;
         if let Some(a) = &self.session_recording {
             return Ok(a.id.clone());
@@ -234,9 +229,9 @@ impl CallSession {
         Ok(id)
     }
 
-    pub async fn stop_session_recording(&mut self) -> Result<Recording, CallError> {
+    pub async fn stop_session_recording(&mut self) -> Result<Recording, Error> {
         let Some(a) = self.session_recording.take() else {
-            return Err(CallError::InvalidArgument(
+            return Err(Error::InvalidArgument(
                 "no session recording is running".into(),
             ));
         };

@@ -13,8 +13,9 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use super::error::blocking;
 use super::Node;
-use crate::plugin::{blocking, CallInfo};
+use crate::plugin::CallInfo;
 use crate::store::plugin_data::Unfinished;
 
 /// Recovers every recording a crash left unfinished; run once at start.

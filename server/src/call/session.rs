@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
 use super::collect::{CollectSpec, DigitCollector, End};
+use super::error::Error;
 use super::verbs::Piece;
 use super::{Node, SipCommand};
 use crate::codec::Format;
@@ -15,7 +16,7 @@ use crate::media::prompt::{Prompt, PromptSet};
 use crate::media::worker::{LegId, MediaEngine, MediaEvent};
 use crate::plugin::hookline::call::data::LogLevel;
 use crate::plugin::hookline::call::media::{CollectEnd, CollectOptions, Collected, PlayItem};
-use crate::plugin::{CallError, CallInfo};
+use crate::plugin::CallInfo;
 use crate::sip::endpoint::EndCause;
 use crate::sip::uac::UacEvent;
 use crate::store::Store;
@@ -201,7 +202,7 @@ impl CallSession {
         }
     }
 
-    pub(crate) fn check_live(&mut self) -> Result<(), CallError> {
+    pub(crate) fn check_live(&mut self) -> Result<(), Error> {
         // Pick up a hang-up that arrived while the plugin was busy elsewhere.
         while let Ok(ev) = self.events.try_recv() {
             if let Some(ev) = self.convert(ev) {
@@ -209,7 +210,7 @@ impl CallSession {
             }
         }
         match self.ended {
-            Some(_) => Err(CallError::HungUp),
+            Some(_) => Err(Error::HungUp),
             None => Ok(()),
         }
     }
@@ -310,7 +311,7 @@ impl CallSession {
         }
     }
 
-    pub fn answer(&mut self) -> Result<(), CallError> {
+    pub fn answer(&mut self) -> Result<(), Error> {
         self.check_live()?;
         if self.answered {
             return Ok(());
@@ -335,17 +336,13 @@ impl CallSession {
     }
 
     /// Plays prompts from the catalog; `Ok(true)` when a key interrupted them.
-    pub async fn play(&mut self, ids: &[String], barge_in: bool) -> Result<bool, CallError> {
+    pub async fn play(&mut self, ids: &[String], barge_in: bool) -> Result<bool, Error> {
         let items: Vec<PlayItem> = ids.iter().cloned().map(PlayItem::Prompt).collect();
         self.play_items(&items, barge_in).await
     }
 
     /// Plays items (prompts, speech, tones, silence, recordings).
-    pub async fn play_items(
-        &mut self,
-        items: &[PlayItem],
-        barge_in: bool,
-    ) -> Result<bool, CallError> {
+    pub async fn play_items(&mut self, items: &[PlayItem], barge_in: bool) -> Result<bool, Error> {
         self.check_live()?;
         let pieces = self.resolve_pieces(items, true).await?;
         if !self.early {
@@ -423,7 +420,7 @@ impl CallSession {
         &mut self,
         prompts: Vec<Arc<Prompt>>,
         barge_in: bool,
-    ) -> Result<bool, CallError> {
+    ) -> Result<bool, Error> {
         self.next_token += 1;
         let token = self.next_token;
         self.media.play(self.leg, prompts, token);
@@ -437,7 +434,7 @@ impl CallSession {
         token: u64,
         barge_in: bool,
         more: Option<UnboundedReceiver<Arc<Prompt>>>,
-    ) -> Result<bool, CallError> {
+    ) -> Result<bool, Error> {
         let mut open = more.is_some();
         let mut more = more.unwrap_or_else(|| tokio::sync::mpsc::unbounded_channel().1);
         loop {
@@ -459,7 +456,7 @@ impl CallSession {
                     }
                     ev @ CallEvent::Ended(_) => {
                         self.absorb(ev);
-                        return Err(CallError::HungUp);
+                        return Err(Error::HungUp);
                     }
                     ev => self.absorb(ev),
                 }
@@ -468,10 +465,10 @@ impl CallSession {
     }
 
     /// Collects an entry with prompts, validation and retries (the WIT verb).
-    pub async fn collect_digits(&mut self, o: &CollectOptions) -> Result<Collected, CallError> {
+    pub async fn collect_digits(&mut self, o: &CollectOptions) -> Result<Collected, Error> {
         self.check_live()?;
         if o.max_digits == 0 || o.min_digits > o.max_digits || o.max_digits > 64 {
-            return Err(CallError::InvalidArgument(format!(
+            return Err(Error::InvalidArgument(format!(
                 "need min-digits ({}) <= max-digits ({}), 1 <= max-digits <= 64",
                 o.min_digits, o.max_digits
             )));
@@ -480,7 +477,7 @@ impl CallSession {
             None | Some("") => None,
             Some(t) if t.chars().count() == 1 => t.chars().next(),
             Some(t) => {
-                return Err(CallError::InvalidArgument(format!(
+                return Err(Error::InvalidArgument(format!(
                     "terminator {t:?} is not one key"
                 )))
             }
@@ -541,7 +538,7 @@ impl CallSession {
     }
 
     /// One entry: digits until max, terminator or timeout.
-    async fn collect_once(&mut self, spec: &CollectSpec) -> Result<(String, End), CallError> {
+    async fn collect_once(&mut self, spec: &CollectSpec) -> Result<(String, End), Error> {
         let mut c = DigitCollector::new(spec.clone(), Instant::now());
         let mut result = None;
         while result.is_none() {
@@ -555,7 +552,7 @@ impl CallSession {
                     CallEvent::Media(MediaEvent::Dtmf(k)) => result = c.on_digit(k, Instant::now()),
                     ev @ CallEvent::Ended(_) => {
                         self.absorb(ev);
-                        return Err(CallError::HungUp);
+                        return Err(Error::HungUp);
                     }
                     _ => {}
                 },
@@ -567,7 +564,7 @@ impl CallSession {
         Ok((digits, end))
     }
 
-    pub async fn sleep(&mut self, ms: u32) -> Result<(), CallError> {
+    pub async fn sleep(&mut self, ms: u32) -> Result<(), Error> {
         self.check_live()?;
         let until = tokio::time::Instant::now() + Duration::from_millis(ms.min(600_000).into());
         loop {
@@ -575,7 +572,7 @@ impl CallSession {
                 ev = self.next_event() => {
                     self.absorb(ev);
                     if self.ended.is_some() {
-                        return Err(CallError::HungUp);
+                        return Err(Error::HungUp);
                     }
                 }
                 _ = tokio::time::sleep_until(until) => return Ok(()),
@@ -583,7 +580,7 @@ impl CallSession {
         }
     }
 
-    pub fn hangup(&mut self) -> Result<(), CallError> {
+    pub fn hangup(&mut self) -> Result<(), Error> {
         self.check_live()?;
         // A call the node placed hangs up the leg it adopted.
         let call_id = match &self.adopted {

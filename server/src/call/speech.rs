@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::error::{blocking, failed, Error};
 use super::session::{CallEvent, CallSession};
 use crate::media::worker::MediaEvent;
 use crate::plugin::hookline::call::media::{Recognized, SpeechOptions};
-use crate::plugin::{blocking, failed, CallError};
 use crate::speech::asr::{match_phrase, AsrError, Hypothesis};
 use crate::speech::listen::{listen, Heard, Listening};
 
@@ -19,20 +19,20 @@ const MAX_PHRASE: usize = 200;
 const FINISH_WAIT: Duration = Duration::from_secs(10);
 
 impl CallSession {
-    pub async fn collect_speech(&mut self, o: &SpeechOptions) -> Result<Recognized, CallError> {
+    pub async fn collect_speech(&mut self, o: &SpeechOptions) -> Result<Recognized, Error> {
         self.check_live()?;
         if !(500..=60_000).contains(&o.timeout_ms) {
-            return Err(CallError::InvalidArgument(
+            return Err(Error::InvalidArgument(
                 "timeout-ms must be 500 .. 60000".into(),
             ));
         }
         if !(1000..=120_000).contains(&o.max_ms) {
-            return Err(CallError::InvalidArgument(
+            return Err(Error::InvalidArgument(
                 "max-ms must be 1000 .. 120000".into(),
             ));
         }
         if o.phrases.len() > MAX_PHRASES || o.phrases.iter().any(|p| p.len() > MAX_PHRASE) {
-            return Err(CallError::InvalidArgument(format!(
+            return Err(Error::InvalidArgument(format!(
                 "at most {MAX_PHRASES} phrases of {MAX_PHRASE} bytes"
             )));
         }
@@ -41,7 +41,7 @@ impl CallSession {
             .node
             .recognizers
             .get(&language)
-            .ok_or(CallError::Unavailable)?;
+            .ok_or(Error::Unavailable)?;
         let prompts = self.resolve(&o.prompts).await?;
         if !self.early {
             self.answer()?;
@@ -58,7 +58,7 @@ impl CallSession {
             // (found by the 20-call load test with 16 recognizers).
             Err(AsrError::Busy(why)) => {
                 tracing::info!(call = %self.call_id, "{why}: collect-speech unavailable");
-                return Err(CallError::Unavailable);
+                return Err(Error::Unavailable);
             }
             Err(e) => return Err(failed(e)),
         };
@@ -84,7 +84,7 @@ impl CallSession {
         listening: &mut Listening,
         prompts: Vec<std::sync::Arc<crate::media::prompt::Prompt>>,
         o: &SpeechOptions,
-    ) -> Result<Recognized, CallError> {
+    ) -> Result<Recognized, Error> {
         let timeout = Duration::from_millis(o.timeout_ms.into());
         let mut playing = None;
         if !prompts.is_empty() {
@@ -113,7 +113,7 @@ impl CallSession {
                     }
                     ev @ CallEvent::Ended(_) => {
                         self.absorb(ev);
-                        return Err(CallError::HungUp);
+                        return Err(Error::HungUp);
                     }
                     ev => self.absorb(ev),
                 },
@@ -134,7 +134,7 @@ impl CallSession {
                 },
                 _ = tokio::time::sleep_until(wake), if deadline.is_some() => {
                     if stopping {
-                        return Err(CallError::Failed("the recognizer did not finish".into()));
+                        return Err(Error::Failed("the recognizer did not finish".into()));
                     }
                     // Take what was heard (nothing, or an utterance cut short).
                     stopping = true;

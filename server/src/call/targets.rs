@@ -6,11 +6,11 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use super::error::Error;
 use super::ringer::{Plan, Slot, AT_ONCE};
 use super::route::{uri_dest, Route};
 use super::Node;
 use crate::config::RingStrategy;
-use crate::plugin::CallError;
 use crate::sip::message;
 
 /// Whom to call.
@@ -114,7 +114,7 @@ pub(super) fn plans(
     caller: &str,
     ready: &dyn Fn(&str) -> bool,
     mark: &mut dyn FnMut(String),
-) -> Result<Vec<Plan>, CallError> {
+) -> Result<Vec<Plan>, Error> {
     let now_unix = crate::store::now_ms() as u64 / 1000;
     let mut plans: Vec<Plan> = Vec::new();
     let at_once = |target: u32, label: &str, routes: Vec<Route>, agent: bool| Plan {
@@ -209,7 +209,7 @@ pub(super) fn plans(
                     ));
                 }
                 None => {
-                    return Err(CallError::InvalidArgument(format!(
+                    return Err(Error::InvalidArgument(format!(
                         "not a SIP URI with a numeric host: {uri}"
                     )))
                 }
@@ -220,14 +220,14 @@ pub(super) fn plans(
                         .chars()
                         .all(|c| c.is_ascii_digit() || "+*#".contains(c));
                 if !valid {
-                    return Err(CallError::InvalidArgument(format!(
+                    return Err(Error::InvalidArgument(format!(
                         "not a phone number: {number:?}"
                     )));
                 }
                 let only = match t {
                     Target::Trunk { trunk, .. } => {
                         if !node.config.trunks.iter().any(|x| &x.name == trunk) {
-                            return Err(CallError::InvalidArgument(format!(
+                            return Err(Error::InvalidArgument(format!(
                                 "no trunk named {trunk:?}"
                             )));
                         }

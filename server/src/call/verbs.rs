@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::dial::DialStatus;
+use super::error::{blocking, failed, Error};
 use super::session::{CallEvent, CallSession};
 use super::targets::Target;
 use super::SipCommand;
@@ -13,7 +14,6 @@ use crate::media::prompt::Prompt;
 use crate::media::tone;
 use crate::media::worker::MediaEvent;
 use crate::plugin::hookline::call::media::{CallEvent as PluginEvent, PlayItem};
-use crate::plugin::{blocking, failed, CallError};
 
 /// Longest generated tone or silence item.
 const MAX_GENERATED_MS: u32 = 60_000;
@@ -38,10 +38,7 @@ impl Piece {
 impl CallSession {
     /// Turns play items into audio, in order. Speech is synthesised (cached)
     /// and recordings are read on a blocking thread.
-    pub(crate) async fn resolve(
-        &mut self,
-        items: &[PlayItem],
-    ) -> Result<Vec<Arc<Prompt>>, CallError> {
+    pub(crate) async fn resolve(&mut self, items: &[PlayItem]) -> Result<Vec<Arc<Prompt>>, Error> {
         Ok(self
             .resolve_pieces(items, false)
             .await?
@@ -56,9 +53,9 @@ impl CallSession {
         &mut self,
         items: &[PlayItem],
         defer_speech: bool,
-    ) -> Result<Vec<Piece>, CallError> {
+    ) -> Result<Vec<Piece>, Error> {
         if items.len() > MAX_ITEMS {
-            return Err(CallError::InvalidArgument(format!(
+            return Err(Error::InvalidArgument(format!(
                 "at most {MAX_ITEMS} items per play"
             )));
         }
@@ -72,13 +69,11 @@ impl CallSession {
                     .get(&self.language)
                     .and_then(|set| set.get(id))
                     .or_else(|| self.prompts.get(id))
-                    .ok_or_else(|| {
-                        CallError::InvalidArgument(format!("unknown prompt id {id:?}"))
-                    })?,
+                    .ok_or_else(|| Error::InvalidArgument(format!("unknown prompt id {id:?}")))?,
                 PlayItem::Say(t) if defer_speech => {
                     let lang = t.language.clone().unwrap_or_else(|| self.language.clone());
                     if t.text.len() > crate::speech::tts::MAX_TEXT {
-                        return Err(CallError::InvalidArgument(format!(
+                        return Err(Error::InvalidArgument(format!(
                             "text longer than {} bytes",
                             crate::speech::tts::MAX_TEXT
                         )));
@@ -102,7 +97,7 @@ impl CallSession {
                         .await?
                         .map_err(|e| match e {
                             crate::speech::tts::TtsError::NoVoice(_) => {
-                                CallError::InvalidArgument(e.to_string())
+                                Error::InvalidArgument(e.to_string())
                             }
                             e => failed(e),
                         })?
@@ -112,7 +107,7 @@ impl CallSession {
                         && t.frequencies.iter().all(|f| (50..=4000).contains(f))
                         && t.duration_ms <= MAX_GENERATED_MS;
                     if !ok {
-                        return Err(CallError::InvalidArgument(
+                        return Err(Error::InvalidArgument(
                             "a tone has 1-2 frequencies of 50-4000 Hz and lasts at most 60 s"
                                 .into(),
                         ));
@@ -124,9 +119,7 @@ impl CallSession {
                 }
                 PlayItem::Silence(ms) => {
                     if *ms > MAX_GENERATED_MS {
-                        return Err(CallError::InvalidArgument(
-                            "silence lasts at most 60 s".into(),
-                        ));
+                        return Err(Error::InvalidArgument("silence lasts at most 60 s".into()));
                     }
                     Arc::new(Prompt::from_pcm("silence", tone::silence(*ms)))
                 }
@@ -138,17 +131,17 @@ impl CallSession {
     }
 
     /// A recording this plugin made, as audio.
-    async fn load_recording(&self, id: &str) -> Result<Arc<Prompt>, CallError> {
+    async fn load_recording(&self, id: &str) -> Result<Arc<Prompt>, Error> {
         let data = self.node.plugin_data.clone();
         let owner_id = id.to_string();
         let found = blocking(move || data.recording_owner(&owner_id))
             .await?
             .map_err(failed)?;
         let Some((plugin, path)) = found else {
-            return Err(CallError::InvalidArgument(format!("no recording {id:?}")));
+            return Err(Error::InvalidArgument(format!("no recording {id:?}")));
         };
         if plugin != self.plugin {
-            return Err(CallError::NotAllowed);
+            return Err(Error::NotAllowed);
         }
         let id = id.to_string();
         blocking(move || Prompt::load(&id, std::path::Path::new(&path)))
@@ -158,7 +151,7 @@ impl CallSession {
     }
 
     /// 183 with SDP: the caller hears what is played before the call is answered.
-    pub fn pre_answer(&mut self) -> Result<(), CallError> {
+    pub fn pre_answer(&mut self) -> Result<(), Error> {
         self.check_live()?;
         if self.early || self.is_answered() {
             return Ok(());
@@ -177,13 +170,13 @@ impl CallSession {
     }
 
     /// Sends DTMF as tones in the audio.
-    pub async fn send_dtmf(&mut self, digits: &str) -> Result<(), CallError> {
+    pub async fn send_dtmf(&mut self, digits: &str) -> Result<(), Error> {
         self.check_live()?;
         if digits.is_empty() || digits.len() > 64 {
-            return Err(CallError::InvalidArgument("1 to 64 digits".into()));
+            return Err(Error::InvalidArgument("1 to 64 digits".into()));
         }
         let pcm = tone::dtmf(digits).ok_or_else(|| {
-            CallError::InvalidArgument(format!("{digits:?} has a character that is not a key"))
+            Error::InvalidArgument(format!("{digits:?} has a character that is not a key"))
         })?;
         if !self.early {
             self.answer()?;
@@ -195,7 +188,7 @@ impl CallSession {
     }
 
     /// The next key, hold change or a timeout.
-    pub async fn wait_event(&mut self, timeout_ms: u32) -> Result<PluginEvent, CallError> {
+    pub async fn wait_event(&mut self, timeout_ms: u32) -> Result<PluginEvent, Error> {
         self.check_live()?;
         let until =
             tokio::time::Instant::now() + Duration::from_millis(timeout_ms.min(600_000).into());
@@ -212,7 +205,7 @@ impl CallSession {
                     ev => {
                         self.absorb(ev);
                         if self.ended.is_some() {
-                            return Err(CallError::HungUp);
+                            return Err(Error::HungUp);
                         }
                     }
                 },
@@ -222,15 +215,15 @@ impl CallSession {
     }
 
     /// Refuses an unanswered call with a SIP status.
-    pub fn reject(&mut self, code: u16) -> Result<(), CallError> {
+    pub fn reject(&mut self, code: u16) -> Result<(), Error> {
         self.check_live()?;
         if self.is_answered() {
-            return Err(CallError::InvalidArgument(
+            return Err(Error::InvalidArgument(
                 "the call is answered: hang up instead".into(),
             ));
         }
         if !(400..=699).contains(&code) {
-            return Err(CallError::InvalidArgument(format!(
+            return Err(Error::InvalidArgument(format!(
                 "{code} is not a final error status (400-699)"
             )));
         }
@@ -243,14 +236,14 @@ impl CallSession {
         Ok(())
     }
 
-    pub fn set_language(&mut self, language: &str) -> Result<(), CallError> {
+    pub fn set_language(&mut self, language: &str) -> Result<(), Error> {
         self.check_live()?;
         let ok = (2..=16).contains(&language.len())
             && language
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '-');
         if !ok {
-            return Err(CallError::InvalidArgument(format!(
+            return Err(Error::InvalidArgument(format!(
                 "{language:?} is not a BCP 47 tag"
             )));
         }
@@ -260,7 +253,7 @@ impl CallSession {
     }
 
     /// Blind transfer: ring the target; once they have talked, the call ends.
-    pub async fn transfer(&mut self, target: Target, timeout: Duration) -> Result<(), CallError> {
+    pub async fn transfer(&mut self, target: Target, timeout: Duration) -> Result<(), Error> {
         self.mark("transfer");
         let out = self.dial(&[target], timeout, None).await?;
         match out.status {
@@ -268,9 +261,9 @@ impl CallSession {
                 let _ = self.hangup();
                 Ok(())
             }
-            DialStatus::NoAnswer => Err(CallError::Failed("no-answer".into())),
-            DialStatus::Busy => Err(CallError::Failed("busy".into())),
-            DialStatus::Failed => Err(CallError::Failed("failed".into())),
+            DialStatus::NoAnswer => Err(Error::Failed("no-answer".into())),
+            DialStatus::Busy => Err(Error::Failed("busy".into())),
+            DialStatus::Failed => Err(Error::Failed("failed".into())),
         }
     }
 }

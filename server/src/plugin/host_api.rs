@@ -137,11 +137,11 @@ fn target(t: routing::DialTarget) -> Target {
 
 impl media::Host for CallState {
     async fn answer(&mut self) -> Result<(), CallError> {
-        self.call()?.answer()
+        self.call()?.answer().map_err(CallError::from)
     }
 
     async fn pre_answer(&mut self) -> Result<(), CallError> {
-        self.call()?.pre_answer()
+        self.call()?.pre_answer().map_err(CallError::from)
     }
 
     async fn play(
@@ -170,7 +170,10 @@ impl media::Host for CallState {
                 .chain(&options.invalid_prompts)
                 .chain(&options.timeout_prompts),
         )?;
-        self.call()?.collect_digits(&options).await
+        self.call()?
+            .collect_digits(&options)
+            .await
+            .map_err(CallError::from)
     }
 
     async fn collect_speech(
@@ -179,7 +182,10 @@ impl media::Host for CallState {
     ) -> Result<media::Recognized, CallError> {
         self.granted("collect-speech", &Capability::Speech)?;
         self.charge_tts(&options.prompts)?;
-        self.call()?.collect_speech(&options).await
+        self.call()?
+            .collect_speech(&options)
+            .await
+            .map_err(CallError::from)
     }
 
     async fn record(
@@ -187,43 +193,57 @@ impl media::Host for CallState {
         options: media::RecordOptions,
     ) -> Result<media::Recording, CallError> {
         self.granted("record", &Capability::Recording)?;
-        self.call()?.record(&options).await
+        self.call()?.record(&options).await.map_err(CallError::from)
     }
 
     async fn start_session_recording(&mut self) -> Result<String, CallError> {
         self.granted("start-session-recording", &Capability::Recording)?;
-        self.call()?.start_session_recording().await
+        self.call()?
+            .start_session_recording()
+            .await
+            .map_err(CallError::from)
     }
 
     async fn stop_session_recording(&mut self) -> Result<media::Recording, CallError> {
         self.granted("stop-session-recording", &Capability::Recording)?;
-        self.call()?.stop_session_recording().await
+        self.call()?
+            .stop_session_recording()
+            .await
+            .map_err(CallError::from)
     }
 
     async fn send_dtmf(&mut self, digits: String) -> Result<(), CallError> {
-        self.call()?.send_dtmf(&digits).await
+        self.call()?
+            .send_dtmf(&digits)
+            .await
+            .map_err(CallError::from)
     }
 
     async fn sleep(&mut self, ms: u32) -> Result<(), CallError> {
-        self.call()?.sleep(ms).await
+        self.call()?.sleep(ms).await.map_err(CallError::from)
     }
 
     async fn next_event(&mut self, timeout_ms: u32) -> Result<media::CallEvent, CallError> {
-        self.call()?.wait_event(timeout_ms).await
+        self.call()?
+            .wait_event(timeout_ms)
+            .await
+            .map_err(CallError::from)
     }
 
     async fn set_language(&mut self, language: String) -> Result<(), CallError> {
-        self.call()?.set_language(&language)
+        self.call()?
+            .set_language(&language)
+            .map_err(CallError::from)
     }
 }
 
 impl routing::Host for CallState {
     async fn hangup(&mut self) -> Result<(), CallError> {
-        self.call()?.hangup()
+        self.call()?.hangup().map_err(CallError::from)
     }
 
     async fn reject(&mut self, code: u16) -> Result<(), CallError> {
-        self.call()?.reject(code)
+        self.call()?.reject(code).map_err(CallError::from)
     }
 
     async fn dial(
@@ -266,7 +286,10 @@ impl routing::Host for CallState {
         timeout_ms: u32,
     ) -> Result<(), CallError> {
         let timeout = Duration::from_millis(timeout_ms.clamp(1000, 600_000).into());
-        self.call()?.transfer(target(target_), timeout).await
+        self.call()?
+            .transfer(target(target_), timeout)
+            .await
+            .map_err(CallError::from)
     }
 
     async fn enqueue(
@@ -290,7 +313,10 @@ impl routing::Host for CallState {
     }
 
     async fn conference(&mut self, room: String, muted: bool) -> Result<(), CallError> {
-        self.call()?.conference(&room, muted).await
+        self.call()?
+            .conference(&room, muted)
+            .await
+            .map_err(CallError::from)
     }
 
     async fn hand_over(
@@ -513,4 +539,19 @@ fn check_key(key: &str) -> Result<(), CallError> {
         return Err(CallError::InvalidArgument("key of 1-256 bytes".into()));
     }
     Ok(())
+}
+
+/// Call control's errors, as the plugin sees them: the one place the WIT
+/// type is made from them.
+impl From<crate::call::error::Error> for CallError {
+    fn from(e: crate::call::error::Error) -> CallError {
+        use crate::call::error::Error;
+        match e {
+            Error::HungUp => CallError::HungUp,
+            Error::Unavailable => CallError::Unavailable,
+            Error::NotAllowed => CallError::NotAllowed,
+            Error::InvalidArgument(s) => CallError::InvalidArgument(s),
+            Error::Failed(s) => CallError::Failed(s),
+        }
+    }
 }
