@@ -397,81 +397,6 @@ impl Leg {
         // Comfort noise or unknown payloads: dropped.
     }
 
-    /// A packet from a conference member: its voice is decoded here, on its
-    /// own worker, and kept for the room until this leg's tick; its keys go
-    /// to the call.
-    pub(super) fn conferenced(&mut self, pkt: &RtpPacket<'_>) {
-        let codec = self.setup.codec;
-        if pkt.payload_type == codec.payload_type() {
-            let n = pkt.payload.len().min(MAX_PAYLOAD);
-            let mut pcm = [0i16; MAX_PAYLOAD];
-            let samples = decode_payload(
-                codec,
-                self.coder.as_deref_mut(),
-                &pkt.payload[..n],
-                &mut pcm,
-            );
-            let pcm = &pcm[..samples];
-            if let Some(det) = self.inband.as_deref_mut() {
-                let events = &self.setup.events;
-                det.feed(pcm, |k| events(MediaEvent::Dtmf(k)));
-            }
-            for t in &mut self.taps {
-                t.heard(pcm);
-            }
-            let step = self.ts_step;
-            for (k, chunk) in pcm.chunks(FRAME).enumerate() {
-                if self.room_heard.len() == MAX_HEARD {
-                    break;
-                }
-                let mut h = super::mixer::Heard {
-                    timestamp: pkt.timestamp.wrapping_add(k as u32 * step),
-                    len: chunk.len(),
-                    pcm: [0; FRAME],
-                };
-                h.pcm[..chunk.len()].copy_from_slice(chunk);
-                self.room_heard.push(h);
-            }
-        } else if Some(pkt.payload_type) == self.setup.dtmf_pt {
-            if let Some(key) = self.bridge_dtmf.on_payload(pkt.timestamp, pkt.payload) {
-                (self.setup.events)(MediaEvent::Dtmf(key));
-            }
-        }
-    }
-
-    /// A room member's tick: hands the room what it heard and takes its
-    /// next frame of the mix (one lock of the room).
-    pub(super) fn exchange_with_room(&mut self) -> Option<[i16; FRAME]> {
-        let room = self.room.as_ref()?;
-        let mut pcm = [0i16; FRAME];
-        let got =
-            lock_room(room).exchange(self.setup.id, &self.room_heard, Instant::now(), &mut pcm);
-        self.room_heard.clear();
-        got.then_some(pcm)
-    }
-
-    /// Sends this leg's frame of the room's mix when the mixer made one, or
-    /// silence to keep an answered leg's stream going.
-    pub(super) fn play_out_room(
-        &mut self,
-        mix: Option<[i16; FRAME]>,
-        out: &mut [u8; OUT],
-        stats: &MediaStats,
-    ) {
-        if self.held {
-            self.talking = false;
-            return;
-        }
-        let Some(pcm) = mix.filter(|_| self.room.is_some()) else {
-            return self.send_silence(out, stats);
-        };
-        for t in &mut self.taps {
-            t.sent(&pcm);
-        }
-        let n = self.encode(&pcm, &mut out[12..]);
-        self.send_frame(out, n, stats);
-    }
-
     /// One frame of encoded silence, if this leg keeps its stream alive. A
     /// G.711 frame is a fill; other codecs encode it (their state keeps time).
     pub(super) fn send_silence(&mut self, out: &mut [u8; OUT], stats: &MediaStats) {
@@ -656,59 +581,6 @@ impl Leg {
         }
     }
 
-    pub(super) fn on_rtcp(&mut self, data: &[u8]) {
-        self.rtcp_reports += 1;
-        if let Some(r) = crate::rtp::rtcp::report_for(data, self.ssrc) {
-            self.peer_report = Some(r);
-        }
-    }
-
-    /// Reads the RTCP socket (every few ticks: reports come every few seconds).
-    pub(super) fn receive_rtcp(&mut self, buf: &mut [u8]) {
-        let Some(sock) = self.setup.rtcp.take() else {
-            return;
-        };
-        while let Ok(n) = sock.recv(buf) {
-            if packet::is_rtcp(&buf[..n]) {
-                self.on_rtcp(&buf[..n]);
-            }
-        }
-        self.setup.rtcp = Some(sock);
-    }
-
-    /// Sends our RTCP report (SR while we send, else RR) to the peer's RTCP port.
-    pub(super) fn send_rtcp(&mut self) {
-        let Some(sock) = &self.setup.rtcp else { return };
-        let peer = self.streams.iter().max_by_key(|s| s.last_tick).map(|s| {
-            let st = s.reorder.stats();
-            crate::rtp::rtcp::ReceiverState {
-                peer_ssrc: s.ssrc,
-                fraction_lost: 0,
-                cumulative_lost: st.lost as u32,
-                highest_seq: 0,
-            }
-        });
-        let sent = (self.sent > 0).then(|| {
-            let ntp = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| {
-                    ((d.as_secs() + 2_208_988_800) << 32)
-                        | (((d.subsec_nanos() as u64) << 32) / 1_000_000_000)
-                })
-                .unwrap_or(0);
-            (
-                self.sent as u32,
-                (self.sent * FRAME as u64) as u32,
-                self.timestamp,
-                ntp,
-            )
-        });
-        let mut out = [0u8; 128];
-        let n = crate::rtp::rtcp::write_report(&mut out, self.ssrc, sent, peer, b"hookline");
-        let to = SocketAddr::new(self.remote.ip(), self.remote.port().wrapping_add(1));
-        let _ = sock.send_to(&out[..n], to);
-    }
-
     /// Symmetric RTP: follow the peer's source address. Once latched, move only
     /// if the latched source has been silent for a second (a NAT rebinding), so
     /// a stray sender cannot take the stream over.
@@ -845,3 +717,8 @@ impl Leg {
         }
     }
 }
+
+#[path = "leg_room.rs"]
+mod room;
+#[path = "leg_rtcp.rs"]
+mod rtcp;

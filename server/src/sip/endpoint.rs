@@ -261,73 +261,6 @@ impl Endpoint {
         self.epoch.1 + now.saturating_duration_since(self.epoch.0).as_secs()
     }
 
-    fn on_register(&mut self, now: Instant, from: SocketAddr, req: &rsip::Request, echo: &Echo) {
-        let Some(registrar) = self.registrar.clone() else {
-            return self.reply(from, echo, 501, &[ALLOW.to_string()]);
-        };
-        let user = message::user_of(message::uri_of(&echo.to)).to_string();
-        let contacts: Vec<&str> = req
-            .headers
-            .iter()
-            .filter_map(|h| match h {
-                Header::Contact(c) => Some(c.value()),
-                _ => None,
-            })
-            .collect();
-        let authorization = req.headers.iter().find_map(|h| match h {
-            Header::Authorization(a) => Some(a.value()),
-            _ => None,
-        });
-        let expires = req.headers.iter().find_map(|h| match h {
-            Header::Expires(e) => e.value().trim().parse().ok(),
-            _ => None,
-        });
-        let request = RegisterRequest {
-            source: from,
-            user: &user,
-            authorization,
-            contacts,
-            expires,
-        };
-        let (outcome, refusal) = {
-            let mut reg = registrar.lock().unwrap_or_else(|e| e.into_inner());
-            let outcome = reg.register(self.unix(now), &request);
-            (outcome, reg.take_refusal())
-        };
-        if let Some(refusal) = refusal {
-            self.out.push_back(Output::Event(Event::Refused {
-                method: "REGISTER",
-                refusal,
-            }));
-        }
-        let tag = self.token();
-        let data = match outcome {
-            RegisterOutcome::Challenge(value) => message::response(
-                echo,
-                401,
-                Some(&tag),
-                &[format!("WWW-Authenticate: {value}")],
-                None,
-            ),
-            RegisterOutcome::Ok(list) => {
-                let lines: Vec<String> = list
-                    .iter()
-                    .map(|(c, e)| format!("Contact: <{c}>;expires={e}"))
-                    .collect();
-                message::response(echo, 200, Some(&tag), &lines, None)
-            }
-            RegisterOutcome::Forbidden => message::response(echo, 403, Some(&tag), &[], None),
-            RegisterOutcome::IntervalTooBrief(min) => message::response(
-                echo,
-                423,
-                Some(&tag),
-                &[format!("Min-Expires: {min}")],
-                None,
-            ),
-        };
-        self.send(from, data);
-    }
-
     pub fn stats(&self) -> Stats {
         self.stats
     }
@@ -599,137 +532,6 @@ impl Endpoint {
         }
     }
 
-    fn on_in_dialog(
-        &mut self,
-        now: Instant,
-        from: SocketAddr,
-        req: &rsip::Request,
-        echo: Echo,
-        cseq: u32,
-    ) {
-        let call_id = echo.call_id.clone();
-        let contact_host = self.local_for(from);
-        let Some(d) = self.dialogs.get_mut(&call_id) else {
-            return;
-        };
-        match req.method {
-            Method::Invite if cseq == d.invite_cseq => {
-                // Retransmitted INVITE: repeat our latest response.
-                let data = d.last_response.clone();
-                self.send(from, data);
-            }
-            Method::Invite => {
-                // Re-INVITE: hold/unhold (direction) or a new media address; same codec.
-                if let Some((seen, data)) = &d.last_reinvite {
-                    if *seen == cseq {
-                        let data = data.clone();
-                        return self.send(from, data); // retransmission
-                    }
-                }
-                let tag = d.local_tag.clone();
-                let contact = format!("Contact: <sip:hookline@{contact_host}>");
-                let mut event = None;
-                let data = match (&d.state, d.answer_sdp.clone()) {
-                    (State::Confirmed, Some(ours)) if req.body.is_empty() => message::response(
-                        &echo,
-                        200,
-                        Some(&tag),
-                        &[contact],
-                        Some(("application/sdp", &ours)),
-                    ),
-                    (State::Confirmed, Some(ours)) => match sdp::negotiate(&req.body) {
-                        Ok(neg) => {
-                            let dir = sdp::direction(&req.body);
-                            // A new codec choice gets a new answer on the same media address.
-                            let answer = match sdp::negotiate(ours.as_bytes()) {
-                                Ok(mine)
-                                    if mine.codec != neg.codec || mine.dtmf_pt != neg.dtmf_pt =>
-                                {
-                                    let fresh = sdp::answer(mine.remote, &neg, u64::from(cseq));
-                                    d.answer_sdp = Some(fresh.clone());
-                                    fresh
-                                }
-                                _ => ours,
-                            };
-                            let body = sdp::with_direction(&answer, dir.answer());
-                            event = Some(Event::Reinvite {
-                                call_id: call_id.clone(),
-                                remote: neg.remote,
-                                hold: !dir.peer_receives(),
-                                codec: neg.codec,
-                                dtmf_pt: neg.dtmf_pt,
-                            });
-                            message::response(
-                                &echo,
-                                200,
-                                Some(&tag),
-                                &[contact],
-                                Some(("application/sdp", &body)),
-                            )
-                        }
-                        Err(_) => message::response(&echo, 488, Some(&tag), &[], None),
-                    },
-                    _ => message::response(&echo, 491, Some(&tag), &[], None),
-                };
-                d.last_reinvite = Some((cseq, data.clone()));
-                self.send(from, data);
-                if let Some(e) = event {
-                    self.out.push_back(Output::Event(e));
-                }
-            }
-            Method::Ack => match &d.state {
-                State::Answered(_) => d.state = State::Confirmed,
-                State::Rejected(_) => {
-                    d.state = State::Gone(now + TIMER_H);
-                    earliest(&mut self.wake, now + TIMER_H);
-                }
-                _ => {}
-            },
-            Method::Cancel => {
-                let early = matches!(d.state, State::Early);
-                self.reply(from, &echo, 200, &[]);
-                if early {
-                    self.finish_with(now, &call_id, 487, &[]);
-                    self.ended(&call_id, EndCause::Cancelled);
-                }
-            }
-            Method::Bye => {
-                let tag = d.local_tag.clone();
-                let was_live = !matches!(d.state, State::Gone(_) | State::Rejected(_));
-                d.state = State::Gone(now + TIMER_H);
-                earliest(&mut self.wake, now + TIMER_H);
-                let data = message::response(&echo, 200, Some(&tag), &[], None);
-                self.send(from, data);
-                if was_live {
-                    self.ended(&call_id, EndCause::CallerBye);
-                }
-            }
-            Method::Info | Method::Update | Method::Notify => {
-                if let Some((seen, data)) = &d.last_info {
-                    if *seen == cseq {
-                        let data = data.clone();
-                        return self.send(from, data);
-                    }
-                }
-                let tag = d.local_tag.clone();
-                let live = matches!(
-                    d.state,
-                    State::Answered(_) | State::Confirmed | State::Early
-                );
-                let data = message::response(&echo, 200, Some(&tag), &[], None);
-                d.last_info = Some((cseq, data.clone()));
-                self.send(from, data);
-                if req.method == Method::Info && live {
-                    if let Some(key) = info_dtmf(req) {
-                        self.out
-                            .push_back(Output::Event(Event::Dtmf { call_id, key }));
-                    }
-                }
-            }
-            _ => self.reply(from, &echo, 501, &[ALLOW.to_string()]),
-        }
-    }
-
     fn on_response(&mut self, now: Instant, resp: rsip::Response) {
         let Ok(call_id) = resp.call_id_header().map(|c| c.value().to_string()) else {
             self.stats.dropped += 1;
@@ -946,62 +748,6 @@ impl Endpoint {
         let peer = d.peer;
         self.send(peer, data);
     }
-
-    /// When [`Endpoint::handle_timeout`] is next due; `None` while no
-    /// timer runs (the driver then sleeps until a datagram or a command).
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        self.wake
-    }
-
-    /// Runs the retransmission and expiry timers due at `now` (call it at
-    /// [`Endpoint::poll_timeout`]; earlier is harmless).
-    pub fn handle_timeout(&mut self, now: Instant) {
-        // Only legs with something due produce work; no per-tick copy of every key.
-        let due: Vec<(String, Vec<uac::Action>)> = self
-            .outbound
-            .iter_mut()
-            .filter_map(|(id, call)| {
-                let actions = call.on_timeout(now);
-                (!actions.is_empty()).then(|| (id.clone(), actions))
-            })
-            .collect();
-        for (id, actions) in due {
-            self.apply(&id, actions);
-        }
-        self.outbound.retain(|_, c| !c.expired(now));
-        let mut resend = Vec::new();
-        let mut ack_lost = Vec::new();
-        self.dialogs.retain(|call_id, d| match &mut d.state {
-            State::Gone(until) => *until > now,
-            State::Answered(r) | State::Rejected(r) | State::Closing(r) => {
-                if r.expired(now) {
-                    match d.state {
-                        State::Answered(_) => ack_lost.push(call_id.clone()),
-                        _ => d.state = State::Gone(now + TIMER_H),
-                    }
-                } else if r.due(now) {
-                    resend.push((d.peer, r.data.clone()));
-                }
-                true
-            }
-            State::Early | State::Confirmed => true,
-        });
-        for (to, data) in resend {
-            self.send(to, data);
-        }
-        for call_id in ack_lost {
-            self.send_bye(now, &call_id);
-            self.ended(&call_id, EndCause::AckTimeout);
-        }
-        // Every timer was just looked at: the next wake is exactly the earliest.
-        let dialogs = self.dialogs.values().filter_map(|d| match &d.state {
-            State::Gone(until) => Some(*until),
-            State::Answered(r) | State::Rejected(r) | State::Closing(r) => Some(r.poll_timeout()),
-            State::Early | State::Confirmed => None,
-        });
-        let outbound = self.outbound.values().filter_map(|c| c.poll_timeout());
-        self.wake = dialogs.chain(outbound).min();
-    }
 }
 
 /// Lowers `wake` to `at` if `at` comes first.
@@ -1009,35 +755,16 @@ fn earliest(wake: &mut Option<Instant>, at: Instant) {
     *wake = Some(wake.map_or(at, |w| w.min(at)));
 }
 
-/// The key carried by a DTMF INFO body, if the body is one.
-fn info_dtmf(req: &rsip::Request) -> Option<char> {
-    let content_type = req.headers.iter().find_map(|h| match h {
-        Header::ContentType(ct) => Some(ct.value().trim().to_ascii_lowercase()),
-        _ => None,
-    })?;
-    let body = std::str::from_utf8(&req.body).ok()?;
-    let signal = match content_type.split(';').next()?.trim() {
-        "application/dtmf-relay" => body.lines().find_map(|l| {
-            let (k, v) = l.split_once('=')?;
-            k.trim().eq_ignore_ascii_case("signal").then(|| v.trim())
-        })?,
-        "application/dtmf" => body.trim(),
-        _ => return None,
-    };
-    match signal {
-        "10" => Some('*'),
-        "11" => Some('#'),
-        s if s.len() == 1 => {
-            let c = s.chars().next()?.to_ascii_uppercase();
-            "0123456789*#ABCD".contains(c).then_some(c)
-        }
-        _ => None,
-    }
-}
-
 fn parse_cseq(value: &str) -> Option<u32> {
     value.split_whitespace().next()?.parse().ok()
 }
+
+#[path = "endpoint_dialog.rs"]
+mod dialog;
+#[path = "endpoint_register.rs"]
+mod register;
+#[path = "endpoint_timers.rs"]
+mod timers;
 
 #[cfg(test)]
 #[path = "endpoint_tests.rs"]
