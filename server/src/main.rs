@@ -68,6 +68,17 @@ enum PluginCmd {
         #[arg(long)]
         name: Option<String>,
     },
+    /// Start a Rust plugin project from the template: it builds where it is
+    /// put (its own workspace, the SDK by absolute path).
+    New {
+        /// The plugin's name (lowercase, digits, '-').
+        name: String,
+        /// Where (default: ./NAME); must be empty or absent.
+        dir: Option<PathBuf>,
+        /// The Rust SDK (default: this checkout's plugin-sdk/rust).
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -118,6 +129,20 @@ fn main() -> anyhow::Result<()> {
                 config.as_deref(),
                 name.as_deref(),
             ))
+        }
+        Cmd::Plugin {
+            command: PluginCmd::New { name, dir, sdk },
+        } => {
+            let dir = hookline::plugin::new::run(&name, dir.as_deref(), sdk.as_deref())?;
+            let file = name.replace('-', "_");
+            println!(
+                "{name}: created in {d}\n\
+                 build:  cd {d} && cargo build --release --target wasm32-wasip2\n\
+                 check:  hookline plugin check {d}/target/wasm32-wasip2/release/{file}.wasm\n\
+                 route:  see {d}/route.toml",
+                d = dir.display()
+            );
+            Ok(())
         }
         Cmd::Prompts {
             command: PromptsCmd::Build { data, config },

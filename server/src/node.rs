@@ -1,7 +1,7 @@
 //! Assembling and running a media node from its options.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -141,6 +141,34 @@ pub fn deployed_path(data: &std::path::Path, name: &str) -> PathBuf {
     data.join("plugins").join(format!("{name}.wasm"))
 }
 
+/// Why a plugin's component is missing, with what to do: the sample plugins
+/// are built by the setup script; anything else is the author's build, or a
+/// path that resolves somewhere unexpected (relative paths resolve against
+/// the config file's folder).
+fn missing_plugin(name: &str, written: &Path, resolved: &Path, base: &Path) -> String {
+    let ours = resolved
+        .file_name()
+        .and_then(|f| f.to_str())
+        .is_some_and(|f| f.starts_with("hookline_"))
+        && resolved.to_string_lossy().contains("wasm32-wasip2");
+    let hint = if ours {
+        "it is one of the sample plugins: run scripts/setup.sh, which builds them".to_string()
+    } else if written.is_relative() {
+        format!(
+            "build it for wasm32-wasip2 (plugin-sdk/README.md), or fix [[plugins]] path: \
+             {:?} is resolved against the config file's folder, {}",
+            written.display().to_string(),
+            base.display()
+        )
+    } else {
+        "build it for wasm32-wasip2 (plugin-sdk/README.md), or fix [[plugins]] path".to_string()
+    };
+    format!(
+        "plugin {name}: no component at {} ({hint})",
+        resolved.display()
+    )
+}
+
 /// Every route (and fallback) that uses `plugin` has a config its schema accepts.
 pub fn check_route_configs(config: &Config, plugin: &LoadedPlugin) -> anyhow::Result<()> {
     let schema = &plugin.manifest.schema;
@@ -228,19 +256,27 @@ pub async fn build(opts: &ServeOptions) -> anyhow::Result<Arc<Node>> {
         },
     )?;
     for p in &config.plugins {
-        // A version deployed over the API outlives restarts.
+        // A version deployed over the API outlives restarts, and wins over
+        // the config's `path` (said in the log: the config alone no longer
+        // tells which code runs).
         let deployed = deployed_path(&opts.data, &p.name);
+        let configured = config.resolve(&p.path);
         let path = if deployed.exists() {
+            tracing::info!(
+                "plugin {}: running the version deployed over the API ({}), not {} \
+                 (remove the deployed file to go back to the config's)",
+                p.name,
+                deployed.display(),
+                configured.display()
+            );
             deployed
         } else {
-            config.resolve(&p.path)
+            configured
         };
         if !path.exists() {
             bail!(
-                "plugin {} not found at {} (build it: cargo build --release --target wasm32-wasip2 -p hookline-{})",
-                p.name,
-                path.display(),
-                p.name
+                "{}",
+                missing_plugin(&p.name, &p.path, &path, &config.base_dir)
             );
         }
         let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
@@ -252,6 +288,15 @@ pub async fn build(opts: &ServeOptions) -> anyhow::Result<Arc<Node>> {
             .with_context(|| format!("loading {}", path.display()))?;
         check_route_configs(&config, &loaded)?;
         let m = &loaded.manifest;
+        if m.name != p.name {
+            tracing::warn!(
+                "plugin {}: its component names itself {:?} (deploys to /api/plugins/{} must be named {:?})",
+                p.name,
+                m.name,
+                p.name,
+                p.name
+            );
+        }
         tracing::info!(
             "plugin {} {} (api {}, needs [{}]) loaded from {}",
             p.name,

@@ -226,25 +226,32 @@ fn plugin_check_prints_the_manifest_and_refuses_what_is_not_a_plugin() {
 fn deploying_a_new_version_keeps_running_calls_and_serves_new_ones() {
     let routes = format!(
         r#"[[plugins]]
-name = "hot"
+name = "api-0-1-0"
 path = "{}"
 grants = ["hand-over:voicemail", "speech"]
 
 [[routes]]
 number = "hot"
-plugin = "hot"
+plugin = "api-0-1-0"
 config = {{ greeting = ["welcome", "main_menu", "welcome", "main_menu"], fallback = {{ name = "old-version", prompts = ["operator"] }} }}
 "#,
         plugin_wasm("hookline-ivr").display()
     );
-    let node = TestNode::start(NodeSpec {
+    let mut node = TestNode::start(NodeSpec {
         extra_routes: &routes,
         node_section: Some("api_token = \"s3cret\""),
         ..NodeSpec::default()
     })
     .unwrap();
     let new_version = std::fs::read(plugin_wasm("hookline-test-api-0-1-0")).unwrap();
-    let (code, _) = http_request(node.http, "PUT", "/api/plugins/hot", None, &new_version).unwrap();
+    let (code, _) = http_request(
+        node.http,
+        "PUT",
+        "/api/plugins/api-0-1-0",
+        None,
+        &new_version,
+    )
+    .unwrap();
     assert_eq!(code, 401, "deploy without the token");
 
     std::thread::scope(|s| {
@@ -261,7 +268,7 @@ config = {{ greeting = ["welcome", "main_menu", "welcome", "main_menu"], fallbac
         let (code, body) = http_request(
             node.http,
             "PUT",
-            "/api/plugins/hot",
+            "/api/plugins/api-0-1-0",
             Some("s3cret"),
             &new_version,
         )
@@ -290,10 +297,13 @@ config = {{ greeting = ["welcome", "main_menu", "welcome", "main_menu"], fallbac
     assert!(!has(&early_path, "api:"), "{early_path:?}");
     assert_eq!(early["hangup_cause"], "caller-bye");
     assert_eq!(later_path, ["api:0.1.0", "prompt:support"], "{later:#}");
+    // Each record says which version of the plugin the call ran on.
+    assert_eq!(later["plugin_version"], "0.1.0", "{later:#}");
+    assert!(early["plugin_version"].is_string(), "{early:#}");
 
     let (_, list) = http_get(node.http, "/api/plugins", Some("s3cret")).unwrap();
     assert!(
-        list.contains("\"name\":\"hot\",\"version\":\"0.1.0\""),
+        list.contains("\"name\":\"api-0-1-0\",\"version\":\"0.1.0\""),
         "{list}"
     );
 
@@ -303,7 +313,7 @@ config = {{ greeting = ["welcome", "main_menu", "welcome", "main_menu"], fallbac
     let (code, body) = http_request(
         node.http,
         "PUT",
-        "/api/plugins/hot",
+        "/api/plugins/api-0-1-0",
         Some("s3cret"),
         &greedy,
     )
@@ -313,12 +323,28 @@ config = {{ greeting = ["welcome", "main_menu", "welcome", "main_menu"], fallbac
     let (code, _) = http_request(
         node.http,
         "PUT",
-        "/api/plugins/hot",
+        "/api/plugins/api-0-1-0",
         Some("s3cret"),
         b"not wasm",
     )
     .unwrap();
     assert_eq!(code, 422);
+    // A component named otherwise is refused, naming both: deployed, it would
+    // have run in this plugin's place.
+    let ivr = std::fs::read(plugin_wasm("hookline-ivr")).unwrap();
+    let (code, body) = http_request(
+        node.http,
+        "PUT",
+        "/api/plugins/api-0-1-0",
+        Some("s3cret"),
+        &ivr,
+    )
+    .unwrap();
+    assert_eq!(code, 422, "{body}");
+    assert!(
+        body.contains("names itself \"ivr\", not \"api-0-1-0\""),
+        "{body}"
+    );
     let ua = SipUa::new(node.sip).unwrap();
     ua.call("after-refusal", "hot", 9).unwrap();
     let again = node
@@ -327,6 +353,23 @@ config = {{ greeting = ["welcome", "main_menu", "welcome", "main_menu"], fallbac
         })
         .unwrap();
     assert_eq!(path_of(&again)[0], "api:0.1.0");
+
+    // After a restart the deployed version still runs, and the log says it
+    // wins over the config's path.
+    node.crash_and_restart().unwrap();
+    let logs = node.logs();
+    assert!(
+        logs.contains("plugin api-0-1-0: running the version deployed over the API"),
+        "{logs}"
+    );
+    let ua = SipUa::new(node.sip).unwrap();
+    ua.call("after-restart", "hot", 9).unwrap();
+    let restarted = node
+        .wait_for_call(Duration::from_secs(10), |c| {
+            c["id"] == "after-restart" && c["hangup_cause"].is_string()
+        })
+        .unwrap();
+    assert_eq!(path_of(&restarted)[0], "api:0.1.0");
 }
 
 #[test]

@@ -57,6 +57,12 @@ impl Plugin for CrmRouter {
             field("country_code", "string", false, "e.g. 7"),
             field("city_code", "string", false, "e.g. 3812"),
             field(
+                "trunk_prefix",
+                "string",
+                false,
+                "dialled before national numbers, e.g. 8",
+            ),
+            field(
                 "national_length",
                 "number",
                 false,

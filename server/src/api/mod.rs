@@ -150,6 +150,14 @@ async fn deploy(
         Ok(p) => p,
         Err(e) => return (StatusCode::UNPROCESSABLE_ENTITY, format!("{e}\n")).into_response(),
     };
+    if loaded.manifest.name != name {
+        // Deployed under another plugin's name, it would run in its place.
+        let msg = format!(
+            "the component names itself {:?}, not {name:?}: deploy it to /api/plugins/{}\n",
+            loaded.manifest.name, loaded.manifest.name
+        );
+        return (StatusCode::UNPROCESSABLE_ENTITY, msg).into_response();
+    }
     if let Err(e) = crate::node::check_route_configs(&node.config, &loaded) {
         return (StatusCode::UNPROCESSABLE_ENTITY, format!("{e:#}\n")).into_response();
     }

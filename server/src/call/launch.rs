@@ -157,8 +157,12 @@ pub(crate) fn launch(
             }
         }
     });
-    node.store
-        .call_started(&call_id, &caller, &callee, Some(&plugin.name));
+    node.store.call_started(
+        &call_id,
+        &caller,
+        &callee,
+        Some((&plugin.name, &plugin.manifest.version)),
+    );
     // One line at the start and one at the end of every call (admitted calls
     // only: admission bounds how many a second).
     let started = std::time::Instant::now();

@@ -333,6 +333,30 @@ pub fn check_config(
 ) -> Result<(), ManifestError> {
     let empty = serde_json::Map::new();
     let obj = config.as_object().unwrap_or(&empty);
+    // A key the plugin does not declare is a typo or a stale setting: it
+    // would be silently ignored, so it is refused, naming the nearest key.
+    // (A plugin that declares no schema takes any config.)
+    if !schema.is_empty() {
+        for key in obj.keys() {
+            if schema.iter().any(|f| &f.name == key) {
+                continue;
+            }
+            let nearest = schema
+                .iter()
+                .map(|f| (strsim::jaro_winkler(key, &f.name), &f.name))
+                .filter(|(score, _)| *score > 0.8)
+                .max_by(|a, b| a.0.total_cmp(&b.0));
+            let known: Vec<&str> = schema.iter().map(|f| f.name.as_str()).collect();
+            let message = match nearest {
+                Some((_, name)) => format!("unknown key; did you mean {name:?}?"),
+                None => format!("unknown key; the plugin takes {}", known.join(", ")),
+            };
+            return Err(ManifestError::Config {
+                field: key.clone(),
+                message,
+            });
+        }
+    }
     for f in schema {
         let err = |message: String| ManifestError::Config {
             field: f.name.clone(),
@@ -512,6 +536,24 @@ mod tests {
         assert!(check_config(schema, &serde_json::json!({"greeting": ["hi"]})).is_ok());
         assert!(check_config(schema, &serde_json::json!({})).is_err());
         assert!(check_config(schema, &serde_json::json!({"greeting": "hi"})).is_err());
+        // A typo is named, with the key meant.
+        let e = check_config(
+            schema,
+            &serde_json::json!({"greeting": ["hi"], "greting": 1}),
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            e,
+            "config field \"greting\": unknown key; did you mean \"greeting\"?"
+        );
+        let e = check_config(schema, &serde_json::json!({"greeting": ["hi"], "zzz": 1}))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("\"zzz\": unknown key; the plugin takes greeting"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod check;
 pub mod host_api;
 pub mod manifest;
 pub mod net_guard;
+pub mod new;
 pub mod output;
 pub mod quotas;
 pub mod services;

@@ -85,6 +85,8 @@ pub struct CallRecord {
     pub caller: String,
     pub callee: String,
     pub plugin: Option<String>,
+    /// The version of the plugin the call started on (its manifest's).
+    pub plugin_version: Option<String>,
     /// For an outbound leg: the call it was dialled from.
     pub parent: Option<String>,
     pub hangup_cause: Option<String>,
@@ -103,6 +105,7 @@ enum Op {
         caller: String,
         callee: String,
         plugin: Option<String>,
+        plugin_version: Option<String>,
         parent: Option<String>,
     },
     Answer {
@@ -163,6 +166,7 @@ impl Store {
         // Databases from before outbound legs lack the column; adding it twice fails harmlessly.
         let _ = conn.execute_batch("ALTER TABLE calls ADD COLUMN parent TEXT");
         let _ = conn.execute_batch("ALTER TABLE calls ADD COLUMN media TEXT");
+        let _ = conn.execute_batch("ALTER TABLE calls ADD COLUMN plugin_version TEXT");
         let closed = close_left_open(&conn).map_err(err)?;
         if closed > 0 {
             tracing::warn!(
@@ -182,13 +186,15 @@ impl Store {
         })
     }
 
-    pub fn call_started(&self, id: &str, caller: &str, callee: &str, plugin: Option<&str>) {
+    /// A call came in; `plugin` is the name and version it runs on.
+    pub fn call_started(&self, id: &str, caller: &str, callee: &str, plugin: Option<(&str, &str)>) {
         let _ = self.tx.send(Op::Start {
             id: id.into(),
             at: now_ms(),
             caller: caller.into(),
             callee: callee.into(),
-            plugin: plugin.map(Into::into),
+            plugin: plugin.map(|p| p.0.into()),
+            plugin_version: plugin.map(|p| p.1.into()),
             parent: None,
         });
     }
@@ -201,6 +207,7 @@ impl Store {
             caller: caller.into(),
             callee: callee.into(),
             plugin: None,
+            plugin_version: None,
             parent: Some(parent.into()),
         });
     }
@@ -256,8 +263,8 @@ impl Store {
         let conn = Connection::open(&self.path).map_err(err)?;
         let mut stmt = conn
             .prepare(
-                "SELECT id, started_ms, answered_ms, ended_ms, caller, callee, plugin, hangup_cause, path, parent, media
-                 FROM calls ORDER BY seq DESC LIMIT ?1",
+                "SELECT id, started_ms, answered_ms, ended_ms, caller, callee, plugin, hangup_cause, path, parent, media,
+                 plugin_version FROM calls ORDER BY seq DESC LIMIT ?1",
             )
             .map_err(err)?;
         let rows = stmt
@@ -271,6 +278,7 @@ impl Store {
                     caller: r.get(4)?,
                     callee: r.get(5)?,
                     plugin: r.get(6)?,
+                    plugin_version: r.get(11)?,
                     hangup_cause: r.get(7)?,
                     parent: r.get(9)?,
                     media: r
@@ -360,9 +368,9 @@ fn writer(mut conn: Connection, rx: mpsc::Receiver<Op>) {
 fn apply(conn: &Connection, op: Op) -> rusqlite::Result<usize> {
     match op {
         Op::Flush(_) => Ok(0),
-        Op::Start { id, at, caller, callee, plugin, parent } => conn.execute(
-            "INSERT OR IGNORE INTO calls (id, started_ms, caller, callee, plugin, parent) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![id, at, caller, callee, plugin, parent],
+        Op::Start { id, at, caller, callee, plugin, plugin_version, parent } => conn.execute(
+            "INSERT OR IGNORE INTO calls (id, started_ms, caller, callee, plugin, plugin_version, parent) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![id, at, caller, callee, plugin, plugin_version, parent],
         ),
         Op::Answer { id, at } => {
             conn.execute("UPDATE calls SET answered_ms = ?2 WHERE id = ?1 AND answered_ms IS NULL", params![id, at])
@@ -419,7 +427,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("hookline-store-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let store = Store::open(&dir.join("t.db")).unwrap();
-        store.call_started("a", "alice", "100", Some("ivr"));
+        store.call_started("a", "alice", "100", Some(("ivr", "1.2.0")));
         store.call_answered("a");
         store.call_ended("a", "caller-bye", vec!["digits:2".into()]);
         store.call_started("b", "bob", "100", None);
@@ -434,6 +442,8 @@ mod tests {
         assert_eq!(calls[0].id, "b");
         assert_eq!(calls[1].path, vec!["digits:2".to_string()]);
         assert_eq!(calls[1].hangup_cause.as_deref(), Some("caller-bye"));
+        assert_eq!(calls[1].plugin_version.as_deref(), Some("1.2.0"));
+        assert_eq!(calls[0].plugin_version, None);
         assert!(calls[1].answered_at.as_deref().unwrap().ends_with('Z'));
         std::fs::remove_dir_all(dir).ok();
     }
