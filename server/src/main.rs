@@ -68,6 +68,15 @@ enum PluginCmd {
         #[arg(long)]
         name: Option<String>,
     },
+    /// Run a plugin against scripted calls (no SIP, no media) and check the
+    /// verbs it issued, its call-record path and its kv; see plugin-sdk/README.md.
+    Test {
+        /// The component (.wasm).
+        file: PathBuf,
+        /// Test scripts (.toml).
+        #[arg(required = true)]
+        scripts: Vec<PathBuf>,
+    },
     /// Start a Rust plugin project from the template: it builds where it is
     /// put (its own workspace, the SDK by absolute path).
     New {
@@ -131,6 +140,12 @@ fn main() -> anyhow::Result<()> {
             ))
         }
         Cmd::Plugin {
+            command: PluginCmd::Test { file, scripts },
+        } => {
+            let rt = tokio::runtime::Runtime::new()?;
+            rt.block_on(hookline::plugin::harness::run_cli(&file, &scripts))
+        }
+        Cmd::Plugin {
             command: PluginCmd::New { name, dir, sdk },
         } => {
             let dir = hookline::plugin::new::run(&name, dir.as_deref(), sdk.as_deref())?;
@@ -139,6 +154,7 @@ fn main() -> anyhow::Result<()> {
                 "{name}: created in {d}\n\
                  build:  cd {d} && cargo build --release --target wasm32-wasip2\n\
                  check:  hookline plugin check {d}/target/wasm32-wasip2/release/{file}.wasm\n\
+                 test:   hookline plugin test {d}/target/wasm32-wasip2/release/{file}.wasm {d}/tests/*.toml\n\
                  route:  see {d}/route.toml",
                 d = dir.display()
             );

@@ -1,6 +1,6 @@
 //! A new integrator's first hour, step by step as the SDK README tells it:
 //! start a Rust plugin with `hookline plugin new` outside the repository,
-//! build it with cargo, check it, get a mistyped route config key named (at
+//! build it with cargo, check it, run its test script, get a mistyped route config key named (at
 //! check and at start), and call it on a node.
 
 use std::process::Command;
@@ -47,6 +47,21 @@ fn a_plugin_started_outside_the_repository_builds_checks_and_answers_a_call() {
     let text = String::from_utf8_lossy(&check.stdout);
     assert!(check.status.success(), "{text}");
     assert!(text.contains("name:        biz-hours"), "{text}");
+
+    // Its own test script runs against it with no phone: the key, the dial.
+    let test = Command::new(hookline_bin("debug"))
+        .args(["plugin", "test"])
+        .arg(&wasm)
+        .arg(project.join("tests/agent.toml"))
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&test.stdout);
+    assert!(
+        test.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&test.stderr)
+    );
+    assert!(said.starts_with("ok "), "{said}");
 
     // A mistyped config key is named, with the key meant: by `plugin check
     // --config`, and by the node at start.

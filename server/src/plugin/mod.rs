@@ -5,6 +5,7 @@
 //! version it started on and finishes there; new calls get the new version.
 
 pub mod check;
+pub mod harness;
 pub mod host_api;
 pub mod manifest;
 pub mod net_guard;

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 
 const TEMPLATE_LIB: &str = include_str!("../../../plugin-sdk/rust/template/src/lib.rs");
+const TEMPLATE_TEST: &str = include_str!("../../../plugin-sdk/rust/template/tests/agent.toml");
 
 /// Where the SDK was when this binary was built (a checkout of the repository).
 fn default_sdk() -> PathBuf {
@@ -42,6 +43,8 @@ pub fn run(name: &str, dir: Option<&Path>, sdk: Option<&Path>) -> anyhow::Result
         bail!("{} is not the Rust SDK (no Cargo.toml)", sdk.display());
     }
     std::fs::create_dir_all(dir.join("src"))?;
+    std::fs::create_dir_all(dir.join("tests"))?;
+    std::fs::write(dir.join("tests/agent.toml"), TEMPLATE_TEST)?;
     std::fs::write(dir.join("Cargo.toml"), cargo_toml(name, &sdk))?;
     let lib = TEMPLATE_LIB.replace(
         "hookline_sdk::manifest(\"template\"",
