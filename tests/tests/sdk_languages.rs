@@ -28,9 +28,25 @@ fn plugins_written_in_c_and_python_answer_calls() {
     build_py_plugin(&py_wasm, "plugins/hello-py");
     check(&c_wasm, "hello-c");
     check(&py_wasm, "hello-py");
+    // The C helpers (say, dial, hand-over, manifest needs) against scripted
+    // calls: plugins/hello-c/tests/*.toml.
+    let mut scripts: Vec<_> = std::fs::read_dir(hookline_tests::workspace_root().join("plugins/hello-c/tests"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    scripts.sort();
+    let out = std::process::Command::new(hookline_tests::hookline_bin("debug"))
+        .args(["plugin", "test"])
+        .arg(&c_wasm)
+        .args(&scripts)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{said}{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(said.lines().filter(|l| l.starts_with("ok ")).count(), 3, "{said}");
 
     let routes = format!(
-        "[[plugins]]\nname = \"hello-c\"\npath = \"{}\"\n\n[[plugins]]\nname = \"hello-py\"\npath = \"{}\"\n\n\
+        "[[plugins]]\nname = \"hello-c\"\npath = \"{}\"\ngrants = [\"hand-over:voicemail\"]\n\n[[plugins]]\nname = \"hello-py\"\npath = \"{}\"\n\n\
          [[routes]]\nnumber = \"lang-c\"\nplugin = \"hello-c\"\n\n[[routes]]\nnumber = \"lang-py\"\nplugin = \"hello-py\"\n\n\
          [[routes]]\nnumber = \"lang-py-crash\"\nplugin = \"hello-py\"\nconfig = {{ crash = true }}\n",
         c_wasm.display(),
