@@ -13,14 +13,14 @@ use super::error::Error;
 use super::forwarding::{ExtensionState, Forwarding, Missed, Reason as ForwardReason};
 use super::presence::GroupOutcome;
 use super::ringer::{Action, Input, Outcome, Ringer};
-use super::route::Route;
+use super::route::{Reach, Route};
 use super::session::{CallEvent, CallSession};
 use super::targets::{self, extension_routes, parse_target, Target};
 use super::SipCommand;
 use crate::media::worker::{LegId, LegSetup, MediaEvent};
 use crate::sip::endpoint::EndCause;
+use crate::sip::sdp;
 use crate::sip::uac::{Dial, UacEvent};
-use crate::sip::{message, sdp};
 
 /// How a dial ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -221,19 +221,30 @@ impl CallSession {
             });
             return call_id;
         }
-        let _ = self.sip.send(SipCommand::Dial {
-            dial: Dial {
-                call_id: call_id.clone(),
-                target: route.uri.clone(),
-                dest: route.dest,
-                from_user,
-                from_name: None,
-                sdp: sdp::offer(local, self.codec, leg),
-                auth: route.auth.clone(),
-                max_forwards: self.max_forwards - 1,
+        let offer = sdp::offer(local, self.codec, leg);
+        let command = match &route.reach {
+            Reach::Sip { uri, dest } => SipCommand::Dial {
+                dial: Dial {
+                    call_id: call_id.clone(),
+                    target: uri.clone(),
+                    dest: *dest,
+                    from_user,
+                    from_name: None,
+                    sdp: offer,
+                    auth: route.auth.clone(),
+                    max_forwards: self.max_forwards - 1,
+                },
+                events: self.events_tx.clone(),
             },
-            events: self.events_tx.clone(),
-        });
+            Reach::Browser { user } => SipCommand::RingBrowser {
+                call_id: call_id.clone(),
+                user: user.clone(),
+                from: from_user,
+                sdp: offer,
+                events: self.events_tx.clone(),
+            },
+        };
+        let _ = self.sip.send(command);
         call_id
     }
 
@@ -356,7 +367,7 @@ impl CallSession {
                     let label = if first {
                         a.label.clone()
                     } else {
-                        message::user_of(&route.uri).to_string()
+                        route.label().to_string()
                     };
                     if !first && route.via.is_none() {
                         self.mark(&format!("redirect:{label}"));
@@ -470,7 +481,7 @@ impl CallSession {
         let node = &self.node;
         let (socket, port) = node.ports.bind().ok()?;
         let leg = self.media.new_leg_id(Some(self.leg));
-        let local = SocketAddr::new(node.media_ip_for(route.dest), port);
+        let local = SocketAddr::new(node.media_ip_for(route.media_peer()), port);
         node.media.add_leg(LegSetup {
             id: leg,
             socket,

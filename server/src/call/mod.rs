@@ -76,6 +76,16 @@ pub enum SipCommand {
         dial: Dial,
         events: crate::call::events::EventTx,
     },
+    /// Ring an agent's browser with our SDP offer; its progress goes to
+    /// `events` like a SIP leg's.
+    RingBrowser {
+        call_id: String,
+        user: String,
+        /// The caller ID shown to the agent.
+        from: String,
+        sdp: String,
+        events: crate::call::events::EventTx,
+    },
 }
 
 /// Lines per second strangers can make the node log.

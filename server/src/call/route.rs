@@ -2,10 +2,17 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+/// Where a leg goes: a SIP request URI and the address the INVITE is sent
+/// to, or an agent's browser (a WebRTC leg through the agents' WebSockets).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Reach {
+    Sip { uri: String, dest: SocketAddr },
+    Browser { user: String },
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Route {
-    pub uri: String,
-    pub dest: SocketAddr,
+    pub reach: Reach,
     pub auth: Option<(String, String)>,
     pub caller_id: Option<String>,
     /// Trunk name, for the call record.
@@ -16,11 +23,40 @@ impl Route {
     /// Straight to an address: no credentials, the caller's ID.
     pub fn direct(uri: String, dest: SocketAddr) -> Route {
         Route {
-            uri,
-            dest,
+            reach: Reach::Sip { uri, dest },
             auth: None,
             caller_id: None,
             via: None,
+        }
+    }
+
+    /// An agent logged in from a browser.
+    pub fn browser(user: &str) -> Route {
+        Route {
+            reach: Reach::Browser {
+                user: user.to_string(),
+            },
+            auth: None,
+            caller_id: None,
+            via: None,
+        }
+    }
+
+    /// Whom the leg's media faces, to pick the local address it is offered
+    /// on: the SIP peer, or for a browser this node's own relay (the
+    /// unspecified address routes to loopback).
+    pub fn media_peer(&self) -> SocketAddr {
+        match &self.reach {
+            Reach::Sip { dest, .. } => *dest,
+            Reach::Browser { .. } => SocketAddr::new(IpAddr::from([0, 0, 0, 0]), 0),
+        }
+    }
+
+    /// Whom it reaches, for the call record: the URI's user, or the agent.
+    pub fn label(&self) -> &str {
+        match &self.reach {
+            Reach::Sip { uri, .. } => crate::sip::message::user_of(uri),
+            Reach::Browser { user } => user,
         }
     }
 }

@@ -110,8 +110,8 @@ pub async fn run_sip(
                 SipCommand::Finished { call_id } => {
                     calls.remove(&call_id);
                 }
-                SipCommand::Dial { dial, events } if dial.target.starts_with("webrtc:") => {
-                    crate::webrtc::agents::ring(node.clone(), dial, events);
+                SipCommand::RingBrowser { call_id, user, from, sdp, events } => {
+                    crate::webrtc::agents::ring(node.clone(), call_id, user, from, sdp, events);
                 }
                 SipCommand::Dial { dial, events } => {
                     calls.insert(dial.call_id.clone(), events);

@@ -3,12 +3,11 @@
 //! comes: a group's members by its strategy, a key client's manager first,
 //! an extension's phones and browser, a number's trunks in failover order.
 
-use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use super::error::Error;
 use super::ringer::{Plan, Slot, AT_ONCE};
-use super::route::{uri_dest, Route};
+use super::route::{uri_dest, Reach, Route};
 use super::Node;
 use crate::config::RingStrategy;
 use crate::sip::message;
@@ -41,8 +40,7 @@ pub(super) fn extension_routes(node: &Node, user: &str, now_unix: u64) -> Vec<Ro
         .map(|b| direct(b.contact, b.source))
         .collect();
     if node.webrtc.agents.is_online(user) {
-        let nowhere = SocketAddr::new(IpAddr::from([0, 0, 0, 0]), 0);
-        routes.push(direct(format!("webrtc:{user}"), nowhere));
+        routes.push(Route::browser(user));
     }
     routes
 }
@@ -65,8 +63,10 @@ fn trunk_routes(node: &Node, number: &str, only: Option<&str>) -> Vec<Route> {
         .iter()
         .filter(|t| only.is_none_or(|n| n == t.name))
         .map(|t| Route {
-            uri: format!("sip:{}{number}@{}", t.prefix, t.address),
-            dest: t.address,
+            reach: Reach::Sip {
+                uri: format!("sip:{}{number}@{}", t.prefix, t.address),
+                dest: t.address,
+            },
             auth: t.username.clone().zip(t.password.clone()),
             caller_id: t.caller_id.clone(),
             via: Some(t.name.clone()),

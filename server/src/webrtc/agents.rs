@@ -23,7 +23,7 @@ use tokio::sync::mpsc::{self, UnboundedSender};
 use crate::call::session::CallEvent;
 use crate::call::Node;
 use crate::sip::sdp;
-use crate::sip::uac::{Dial, UacEvent};
+use crate::sip::uac::UacEvent;
 
 /// The first message must be a login within this time.
 const LOGIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -137,10 +137,17 @@ impl Agents {
     }
 }
 
-/// Rings the browser agent named in `dial.target` (`webrtc:<user>`); the
-/// leg's progress goes to `events` like a SIP leg's.
-pub fn ring(node: Arc<Node>, dial: Dial, events: crate::call::events::EventTx) {
-    let call_id = dial.call_id.clone();
+/// Rings the browser agent `user` with our SDP `offer`; the leg's progress
+/// goes to `events` like a SIP leg's.
+pub fn ring(
+    node: Arc<Node>,
+    leg_call_id: String,
+    user: String,
+    from: String,
+    offer: String,
+    events: crate::call::events::EventTx,
+) {
+    let call_id = leg_call_id.clone();
     let report = move |event| {
         let _ = events.send(CallEvent::Outbound {
             call_id: call_id.clone(),
@@ -148,7 +155,6 @@ pub fn ring(node: Arc<Node>, dial: Dial, events: crate::call::events::EventTx) {
         });
     };
     tokio::spawn(async move {
-        let user = dial.target.trim_start_matches("webrtc:").to_string();
         let agents = &node.webrtc.agents;
         let (tx, mut rx) = mpsc::unbounded_channel();
         {
@@ -159,30 +165,30 @@ pub fn ring(node: Arc<Node>, dial: Dial, events: crate::call::events::EventTx) {
             if !agent.calls.is_empty() {
                 return report(UacEvent::Failed { code: 486 });
             }
-            agent.calls.push(dial.call_id.clone());
-            inner.calls.insert(dial.call_id.clone(), (user.clone(), tx));
+            agent.calls.push(leg_call_id.clone());
+            inner.calls.insert(leg_call_id.clone(), (user.clone(), tx));
         }
         let finish = |code| {
-            agents.end_call(&dial.call_id);
+            agents.end_call(&leg_call_id);
             report(UacEvent::Failed { code })
         };
         // Our engine leg: where the offer (for a SIP callee) says to send media.
-        let engine = match sdp::negotiate(dial.sdp.as_bytes()) {
+        let engine = match sdp::negotiate(offer.as_bytes()) {
             Ok(n) => n.remote,
             Err(_) => return finish(500),
         };
         let pending = match node.webrtc.offer(engine).await {
             Ok(p) => p,
             Err(e) => {
-                tracing::warn!(call = %dial.call_id, "browser offer: {e}");
+                tracing::warn!(call = %leg_call_id, "browser offer: {e}");
                 return finish(500);
             }
         };
         let offered = agents.send(
             &user,
             &ToBrowser::Offer {
-                call: &dial.call_id,
-                from: &dial.from_user,
+                call: &leg_call_id,
+                from: &from,
                 sdp: &pending.sdp,
             },
         );
@@ -206,25 +212,15 @@ pub fn ring(node: Arc<Node>, dial: Dial, events: crate::call::events::EventTx) {
             }
             Some(LegEvent::Cancel) => {
                 pending.cancel().await;
-                agents.send(
-                    &user,
-                    &ToBrowser::Hangup {
-                        call: &dial.call_id,
-                    },
-                );
+                agents.send(&user, &ToBrowser::Hangup { call: &leg_call_id });
                 return finish(487);
             }
         };
         let mut media = match pending.complete(answer).await {
             Ok(m) => m,
             Err(e) => {
-                tracing::warn!(call = %dial.call_id, "browser answer: {e}");
-                agents.send(
-                    &user,
-                    &ToBrowser::Hangup {
-                        call: &dial.call_id,
-                    },
-                );
+                tracing::warn!(call = %leg_call_id, "browser answer: {e}");
+                agents.send(&user, &ToBrowser::Hangup { call: &leg_call_id });
                 return finish(488);
             }
         };
@@ -249,16 +245,11 @@ pub fn ring(node: Arc<Node>, dial: Dial, events: crate::call::events::EventTx) {
             }
         };
         let _ = media.pc.close().await;
-        agents.end_call(&dial.call_id);
+        agents.end_call(&leg_call_id);
         if remote_bye {
             report(UacEvent::RemoteBye);
         } else {
-            agents.send(
-                &user,
-                &ToBrowser::Hangup {
-                    call: &dial.call_id,
-                },
-            );
+            agents.send(&user, &ToBrowser::Hangup { call: &leg_call_id });
         }
     });
 }
