@@ -115,6 +115,19 @@ config = {{ webhook = "http://{}/survey", timeout_ms = 6000, questions = [{{ id 
         "{result:#}"
     );
     assert_eq!(result["complete"], true);
+    // The answers are readable over the API too, from the survey's own store.
+    let (code, kv) = http_get(node.http, "/api/plugins/survey/kv?prefix=result:", None).unwrap();
+    assert_eq!(code, 200, "{kv}");
+    let kv: Value = serde_json::from_str(&kv).unwrap();
+    let stored: Value = serde_json::from_str(kv[0]["value"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        stored["answers"],
+        serde_json::json!({"q1": 4, "q2": 2}),
+        "{kv:#}"
+    );
+    assert_eq!(kv.as_array().unwrap().len(), 1, "{kv:#}");
+    let (code, _) = http_get(node.http, "/api/plugins/nobody/kv", None).unwrap();
+    assert_eq!(code, 404);
     let call = node
         .wait_for_call(Duration::from_secs(10), |c| {
             c["caller"] == "surveyed" && c["hangup_cause"].is_string()

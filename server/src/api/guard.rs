@@ -247,12 +247,8 @@ mod tests {
     #[test]
     fn a_generated_token_is_kept_private_and_reused() {
         use std::os::unix::fs::PermissionsExt;
-        let dir = std::env::temp_dir().join(format!(
-            "hl-token-{}-{}",
-            std::process::id(),
-            rand::random::<u32>()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
         let (t1, path) = load_or_create_token(None, &dir).unwrap();
         let path = path.unwrap();
         assert_eq!(t1.len(), 32);

@@ -59,6 +59,7 @@ pub fn router(node: Arc<Node>) -> Router {
             "/api/plugins/{name}",
             put(deploy).layer(DefaultBodyLimit::max(MAX_PLUGIN_BYTES)),
         )
+        .route("/api/plugins/{name}/kv", get(plugin_kv))
         .layer(middleware::from_fn_with_state(node.clone(), guard::auth))
         .with_state(node.clone())
         // Browsers authenticate with their own tokens.
@@ -69,6 +70,29 @@ pub fn router(node: Arc<Node>) -> Router {
 async fn calls(State(node): State<Arc<Node>>, Query(q): Query<ListQuery>) -> Response {
     let store = node.store.clone();
     list_json(move || store.recent_calls(q.limit())).await
+}
+
+/// `?prefix=` and `?limit=` of a plugin's key-value listing.
+#[derive(Deserialize)]
+struct KvQuery {
+    #[serde(default)]
+    prefix: String,
+    limit: Option<u32>,
+}
+
+/// What a plugin keeps (a survey's results, say): its live keys starting
+/// with `prefix`, in key order, 100 by default, 1,000 at most.
+async fn plugin_kv(
+    State(node): State<Arc<Node>>,
+    Path(name): Path<String>,
+    Query(q): Query<KvQuery>,
+) -> Response {
+    if node.plugins.get(&name).is_none() {
+        return (StatusCode::NOT_FOUND, "no such plugin\n").into_response();
+    }
+    let data = node.plugin_data.clone();
+    let limit = q.limit.unwrap_or(100).min(1000);
+    list_json(move || data.kv_list(&name, &q.prefix, limit)).await
 }
 
 /// Recordings (voicemail messages, session recordings), newest first.

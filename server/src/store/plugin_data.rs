@@ -78,6 +78,13 @@ pub struct Unfinished {
     pub callee: String,
 }
 
+/// One key of a plugin's store.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct KvEntry {
+    pub key: String,
+    pub value: String,
+}
+
 /// A recording row from the first nine columns: id, call_id, plugin, kind,
 /// path, duration_ms, created_ms, transcript, state.
 fn row_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<RecordingRow> {
@@ -142,6 +149,32 @@ impl PluginData {
                 |r| r.get(0),
             )
             .optional()
+        })
+    }
+
+    /// The plugin's live keys starting with `prefix`, in key order (for the
+    /// API: what a survey stored, say).
+    pub fn kv_list(
+        &self,
+        plugin: &str,
+        prefix: &str,
+        limit: u32,
+    ) -> Result<Vec<KvEntry>, StoreError> {
+        let now = now_ms();
+        // LIKE would treat % and _ in the prefix as patterns: compare the
+        // key's start instead.
+        self.db.with(|c| {
+            let mut stmt = c.prepare(
+                "SELECT key, value FROM kv WHERE plugin = ?1 AND substr(key, 1, length(?2)) = ?2 \
+                 AND (expires_ms IS NULL OR expires_ms > ?3) ORDER BY key LIMIT ?4",
+            )?;
+            let rows = stmt.query_map(params![plugin, prefix, now, limit], |r| {
+                Ok(KvEntry {
+                    key: r.get(0)?,
+                    value: r.get(1)?,
+                })
+            })?;
+            rows.collect()
         })
     }
 
@@ -331,7 +364,8 @@ mod tests {
 
     #[test]
     fn kv_quotas_refuse_the_write_that_goes_over_and_keep_the_rest() {
-        let dir = tempfile_dir("quota");
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
         let db = dir.join("t.db");
         let _records = super::super::Store::open(&db).unwrap();
         let d = PluginData::open(&db).unwrap();
@@ -361,16 +395,6 @@ mod tests {
         d.kv_set("p", "d", "x", None, limits).unwrap().unwrap();
     }
 
-    fn tempfile_dir(tag: &str) -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!(
-            "hl-kv-{tag}-{}-{}",
-            std::process::id(),
-            rand::random::<u32>()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
-    }
-
     #[test]
     fn kv_is_per_plugin_and_expires() {
         let dir = std::env::temp_dir().join(format!("hl-kv-{}", std::process::id()));
@@ -390,6 +414,24 @@ mod tests {
         assert_eq!(d.kv_get("a", "k").unwrap().as_deref(), Some("1"));
         assert_eq!(d.kv_get("b", "k").unwrap().as_deref(), Some("2"));
         assert_eq!(d.kv_get("a", "gone").unwrap(), None);
+        // Listed by prefix: the plugin's own live keys; % is not a pattern.
+        d.kv_set("a", "r:1", "x", None, KvLimits::NONE)
+            .unwrap()
+            .unwrap();
+        d.kv_set("a", "r%2", "y", None, KvLimits::NONE)
+            .unwrap()
+            .unwrap();
+        let keys = |p: &str| -> Vec<String> {
+            d.kv_list("a", p, 10)
+                .unwrap()
+                .into_iter()
+                .map(|e| e.key)
+                .collect()
+        };
+        assert_eq!(keys(""), ["k", "r%2", "r:1"]);
+        assert_eq!(keys("r:"), ["r:1"]);
+        assert_eq!(keys("r%"), ["r%2"]);
+        assert_eq!(d.kv_list("a", "", 1).unwrap().len(), 1);
         d.kv_delete("a", "k").unwrap();
         assert_eq!(d.kv_get("a", "k").unwrap(), None);
         std::fs::remove_dir_all(dir).ok();
