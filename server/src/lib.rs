@@ -2,6 +2,7 @@
 //! sandboxed WebAssembly plugins (see `DESIGN.md` in the shared docs).
 
 pub mod api;
+pub mod auth;
 pub mod call;
 pub mod codec;
 pub mod config;

@@ -12,8 +12,8 @@ use crate::call::admission::Admission;
 use crate::call::{self, Node};
 use crate::config::Config;
 use crate::media::worker::{MediaEngine, PortPool};
-use crate::plugin::manifest::{check_config, Grants};
-use crate::plugin::{LoadedPlugin, PluginHost};
+use crate::plugin::manifest::Grants;
+use crate::plugin::PluginHost;
 use crate::prompts::{self, Catalog};
 use crate::sip::registrar::Registrar;
 use crate::speech::tts::{Espeak, Tts, Voices};
@@ -136,11 +136,6 @@ fn hold_music() -> Vec<i16> {
     music
 }
 
-/// Where a plugin deployed over the API is kept.
-pub fn deployed_path(data: &std::path::Path, name: &str) -> PathBuf {
-    data.join("plugins").join(format!("{name}.wasm"))
-}
-
 /// Why a plugin's component is missing, with what to do: the sample plugins
 /// are built by the setup script; anything else is the author's build, or a
 /// path that resolves somewhere unexpected (relative paths resolve against
@@ -167,33 +162,6 @@ fn missing_plugin(name: &str, written: &Path, resolved: &Path, base: &Path) -> S
         "plugin {name}: no component at {} ({hint})",
         resolved.display()
     )
-}
-
-/// Every route (and fallback) that uses `plugin` has a config its schema accepts.
-pub fn check_route_configs(config: &Config, plugin: &LoadedPlugin) -> anyhow::Result<()> {
-    let schema = &plugin.manifest.schema;
-    let as_json = |v: &toml::Value| serde_json::to_value(v).unwrap_or_default();
-    for r in &config.routes {
-        if r.plugin == plugin.name {
-            check_config(schema, &as_json(&r.config)).map_err(|e| {
-                anyhow::anyhow!(
-                    "route {:?} config for plugin {}: {e}",
-                    r.number,
-                    plugin.name
-                )
-            })?;
-        }
-        if let Some(fb) = r.fallback.as_ref().filter(|f| f.plugin == plugin.name) {
-            check_config(schema, &as_json(&fb.config)).map_err(|e| {
-                anyhow::anyhow!(
-                    "route {:?} fallback config for plugin {}: {e}",
-                    r.number,
-                    plugin.name
-                )
-            })?;
-        }
-    }
-    Ok(())
 }
 
 /// Builds the node: config, store, prompts, plugins, media workers.
@@ -259,7 +227,7 @@ pub async fn build(opts: &ServeOptions) -> anyhow::Result<Arc<Node>> {
         // A version deployed over the API outlives restarts, and wins over
         // the config's `path` (said in the log: the config alone no longer
         // tells which code runs).
-        let deployed = deployed_path(&opts.data, &p.name);
+        let deployed = crate::plugin::deployed_path(&opts.data, &p.name);
         let configured = config.resolve(&p.path);
         let path = if deployed.exists() {
             tracing::info!(
@@ -286,7 +254,7 @@ pub async fn build(opts: &ServeOptions) -> anyhow::Result<Arc<Node>> {
             .prepare(&p.name, &bytes, &granted, &p.quotas)
             .await
             .with_context(|| format!("loading {}", path.display()))?;
-        check_route_configs(&config, &loaded)?;
+        crate::plugin::check_route_configs(&config, &loaded)?;
         let m = &loaded.manifest;
         if m.name != p.name {
             tracing::warn!(

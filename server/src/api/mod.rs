@@ -182,11 +182,11 @@ async fn deploy(
         );
         return (StatusCode::UNPROCESSABLE_ENTITY, msg).into_response();
     }
-    if let Err(e) = crate::node::check_route_configs(&node.config, &loaded) {
+    if let Err(e) = crate::plugin::check_route_configs(&node.config, &loaded) {
         return (StatusCode::UNPROCESSABLE_ENTITY, format!("{e:#}\n")).into_response();
     }
     // Kept on disk so a restart runs the deployed version (written whole, then renamed).
-    let path = crate::node::deployed_path(&node.data_dir, &name);
+    let path = crate::plugin::deployed_path(&node.data_dir, &name);
     let tmp = path.with_extension("wasm.tmp");
     let dir = path.parent().unwrap_or(&node.data_dir).to_path_buf();
     let saved = async {

@@ -127,7 +127,7 @@ pub struct Node {
     /// The API token in force (configured, or generated and kept in the data directory).
     pub api_token: String,
     /// Failed API and browser-token authentications per source address.
-    pub auth_failures: crate::api::guard::AuthFailures,
+    pub auth_failures: crate::auth::AuthFailures,
     /// Addresses plugins' HTTP may not reach (the node's own services, metadata).
     pub net_guard: crate::plugin::net_guard::NetGuard,
     pub counters: crate::plugin::services::Counters,

@@ -73,7 +73,7 @@ pub async fn run(file: &Path, config: Option<&Path>, name: Option<&str>) -> anyh
         };
         let granted = Grants::parse(&p.grants).map_err(|e| anyhow::anyhow!("grants: {e}"))?;
         let loaded = host.prepare(name, &bytes, &granted, &p.quotas).await?;
-        crate::node::check_route_configs(&config, &loaded)?;
+        crate::plugin::check_route_configs(&config, &loaded)?;
         out!("grants and routes in {}: ok", config_path.display());
     }
     out!("ok: hookline:call {} plugin", m.api_version);

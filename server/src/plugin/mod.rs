@@ -502,3 +502,38 @@ pub fn bench_info() -> CallInfo {
         arguments: None,
     }
 }
+
+/// Where a plugin deployed over the API is kept.
+pub fn deployed_path(data: &std::path::Path, name: &str) -> std::path::PathBuf {
+    data.join("plugins").join(format!("{name}.wasm"))
+}
+
+/// Every route (and fallback) that uses `plugin` has a config its schema accepts.
+pub fn check_route_configs(
+    config: &crate::config::Config,
+    plugin: &LoadedPlugin,
+) -> anyhow::Result<()> {
+    let schema = &plugin.manifest.schema;
+    let as_json = |v: &toml::Value| serde_json::to_value(v).unwrap_or_default();
+    for r in &config.routes {
+        if r.plugin == plugin.name {
+            manifest::check_config(schema, &as_json(&r.config)).map_err(|e| {
+                anyhow::anyhow!(
+                    "route {:?} config for plugin {}: {e}",
+                    r.number,
+                    plugin.name
+                )
+            })?;
+        }
+        if let Some(fb) = r.fallback.as_ref().filter(|f| f.plugin == plugin.name) {
+            manifest::check_config(schema, &as_json(&fb.config)).map_err(|e| {
+                anyhow::anyhow!(
+                    "route {:?} fallback config for plugin {}: {e}",
+                    r.number,
+                    plugin.name
+                )
+            })?;
+        }
+    }
+    Ok(())
+}

@@ -264,7 +264,7 @@ pub async fn connect(
         .auth_failures
         .blocked(from.ip(), std::time::Instant::now())
     {
-        return crate::api::guard::too_many();
+        return crate::auth::too_many();
     }
     ws.max_message_size(MAX_MESSAGE)
         .on_upgrade(move |socket| serve(node, socket, from.ip()))

@@ -17,7 +17,7 @@ use axum::Router;
 use tokio::sync::mpsc::{self, UnboundedReceiver};
 
 use super::BrowserMedia;
-use crate::api::guard;
+use crate::auth as guard;
 use crate::call::session::CallEvent;
 use crate::call::{launch, route_and_admit, NewCall, Node, SipCommand};
 use crate::sip::endpoint::EndCause;
