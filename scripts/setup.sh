@@ -12,8 +12,9 @@ packages+=(build-essential cmake)
 command -v python3 >/dev/null || packages+=(python3)
 python3 -m pip --version >/dev/null 2>&1 || packages+=(python3-pip)
 if [ "${1:-}" = "--test" ]; then
-  # Real peers, and the C plugin toolchain (clang for wasm32-wasi).
-  packages+=(sip-tester baresip-core sox clang lld wasi-libc libclang-rt-14-dev-wasm32)
+  # Real peers, and the C plugin toolchain (clang for wasm32-wasi); curl runs
+  # the README tour's commands as written (readme_tour).
+  packages+=(sip-tester baresip-core sox clang lld wasi-libc libclang-rt-14-dev-wasm32 curl)
   # Headless Chromium for the softphone page, driven by playwright-core on Node.js
   # (a Node.js from elsewhere, e.g. NodeSource with its own npm, is kept).
   packages+=(chromium)

@@ -166,23 +166,7 @@ impl Gen {
                 self.media_port
             )
         };
-        let mut resp = String::from("SIP/2.0 200 OK\r\n");
-        for l in msg.lines().take_while(|l| !l.is_empty()) {
-            let name = l
-                .split(':')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase();
-            match name.as_str() {
-                "via" | "v" | "from" | "f" | "call-id" | "i" | "cseq" => {
-                    resp.push_str(l);
-                    resp.push_str("\r\n");
-                }
-                "to" | "t" => resp.push_str(&format!("{l};tag=agent{i}\r\n")),
-                _ => {}
-            }
-        }
+        let mut resp = ok_response(msg, Some(&format!("agent{i}")));
         resp.push_str(&format!(
             "Contact: <sip:agent@{}>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
             self.local_sip,
@@ -255,21 +239,7 @@ impl Gen {
                 }
             }
         } else if msg.starts_with("BYE ") {
-            let mut resp = String::from("SIP/2.0 200 OK\r\n");
-            for l in msg.lines().take_while(|l| !l.is_empty()) {
-                let name = l
-                    .split(':')
-                    .next()
-                    .unwrap_or("")
-                    .trim()
-                    .to_ascii_lowercase();
-                if ["via", "v", "from", "f", "to", "t", "call-id", "i", "cseq"]
-                    .contains(&name.as_str())
-                {
-                    resp.push_str(l);
-                    resp.push_str("\r\n");
-                }
-            }
+            let mut resp = ok_response(msg, None);
             resp.push_str("Content-Length: 0\r\n\r\n");
             self.send_sip(&resp)?;
             let callee = i >= self.n;
@@ -286,4 +256,27 @@ impl Gen {
         }
         Ok(())
     }
+}
+
+/// The head of a 200 OK to `msg`: its Via, From, To, Call-ID and CSeq
+/// echoed (the To given `to_tag` when we answer a new dialog).
+fn ok_response(msg: &str, to_tag: Option<&str>) -> String {
+    let mut resp = String::from("SIP/2.0 200 OK\r\n");
+    for l in msg.lines().take_while(|l| !l.is_empty()) {
+        let name = l
+            .split(':')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        match (name.as_str(), to_tag) {
+            ("via" | "v" | "from" | "f" | "call-id" | "i" | "cseq", _) | ("to" | "t", None) => {
+                resp.push_str(l);
+                resp.push_str("\r\n");
+            }
+            ("to" | "t", Some(tag)) => resp.push_str(&format!("{l};tag={tag}\r\n")),
+            _ => {}
+        }
+    }
+    resp
 }

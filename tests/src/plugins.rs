@@ -5,15 +5,17 @@ use std::process::{Command, Output};
 
 use crate::*;
 
-/// Runs a command; fails with its output when it does not succeed.
-pub fn run_ok(cmd: &mut Command) {
+/// Runs a command and returns what it printed; fails with its output when
+/// it does not succeed.
+pub fn run_ok(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
-        "{cmd:?}:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
+        "{cmd:?}:\n{said}{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    said
 }
 
 /// Builds a C plugin from `sources` (relative to the workspace) with the SDK's script.
@@ -54,6 +56,42 @@ pub fn plugin_check(wasm: &Path, extra: &[&std::ffi::OsStr]) -> Output {
         .args(extra)
         .output()
         .expect("running hookline plugin check")
+}
+
+/// `hookline plugin test` on a component with these scripts.
+pub fn plugin_test(wasm: &Path, scripts: &[impl AsRef<Path>]) -> Output {
+    Command::new(hookline_bin("debug"))
+        .args(["plugin", "test"])
+        .arg(wasm)
+        .args(scripts.iter().map(AsRef::as_ref))
+        .output()
+        .expect("running hookline plugin test")
+}
+
+/// The test scripts (`*.toml`) in a folder of the workspace, in name order.
+pub fn test_scripts(dir: &str) -> Vec<PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(workspace_root().join(dir))
+        .unwrap_or_else(|e| panic!("{dir}: {e}"))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// `plugin test` on every script in `dir`: all must pass.
+pub fn plugin_passes_its_scripts(wasm: &Path, dir: &str) {
+    let scripts = test_scripts(dir);
+    assert!(!scripts.is_empty(), "no scripts in {dir}");
+    let out = plugin_test(wasm, &scripts);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let passed = said.lines().filter(|l| l.starts_with("ok ")).count();
+    assert_eq!(passed, scripts.len(), "{said}");
 }
 
 /// `[[plugins]]` for the hostile test plugin and one route per (number, mode).

@@ -6,22 +6,18 @@
 use std::process::Command;
 use std::time::Duration;
 
-use hookline_tests::{hookline_bin, path_of, plugin_check, workspace_root, SipUa, TestNode};
+use hookline_tests::{
+    hookline_bin, path_of, plugin_check, plugin_test, run_ok, workspace_root, SipUa, TestNode,
+};
 
 #[test]
 fn a_plugin_started_outside_the_repository_builds_checks_and_answers_a_call() {
     let dir = tempfile::tempdir().unwrap();
     let project = dir.path().join("biz-hours");
-    let out = Command::new(hookline_bin("debug"))
-        .args(["plugin", "new", "biz-hours"])
-        .arg(&project)
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{said}{}",
-        String::from_utf8_lossy(&out.stderr)
+    let said = run_ok(
+        Command::new(hookline_bin("debug"))
+            .args(["plugin", "new", "biz-hours"])
+            .arg(&project),
     );
     assert!(
         said.contains("cargo build --release --target wasm32-wasip2"),
@@ -31,16 +27,11 @@ fn a_plugin_started_outside_the_repository_builds_checks_and_answers_a_call() {
     // Built where it is, as its own workspace (its own target directory in
     // the shared build cache, so CI reuses the compiled dependencies).
     let target = workspace_root().join("target/plugin-author");
-    let build = Command::new("cargo")
-        .args(["build", "--release", "--target", "wasm32-wasip2"])
-        .current_dir(&project)
-        .env("CARGO_TARGET_DIR", &target)
-        .output()
-        .unwrap();
-    assert!(
-        build.status.success(),
-        "the new project does not build:\n{}",
-        String::from_utf8_lossy(&build.stderr)
+    run_ok(
+        Command::new("cargo")
+            .args(["build", "--release", "--target", "wasm32-wasip2"])
+            .current_dir(&project)
+            .env("CARGO_TARGET_DIR", &target),
     );
     let wasm = target.join("wasm32-wasip2/release/biz_hours.wasm");
     let check = plugin_check(&wasm, &[]);
@@ -49,18 +40,9 @@ fn a_plugin_started_outside_the_repository_builds_checks_and_answers_a_call() {
     assert!(text.contains("name:        biz-hours"), "{text}");
 
     // Its own test script runs against it with no phone: the key, the dial.
-    let test = Command::new(hookline_bin("debug"))
-        .args(["plugin", "test"])
-        .arg(&wasm)
-        .arg(project.join("tests/agent.toml"))
-        .output()
-        .unwrap();
+    let test = plugin_test(&wasm, &[project.join("tests/agent.toml")]);
     let said = String::from_utf8_lossy(&test.stdout);
-    assert!(
-        test.status.success(),
-        "{said}{}",
-        String::from_utf8_lossy(&test.stderr)
-    );
+    assert!(test.status.success(), "{said}");
     assert!(said.starts_with("ok "), "{said}");
 
     // A mistyped config key is named, with the key meant: by `plugin check

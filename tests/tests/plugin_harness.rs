@@ -2,53 +2,14 @@
 //! no SIP — their scripts pass, a wrong expectation fails with a diff that
 //! names the step, and a runaway plugin ends as a trap instead of hanging.
 
-use std::path::Path;
-use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use hookline_tests::{hookline_bin, plugin_wasm, workspace_root};
-
-fn plugin_test(wasm: &Path, scripts: &[&Path]) -> Output {
-    Command::new(hookline_bin("debug"))
-        .args(["plugin", "test"])
-        .arg(wasm)
-        .args(scripts)
-        .output()
-        .expect("running hookline plugin test")
-}
-
-fn scripts_in(dir: &str) -> Vec<std::path::PathBuf> {
-    let mut v: Vec<_> = std::fs::read_dir(workspace_root().join(dir))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
-        .collect();
-    v.sort();
-    v
-}
+use hookline_tests::{plugin_passes_its_scripts, plugin_test, plugin_wasm, workspace_root};
 
 #[test]
 fn the_sample_plugins_pass_their_scripts() {
-    for (plugin, dir) in [
-        ("hookline-ivr", "plugins/ivr/tests"),
-        ("hookline-survey", "plugins/survey/tests"),
-    ] {
-        let scripts = scripts_in(dir);
-        assert!(!scripts.is_empty(), "no scripts in {dir}");
-        let refs: Vec<&Path> = scripts.iter().map(|p| p.as_path()).collect();
-        let out = plugin_test(&plugin_wasm(plugin), &refs);
-        let said = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "{said}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert_eq!(
-            said.lines().filter(|l| l.starts_with("ok ")).count(),
-            scripts.len(),
-            "{said}"
-        );
-    }
+    plugin_passes_its_scripts(&plugin_wasm("hookline-ivr"), "plugins/ivr/tests");
+    plugin_passes_its_scripts(&plugin_wasm("hookline-survey"), "plugins/survey/tests");
 }
 
 /// The script in the SDK README runs as written.

@@ -30,29 +30,7 @@ fn plugins_written_in_c_and_python_answer_calls() {
     check(&py_wasm, "hello-py");
     // The C helpers (say, dial, hand-over, manifest needs) against scripted
     // calls: plugins/hello-c/tests/*.toml.
-    let mut scripts: Vec<_> =
-        std::fs::read_dir(hookline_tests::workspace_root().join("plugins/hello-c/tests"))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
-    scripts.sort();
-    let out = std::process::Command::new(hookline_tests::hookline_bin("debug"))
-        .args(["plugin", "test"])
-        .arg(&c_wasm)
-        .args(&scripts)
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{said}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(
-        said.lines().filter(|l| l.starts_with("ok ")).count(),
-        3,
-        "{said}"
-    );
+    hookline_tests::plugin_passes_its_scripts(&c_wasm, "plugins/hello-c/tests");
 
     let routes = format!(
         "[[plugins]]\nname = \"hello-c\"\npath = \"{}\"\ngrants = [\"hand-over:voicemail\"]\n\n[[plugins]]\nname = \"hello-py\"\npath = \"{}\"\n\n\

@@ -405,13 +405,8 @@ impl CallSession {
 
     /// Notes what is played in the call record.
     pub(crate) fn mark_items(&mut self, items: &[PlayItem]) {
-        for item in items {
-            match item {
-                PlayItem::Prompt(id) => self.mark(&format!("prompt:{id}")),
-                PlayItem::Say(_) => self.mark("say"),
-                PlayItem::Recording(id) => self.mark(&format!("play-recording:{id}")),
-                PlayItem::Tone(_) | PlayItem::Silence(_) => {}
-            }
+        for step in items.iter().filter_map(played_step) {
+            self.mark(&step);
         }
     }
 
@@ -510,8 +505,7 @@ impl CallSession {
                 self.play_prompts(prompts.clone(), true).await?;
             }
             let (digits, end) = self.collect_once(&spec).await?;
-            let valid = digits.len() as u32 >= o.min_digits
-                && (o.valid.is_empty() || o.valid.contains(&digits));
+            let valid = entry_is_valid(o, &digits);
             last = Collected {
                 digits,
                 end: match end {
@@ -618,4 +612,22 @@ impl CharBoundary for str {
             .find(|i| self.is_char_boundary(*i))
             .unwrap_or(0)
     }
+}
+
+/// The call record's step for something played (tones and silence leave
+/// none). The plugin test harness writes the same steps.
+pub(crate) fn played_step(item: &PlayItem) -> Option<String> {
+    match item {
+        PlayItem::Prompt(id) => Some(format!("prompt:{id}")),
+        PlayItem::Say(_) => Some("say".into()),
+        PlayItem::Recording(id) => Some(format!("play-recording:{id}")),
+        PlayItem::Tone(_) | PlayItem::Silence(_) => None,
+    }
+}
+
+/// Whether an entry of keys answers a collect: long enough, and on the
+/// valid list if there is one.
+pub(crate) fn entry_is_valid(o: &CollectOptions, digits: &str) -> bool {
+    digits.len() as u32 >= o.min_digits
+        && (o.valid.is_empty() || o.valid.iter().any(|v| v == digits))
 }

@@ -63,17 +63,22 @@ pub async fn run_sip(
     }
     // Peers connected over TCP: their responses and requests go back on the connection.
     let mut streams: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>> = HashMap::new();
+    // One timer for the driver's life, re-armed only when the endpoint's next
+    // deadline moves (not once per message).
+    let timer = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(timer);
+    let mut armed: Option<Instant> = None;
     loop {
         endpoint.set_draining(node.draining.load(Ordering::Relaxed));
         // Sleep until the endpoint's next timer (a retransmission, a give-up,
         // forgetting a finished dialog); with none running, until something comes.
         let wake = endpoint.poll_timeout();
-        let timer = async move {
-            match wake {
-                Some(at) => tokio::time::sleep_until(at.into()).await,
-                None => std::future::pending().await,
+        if wake != armed {
+            if let Some(at) = wake {
+                timer.as_mut().reset(at.into());
             }
-        };
+            armed = wake;
+        }
         tokio::select! {
             Some(ev) = tcp_rx.recv() => match ev {
                 crate::sip::tcp::TcpEvent::Open(peer, writer) => {
@@ -118,7 +123,10 @@ pub async fn run_sip(
                     endpoint.dial(Instant::now(), dial);
                 }
             },
-            _ = timer => endpoint.handle_timeout(Instant::now()),
+            _ = &mut timer, if armed.is_some() => {
+                armed = None;
+                endpoint.handle_timeout(Instant::now());
+            }
         }
         while let Some(out) = endpoint.poll_output() {
             match out {

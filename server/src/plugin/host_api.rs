@@ -377,7 +377,8 @@ impl routing::Host for CallState {
 impl data::Host for CallState {
     async fn log(&mut self, level: data::LogLevel, message: String) {
         let per_s = self.quotas().log_lines_per_s;
-        let (admit, dropped) = self.used.log.admit(std::time::Instant::now(), per_s);
+        // One budget for the call's log lines and its stdout/stderr.
+        let (admit, dropped) = self.output.as_ref().map_or((true, None), |o| o.admit());
         if !admit {
             return;
         }

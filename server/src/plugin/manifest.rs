@@ -346,10 +346,12 @@ pub fn check_config(
                 .map(|f| (strsim::jaro_winkler(key, &f.name), &f.name))
                 .filter(|(score, _)| *score > 0.8)
                 .max_by(|a, b| a.0.total_cmp(&b.0));
-            let known: Vec<&str> = schema.iter().map(|f| f.name.as_str()).collect();
             let message = match nearest {
                 Some((_, name)) => format!("unknown key; did you mean {name:?}?"),
-                None => format!("unknown key; the plugin takes {}", known.join(", ")),
+                None => {
+                    let known: Vec<&str> = schema.iter().map(|f| f.name.as_str()).collect();
+                    format!("unknown key; the plugin takes {}", known.join(", "))
+                }
             };
             return Err(ManifestError::Config {
                 field: key.clone(),

@@ -84,6 +84,8 @@ pub struct CallState {
     pub(crate) config: String,
     /// What this call has used of its plugin's per-call quotas.
     pub(crate) used: quotas::CallUse,
+    /// The guest's stdout/stderr, and the log budget the `log` verb shares.
+    pub(crate) output: Option<Arc<output::PluginOutput>>,
 }
 
 /// What one call's plugin may use beyond memory.
@@ -338,7 +340,8 @@ impl PluginHost {
             plugin,
             session,
             config: String::new(),
-            used: quotas::CallUse::new(Instant::now()),
+            used: quotas::CallUse::default(),
+            output: output.cloned(),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
@@ -445,14 +448,6 @@ impl PluginHost {
             .session
             .expect("a run's session is back once its hand-overs return");
         session.running = outer;
-        if state.used.log.dropped > 0 {
-            // Lines dropped since the last one written: said once, at the end.
-            let line = quotas::dropped_line(
-                state.used.log.dropped,
-                plugin.manifest.quotas.log_lines_per_s,
-            );
-            tracing::warn!(call = %session.call_id, plugin = %plugin.name, "{line}");
-        }
         (outcome, session)
     }
 

@@ -1,6 +1,7 @@
 //! A plugin's stdout and stderr. Each line goes to the node log with the call
-//! and the plugin's name (stdout at info, stderr at warn), within the same
-//! lines-per-second quota as the `log` verb; a line is cut at 1 KiB. The last
+//! and the plugin's name (stdout at info, stderr at warn); a line is cut at
+//! 1 KiB. One lines-per-second budget per call covers these lines and the
+//! `log` verb's (see [`PluginOutput::admit`]). The last
 //! stderr lines are kept so a trap's cause in the call record can say what the
 //! guest said as it died — a Rust panic's message, a Python traceback's last
 //! line — instead of "unreachable instruction executed".
@@ -104,6 +105,13 @@ impl PluginOutput {
         }
     }
 
+    /// Whether one more line may be written now (the `log` verb asks too);
+    /// `Some(n)` first when `n` lines were dropped since the last one.
+    pub fn admit(&self) -> (bool, Option<u64>) {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner.budget.admit(Instant::now(), self.per_s)
+    }
+
     /// What is left unterminated when the guest ends is a line too.
     pub fn finish(&self) {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
@@ -118,7 +126,7 @@ impl PluginOutput {
         if inner.budget.dropped > 0 {
             let n = std::mem::take(&mut inner.budget.dropped);
             let (call, plugin) = (&self.call, &self.plugin);
-            tracing::warn!(%call, %plugin, "output: {}", dropped_line(n, self.per_s));
+            tracing::warn!(%call, %plugin, "{}", dropped_line(n, self.per_s));
         }
     }
 
@@ -142,7 +150,7 @@ impl PluginOutput {
         }
         let (call, plugin) = (&self.call, &self.plugin);
         if let Some(n) = dropped {
-            tracing::warn!(%call, %plugin, "output: {}", dropped_line(n, self.per_s));
+            tracing::warn!(%call, %plugin, "{}", dropped_line(n, self.per_s));
         }
         match stream {
             Stream::Stdout => tracing::info!(%call, %plugin, "stdout: {text}"),

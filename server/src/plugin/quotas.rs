@@ -6,8 +6,6 @@
 //! error the plugin sees (`failed("quota-exceeded: ...")`), never a node-wide
 //! effect.
 
-use std::time::Instant;
-
 use super::manifest::ManifestError;
 pub use crate::config::Quotas;
 
@@ -86,29 +84,14 @@ pub fn exceeded(what: impl std::fmt::Display) -> super::CallError {
 }
 
 /// What one call has used of its per-call quotas.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct CallUse {
     pub tts_chars: u64,
     pub http_requests: u32,
     pub http_bytes: u64,
-    pub log: LogBudget,
     /// Grant refusals said so far (see `granted`).
     pub refusals: u8,
 }
-
-impl CallUse {
-    pub fn new(now: Instant) -> CallUse {
-        CallUse {
-            tts_chars: 0,
-            http_requests: 0,
-            http_bytes: 0,
-            log: LogBudget::new(now),
-            refusals: 0,
-        }
-    }
-}
-
-pub use crate::rate::LogBudget;
 
 /// The one line that says how many of a call's log lines were dropped.
 pub fn dropped_line(n: u64, per_s: u32) -> String {
@@ -135,6 +118,8 @@ mod tests {
 
     #[test]
     fn the_log_budget_lets_n_lines_a_second_and_reports_the_rest_once() {
+        use crate::rate::LogBudget;
+        use std::time::Instant;
         let t0 = Instant::now();
         let mut b = LogBudget::new(t0);
         let admitted = (0..100).filter(|_| b.admit(t0, 20).0).count();

@@ -2,9 +2,6 @@
 //! re-INVITE (hold, resume, new media), OPTIONS — each matched against its
 //! transaction so a retransmission is answered again but acted on once.
 
-use std::net::SocketAddr;
-use std::time::Instant;
-
 use super::*;
 
 impl Endpoint {

@@ -1,8 +1,5 @@
 //! REGISTER: extensions' phones sign in (digest), through the shared registrar.
 
-use std::net::SocketAddr;
-use std::time::Instant;
-
 use super::*;
 
 impl Endpoint {

@@ -2,8 +2,6 @@
 //! until answered, giving up, forgetting finished dialogs — and when the next
 //! of them is due, so the driver sleeps until then.
 
-use std::time::Instant;
-
 use super::*;
 
 impl Endpoint {

@@ -10,6 +10,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::script::{CallerStep, HttpAnswer, PastCall, Script};
+use crate::call::session::{entry_is_valid, played_step};
 use crate::plugin::hookline::call::{data, media, routing, types};
 use types::CallError;
 
@@ -80,14 +81,7 @@ impl ScriptState {
 
     /// The steps the node writes in the record for what it plays.
     fn mark_items(&mut self, list: &[media::PlayItem]) {
-        for i in list {
-            match i {
-                media::PlayItem::Prompt(id) => self.path.push(format!("prompt:{id}")),
-                media::PlayItem::Say(_) => self.path.push("say".into()),
-                media::PlayItem::Recording(id) => self.path.push(format!("play-recording:{id}")),
-                media::PlayItem::Tone(_) | media::PlayItem::Silence(_) => {}
-            }
-        }
+        self.path.extend(list.iter().filter_map(played_step));
     }
 
     /// One entry of keys, as the caller's next step gives it.
@@ -243,8 +237,7 @@ impl media::Host for ScriptState {
             }
             let (digits, end) = self.collect_once(&o)?;
             self.path.push(format!("digits:{digits}"));
-            let valid = digits.len() as u32 >= o.min_digits
-                && (o.valid.is_empty() || o.valid.contains(&digits));
+            let valid = entry_is_valid(&o, &digits);
             let silent = digits.is_empty();
             last = media::Collected {
                 digits,
@@ -379,11 +372,7 @@ impl media::Host for ScriptState {
             if !rest.is_empty() {
                 self.caller.push_front(CallerStep {
                     keys: Some(rest),
-                    early: false,
-                    say: None,
-                    silence: false,
-                    message_ms: None,
-                    hangup: false,
+                    ..CallerStep::default()
                 });
             }
             return Ok(media::CallEvent::Digit(first));

@@ -7,96 +7,69 @@ use serde::Deserialize;
 
 /// A whole test script (`hookline plugin test PLUGIN.wasm SCRIPT.toml`).
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct Script {
-    #[serde(default)]
     pub call: CallSpec,
     /// What the caller does, in order; each verb that waits on the caller
     /// takes the next (a verb finding none: the caller stays silent).
-    #[serde(default)]
     pub caller: Vec<CallerStep>,
     /// Outcomes of `dial` (and `transfer`), in order; then `no-answer`.
-    #[serde(default)]
     pub dial: Vec<String>,
     /// Outcomes of `enqueue`, in order; then `timeout`.
-    #[serde(default)]
     pub queue: Vec<String>,
     /// Responses to `http-fetch`, in order; past them a request fails.
-    #[serde(default)]
     pub http: Vec<HttpAnswer>,
     /// The plugin's key-value store before the call.
-    #[serde(default)]
     pub kv: BTreeMap<String, String>,
     /// What `call-history` returns.
-    #[serde(default)]
     pub history: Vec<PastCall>,
-    #[serde(default)]
     pub expect: Expect,
 }
 
+/// The call; every field is optional.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct CallSpec {
-    #[serde(default = "default_caller")]
     pub caller: String,
-    #[serde(default = "default_callee")]
     pub callee: String,
     pub caller_name: Option<String>,
     /// The route's config, as in `hookline.toml`.
-    #[serde(default = "empty_table")]
     pub config: toml::Value,
     /// Hand-over arguments (JSON text), for a plugin handed a call.
     pub arguments: Option<String>,
     /// The wall clock when the call starts (RFC 3339).
-    #[serde(default = "default_time")]
     pub time: String,
 }
 
 impl Default for CallSpec {
     fn default() -> Self {
         CallSpec {
-            caller: default_caller(),
-            callee: default_callee(),
+            caller: "5550100".into(),
+            callee: "100".into(),
             caller_name: None,
-            config: empty_table(),
+            config: toml::Value::Table(Default::default()),
             arguments: None,
-            time: default_time(),
+            time: "2026-01-05T10:00:00Z".into(),
         }
     }
 }
 
-fn default_caller() -> String {
-    "5550100".into()
-}
-fn default_callee() -> String {
-    "100".into()
-}
-fn default_time() -> String {
-    "2026-01-05T10:00:00Z".into()
-}
-fn empty_table() -> toml::Value {
-    toml::Value::Table(Default::default())
-}
-
 /// One thing the caller does.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct CallerStep {
     /// Presses these keys when the plugin next listens (after its prompts).
     pub keys: Option<String>,
     /// ... or already during the prompt before (a barge-in play stops, and
     /// the next collect skips its prompts, as on the node).
-    #[serde(default)]
     pub early: bool,
     /// Says this (for `collect-speech`).
     pub say: Option<String>,
     /// Stays silent (a collect times out).
-    #[serde(default)]
     pub silence: bool,
     /// Speaks a message this long (for `record`).
     pub message_ms: Option<u32>,
     /// Hangs up.
-    #[serde(default)]
     pub hangup: bool,
 }
 
