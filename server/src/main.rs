@@ -133,11 +133,9 @@ fn main() -> anyhow::Result<()> {
             command: PluginCmd::Check { file, config, name },
         } => {
             let rt = tokio::runtime::Runtime::new()?;
-            rt.block_on(hookline::plugin::check::run(
-                &file,
-                config.as_deref(),
-                name.as_deref(),
-            ))
+            rt.block_on(hookline::plugin::check::run::<
+                hookline::call::session::CallSession,
+            >(&file, config.as_deref(), name.as_deref()))
         }
         Cmd::Plugin {
             command: PluginCmd::Test { file, scripts },

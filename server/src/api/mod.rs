@@ -15,6 +15,7 @@ use serde::Deserialize;
 use crate::call::presence::{AgentResults, AgentState};
 use crate::call::Node;
 
+mod browser;
 pub mod guard;
 mod prompts;
 
@@ -63,7 +64,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .layer(middleware::from_fn_with_state(node.clone(), guard::auth))
         .with_state(node.clone())
         // Browsers authenticate with their own tokens.
-        .merge(crate::webrtc::signalling::router(node.clone()))
+        .merge(browser::router(node.clone()))
         .layer(middleware::from_fn_with_state(node, guard::check_host))
 }
 
@@ -131,7 +132,7 @@ struct PluginView {
     loaded_at_ms: i64,
 }
 
-fn view(p: &crate::plugin::LoadedPlugin) -> PluginView {
+fn view(p: &crate::call::Plugin) -> PluginView {
     PluginView {
         name: p.name.clone(),
         version: p.manifest.version.clone(),

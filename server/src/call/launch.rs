@@ -25,7 +25,7 @@ pub(crate) fn route_and_admit(
     caller: &str,
     callee: &str,
     domain: &str,
-) -> Result<(usize, Arc<crate::plugin::LoadedPlugin>), Rejection> {
+) -> Result<(usize, Arc<super::Plugin>), Rejection> {
     let key = crate::config::CallKey {
         callee,
         caller,
@@ -63,7 +63,7 @@ pub(crate) struct NewCall {
     pub caller_name: Option<String>,
     pub domain: String,
     pub route_idx: usize,
-    pub plugin: Arc<crate::plugin::LoadedPlugin>,
+    pub plugin: Arc<super::Plugin>,
     pub leg: crate::media::worker::LegId,
     pub port: u16,
     pub socket: StdUdpSocket,
@@ -201,7 +201,7 @@ pub(crate) fn launch(
         info: info.clone(),
         language: node.config.prompts.language.clone(),
     });
-    session.hung_up = Some(hung_rx.clone());
+    session.run.hung_up = Some(hung_rx.clone());
     session.max_forwards = max_forwards;
     if let Some(trunk) = via {
         session.mark(&format!("from-trunk:{trunk}"));
@@ -270,7 +270,7 @@ pub(crate) fn launch(
 async fn run_logic(
     node: Arc<Node>,
     session: CallSession,
-    plugin: Arc<crate::plugin::LoadedPlugin>,
+    plugin: Arc<super::Plugin>,
     info: CallInfo,
     fallback: Option<crate::config::FallbackConfig>,
     record: bool,

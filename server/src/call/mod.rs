@@ -1,8 +1,11 @@
-//! Call control: the SIP driver task, routing of new calls to plugins, and the
-//! per-call task that runs a plugin and writes the call record.
+//! Call control: the SIP driver task, routing of new calls to plugins, the
+//! per-call task that runs a plugin and writes the call record, and the
+//! verbs plugins call (`host_api`). `Node` (in `node.rs`) is what the node's
+//! tasks share; `crate::node` assembles it at start-up.
 
 pub mod admission;
 mod attempts;
+pub mod browser;
 pub mod callback;
 pub mod collect;
 pub mod conference;
@@ -10,7 +13,10 @@ pub mod dial;
 pub mod error;
 pub mod events;
 pub mod forwarding;
+mod host_api;
+mod keys;
 mod launch;
+mod play;
 pub(crate) use launch::ended_session;
 pub use launch::{detached_session, parked_session};
 pub(crate) use launch::{launch, route_and_admit, NewCall, Rejection};
@@ -26,237 +32,9 @@ mod route;
 pub mod session;
 mod sip_driver;
 pub use sip_driver::run_sip;
+mod node;
 pub mod speech;
 pub mod targets;
 pub mod verbs;
-
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
-
-use tokio::sync::mpsc::UnboundedSender;
-
-use crate::config::Config;
-use crate::media::prompt::PromptSet;
-use crate::media::worker::{MediaEngine, PortPool};
-use crate::plugin::PluginHost;
-use crate::sip::registrar::Registrar;
-use crate::sip::uac::Dial;
-use crate::store::Store;
-use admission::{Admission, Refusal};
-
-/// What call tasks ask of the SIP driver.
-#[derive(Debug)]
-pub enum SipCommand {
-    Answer {
-        call_id: String,
-        sdp: String,
-    },
-    Hangup {
-        call_id: String,
-    },
-    /// 183 with SDP: early media before answering.
-    EarlyMedia {
-        call_id: String,
-        sdp: String,
-    },
-    /// Refuse an unanswered call with this status.
-    Reject {
-        call_id: String,
-        code: u16,
-    },
-    /// The call task is done; forget its event channel.
-    Finished {
-        call_id: String,
-    },
-    /// Start an outbound leg; its progress goes to `events`.
-    Dial {
-        dial: Dial,
-        events: crate::call::events::EventTx,
-    },
-    /// Ring an agent's browser with our SDP offer; its progress goes to
-    /// `events` like a SIP leg's.
-    RingBrowser {
-        call_id: String,
-        user: String,
-        /// The caller ID shown to the agent.
-        from: String,
-        sdp: String,
-        events: crate::call::events::EventTx,
-    },
-}
-
-/// Lines per second strangers can make the node log.
-const STRANGER_LINES_PER_S: u32 = 20;
-
-/// Everything shared by the node's tasks.
-pub struct Node {
-    pub config: Config,
-    pub media: Arc<MediaEngine>,
-    pub ports: PortPool,
-    pub plugins: PluginHost,
-    pub prompts: Arc<PromptSet>,
-    pub store: Store,
-    /// Node-wide call and CPS limits.
-    pub admission: Mutex<Admission>,
-    /// Per-route limits, by route index.
-    pub route_admission: Vec<Mutex<Admission>>,
-    /// Set on SIGTERM: new calls get 503, running calls finish.
-    pub draining: AtomicBool,
-    pub refused: AtomicU64,
-    /// Call tasks still running (a drain waits for them, records included).
-    pub call_tasks: AtomicU64,
-    /// Log lines strangers can cause (refused credentials, calls with no
-    /// route): 20 a second, the rest counted.
-    pub stranger_log: Mutex<crate::rate::LogBudget>,
-    pub registrar: Arc<Mutex<Registrar>>,
-    pub sip_addr: SocketAddr,
-    /// Prompts of languages other than the default, by language.
-    pub prompt_sets: HashMap<String, Arc<PromptSet>>,
-    /// Speech for `say` items (cached).
-    pub tts: Arc<crate::speech::tts::Tts>,
-    /// Speech recognizers by language (models loaded once, shared by calls).
-    pub recognizers: crate::speech::asr::Recognizers,
-    /// Plugins' key-value data, recordings, call history.
-    pub plugin_data: crate::store::plugin_data::PluginData,
-    pub data_dir: std::path::PathBuf,
-    /// Shared HTTP client for plugins' fetches.
-    pub http: reqwest::Client,
-    /// The API token in force (configured, or generated and kept in the data directory).
-    pub api_token: String,
-    /// Failed API and browser-token authentications per source address.
-    pub auth_failures: crate::auth::AuthFailures,
-    /// Addresses plugins' HTTP may not reach (the node's own services, metadata).
-    pub net_guard: crate::plugin::net_guard::NetGuard,
-    pub counters: crate::plugin::services::Counters,
-    /// Browser legs and agents.
-    pub webrtc: crate::webrtc::WebRtc,
-    /// Agents' availability for ring groups.
-    pub presence: presence::Presence,
-    /// Callers waiting in queues.
-    pub queues: queue::Queues,
-    /// Conference rooms and their members.
-    pub rooms: conference::Rooms,
-    /// Queue callbacks kept across restarts.
-    pub callbacks: crate::store::callbacks::Callbacks,
-    /// Agents' results (answered, converted) kept across restarts.
-    pub agent_results: crate::store::agent_results::AgentResultsStore,
-    /// The SIP driver's commands, once it runs (browser calls dial through it).
-    pub sip_tx: std::sync::OnceLock<UnboundedSender<SipCommand>>,
-}
-
-impl Node {
-    /// Whether a line a stranger caused may be logged now (20 a second);
-    /// `Some(n)`: yes, and `n` were dropped before it.
-    pub fn stranger_line(&self) -> Option<u64> {
-        let (admit, dropped) = lock(&self.stranger_log).admit(Instant::now(), STRANGER_LINES_PER_S);
-        admit.then_some(dropped.unwrap_or(0))
-    }
-
-    /// Adds to an agent's results in memory (ranking reads them) and on disk
-    /// (off the async threads: a call's answer does not wait on SQLite).
-    pub fn add_agent_results(
-        &self,
-        user: &str,
-        answered: u64,
-        converted: u64,
-    ) -> presence::AgentResults {
-        let updated = self.presence.add_results(user, answered, converted);
-        let (store, user) = (self.agent_results.clone(), user.to_string());
-        tokio::task::spawn_blocking(move || {
-            if let Err(e) = store.add(&user, answered, converted) {
-                tracing::warn!("agent {user}'s results not saved: {e}");
-            }
-        });
-        updated
-    }
-
-    /// Calls in progress.
-    pub fn active_calls(&self) -> usize {
-        lock(&self.admission).active()
-    }
-
-    /// Admits a call on the node and on its route, or says why not.
-    fn admit(&self, route: usize) -> Result<(), Refusal> {
-        if self.draining.load(Ordering::SeqCst) {
-            return Err(Refusal::Draining);
-        }
-        let now = Instant::now();
-        lock(&self.admission).admit(now)?;
-        if let Some(r) = self.route_admission.get(route) {
-            if let Err(e) = lock(r).admit(now) {
-                lock(&self.admission).release();
-                return Err(e);
-            }
-        }
-        Ok(())
-    }
-
-    /// Frees a call's place on the node and its route.
-    pub(crate) fn release_route(&self, route: usize) {
-        self.release(route)
-    }
-
-    /// Hands a command to the SIP driver.
-    pub(crate) fn send_sip(&self, cmd: SipCommand) {
-        if let Some(tx) = self.sip_tx.get() {
-            let _ = tx.send(cmd);
-        }
-    }
-
-    fn release(&self, route: usize) {
-        lock(&self.admission).release();
-        if let Some(r) = self.route_admission.get(route) {
-            lock(r).release();
-        }
-    }
-
-    /// Config (JSON) a plugin gets when a call is handed over to it.
-    pub fn plugin_config_json(&self, name: &str) -> String {
-        self.config
-            .plugins
-            .iter()
-            .find(|p| p.name == name)
-            .and_then(|p| serde_json::to_string(&p.config).ok())
-            .unwrap_or_else(|| "{}".into())
-    }
-
-    /// What the operator granted a plugin (none for one not in the config).
-    /// The quota caps the config gives plugin `name` (built-in defaults for
-    /// a plugin it does not list).
-    pub fn quotas_for(&self, name: &str) -> crate::plugin::quotas::Quotas {
-        self.config
-            .plugins
-            .iter()
-            .find(|p| p.name == name)
-            .map(|p| p.quotas)
-            .unwrap_or_default()
-    }
-
-    pub fn grants_for(&self, name: &str) -> crate::plugin::manifest::Grants {
-        self.config
-            .plugins
-            .iter()
-            .find(|p| p.name == name)
-            .and_then(|p| crate::plugin::manifest::Grants::parse(&p.grants).ok())
-            .unwrap_or_default()
-    }
-
-    /// The address to put in SDP for media towards `peer`.
-    pub(crate) fn media_ip_for(&self, peer: SocketAddr) -> IpAddr {
-        if let Some(ip) = self.config.node.advertise_ip {
-            return ip;
-        }
-        if !self.sip_addr.ip().is_unspecified() {
-            return self.sip_addr.ip();
-        }
-        sip_driver::local_ip_toward(peer.ip())
-    }
-}
-
-/// Locks a mutex, ignoring poisoning (the guarded counters stay consistent).
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
+pub use node::{Node, Plugin};
+pub use sip_driver::SipCommand;

@@ -90,7 +90,11 @@ impl CallSession {
             transcript: None,
             state: "recording".into(),
         };
-        let (config, arguments) = self.running.clone().unwrap_or_else(|| ("{}".into(), None));
+        let (config, arguments) = self
+            .run
+            .running
+            .clone()
+            .unwrap_or_else(|| ("{}".into(), None));
         let data = self.node.plugin_data.clone();
         blocking(move || data.recording_started(&row, &config, arguments.as_deref()))
             .await?

@@ -3,19 +3,17 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+use tokio::sync::mpsc::UnboundedSender;
 
-use super::collect::{CollectSpec, DigitCollector, End};
 use super::error::Error;
-use super::verbs::Piece;
 use super::{Node, SipCommand};
 use crate::codec::Format;
 use crate::media::prompt::{Prompt, PromptSet};
 use crate::media::worker::{LegId, MediaEngine, MediaEvent};
 use crate::plugin::hookline::call::data::LogLevel;
-use crate::plugin::hookline::call::media::{CollectEnd, CollectOptions, Collected, PlayItem};
+
 use crate::plugin::CallInfo;
 use crate::sip::endpoint::EndCause;
 use crate::sip::uac::UacEvent;
@@ -64,25 +62,19 @@ pub struct CallSession {
     answered: bool,
     /// Why the call ended, once it has (caller gone or plugin hung up).
     pub ended: Option<String>,
-    digits: VecDeque<char>,
+    pub(super) digits: VecDeque<char>,
     pub(crate) next_token: u64,
     /// The route path for the call record.
     pub path: Vec<String>,
     /// What the call was routed with (hand-overs reuse it).
     pub(crate) info: CallInfo,
-    /// The plugin's wall-clock deadline, set by the first run.
-    pub(crate) deadline: Option<tokio::time::Instant>,
-    /// Hand-overs deep (0 for the route's plugin).
-    pub(crate) depth: u32,
-    /// The running plugin's config and hand-over arguments (JSON).
-    pub(crate) running: Option<(String, Option<String>)>,
+    /// The plugin runtime's state on the call: deadline, hand-over depth,
+    /// the running plugin's config, the caller's hang-up.
+    pub(crate) run: crate::plugin::RunState,
     /// BCP 47 language of prompts and speech.
     pub(crate) language: String,
     /// 183 sent: media flows before the answer.
     pub(crate) early: bool,
-    /// Turns true when the caller hangs up (seen by the node at once; the
-    /// plugin host then gives the plugin a grace period to save its data).
-    pub(crate) hung_up: Option<tokio::sync::watch::Receiver<bool>>,
     /// Max-Forwards the call arrived with (70 for calls the node places).
     pub(crate) max_forwards: u8,
     /// Recordings open on the call's leg (shared with what frees the leg at hang-up).
@@ -155,9 +147,7 @@ impl CallSession {
             next_token: 0,
             path: Vec::new(),
             info: p.info,
-            deadline: None,
-            depth: 0,
-            running: None,
+            run: Default::default(),
             language: p.language,
             early: false,
             hold_events: VecDeque::new(),
@@ -166,7 +156,6 @@ impl CallSession {
             connected_at: None,
             originating: false,
             adopted: None,
-            hung_up: None,
             recordings_open: Default::default(),
             max_forwards: 70,
         }
@@ -328,236 +317,6 @@ impl CallSession {
         Ok(())
     }
 
-    /// From the answer (or early media) on, the caller's stream never stops.
-    pub(crate) fn keep_media_flowing(&self) {
-        if self.node.config.node.send_silence {
-            self.media.keep_alive(self.leg);
-        }
-    }
-
-    /// Plays prompts from the catalog; `Ok(true)` when a key interrupted them.
-    pub async fn play(&mut self, ids: &[String], barge_in: bool) -> Result<bool, Error> {
-        let items: Vec<PlayItem> = ids.iter().cloned().map(PlayItem::Prompt).collect();
-        self.play_items(&items, barge_in).await
-    }
-
-    /// Plays items (prompts, speech, tones, silence, recordings).
-    pub async fn play_items(&mut self, items: &[PlayItem], barge_in: bool) -> Result<bool, Error> {
-        self.check_live()?;
-        let pieces = self.resolve_pieces(items, true).await?;
-        if !self.early {
-            self.answer()?;
-        }
-        if barge_in && !self.digits.is_empty() {
-            return Ok(true); // type-ahead: the caller already chose
-        }
-        self.mark_items(items);
-        // Audio at hand starts at once; speech not said before follows as it
-        // is made, so a long text starts with its first sentence.
-        let mut pieces = pieces;
-        let first_say = pieces
-            .iter()
-            .position(|p| matches!(p, Piece::Say { .. }))
-            .unwrap_or(pieces.len());
-        let rest = pieces.split_off(first_say);
-        let ready = pieces.into_iter().filter_map(Piece::ready).collect();
-        if rest.is_empty() {
-            return self.play_prompts(ready, barge_in).await;
-        }
-        let more = self.synthesize_behind(rest);
-        self.next_token += 1;
-        let token = self.next_token;
-        self.media.play_open(self.leg, ready, token);
-        self.await_play(token, barge_in, Some(more)).await
-    }
-
-    /// Turns the pieces into audio in order on a blocking thread, handing
-    /// each sentence over as soon as it is made.
-    fn synthesize_behind(&self, pieces: Vec<Piece>) -> UnboundedReceiver<Arc<Prompt>> {
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        let tts = self.node.tts.clone();
-        let call = self.call_id.clone();
-        tokio::task::spawn_blocking(move || {
-            for piece in pieces {
-                // The play ended or the caller left: synthesise nothing more for it.
-                if tx.is_closed() {
-                    return;
-                }
-                match piece {
-                    Piece::Ready(p) => {
-                        if tx.send(p).is_err() {
-                            return;
-                        }
-                    }
-                    Piece::Say { text, language } => {
-                        let said = tts.say_stream(&text, &language, &mut |p| {
-                            let _ = tx.send(p);
-                        });
-                        if let Err(e) = said {
-                            tracing::warn!(%call, "say: {e}");
-                        }
-                    }
-                }
-            }
-        });
-        rx
-    }
-
-    /// Notes what is played in the call record.
-    pub(crate) fn mark_items(&mut self, items: &[PlayItem]) {
-        for step in items.iter().filter_map(played_step) {
-            self.mark(&step);
-        }
-    }
-
-    /// Plays resolved audio; `Ok(true)` when a key interrupted it.
-    pub(crate) async fn play_prompts(
-        &mut self,
-        prompts: Vec<Arc<Prompt>>,
-        barge_in: bool,
-    ) -> Result<bool, Error> {
-        self.next_token += 1;
-        let token = self.next_token;
-        self.media.play(self.leg, prompts, token);
-        self.await_play(token, barge_in, None).await
-    }
-
-    /// Waits for play `token` to end (or a key, with barge-in), appending
-    /// the pieces `more` brings to an open play.
-    async fn await_play(
-        &mut self,
-        token: u64,
-        barge_in: bool,
-        more: Option<UnboundedReceiver<Arc<Prompt>>>,
-    ) -> Result<bool, Error> {
-        let mut open = more.is_some();
-        let mut more = more.unwrap_or_else(|| tokio::sync::mpsc::unbounded_channel().1);
-        loop {
-            tokio::select! {
-                piece = more.recv(), if open => {
-                    open = piece.is_some();
-                    self.media.append(self.leg, token, piece);
-                }
-                ev = self.next_event() => match ev {
-                    CallEvent::Media(MediaEvent::PlayDone { token: t, .. }) if t == token => {
-                        return Ok(false)
-                    }
-                    CallEvent::Media(MediaEvent::Dtmf(k)) => {
-                        self.digits.push_back(k);
-                        if barge_in {
-                            self.media.stop(self.leg);
-                            return Ok(true);
-                        }
-                    }
-                    ev @ CallEvent::Ended(_) => {
-                        self.absorb(ev);
-                        return Err(Error::HungUp);
-                    }
-                    ev => self.absorb(ev),
-                }
-            }
-        }
-    }
-
-    /// Collects an entry with prompts, validation and retries (the WIT verb).
-    pub async fn collect_digits(&mut self, o: &CollectOptions) -> Result<Collected, Error> {
-        self.check_live()?;
-        if o.max_digits == 0 || o.min_digits > o.max_digits || o.max_digits > 64 {
-            return Err(Error::InvalidArgument(format!(
-                "need min-digits ({}) <= max-digits ({}), 1 <= max-digits <= 64",
-                o.min_digits, o.max_digits
-            )));
-        }
-        let terminator = match o.terminator.as_deref() {
-            None | Some("") => None,
-            Some(t) if t.chars().count() == 1 => t.chars().next(),
-            Some(t) => {
-                return Err(Error::InvalidArgument(format!(
-                    "terminator {t:?} is not one key"
-                )))
-            }
-        };
-        let attempts = o.attempts.clamp(1, 10);
-        let spec = CollectSpec {
-            max_digits: o.max_digits,
-            first_digit_timeout: Duration::from_millis(o.first_digit_timeout_ms.into()),
-            inter_digit_timeout: Duration::from_millis(o.inter_digit_timeout_ms.into()),
-            terminator,
-        };
-        // Resolve every prompt up front: a bad item fails before the caller hears anything.
-        let prompts = self.resolve(&o.prompts).await?;
-        let invalid = self.resolve(&o.invalid_prompts).await?;
-        let silent = match o.timeout_prompts.is_empty() {
-            true => invalid.clone(),
-            false => self.resolve(&o.timeout_prompts).await?,
-        };
-        self.answer()?;
-        let mut last = Collected {
-            digits: String::new(),
-            end: CollectEnd::Timeout,
-            valid: false,
-            attempts: 0,
-        };
-        for attempt in 1..=attempts {
-            // Keys typed ahead (during a greeting) skip the prompts.
-            if !prompts.is_empty() && self.digits.is_empty() {
-                self.mark_items(&o.prompts);
-                self.play_prompts(prompts.clone(), true).await?;
-            }
-            let (digits, end) = self.collect_once(&spec).await?;
-            let valid = entry_is_valid(o, &digits);
-            last = Collected {
-                digits,
-                end: match end {
-                    End::MaxDigits => CollectEnd::MaxDigits,
-                    End::Terminator => CollectEnd::Terminator,
-                    End::Timeout => CollectEnd::Timeout,
-                },
-                valid,
-                attempts: attempt,
-            };
-            if valid {
-                break;
-            }
-            let (retry, items) = match (last.digits.is_empty(), o.timeout_prompts.is_empty()) {
-                (true, false) => (&silent, &o.timeout_prompts),
-                _ => (&invalid, &o.invalid_prompts),
-            };
-            if attempt < attempts && !retry.is_empty() {
-                self.mark_items(items);
-                self.play_prompts(retry.clone(), true).await?;
-            }
-        }
-        Ok(last)
-    }
-
-    /// One entry: digits until max, terminator or timeout.
-    async fn collect_once(&mut self, spec: &CollectSpec) -> Result<(String, End), Error> {
-        let mut c = DigitCollector::new(spec.clone(), Instant::now());
-        let mut result = None;
-        while result.is_none() {
-            if let Some(k) = self.digits.pop_front() {
-                result = c.on_digit(k, Instant::now());
-                continue;
-            }
-            let deadline = tokio::time::Instant::from_std(c.deadline());
-            tokio::select! {
-                ev = self.next_event() => match ev {
-                    CallEvent::Media(MediaEvent::Dtmf(k)) => result = c.on_digit(k, Instant::now()),
-                    ev @ CallEvent::Ended(_) => {
-                        self.absorb(ev);
-                        return Err(Error::HungUp);
-                    }
-                    _ => {}
-                },
-                _ = tokio::time::sleep_until(deadline) => result = c.on_time(Instant::now()),
-            }
-        }
-        let (digits, end) = result.unwrap_or_default_entry();
-        self.mark(&format!("digits:{digits}"));
-        Ok((digits, end))
-    }
-
     pub async fn sleep(&mut self, ms: u32) -> Result<(), Error> {
         self.check_live()?;
         let until = tokio::time::Instant::now() + Duration::from_millis(ms.min(600_000).into());
@@ -587,16 +346,6 @@ impl CallSession {
     }
 }
 
-trait EntryExt {
-    fn unwrap_or_default_entry(self) -> (String, End);
-}
-
-impl EntryExt for Option<(String, End)> {
-    fn unwrap_or_default_entry(self) -> (String, End) {
-        self.unwrap_or((String::new(), End::Timeout))
-    }
-}
-
 trait CharBoundary {
     fn floor_char_boundary_compat(&self, max: usize) -> usize;
 }
@@ -612,22 +361,4 @@ impl CharBoundary for str {
             .find(|i| self.is_char_boundary(*i))
             .unwrap_or(0)
     }
-}
-
-/// The call record's step for something played (tones and silence leave
-/// none). The plugin test harness writes the same steps.
-pub(crate) fn played_step(item: &PlayItem) -> Option<String> {
-    match item {
-        PlayItem::Prompt(id) => Some(format!("prompt:{id}")),
-        PlayItem::Say(_) => Some("say".into()),
-        PlayItem::Recording(id) => Some(format!("play-recording:{id}")),
-        PlayItem::Tone(_) | PlayItem::Silence(_) => None,
-    }
-}
-
-/// Whether an entry of keys answers a collect: long enough, and on the
-/// valid list if there is one.
-pub(crate) fn entry_is_valid(o: &CollectOptions, digits: &str) -> bool {
-    digits.len() as u32 >= o.min_digits
-        && (o.valid.is_empty() || o.valid.iter().any(|v| v == digits))
 }

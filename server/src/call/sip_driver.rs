@@ -11,12 +11,55 @@ use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc::{self, UnboundedSender};
 
+use super::node::lock;
 use super::session::CallEvent;
-use super::{launch, lock, route_and_admit, NewCall, Node, Rejection, SipCommand};
+use super::{launch, route_and_admit, NewCall, Node, Rejection};
 use crate::config::DtmfMode;
 use crate::media::worker::MediaEvent;
 use crate::sip::endpoint::{Endpoint, Event, Incoming, Output};
 use crate::sip::sdp;
+use crate::sip::uac::Dial;
+
+/// What call tasks ask of the SIP driver.
+#[derive(Debug)]
+pub enum SipCommand {
+    Answer {
+        call_id: String,
+        sdp: String,
+    },
+    Hangup {
+        call_id: String,
+    },
+    /// 183 with SDP: early media before answering.
+    EarlyMedia {
+        call_id: String,
+        sdp: String,
+    },
+    /// Refuse an unanswered call with this status.
+    Reject {
+        call_id: String,
+        code: u16,
+    },
+    /// The call task is done; forget its event channel.
+    Finished {
+        call_id: String,
+    },
+    /// Start an outbound leg; its progress goes to `events`.
+    Dial {
+        dial: Dial,
+        events: crate::call::events::EventTx,
+    },
+    /// Ring an agent's browser with our SDP offer; its progress goes to
+    /// `events` like a SIP leg's.
+    RingBrowser {
+        call_id: String,
+        user: String,
+        /// The caller ID shown to the agent.
+        from: String,
+        sdp: String,
+        events: crate::call::events::EventTx,
+    },
+}
 
 /// Runs the SIP side of the node until the socket fails.
 pub async fn run_sip(
@@ -116,7 +159,7 @@ pub async fn run_sip(
                     calls.remove(&call_id);
                 }
                 SipCommand::RingBrowser { call_id, user, from, sdp, events } => {
-                    crate::webrtc::agents::ring(node.clone(), call_id, user, from, sdp, events);
+                    crate::call::browser::ring(node.clone(), call_id, user, from, sdp, events);
                 }
                 SipCommand::Dial { dial, events } => {
                     calls.insert(dial.call_id.clone(), events);

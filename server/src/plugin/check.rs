@@ -14,12 +14,17 @@ use std::path::Path;
 use anyhow::{bail, Context};
 
 use super::manifest::{self, Grants};
-use super::{Budget, PluginHost};
+use super::{Budget, PluginHost, Session};
 
 /// Prints the manifest; fails when the component or its manifest would be refused.
-pub async fn run(file: &Path, config: Option<&Path>, name: Option<&str>) -> anyhow::Result<()> {
+/// `S`: the sessions the node runs plugins on (the check links the same host API).
+pub async fn run<S: Session>(
+    file: &Path,
+    config: Option<&Path>,
+    name: Option<&str>,
+) -> anyhow::Result<()> {
     let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-    let host = PluginHost::new(4, Budget::default())?;
+    let host = PluginHost::<S>::new(4, Budget::default())?;
     let m = host
         .inspect(&bytes)
         .await

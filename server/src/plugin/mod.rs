@@ -6,12 +6,12 @@
 
 pub mod check;
 pub mod harness;
-pub mod host_api;
 pub mod manifest;
 pub mod net_guard;
 pub mod new;
 pub mod output;
 pub mod quotas;
+pub mod rules;
 pub mod services;
 
 use std::collections::HashMap;
@@ -26,7 +26,6 @@ use wasmtime::{
 };
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use crate::call::session::CallSession;
 use manifest::{Checked, Grants, ManifestError};
 
 wasmtime::component::bindgen!({
@@ -68,18 +67,44 @@ pub enum Outcome {
     Trapped(String),
 }
 
+/// The call a plugin runs on, as the plugin runtime sees it. The host API
+/// itself is the call's business: `link` adds it to the linker (the node's
+/// is `call::host_api`), so this runtime knows nothing of call control.
+pub trait Session: Send + Sized + 'static {
+    /// Adds the `hookline:call` imports for calls on this kind of session.
+    fn link(linker: &mut Linker<CallState<Self>>) -> wasmtime::Result<()>;
+    fn call_id(&self) -> &str;
+    /// What the runtime keeps on the call across the plugins that run on it.
+    fn run_state(&mut self) -> &mut RunState;
+}
+
+/// What the plugin runtime keeps on a call across its plugins (the route's,
+/// then any it hands over to).
+#[derive(Debug, Default)]
+pub struct RunState {
+    /// The plugin's wall-clock deadline, set by the first run.
+    pub deadline: Option<tokio::time::Instant>,
+    /// Hand-overs deep (0 for the route's plugin).
+    pub depth: u32,
+    /// The running plugin's config and hand-over arguments (JSON).
+    pub running: Option<(String, Option<String>)>,
+    /// Turns true when the caller hangs up (seen by the node at once; the
+    /// runtime then gives the plugin a grace period to save its data).
+    pub hung_up: Option<tokio::sync::watch::Receiver<bool>>,
+}
+
 /// Per-call store data: the WASI context (nothing granted), the plugin's
 /// grants and the call.
-pub struct CallState {
+pub struct CallState<S: 'static> {
     wasi: WasiCtx,
     table: ResourceTable,
     limits: StoreLimits,
     /// 10 ms epoch slices this call's plugin has run for.
     cpu_slices: u64,
     /// The plugin version running (none while a manifest is read).
-    pub(crate) plugin: Option<Arc<LoadedPlugin>>,
+    pub(crate) plugin: Option<Arc<LoadedPlugin<S>>>,
     /// The call; lent out while a handed-over plugin runs on it.
-    pub(crate) session: Option<CallSession>,
+    pub(crate) session: Option<S>,
     /// The plugin's route config (JSON).
     pub(crate) config: String,
     /// What this call has used of its plugin's per-call quotas.
@@ -131,7 +156,7 @@ impl Default for Budget {
     }
 }
 
-impl WasiView for CallState {
+impl<S: Send + 'static> WasiView for CallState<S> {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {
             ctx: &mut self.wasi,
@@ -140,8 +165,8 @@ impl WasiView for CallState {
     }
 }
 
-/// A plugin version ready to instantiate.
-pub struct LoadedPlugin {
+/// A plugin version ready to instantiate on sessions of type `S`.
+pub struct LoadedPlugin<S: 'static> {
     /// The name routes use (from the node's config).
     pub name: String,
     pub manifest: Checked,
@@ -150,20 +175,20 @@ pub struct LoadedPlugin {
     pub loaded_at_ms: i64,
     /// New speech this version had synthesised in the current minute (all its calls).
     pub(crate) tts_minute: std::sync::Mutex<crate::rate::Window>,
-    pre: CallPluginPre<CallState>,
+    pre: CallPluginPre<CallState<S>>,
 }
 
 /// Compiles plugins and runs calls in them.
-pub struct PluginHost {
+pub struct PluginHost<S: 'static> {
     engine: Engine,
-    linker: Linker<CallState>,
-    plugins: RwLock<HashMap<String, Arc<LoadedPlugin>>>,
+    linker: Linker<CallState<S>>,
+    plugins: RwLock<HashMap<String, Arc<LoadedPlugin<S>>>>,
     pub budget: Budget,
     /// One compile at a time.
     compiling: Arc<tokio::sync::Semaphore>,
 }
 
-impl PluginHost {
+impl<S: Session> PluginHost<S> {
     /// `max_instances` sizes the pool: the node's call capacity (hand-overs
     /// hold a second instance for their duration).
     pub fn new(max_instances: u32, budget: Budget) -> Result<Self, PluginError> {
@@ -194,8 +219,7 @@ impl PluginHost {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(|e| PluginError::Engine(format!("{e:#}")))?;
-        CallPlugin::add_to_linker::<_, wasmtime::component::HasSelf<CallState>>(&mut linker, |s| s)
-            .map_err(|e| PluginError::Engine(format!("{e:#}")))?;
+        S::link(&mut linker).map_err(|e| PluginError::Engine(format!("{e:#}")))?;
         // Epoch ticks let a busy plugin yield its thread (10 ms slices).
         let ticker = engine.weak();
         std::thread::Builder::new()
@@ -225,7 +249,7 @@ impl PluginHost {
         bytes: &[u8],
         granted: &Grants,
         caps: &quotas::Quotas,
-    ) -> Result<Arc<LoadedPlugin>, PluginError> {
+    ) -> Result<Arc<LoadedPlugin<S>>, PluginError> {
         let (pre, manifest) = self.compile(name, bytes).await?;
         let checked = manifest::check(&manifest, granted, self.budget.memory_mib, caps).map_err(
             |source| PluginError::Manifest {
@@ -253,7 +277,7 @@ impl PluginHost {
         &self,
         name: &str,
         bytes: &[u8],
-    ) -> Result<(CallPluginPre<CallState>, Manifest), PluginError> {
+    ) -> Result<(CallPluginPre<CallState<S>>, Manifest), PluginError> {
         let err = |message: String| PluginError::Load {
             name: name.into(),
             message,
@@ -298,18 +322,18 @@ impl PluginHost {
     }
 
     /// Makes `plugin` the version new calls get; returns the one it replaced.
-    pub fn install(&self, plugin: Arc<LoadedPlugin>) -> Option<Arc<LoadedPlugin>> {
+    pub fn install(&self, plugin: Arc<LoadedPlugin<S>>) -> Option<Arc<LoadedPlugin<S>>> {
         let mut map = self.plugins.write().unwrap_or_else(|e| e.into_inner());
         map.insert(plugin.name.clone(), plugin)
     }
 
-    pub fn get(&self, name: &str) -> Option<Arc<LoadedPlugin>> {
+    pub fn get(&self, name: &str) -> Option<Arc<LoadedPlugin<S>>> {
         let map = self.plugins.read().unwrap_or_else(|e| e.into_inner());
         map.get(name).cloned()
     }
 
     /// Every installed plugin, by name.
-    pub fn list(&self) -> Vec<Arc<LoadedPlugin>> {
+    pub fn list(&self) -> Vec<Arc<LoadedPlugin<S>>> {
         let map = self.plugins.read().unwrap_or_else(|e| e.into_inner());
         let mut v: Vec<_> = map.values().cloned().collect();
         v.sort_by(|a, b| a.name.cmp(&b.name));
@@ -318,12 +342,12 @@ impl PluginHost {
 
     fn store(
         &self,
-        plugin: Option<Arc<LoadedPlugin>>,
-        session: Option<CallSession>,
+        plugin: Option<Arc<LoadedPlugin<S>>>,
+        session: Option<S>,
         memory_mib: u32,
         cpu: Duration,
         output: Option<&Arc<output::PluginOutput>>,
-    ) -> Store<CallState> {
+    ) -> Store<CallState<S>> {
         let mut wasi = WasiCtx::builder();
         if let Some(out) = output {
             let (stdout, stderr) = out.streams();
@@ -364,10 +388,10 @@ impl PluginHost {
     /// Runs one call in a fresh instance; gives the session back with the outcome.
     pub async fn run(
         &self,
-        plugin: &Arc<LoadedPlugin>,
-        session: CallSession,
+        plugin: &Arc<LoadedPlugin<S>>,
+        session: S,
         info: CallInfo,
-    ) -> (Outcome, CallSession) {
+    ) -> (Outcome, S) {
         let m = &plugin.manifest;
         let cpu = match m.cpu_ms {
             0 => self.budget.cpu,
@@ -377,13 +401,14 @@ impl PluginHost {
         // just before its caller's, so the session is always handed back.
         let mut session = session;
         let wall = self.budget.wall;
-        let deadline = match session.deadline {
-            Some(d) => d - Duration::from_millis(100 * session.depth as u64),
-            None => *session.deadline.insert(tokio::time::Instant::now() + wall),
+        let run = session.run_state();
+        let deadline = match run.deadline {
+            Some(d) => d - Duration::from_millis(100 * run.depth as u64),
+            None => *run.deadline.insert(tokio::time::Instant::now() + wall),
         };
         // After a hang-up the plugin has a grace period, then its instance ends.
         let grace = self.budget.grace;
-        let hung_up = session.hung_up.clone();
+        let hung_up = run.hung_up.clone();
         let cut = async move {
             // No caller to hang up (a placed call), or its channel gone: never.
             let Some(mut h) = hung_up else {
@@ -396,12 +421,12 @@ impl PluginHost {
         };
         // What this plugin runs on, for the recordings it makes (a crash
         // hands an interrupted one back to it with the same config).
-        let outer = session
+        let outer = run
             .running
             .replace((info.config.clone(), info.arguments.clone()));
         // The guest's stdout and stderr go to the node log, under the call.
         let output = output::PluginOutput::new(
-            &session.call_id,
+            session.call_id(),
             &plugin.name,
             plugin.manifest.quotas.log_lines_per_s,
         );
@@ -447,15 +472,15 @@ impl PluginHost {
         let mut session = state
             .session
             .expect("a run's session is back once its hand-overs return");
-        session.running = outer;
+        session.run_state().running = outer;
         (outcome, session)
     }
 
     /// Measures instantiate + first entry into the guest (a call that hangs up at once).
     pub async fn instantiate_micros(
         &self,
-        plugin: &Arc<LoadedPlugin>,
-        make: impl Fn() -> CallSession,
+        plugin: &Arc<LoadedPlugin<S>>,
+        make: impl Fn() -> S,
         info: &CallInfo,
         n: u32,
         expect: impl Fn(&Outcome) -> bool,
@@ -504,9 +529,9 @@ pub fn deployed_path(data: &std::path::Path, name: &str) -> std::path::PathBuf {
 }
 
 /// Every route (and fallback) that uses `plugin` has a config its schema accepts.
-pub fn check_route_configs(
+pub fn check_route_configs<S>(
     config: &crate::config::Config,
-    plugin: &LoadedPlugin,
+    plugin: &LoadedPlugin<S>,
 ) -> anyhow::Result<()> {
     let schema = &plugin.manifest.schema;
     let as_json = |v: &toml::Value| serde_json::to_value(v).unwrap_or_default();

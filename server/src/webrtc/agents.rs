@@ -11,28 +11,21 @@
 //! `{"type":"hangup","call":…}`, `{"type":"error","message":…}`.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::State;
-use axum::response::Response;
+use axum::extract::ws::{Message, WebSocket};
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc::{self, UnboundedSender};
-
-use crate::call::session::CallEvent;
-use crate::call::Node;
-use crate::sip::sdp;
-use crate::sip::uac::UacEvent;
+use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 
 /// The first message must be a login within this time.
-const LOGIN_TIMEOUT: Duration = Duration::from_secs(10);
+pub const LOGIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest message a browser may send (an SDP answer).
-const MAX_MESSAGE: usize = 32 << 10;
+pub const MAX_MESSAGE: usize = 32 << 10;
 
 #[derive(Debug, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
-enum FromBrowser {
+pub enum FromBrowser {
     Login { token: String },
     Answer { call: String, sdp: String },
     Reject { call: String },
@@ -41,7 +34,7 @@ enum FromBrowser {
 
 #[derive(Debug, Serialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
-enum ToBrowser<'a> {
+pub enum ToBrowser<'a> {
     Ready {
         user: &'a str,
     },
@@ -60,7 +53,7 @@ enum ToBrowser<'a> {
 
 /// What happens to a call ringing or connected on a browser.
 #[derive(Debug)]
-enum LegEvent {
+pub enum LegEvent {
     Answer(String),
     Reject,
     /// The agent hung up, or its browser went away.
@@ -119,7 +112,8 @@ impl Agents {
         }
     }
 
-    fn send(&self, user: &str, msg: &ToBrowser<'_>) -> bool {
+    /// Sends `user`'s browser a message; false if it is not logged in.
+    pub fn send(&self, user: &str, msg: &ToBrowser<'_>) -> bool {
         let text = serde_json::to_string(msg).unwrap_or_default();
         self.lock()
             .agents
@@ -127,7 +121,8 @@ impl Agents {
             .is_some_and(|a| a.out.send(text).is_ok())
     }
 
-    fn end_call(&self, call_id: &str) {
+    /// A browser leg is over: the agent is free again.
+    pub fn end_call(&self, call_id: &str) {
         let mut inner = self.lock();
         if let Some((user, _)) = inner.calls.remove(call_id) {
             if let Some(a) = inner.agents.get_mut(&user) {
@@ -135,220 +130,89 @@ impl Agents {
             }
         }
     }
-}
 
-/// Rings the browser agent `user` with our SDP `offer`; the leg's progress
-/// goes to `events` like a SIP leg's.
-pub fn ring(
-    node: Arc<Node>,
-    leg_call_id: String,
-    user: String,
-    from: String,
-    offer: String,
-    events: crate::call::events::EventTx,
-) {
-    let call_id = leg_call_id.clone();
-    let report = move |event| {
-        let _ = events.send(CallEvent::Outbound {
-            call_id: call_id.clone(),
-            event,
-        });
-    };
-    tokio::spawn(async move {
-        let agents = &node.webrtc.agents;
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        {
-            let mut inner = agents.lock();
-            let Some(agent) = inner.agents.get_mut(&user) else {
-                return report(UacEvent::Failed { code: 480 });
-            };
-            if !agent.calls.is_empty() {
-                return report(UacEvent::Failed { code: 486 });
-            }
-            agent.calls.push(leg_call_id.clone());
-            inner.calls.insert(leg_call_id.clone(), (user.clone(), tx));
+    /// Takes `user` for a ringing leg `call_id`: its answer, rejection or
+    /// hang-up arrive on the receiver. `Err(480)` when the agent is not
+    /// logged in, `Err(486)` when it is on a call already.
+    pub fn take_for_ring(
+        &self,
+        user: &str,
+        call_id: &str,
+    ) -> Result<UnboundedReceiver<LegEvent>, u16> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut inner = self.lock();
+        let agent = inner.agents.get_mut(user).ok_or(480u16)?;
+        if !agent.calls.is_empty() {
+            return Err(486);
         }
-        let finish = |code| {
-            agents.end_call(&leg_call_id);
-            report(UacEvent::Failed { code })
-        };
-        // Our engine leg: where the offer (for a SIP callee) says to send media.
-        let engine = match sdp::negotiate(offer.as_bytes()) {
-            Ok(n) => n.remote,
-            Err(_) => return finish(500),
-        };
-        let pending = match node.webrtc.offer(engine).await {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::warn!(call = %leg_call_id, "browser offer: {e}");
-                return finish(500);
-            }
-        };
-        let offered = agents.send(
-            &user,
-            &ToBrowser::Offer {
-                call: &leg_call_id,
-                from: &from,
-                sdp: &pending.sdp,
-            },
-        );
-        if !offered {
-            pending.cancel().await;
-            return finish(480);
-        }
-        report(UacEvent::Progress {
-            code: 180,
-            sdp: None,
-        });
-        let answer = match rx.recv().await {
-            Some(LegEvent::Answer(sdp)) => sdp,
-            Some(LegEvent::Reject) => {
-                pending.cancel().await;
-                return finish(486);
-            }
-            Some(LegEvent::Hangup) | None => {
-                pending.cancel().await;
-                return finish(480);
-            }
-            Some(LegEvent::Cancel) => {
-                pending.cancel().await;
-                agents.send(&user, &ToBrowser::Hangup { call: &leg_call_id });
-                return finish(487);
-            }
-        };
-        let mut media = match pending.complete(answer).await {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::warn!(call = %leg_call_id, "browser answer: {e}");
-                agents.send(&user, &ToBrowser::Hangup { call: &leg_call_id });
-                return finish(488);
-            }
-        };
-        // To the dial verb the browser answered with plain RTP at the relay.
-        let neg = sdp::Negotiated {
-            remote: media.relay,
-            codec: media.format,
-            dtmf_pt: media.dtmf_pt,
-            dtmf_rate: media.format.clock_rate(),
-        };
-        report(UacEvent::Answered {
-            sdp: sdp::answer(media.relay, &neg, 1),
-        });
-        let remote_bye = loop {
-            tokio::select! {
-                ev = rx.recv() => match ev {
-                    Some(LegEvent::Cancel) => break false,
-                    Some(LegEvent::Hangup) | None => break true,
-                    Some(_) => {}
-                },
-                Some(()) = media.closed.recv() => break true,
-            }
-        };
-        let _ = media.pc.close().await;
-        agents.end_call(&leg_call_id);
-        if remote_bye {
-            report(UacEvent::RemoteBye);
-        } else {
-            agents.send(&user, &ToBrowser::Hangup { call: &leg_call_id });
-        }
-    });
-}
-
-/// `GET /webrtc/agent`: the softphone's WebSocket.
-pub async fn connect(
-    State(node): State<Arc<Node>>,
-    axum::extract::ConnectInfo(from): axum::extract::ConnectInfo<std::net::SocketAddr>,
-    ws: WebSocketUpgrade,
-) -> Response {
-    if node
-        .auth_failures
-        .blocked(from.ip(), std::time::Instant::now())
-    {
-        return crate::auth::too_many();
+        agent.calls.push(call_id.to_string());
+        inner
+            .calls
+            .insert(call_id.to_string(), (user.to_string(), tx));
+        Ok(rx)
     }
-    ws.max_message_size(MAX_MESSAGE)
-        .on_upgrade(move |socket| serve(node, socket, from.ip()))
-}
 
-async fn serve(node: Arc<Node>, mut socket: WebSocket, from: std::net::IpAddr) {
-    // Browsers cannot set headers on a WebSocket: the token comes first.
-    let login = tokio::time::timeout(LOGIN_TIMEOUT, socket.recv()).await;
-    let token = match login {
-        Ok(Some(Ok(Message::Text(t)))) => match serde_json::from_str(&t) {
-            Ok(FromBrowser::Login { token }) => token,
-            _ => return,
-        },
-        _ => return,
-    };
-    let Some(user) = super::signalling::token_user(&node, &token) else {
-        node.auth_failures.failed(from, std::time::Instant::now());
-        let msg = ToBrowser::Error {
-            message: "wrong token",
+    /// Runs a logged-in agent's WebSocket until the browser leaves; a newer
+    /// login of the same user replaces this one.
+    pub async fn serve(&self, user: String, mut socket: WebSocket) {
+        let (out, mut outbox) = mpsc::unbounded_channel::<String>();
+        let conn = {
+            let mut inner = self.lock();
+            inner.next_conn += 1;
+            let conn = inner.next_conn;
+            inner.agents.insert(
+                user.clone(),
+                Agent {
+                    conn,
+                    out,
+                    calls: Vec::new(),
+                },
+            );
+            conn
         };
-        let _ = socket
-            .send(Message::Text(
-                serde_json::to_string(&msg).unwrap_or_default().into(),
-            ))
-            .await;
-        return;
-    };
-    let agents = &node.webrtc.agents;
-    let (out, mut outbox) = mpsc::unbounded_channel::<String>();
-    let conn = {
-        let mut inner = agents.lock();
-        inner.next_conn += 1;
-        let conn = inner.next_conn;
-        inner.agents.insert(
-            user.clone(),
-            Agent {
-                conn,
-                out,
-                calls: Vec::new(),
-            },
-        );
-        conn
-    };
-    tracing::info!(%user, "browser agent logged in");
-    agents.send(&user, &ToBrowser::Ready { user: &user });
-    loop {
-        tokio::select! {
-            Some(text) = outbox.recv() => {
-                if socket.send(Message::Text(text.into())).await.is_err() {
-                    break;
-                }
-            }
-            msg = socket.recv() => match msg {
-                Some(Ok(Message::Text(t))) => {
-                    let event = match serde_json::from_str::<FromBrowser>(&t) {
-                        Ok(FromBrowser::Answer { call, sdp }) => Some((call, LegEvent::Answer(sdp))),
-                        Ok(FromBrowser::Reject { call }) => Some((call, LegEvent::Reject)),
-                        Ok(FromBrowser::Hangup { call }) => Some((call, LegEvent::Hangup)),
-                        _ => None,
-                    };
-                    if let Some((call, ev)) = event {
-                        // Only the agent's own calls.
-                        if let Some((owner, tx)) = agents.lock().calls.get(&call) {
-                            if *owner == user {
-                                let _ = tx.send(ev);
-                            }
-                        }
+        tracing::info!(%user, "browser agent logged in");
+        self.send(&user, &ToBrowser::Ready { user: &user });
+        loop {
+            tokio::select! {
+                Some(text) = outbox.recv() => {
+                    if socket.send(Message::Text(text.into())).await.is_err() {
+                        break;
                     }
                 }
-                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
-                Some(Ok(_)) => {}
-            }
-        }
-    }
-    // Gone: its calls end; a newer login of the same user stays.
-    let mut inner = agents.lock();
-    if inner.agents.get(&user).is_some_and(|a| a.conn == conn) {
-        if let Some(agent) = inner.agents.remove(&user) {
-            for c in agent.calls {
-                if let Some((_, tx)) = inner.calls.get(&c) {
-                    let _ = tx.send(LegEvent::Hangup);
+                msg = socket.recv() => match msg {
+                    Some(Ok(Message::Text(t))) => self.on_message(&user, &t),
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                    Some(Ok(_)) => {}
                 }
             }
         }
+        // Gone: its calls end; a newer login of the same user stays.
+        let mut inner = self.lock();
+        if inner.agents.get(&user).is_some_and(|a| a.conn == conn) {
+            if let Some(agent) = inner.agents.remove(&user) {
+                for c in agent.calls {
+                    if let Some((_, tx)) = inner.calls.get(&c) {
+                        let _ = tx.send(LegEvent::Hangup);
+                    }
+                }
+            }
+        }
+        tracing::info!(%user, "browser agent left");
     }
-    tracing::info!(%user, "browser agent left");
+
+    /// A message from `user`'s browser: an answer, rejection or hang-up of
+    /// one of its own calls (others' are ignored).
+    fn on_message(&self, user: &str, text: &str) {
+        let event = match serde_json::from_str::<FromBrowser>(text) {
+            Ok(FromBrowser::Answer { call, sdp }) => (call, LegEvent::Answer(sdp)),
+            Ok(FromBrowser::Reject { call }) => (call, LegEvent::Reject),
+            Ok(FromBrowser::Hangup { call }) => (call, LegEvent::Hangup),
+            _ => return,
+        };
+        if let Some((owner, tx)) = self.lock().calls.get(&event.0) {
+            if owner == user {
+                let _ = tx.send(event.1);
+            }
+        }
+    }
 }

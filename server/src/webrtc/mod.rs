@@ -10,7 +10,6 @@
 
 pub mod agents;
 pub mod limits;
-pub mod signalling;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;

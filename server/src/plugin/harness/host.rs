@@ -10,8 +10,8 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::script::{CallerStep, HttpAnswer, PastCall, Script};
-use crate::call::session::{entry_is_valid, played_step};
 use crate::plugin::hookline::call::{data, media, routing, types};
+use crate::plugin::rules::{entry_is_valid, played_step};
 use types::CallError;
 
 /// The scripted call, and what the plugin did to it.

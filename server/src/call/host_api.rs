@@ -1,15 +1,36 @@
-//! `hookline:call@0.1.x` imports, implemented on the per-call state: grants
+//! `hookline:call@0.1.x` imports, implemented on a call's plugin state (the
+//! plugin runtime links them through `plugin::Session`): grants
 //! are checked here, the work is done by the call's session and the services.
 
 use std::time::Duration;
 
-use super::hookline::call::{data, media, routing, types};
-use super::manifest::Capability;
-use super::{blocking, failed, CallInfo, CallState, Outcome, MAX_HAND_OVER_DEPTH};
+use wasmtime::component::{HasSelf, Linker};
+
 use crate::call::dial::DialStatus;
 use crate::call::session::CallSession;
 use crate::call::targets::Target;
+use crate::plugin::hookline::call::{data, media, routing, types};
+use crate::plugin::manifest::Capability;
+use crate::plugin::{self as runtime, quotas, services};
+use crate::plugin::{blocking, failed, CallInfo, CallPlugin, Outcome, MAX_HAND_OVER_DEPTH};
 use types::CallError;
+
+/// The store data of a call's plugin on this node.
+type CallState = runtime::CallState<CallSession>;
+
+impl runtime::Session for CallSession {
+    fn link(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
+        CallPlugin::add_to_linker::<_, HasSelf<CallState>>(linker, |s| s)
+    }
+
+    fn call_id(&self) -> &str {
+        &self.call_id
+    }
+
+    fn run_state(&mut self) -> &mut runtime::RunState {
+        &mut self.run
+    }
+}
 
 /// Grant refusals said per call (log and path); more are only counted.
 const MAX_REFUSALS_SAID: u8 = 8;
@@ -54,7 +75,7 @@ impl CallState {
         }
     }
 
-    fn quotas(&self) -> super::quotas::Quotas {
+    fn quotas(&self) -> quotas::Quotas {
         self.plugin
             .as_ref()
             .map(|p| p.manifest.quotas)
@@ -91,7 +112,7 @@ impl CallState {
             return Ok(());
         }
         if self.used.tts_chars + new > q.tts_chars_per_call as u64 {
-            return Err(super::quotas::exceeded(format_args!(
+            return Err(quotas::exceeded(format_args!(
                 "speech of {} characters per call (tts-chars-per-call)",
                 q.tts_chars_per_call
             )));
@@ -103,7 +124,7 @@ impl CallState {
             new,
             q.tts_chars_per_minute as u64,
         ) {
-            return Err(super::quotas::exceeded(format_args!(
+            return Err(quotas::exceeded(format_args!(
                 "speech of {} characters per minute for the plugin (tts-chars-per-minute)",
                 q.tts_chars_per_minute
             )));
@@ -330,7 +351,7 @@ impl routing::Host for CallState {
             return Err(CallError::InvalidArgument("arguments must be JSON".into()));
         }
         let mut session = self.session.take().ok_or(CallError::Unavailable)?;
-        if session.depth >= MAX_HAND_OVER_DEPTH {
+        if session.run.depth >= MAX_HAND_OVER_DEPTH {
             self.session = Some(session);
             return Err(CallError::Failed(format!(
                 "hand-overs nest at most {MAX_HAND_OVER_DEPTH} deep"
@@ -347,10 +368,10 @@ impl routing::Host for CallState {
             ..session.info.clone()
         };
         let caller_plugin = std::mem::replace(&mut session.plugin, plugin.clone());
-        session.depth += 1;
+        session.run.depth += 1;
         session.mark(&format!("hand-over:{plugin}"));
         let (outcome, mut session) = Box::pin(node.plugins.run(&next, session, info)).await;
-        session.depth -= 1;
+        session.run.depth -= 1;
         session.plugin = caller_plugin;
         let result = match outcome {
             Outcome::Done => routing::HandOverResult {
@@ -384,7 +405,7 @@ impl data::Host for CallState {
         }
         if let Ok(s) = self.call() {
             if let Some(n) = dropped {
-                s.log(data::LogLevel::Warn, &super::quotas::dropped_line(n, per_s));
+                s.log(data::LogLevel::Warn, &quotas::dropped_line(n, per_s));
             }
             s.log(level, &message);
         }
@@ -417,14 +438,14 @@ impl data::Host for CallState {
         };
         let q = plugin.manifest.quotas;
         if self.used.http_requests >= q.http_requests_per_call {
-            return Err(super::quotas::exceeded(format_args!(
+            return Err(quotas::exceeded(format_args!(
                 "{} HTTP requests per call (http-requests-per-call)",
                 q.http_requests_per_call
             )));
         }
         let room = q.http_bytes_per_call.saturating_sub(self.used.http_bytes);
         if room == 0 {
-            return Err(super::quotas::exceeded(format_args!(
+            return Err(quotas::exceeded(format_args!(
                 "{} HTTP response bytes per call (http-bytes-per-call)",
                 q.http_bytes_per_call
             )));
@@ -435,7 +456,7 @@ impl data::Host for CallState {
             let port = u.port_or_known_default().unwrap_or(80);
             format!("http:{}:{port}", u.host_str().unwrap_or_default())
         });
-        let out = super::services::http_fetch(
+        let out = services::http_fetch(
             &node.http,
             &node.net_guard,
             &plugin.manifest.grants,
@@ -472,7 +493,7 @@ impl data::Host for CallState {
         let q = self.quotas();
         let max_value = (q.kv_value_bytes as usize).min(crate::store::plugin_data::MAX_VALUE);
         if value.len() > max_value {
-            return Err(super::quotas::exceeded(format_args!(
+            return Err(quotas::exceeded(format_args!(
                 "a value of at most {max_value} bytes (kv-value-bytes)"
             )));
         }
@@ -485,7 +506,7 @@ impl data::Host for CallState {
         blocking(move || store.kv_set(&plugin, &key, &value, ttl_s, limits))
             .await?
             .map_err(failed)?
-            .map_err(super::quotas::exceeded)
+            .map_err(quotas::exceeded)
     }
 
     async fn kv_delete(&mut self, key: String) -> Result<(), CallError> {
@@ -503,7 +524,7 @@ impl data::Host for CallState {
     }
 
     async fn local_time(&mut self, zone: String) -> Result<data::CivilTime, CallError> {
-        super::services::civil_time(&zone, crate::store::now_ms())
+        services::civil_time(&zone, crate::store::now_ms())
     }
 
     async fn call_history(

@@ -1,7 +1,8 @@
-//! Browser signalling over HTTP, WHIP-style: `POST /webrtc/call/{number}` with
+//! The browser door. Signalling over HTTP, WHIP-style: `POST /webrtc/call/{number}` with
 //! the SDP offer (ICE gathered) returns `201 Created` with the answer and a
 //! `Location` to `DELETE` for hanging up. Tokens are the agents' (config
-//! `[webrtc] agents`) or the node's API token. `GET /phone` is the softphone.
+//! `[webrtc] agents`) or the node's API token. `GET /phone` is the softphone;
+//! `GET /webrtc/agent` is a logged-in agent's WebSocket (`webrtc::agents`).
 
 use std::sync::Arc;
 
@@ -9,18 +10,19 @@ use axum::body::Bytes;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use tokio::sync::mpsc::{self, UnboundedReceiver};
+use tokio::sync::mpsc;
 
-use super::BrowserMedia;
 use crate::auth as guard;
-use crate::call::session::CallEvent;
-use crate::call::{launch, route_and_admit, NewCall, Node, SipCommand};
-use crate::sip::endpoint::EndCause;
+use crate::call::browser::drive;
+use crate::call::{launch, route_and_admit, NewCall, Node};
+use crate::webrtc::agents::{FromBrowser, ToBrowser, LOGIN_TIMEOUT, MAX_MESSAGE};
+use crate::webrtc::WebRtcError;
 
 /// Largest SDP offer accepted.
 const MAX_SDP: usize = 32 << 10;
@@ -32,7 +34,7 @@ pub fn router(node: Arc<Node>) -> Router {
             get(|| async { Html(include_str!("../../assets/phone.html")) }),
         )
         .route("/webrtc/call/{target}", post(call).delete(hang_up))
-        .route("/webrtc/agent", get(super::agents::connect))
+        .route("/webrtc/agent", get(connect))
         .with_state(node)
 }
 
@@ -56,7 +58,7 @@ fn who(node: &Node, ip: IpAddr, headers: &HeaderMap) -> Result<String, Box<Respo
     }
 }
 
-pub(crate) fn token_user(node: &Node, token: &str) -> Option<String> {
+fn token_user(node: &Node, token: &str) -> Option<String> {
     if let Some(a) = node
         .config
         .webrtc
@@ -141,7 +143,7 @@ async fn call(
         Err(e) => {
             release(Some(port));
             let code = match e {
-                super::WebRtcError::NoCommonCodec => StatusCode::NOT_ACCEPTABLE,
+                WebRtcError::NoCommonCodec => StatusCode::NOT_ACCEPTABLE,
                 _ => StatusCode::BAD_REQUEST,
             };
             return error(code, e);
@@ -225,43 +227,43 @@ async fn hang_up(
     }
 }
 
-/// The signalling side of a browser call: what the call task asks of "SIP"
-/// for this leg is done on the peer connection; commands for other legs
-/// (the plugin dialling out) go to the SIP driver. A browser that leaves
-/// ends the call.
-pub(crate) async fn drive(
-    node: Arc<Node>,
-    call_id: String,
-    mut media: BrowserMedia,
-    mut commands: UnboundedReceiver<SipCommand>,
-    events: crate::call::events::EventTx,
-) {
-    let mut gone = false;
-    loop {
-        tokio::select! {
-            cmd = commands.recv() => match cmd {
-                None => break,
-                Some(SipCommand::Finished { call_id: c }) if c == call_id => break,
-                Some(SipCommand::Hangup { call_id: c }) | Some(SipCommand::Reject { call_id: c, .. })
-                    if c == call_id =>
-                {
-                    let _ = media.pc.close().await;
-                }
-                Some(SipCommand::Answer { call_id: c, .. })
-                | Some(SipCommand::EarlyMedia { call_id: c, .. })
-                    if c == call_id => {}
-                Some(other) => node.send_sip(other),
-            },
-            Some(()) = media.closed.recv(), if !gone => {
-                gone = true;
-                let _ = events.send(CallEvent::Ended(EndCause::CallerBye));
-            }
-        }
+/// `GET /webrtc/agent`: the softphone's WebSocket.
+async fn connect(
+    State(node): State<Arc<Node>>,
+    axum::extract::ConnectInfo(from): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    if node
+        .auth_failures
+        .blocked(from.ip(), std::time::Instant::now())
+    {
+        return crate::auth::too_many();
     }
-    let _ = media.pc.close().await;
-    node.webrtc
-        .calls
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .remove(&call_id);
+    ws.max_message_size(MAX_MESSAGE)
+        .on_upgrade(move |socket| serve(node, socket, from.ip()))
+}
+
+async fn serve(node: Arc<Node>, mut socket: WebSocket, from: std::net::IpAddr) {
+    // Browsers cannot set headers on a WebSocket: the token comes first.
+    let login = tokio::time::timeout(LOGIN_TIMEOUT, socket.recv()).await;
+    let token = match login {
+        Ok(Some(Ok(Message::Text(t)))) => match serde_json::from_str(&t) {
+            Ok(FromBrowser::Login { token }) => token,
+            _ => return,
+        },
+        _ => return,
+    };
+    let Some(user) = token_user(&node, &token) else {
+        node.auth_failures.failed(from, std::time::Instant::now());
+        let msg = ToBrowser::Error {
+            message: "wrong token",
+        };
+        let _ = socket
+            .send(Message::Text(
+                serde_json::to_string(&msg).unwrap_or_default().into(),
+            ))
+            .await;
+        return;
+    };
+    node.webrtc.agents.serve(user, socket).await;
 }
