@@ -1,6 +1,7 @@
 //! Benchmark support: a light SIP/RTP load generator and process measurements.
 
 pub mod bridged;
+pub mod delay;
 pub mod loadgen;
 pub mod proc_stats;
 pub mod rx;
@@ -29,11 +30,12 @@ pub fn media_fields(r: &loadgen::LoadReport, node_late_ticks: f64) -> String {
         "na".into()
     };
     format!(
-        "rtp_expected={} rtp_received={} lost_pct={:.3} late_pct={:.3} rtp_crossed={crossed} node_late_ticks={node_late_ticks:.0}",
+        "rtp_expected={} rtp_received={} lost_pct={:.3} late_pct={:.3} rtp_crossed={crossed} node_late_ticks={node_late_ticks:.0} {}",
         r.rtp_expected,
         r.rtp_received,
         r.lost_pct(),
         r.late_pct(),
+        r.delays.fields(),
     )
 }
 

@@ -14,6 +14,8 @@ use crate::wire::{header, sdp_addr, set_buffers, sockaddr, tag};
 const FRAME: usize = 160;
 const PKT: usize = 12 + FRAME;
 const RECV_BATCH: usize = 64;
+/// Packets per sendmmsg (each batch stamped with its own send time).
+const SEND_BATCH: usize = 32;
 const TICK: Duration = Duration::from_millis(20);
 
 /// What to run.
@@ -81,6 +83,8 @@ pub struct LoadReport {
     pub markers: bool,
     pub rtp_marked: u64,
     pub rtp_crossed: u64,
+    /// Latency and jitter of relayed (marked, stamped) packets in the window.
+    pub delays: crate::delay::Delays,
     /// Mean INVITE-to-200 time.
     pub setup_ms_avg: f64,
     pub held: Duration,
@@ -172,6 +176,10 @@ struct Gen {
     in_addrs: Vec<libc::sockaddr_in>,
     in_iov: Vec<libc::iovec>,
     in_msgs: Vec<libc::mmsghdr>,
+    /// The call each outgoing message of this tick belongs to.
+    out_which: Vec<usize>,
+    /// Control buffers for the kernel's receive timestamps.
+    in_ctrl: Vec<[u64; 8]>,
     /// Bytes of each leg's packet (Opus agents send shorter ones).
     out_len: Vec<usize>,
 }
@@ -199,6 +207,7 @@ impl Gen {
         sip.set_nonblocking(true)?;
         let media = UdpSocket::bind("127.0.0.1:0")?;
         media.set_nonblocking(true)?;
+        crate::delay::enable_rx_timestamps(std::os::fd::AsRawFd::as_raw_fd(&media));
         let pid = std::process::id();
         let start = Instant::now();
         let legs = if cfg.answer_calls {
@@ -252,6 +261,8 @@ impl Gen {
                 RECV_BATCH
             ],
             in_msgs: vec![unsafe { std::mem::zeroed() }; RECV_BATCH],
+            in_ctrl: vec![[0u64; 8]; RECV_BATCH],
+            out_which: vec![0; n],
             out_len: vec![PKT; n],
         };
         g.report.markers = cfg.opus_agents.is_none() && cfg.opus_callers.is_none();
@@ -459,6 +470,7 @@ impl Gen {
     fn send_media(&mut self) {
         use std::os::fd::AsRawFd;
         let mut n = 0;
+        let stamped = self.report.markers;
         for (i, c) in self.calls.iter_mut().enumerate() {
             let (St::Up, Some(dst)) = (c.st, c.node_rtp) else {
                 continue;
@@ -468,6 +480,7 @@ impl Gen {
             let b = &mut self.out_bufs[i];
             b[2..4].copy_from_slice(&c.seq.to_be_bytes());
             b[4..8].copy_from_slice(&c.ts.to_be_bytes());
+            self.out_which[n] = i;
             self.out_addrs[n] = sockaddr(dst);
             self.out_iov[n] = libc::iovec {
                 iov_base: b.as_mut_ptr() as *mut libc::c_void,
@@ -484,12 +497,21 @@ impl Gen {
         }
         let mut off = 0;
         while off < n {
-            // SAFETY: msgs[off..n] point at live buffers, addresses and iovecs owned by self.
+            // Send times are stamped per batch of SEND_BATCH, just before it
+            // goes, so a packet late in the tick is not charged to the node.
+            let batch = (n - off).min(SEND_BATCH);
+            if stamped {
+                let now = crate::delay::now_us();
+                for k in off..off + batch {
+                    crate::delay::stamp(&mut self.out_bufs[self.out_which[k]][12..], now);
+                }
+            }
+            // SAFETY: msgs[off..off + batch] point at live buffers, addresses and iovecs owned by self.
             let r = unsafe {
                 libc::sendmmsg(
                     self.media.as_raw_fd(),
                     self.out_msgs.as_mut_ptr().add(off),
-                    (n - off) as libc::c_uint,
+                    batch as libc::c_uint,
                     libc::MSG_DONTWAIT,
                 )
             };
@@ -515,8 +537,11 @@ impl Gen {
                 m.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
                 m.msg_hdr.msg_iov = &mut self.in_iov[k];
                 m.msg_hdr.msg_iovlen = 1;
+                m.msg_hdr.msg_control = self.in_ctrl[k].as_mut_ptr() as *mut libc::c_void;
+                m.msg_hdr.msg_controllen = std::mem::size_of::<[u64; 8]>();
             }
-            // SAFETY: every message points at a live buffer, address and iovec owned by self.
+            // SAFETY: every message points at a live buffer, address, iovec
+            // and control buffer owned by self.
             let r = unsafe {
                 libc::recvmmsg(
                     self.media.as_raw_fd(),
@@ -542,9 +567,19 @@ impl Gen {
                 }
                 let ts = u32::from_be_bytes([b[4], b[5], b[6], b[7]]);
                 let payload = &b[12.min(len)..len];
-                self.calls[idx as usize]
-                    .rx
-                    .on_packet(ts, payload, arrival_ms);
+                let rx = &mut self.calls[idx as usize].rx;
+                rx.on_packet(ts, payload, arrival_ms);
+                // Relayed media (another leg's marker): how long it took.
+                let relayed = rx::marker(payload).is_some_and(|from| from != rx.own);
+                if rx.counting && relayed {
+                    // SAFETY: recvmmsg just filled this header; its control buffer is self's.
+                    let arrived = unsafe { crate::delay::arrival_us(&self.in_msgs[k].msg_hdr) };
+                    if let (Some(arrived), Some(sent)) = (arrived, crate::delay::stamped(payload)) {
+                        let latency = arrived.saturating_sub(sent);
+                        self.report.delays.add(latency, rx.last_latency_us);
+                        rx.last_latency_us = Some(latency);
+                    }
+                }
             }
             if (r as usize) < RECV_BATCH {
                 return;

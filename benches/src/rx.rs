@@ -48,6 +48,8 @@ pub struct Rx {
     /// Marked packets that must not have come here: this leg's own (an echo)
     /// or a leg other than the first partner.
     pub crossed: u64,
+    /// The last relayed packet's latency (µs), for jitter.
+    pub last_latency_us: Option<u64>,
 }
 
 impl Rx {

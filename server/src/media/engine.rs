@@ -125,6 +125,7 @@ impl MediaEngine {
                             stats,
                             tick: 0,
                             options,
+                            arrivals: super::arrival::Arrivals::new(),
                         }
                         .run()
                     })

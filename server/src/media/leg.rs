@@ -38,6 +38,8 @@ pub(super) struct Leg {
     pub(super) inband: Option<Box<DtmfDetector>>,
     /// Index (in the worker) of the leg this one's received media is relayed to.
     pub(super) bridge: Option<usize>,
+    /// Its socket is in the worker's epoll set (bridged: read on arrival).
+    pub(super) watched: bool,
     /// Bridged media that needs decoding (a transcoding bridge) plays out from here.
     pub(super) jitter: Option<Box<crate::rtp::jitter::JitterBuffer>>,
     pub(super) concealed: u64,
@@ -178,6 +180,7 @@ impl Leg {
             timed_out: false,
             inband: setup.inband_dtmf.then(Box::default),
             bridge: None,
+            watched: false,
             jitter: None,
             concealed: 0,
             relay_ts_offset: None,

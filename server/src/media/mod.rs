@@ -1,6 +1,7 @@
 //! The media engine: prompts decoded once and shared, and per-core workers
 //! that pace RTP on a 20 ms tick.
 
+mod arrival;
 pub mod dtmf_detect;
 mod engine;
 mod leg;

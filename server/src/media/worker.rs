@@ -1,6 +1,8 @@
 //! Media workers: one thread per core owns a shard of legs and wakes every
-//! 20 ms to read each leg's socket and send its next frame. No task, timer or
-//! allocation per packet; prompts are pre-encoded and shared.
+//! 20 ms to read each leg's socket and send its next frame. Between ticks it
+//! waits on its bridged legs' sockets and relays what arrives at once
+//! (`arrival.rs`). No task, timer or allocation per packet; prompts are
+//! pre-encoded and shared.
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
@@ -11,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, TryRecvError};
 
+use super::arrival::Arrivals;
 use super::engine::Command;
 pub use super::engine::MediaEngine;
 use super::leg::{coder_for, Leg, MAX_HEARD};
@@ -115,6 +118,8 @@ pub(super) struct Worker {
     pub(super) stats: Arc<MediaStats>,
     pub(super) tick: u64,
     pub(super) options: CodecOptions,
+    /// Bridged legs' sockets, waited on between ticks (none: relay on the tick).
+    pub(super) arrivals: Option<Arrivals>,
 }
 
 impl Worker {
@@ -131,9 +136,30 @@ impl Worker {
             self.legs[j].bridge = None;
             self.legs[j].relay_ts_offset = None;
             self.legs[j].jitter = None;
+            self.watch(j, false);
         }
         self.legs[i].relay_ts_offset = None;
         self.legs[i].jitter = None;
+        self.watch(i, false);
+    }
+
+    /// Bridged legs are read as their packets arrive; others on the tick.
+    fn watch(&mut self, i: usize, on: bool) {
+        if let Some(a) = &self.arrivals {
+            a.watch(&mut self.legs[i], on);
+        }
+    }
+
+    /// Reads leg `i` (and relays what it received, if it is bridged).
+    fn receive(&mut self, i: usize, buf: &mut [u8]) {
+        let tick = self.tick;
+        match self.legs[i].bridge {
+            Some(j) => {
+                let (leg, peer) = pair_mut(&mut self.legs, i, j);
+                leg.receive(buf, tick, &self.stats, Some(peer));
+            }
+            None => self.legs[i].receive(buf, tick, &self.stats, None),
+        }
     }
 
     fn remove(&mut self, id: LegId) {
@@ -214,6 +240,7 @@ impl Worker {
                             self.legs[x].finish_play(true);
                             self.legs[x].bridge = Some(y);
                             self.legs[x].relay_ts_offset = None;
+                            self.watch(x, true);
                         }
                     }
                 }
@@ -335,12 +362,9 @@ impl Worker {
                 lock_room(room).mix();
             }
             for i in 0..self.legs.len() {
-                match self.legs[i].bridge {
-                    Some(j) => {
-                        let (leg, peer) = pair_mut(&mut self.legs, i, j);
-                        leg.receive(&mut buf, tick, &self.stats, Some(peer));
-                    }
-                    None => self.legs[i].receive(&mut buf, tick, &self.stats, None),
+                // A watched leg was read as its packets arrived.
+                if !self.legs[i].watched {
+                    self.receive(i, &mut buf);
                 }
                 let leg = &mut self.legs[i];
                 leg.check_timeout(tick);
@@ -360,7 +384,17 @@ impl Worker {
             }
             let now = Instant::now();
             if next > now {
-                thread::sleep(next - now);
+                match self.arrivals.take() {
+                    Some(mut arrivals) => {
+                        arrivals.wait_until(next, |id| {
+                            if let Some(&i) = self.index.get(&id) {
+                                self.receive(i, &mut buf);
+                            }
+                        });
+                        self.arrivals = Some(arrivals);
+                    }
+                    None => thread::sleep(next - now),
+                }
                 next += TICK;
             } else {
                 if now - next > TICK {
