@@ -11,6 +11,11 @@
 //! arrived (every 20 ms of the window on every call); `rtp_crossed` counts
 //! the callers' own marked audio coming back (an echo).
 //!
+//! With `prompts`, the same load then runs against the reference server
+//! (`src/bin/reference_ivr.rs`: drain each socket, one packet per call per
+//! tick, batched sends) and `prompts_cpu_vs_reference` is the node's CPU per
+//! call over the reference's.
+//!
 //! `cargo bench -p hookline-benches --bench ivr_load -- --calls 200 --seconds 20 --cps 200 [--variant prompts|sample|sample_opus]`
 //! The last line is the summary, e.g.
 //! `bench=ivr_calls calls=200 prompts_calls_per_core=.. prompts_lost_pct=.. sample_opus_calls_per_core=.. ...`
@@ -66,19 +71,93 @@ fn main() -> anyhow::Result<()> {
         .map(|n| n.get())
         .unwrap_or(1);
     let mut summary = format!("bench=ivr_calls calls={calls} held_s={seconds} cores={cores}");
+    let mut prompts_cpu_per_call = None;
     for v in VARIANTS
         .iter()
         .filter(|v| only.as_deref().is_none_or(|o| o == v.name))
     {
+        let (fields, cpu_per_call) = run_variant(v, calls, seconds, cps)?;
+        if v.name == "prompts" {
+            prompts_cpu_per_call = Some(cpu_per_call);
+        }
         summary.push(' ');
-        summary.push_str(&run_variant(v, calls, seconds, cps)?);
+        summary.push_str(&fields);
+    }
+    // The reference does the prompts variant's unavoidable work: the ratio
+    // is the node's CPU per call over the reference's, measured in this run.
+    if let Some(node) = prompts_cpu_per_call {
+        let (fields, reference) = run_reference(calls, seconds, cps)?;
+        summary.push_str(&format!(
+            " {fields} prompts_cpu_vs_reference={:.2}",
+            node / reference.max(1e-12)
+        ));
     }
     println!("{summary}");
     Ok(())
 }
 
-/// One node, one load; returns the variant's summary fields.
-fn run_variant(v: &Variant, calls: usize, seconds: u64, cps: u32) -> anyhow::Result<String> {
+/// The reference server (`src/bin/reference_ivr.rs`) under the prompts
+/// variant's load; returns its summary fields and its CPU per call (cores).
+fn run_reference(calls: usize, seconds: u64, cps: u32) -> anyhow::Result<(String, f64)> {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_reference_ivr"))
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line)?;
+    let port: u16 = line
+        .trim()
+        .strip_prefix("sip=")
+        .and_then(|p| p.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("reference server said {line:?}"))?;
+    let pid = child.id();
+    hookline_benches::proc_stats::wait_until_machine_idle(Duration::from_secs(60));
+    let rss_idle = rss_mib(pid);
+    let mut at_start = (0.0, 0.0, std::time::Instant::now());
+    let mut at_end = at_start;
+    let report = loadgen::run(
+        &LoadConfig {
+            node: ([127, 0, 0, 1], port).into(),
+            service: "load".into(),
+            calls,
+            hold: Duration::from_secs(seconds),
+            cps,
+            answer_calls: false,
+            sip_port: 0,
+            opus_agents: None,
+            opus_callers: None,
+            group_size: 0,
+        },
+        |phase| {
+            let sample = (cpu_seconds(pid), rss_mib(pid), std::time::Instant::now());
+            match phase {
+                Phase::HoldStart => at_start = sample,
+                Phase::HoldEnd => at_end = sample,
+            }
+        },
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    let report = report?;
+    let wall = (at_end.2 - at_start.2).as_secs_f64().max(1e-9);
+    let cpu_pct = (at_end.0 - at_start.0) / wall * 100.0;
+    let up = report.answered.max(1) as f64;
+    let kib_per_call = (at_end.1 - rss_idle).max(0.0) * 1024.0 / up;
+    let per_core = report.answered as f64 / (cpu_pct / 100.0).max(1e-9);
+    let fields = format!(
+        "reference_calls_completed={} reference_cpu_pct={cpu_pct:.1} reference_calls_per_core={per_core:.0} \
+         reference_kib_per_call={kib_per_call:.0} reference_lost_pct={:.3} reference_late_pct={:.3}",
+        report.completed,
+        report.lost_pct(),
+        report.late_pct()
+    );
+    println!("reference: {fields}");
+    Ok((fields, cpu_pct / 100.0 / up))
+}
+
+/// One node, one load; returns the variant's summary fields and its CPU per
+/// call (cores).
+fn run_variant(v: &Variant, calls: usize, seconds: u64, cps: u32) -> anyhow::Result<(String, f64)> {
     let node_section = format!("max_calls = {}\nmedia_threads = 0", calls + 100);
     let span = (calls as u16)
         .saturating_mul(2)
@@ -179,14 +258,15 @@ fn run_variant(v: &Variant, calls: usize, seconds: u64, cps: u32) -> anyhow::Res
         report.failed,
         report.rtp_sent,
     );
-    Ok(prefixed(
+    let fields = prefixed(
         v.name,
         &format!(
             "calls_completed={} calls_failed={} ended_by_node={} node_cpu_pct={cpu_pct:.1} calls_per_core={per_core:.0} \
              kib_per_call={kib_per_call:.0} {media}",
             report.completed, report.failed, report.ended_by_node
         ),
-    ))
+    );
+    Ok((fields, cpu_pct / 100.0 / up))
 }
 
 /// `a=1 b=2` → `v_a=1 v_b=2`.

@@ -5,7 +5,7 @@ pub mod delay;
 pub mod loadgen;
 pub mod proc_stats;
 pub mod rx;
-mod wire;
+pub mod wire;
 
 /// A numeric command-line option of a benchmark (`--calls 200`), or its default.
 pub fn arg(name: &str, default: u64) -> u64 {

@@ -9,7 +9,7 @@ use std::net::{SocketAddr, SocketAddrV4, UdpSocket};
 use std::time::{Duration, Instant};
 
 use crate::rx::{self, Rx};
-use crate::wire::{header, sdp_addr, set_buffers, sockaddr, tag};
+use crate::wire::{header, ok_response, sdp_addr, set_buffers, sockaddr, tag};
 
 const FRAME: usize = 160;
 const PKT: usize = 12 + FRAME;

@@ -63,3 +63,26 @@ pub fn sockaddr(a: SocketAddrV4) -> libc::sockaddr_in {
     };
     s
 }
+
+/// The head of a 200 OK to `msg`: its Via, From, To, Call-ID and CSeq
+/// echoed (the To given `to_tag` when we answer a new dialog).
+pub fn ok_response(msg: &str, to_tag: Option<&str>) -> String {
+    let mut resp = String::from("SIP/2.0 200 OK\r\n");
+    for l in msg.lines().take_while(|l| !l.is_empty()) {
+        let name = l
+            .split(':')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        match (name.as_str(), to_tag) {
+            ("via" | "v" | "from" | "f" | "call-id" | "i" | "cseq", _) | ("to" | "t", None) => {
+                resp.push_str(l);
+                resp.push_str("\r\n");
+            }
+            ("to" | "t", Some(tag)) => resp.push_str(&format!("{l};tag={tag}\r\n")),
+            _ => {}
+        }
+    }
+    resp
+}

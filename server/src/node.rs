@@ -289,6 +289,7 @@ pub async fn build(opts: &ServeOptions) -> anyhow::Result<Arc<Node>> {
             crate::codec::CodecOptions {
                 opus_complexity: config.codecs.opus_complexity,
             },
+            config.node.media_io,
         )),
         webrtc: crate::webrtc::WebRtc::new(
             config.webrtc.ice_ip.unwrap_or(rtp_ip),

@@ -18,7 +18,7 @@ mod webrtc;
 pub use forwarding::Forwarding;
 pub use groups::{GroupConfig, Rank, RingStrategy};
 pub use media::{CodecsConfig, PromptsConfig, SpeechConfig};
-pub use node::{DtmfMode, NodeConfig};
+pub use node::{DtmfMode, MediaIo, NodeConfig};
 pub use queue::QueueConfig;
 pub use quotas::Quotas;
 pub use routes::{

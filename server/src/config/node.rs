@@ -51,6 +51,11 @@ pub struct NodeConfig {
     /// Media worker threads; 0 = one per core.
     #[serde(default)]
     pub media_threads: usize,
+    /// How media workers send: `auto` (every datagram of a tick in one
+    /// io_uring submission where the kernel allows, else `plain`) or `plain`
+    /// (one `sendto` each). The choice is logged at start.
+    #[serde(default)]
+    pub media_io: MediaIo,
     /// Address written into SDP and Contact when the node sits behind NAT or
     /// listens on 0.0.0.0. Default: the local address that routes to the caller.
     pub advertise_ip: Option<IpAddr>,
@@ -122,6 +127,7 @@ impl Default for NodeConfig {
             rtp_latch: true,
             dtmf: DtmfMode::default(),
             media_threads: 0,
+            media_io: MediaIo::Auto,
             advertise_ip: None,
             realm: default_realm(),
             invite_auth: None,
@@ -205,4 +211,15 @@ pub enum DtmfMode {
     Auto,
     Rfc4733,
     Inband,
+}
+
+/// How media workers send (`node.media_io`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MediaIo {
+    /// io_uring when the kernel allows it, else `plain`.
+    #[default]
+    Auto,
+    /// One `sendto` per datagram.
+    Plain,
 }

@@ -59,27 +59,34 @@ impl Arrivals {
         }
     }
 
-    /// Waits until `until`, calling `ready` with each watched leg whose
-    /// socket has something to read (edge-triggered: `ready` drains it).
-    pub(super) fn wait_until(&mut self, until: Instant, mut ready: impl FnMut(u64)) {
+    /// Waits for watched sockets to become readable, at most until
+    /// `until`; false once `until` has come (then `ready` is empty).
+    pub(super) fn wait(&mut self, until: Instant) -> bool {
         loop {
             let now = Instant::now();
             if now >= until {
-                return;
+                self.events.clear();
+                return false;
             }
-            // epoll's timeout is in milliseconds: round up, so the tick is
-            // never early, and check the time again after each wake.
+            // epoll's timeout is in milliseconds, rounded up: the tick is
+            // never early.
             let left = (until - now).max(Duration::from_micros(1));
             match self.poll.poll(&mut self.events, Some(left)) {
-                Ok(()) => {}
+                Ok(()) if self.events.is_empty() => continue,
+                Ok(()) => return true,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(_) => {
-                    return std::thread::sleep(until.saturating_duration_since(Instant::now()))
+                    std::thread::sleep(until.saturating_duration_since(Instant::now()));
+                    self.events.clear();
+                    return false;
                 }
             }
-            for ev in self.events.iter() {
-                ready(ev.token().0 as u64);
-            }
         }
+    }
+
+    /// The legs whose sockets the last `wait` found readable (edge-triggered:
+    /// each must be read until it would block).
+    pub(super) fn ready(&self) -> impl Iterator<Item = u64> + '_ {
+        self.events.iter().map(|ev| ev.token().0 as u64)
     }
 }

@@ -10,6 +10,7 @@ use std::thread;
 
 use crossbeam_channel::Sender;
 
+use super::outbox::MediaIo;
 use super::prompt::Prompt;
 use super::recorder::{RecordingHandle, Tap, WriterMsg};
 use super::worker::{LegId, LegSetup, MediaStats, Room, Worker};
@@ -104,11 +105,11 @@ fn next_tap_handle() -> RecordingHandle {
 impl MediaEngine {
     /// Starts `threads` workers (one per core is the intent).
     pub fn start(threads: usize) -> Self {
-        Self::start_with(threads, CodecOptions::default())
+        Self::start_with(threads, CodecOptions::default(), MediaIo::Auto)
     }
 
-    /// Starts workers whose legs' codecs are tuned by `options`.
-    pub fn start_with(threads: usize, options: CodecOptions) -> Self {
+    /// Starts workers whose legs' codecs are tuned by `options`, sending as `io` says.
+    pub fn start_with(threads: usize, options: CodecOptions, io: MediaIo) -> Self {
         let stats = Arc::new(MediaStats::default());
         let workers = (0..threads.max(1))
             .map(|i| {
@@ -126,6 +127,7 @@ impl MediaEngine {
                             tick: 0,
                             options,
                             arrivals: super::arrival::Arrivals::new(),
+                            outbox: super::outbox::Outbox::new(io).logged(i),
                         }
                         .run()
                     })

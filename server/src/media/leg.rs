@@ -1,15 +1,18 @@
-//! One leg's media on its worker's tick: what it received (reorder, jitter,
-//! DTMF, relay to a bridged peer, a room), and what it sends every 20 ms
-//! (prompts, the relayed or mixed audio, silence).
+//! One leg's media: what it received (reorder, jitter, DTMF, relay to a
+//! bridged peer, a room), and what it sends every 20 ms (prompts, the
+//! relayed or mixed audio, silence). Sans-IO: the worker reads the leg's
+//! socket and hands it each datagram; what the leg sends is queued in the
+//! worker's `Outbox`.
 
 use std::collections::VecDeque;
-use std::io::{ErrorKind, IoSlice};
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
 use super::dtmf_detect::DtmfDetector;
+use super::outbox::Outbox;
 use super::prompt::{Prompt, FRAME};
 use super::recorder::Tap;
 use super::worker::{lock_room, LegSetup, MediaEvent, MediaStats, Room, MAX_STREAMS, OUT, TICK};
@@ -249,125 +252,118 @@ impl Leg {
         self.talking = false;
     }
 
-    pub(super) fn receive(
+    /// One datagram this leg's socket received (the worker reads sockets;
+    /// what a bridged peer relays on goes to `out`).
+    pub(super) fn on_datagram(
         &mut self,
-        buf: &mut [u8],
+        data: &[u8],
+        from: SocketAddr,
         tick: u64,
         stats: &MediaStats,
-        mut peer: Option<&mut Leg>,
+        peer: Option<&mut Leg>,
+        out: &mut Outbox,
     ) {
-        loop {
-            let (n, from) = match self.setup.socket.recv_from(buf) {
-                Ok(r) => r,
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
-                // ICMP port unreachable from an earlier send: the peer is not
-                // listening (yet); the call goes on.
-                Err(e) if e.kind() == ErrorKind::ConnectionRefused => continue,
-                Err(_) => return,
-            };
-            let data = &buf[..n];
-            if packet::is_rtcp(data) {
-                self.on_rtcp(data);
-                continue;
-            }
-            let Ok(pkt) = RtpPacket::parse(data) else {
-                stats.malformed.fetch_add(1, Ordering::Relaxed);
-                continue;
-            };
-            stats.packets_in.fetch_add(1, Ordering::Relaxed);
-            self.received += 1;
-            self.last_rx_tick = tick;
-            if self.setup.latch {
-                self.latch(from, tick);
-            }
-            if let Some(peer) = peer.as_deref_mut() {
-                // Bridged: the far leg hears this leg; only recordings listen here.
-                self.bridged(&pkt, peer, stats);
-                continue;
-            }
-            if self.room.is_some() {
-                self.conferenced(&pkt);
-                continue;
-            }
-            let idx = match self
-                .streams
-                .iter()
-                .position(|s| s.source == from && s.ssrc == pkt.ssrc)
-            {
-                Some(i) => i,
-                None => {
-                    if self.streams.len() == MAX_STREAMS {
-                        let oldest = (0..MAX_STREAMS)
-                            .min_by_key(|i| self.streams[*i].last_tick)
-                            .unwrap_or(0);
-                        self.streams.swap_remove(oldest);
-                    }
-                    self.streams.push(Stream {
-                        source: from,
-                        ssrc: pkt.ssrc,
-                        reorder: ReorderBuffer::new(3),
-                        dtmf: DtmfReceiver::default(),
-                        last_tick: tick,
-                    });
-                    self.streams.len() - 1
-                }
-            };
-            let Stream {
-                reorder,
-                dtmf,
-                last_tick,
-                ..
-            } = &mut self.streams[idx];
-            *last_tick = tick;
-            let before = reorder.stats();
-            let dtmf_pt = self.setup.dtmf_pt;
-            let codec = self.setup.codec;
-            let events = &self.setup.events;
-            let inband = &mut self.inband;
-            let taps = &mut self.taps;
-            let coder = &mut self.coder;
-            reorder.push(&pkt, |r| {
-                if Some(r.payload_type) == dtmf_pt {
-                    if let Some(key) = dtmf.on_payload(r.timestamp, r.payload) {
-                        events(MediaEvent::Dtmf(key));
-                    }
-                } else if r.payload_type == codec.payload_type()
-                    && (inband.is_some() || !taps.is_empty())
-                {
-                    // Audio is decoded only when something listens to it.
-                    let mut pcm = [0i16; MAX_PAYLOAD];
-                    let n = decode_payload(codec, coder.as_deref_mut(), r.payload, &mut pcm);
-                    let pcm = &pcm[..n];
-                    if let Some(det) = inband.as_deref_mut() {
-                        det.feed(pcm, |k| events(MediaEvent::Dtmf(k)));
-                    }
-                    for t in taps.iter_mut() {
-                        t.heard(pcm);
-                    }
-                }
-            });
-            let after = reorder.stats();
-            stats
-                .lost
-                .fetch_add(after.lost - before.lost, Ordering::Relaxed);
-            stats
-                .late
-                .fetch_add(after.late - before.late, Ordering::Relaxed);
+        if packet::is_rtcp(data) {
+            self.on_rtcp(data);
+            return;
         }
+        let Ok(pkt) = RtpPacket::parse(data) else {
+            stats.malformed.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        stats.packets_in.fetch_add(1, Ordering::Relaxed);
+        self.received += 1;
+        self.last_rx_tick = tick;
+        if self.setup.latch {
+            self.latch(from, tick);
+        }
+        if let Some(peer) = peer {
+            // Bridged: the far leg hears this leg; only recordings listen here.
+            self.bridged(&pkt, peer, out);
+            return;
+        }
+        if self.room.is_some() {
+            self.conferenced(&pkt);
+            return;
+        }
+        let idx = match self
+            .streams
+            .iter()
+            .position(|s| s.source == from && s.ssrc == pkt.ssrc)
+        {
+            Some(i) => i,
+            None => {
+                if self.streams.len() == MAX_STREAMS {
+                    let oldest = (0..MAX_STREAMS)
+                        .min_by_key(|i| self.streams[*i].last_tick)
+                        .unwrap_or(0);
+                    self.streams.swap_remove(oldest);
+                }
+                self.streams.push(Stream {
+                    source: from,
+                    ssrc: pkt.ssrc,
+                    reorder: ReorderBuffer::new(3),
+                    dtmf: DtmfReceiver::default(),
+                    last_tick: tick,
+                });
+                self.streams.len() - 1
+            }
+        };
+        let Stream {
+            reorder,
+            dtmf,
+            last_tick,
+            ..
+        } = &mut self.streams[idx];
+        *last_tick = tick;
+        let before = reorder.stats();
+        let dtmf_pt = self.setup.dtmf_pt;
+        let codec = self.setup.codec;
+        let events = &self.setup.events;
+        let inband = &mut self.inband;
+        let taps = &mut self.taps;
+        let coder = &mut self.coder;
+        reorder.push(&pkt, |r| {
+            if Some(r.payload_type) == dtmf_pt {
+                if let Some(key) = dtmf.on_payload(r.timestamp, r.payload) {
+                    events(MediaEvent::Dtmf(key));
+                }
+            } else if r.payload_type == codec.payload_type()
+                && (inband.is_some() || !taps.is_empty())
+            {
+                // Audio is decoded only when something listens to it.
+                let mut pcm = [0i16; MAX_PAYLOAD];
+                let n = decode_payload(codec, coder.as_deref_mut(), r.payload, &mut pcm);
+                let pcm = &pcm[..n];
+                if let Some(det) = inband.as_deref_mut() {
+                    det.feed(pcm, |k| events(MediaEvent::Dtmf(k)));
+                }
+                for t in taps.iter_mut() {
+                    t.heard(pcm);
+                }
+            }
+        });
+        let after = reorder.stats();
+        stats
+            .lost
+            .fetch_add(after.lost - before.lost, Ordering::Relaxed);
+        stats
+            .late
+            .fetch_add(after.late - before.late, Ordering::Relaxed);
     }
 
     /// Passes a packet this leg received to its bridged peer: the same codec
     /// is copied as is, another is decoded here and played out by the peer
     /// from its jitter buffer (re-encoded on the peer's tick), RFC 4733 events
     /// are forwarded when the peer negotiated them.
-    pub(super) fn bridged(&mut self, pkt: &RtpPacket<'_>, peer: &mut Leg, stats: &MediaStats) {
+    pub(super) fn bridged(&mut self, pkt: &RtpPacket<'_>, peer: &mut Leg, tx: &mut Outbox) {
         let codec = self.setup.codec;
         if pkt.payload_type == codec.payload_type() {
             let n = pkt.payload.len().min(MAX_PAYLOAD);
             let payload = &pkt.payload[..n];
             if codec.same_codec(peer.setup.codec) {
                 self.tap(payload, true);
-                return peer.relay(pkt.timestamp, pkt.marker, payload, false, stats);
+                return peer.relay(pkt.timestamp, pkt.marker, payload, false, tx);
             }
             let mut pcm = [0i16; MAX_PAYLOAD];
             let samples = decode_payload(codec, self.coder.as_deref_mut(), payload, &mut pcm);
@@ -381,7 +377,7 @@ impl Leg {
                 Some(dst) if codec.g711().is_some() && n != FRAME => {
                     let mut out = [0u8; MAX_PAYLOAD];
                     dst.encode(&pcm[..samples], &mut out[..samples]);
-                    peer.relay(pkt.timestamp, pkt.marker, &out[..samples], false, stats);
+                    peer.relay(pkt.timestamp, pkt.marker, &out[..samples], false, tx);
                 }
                 _ => peer.push_decoded(pkt.timestamp, codec.ts_per_frame(), &pcm[..samples]),
             }
@@ -392,9 +388,9 @@ impl Leg {
                     peer.play_key(key);
                 }
             } else if codec.clock_rate() == peer.setup.codec.clock_rate() {
-                peer.relay(pkt.timestamp, pkt.marker, pkt.payload, true, stats);
+                peer.relay(pkt.timestamp, pkt.marker, pkt.payload, true, tx);
             } else {
-                peer.relay_event_across_clocks(pkt, codec.clock_rate(), stats);
+                peer.relay_event_across_clocks(pkt, codec.clock_rate(), tx);
             }
         }
         // Comfort noise or unknown payloads: dropped.
@@ -402,7 +398,7 @@ impl Leg {
 
     /// One frame of encoded silence, if this leg keeps its stream alive. A
     /// G.711 frame is a fill; other codecs encode it (their state keeps time).
-    pub(super) fn send_silence(&mut self, out: &mut [u8; OUT], stats: &MediaStats) {
+    pub(super) fn send_silence(&mut self, out: &mut [u8; OUT], tx: &mut Outbox) {
         if !self.keep_alive {
             self.talking = false;
             return;
@@ -436,7 +432,7 @@ impl Leg {
             self.talking = true;
             self.in_silence = false;
         }
-        self.send_frame(out, n, stats);
+        self.send_frame(out, n, tx);
         self.in_silence = true;
     }
 
@@ -486,7 +482,7 @@ impl Leg {
         marker: bool,
         payload: &[u8],
         event: bool,
-        stats: &MediaStats,
+        tx: &mut Outbox,
     ) {
         if !event && self.key_tone.is_some() {
             // A key in progress replaces the relayed audio for its duration.
@@ -501,7 +497,7 @@ impl Leg {
             for t in &mut self.taps {
                 t.sent(&pcm);
             }
-            return self.send_packet(marker, pt, timestamp.wrapping_add(offset), &out[..n], stats);
+            return self.send_packet(marker, pt, timestamp.wrapping_add(offset), &out[..n], tx);
         }
         let payload_type = if event {
             self.setup.dtmf_pt.unwrap_or(101)
@@ -519,7 +515,7 @@ impl Leg {
             payload_type,
             timestamp.wrapping_add(offset),
             payload,
-            stats,
+            tx,
         );
     }
 
@@ -530,7 +526,7 @@ impl Leg {
         &mut self,
         pkt: &RtpPacket<'_>,
         src_clock: u32,
-        stats: &MediaStats,
+        tx: &mut Outbox,
     ) {
         if pkt.payload.len() < 4 {
             return;
@@ -549,7 +545,7 @@ impl Leg {
             / src_clock.max(1) as u64;
         ev[2..4].copy_from_slice(&(duration.min(u16::MAX as u64) as u16).to_be_bytes());
         let pt = self.setup.dtmf_pt.unwrap_or(101);
-        self.send_packet(pkt.marker, pt, ts, &ev, stats);
+        self.send_packet(pkt.marker, pt, ts, &ev, tx);
     }
 
     /// Writes and sends one RTP packet of ours: our header and the payload
@@ -560,7 +556,7 @@ impl Leg {
         payload_type: u8,
         timestamp: u32,
         payload: &[u8],
-        stats: &MediaStats,
+        tx: &mut Outbox,
     ) {
         let mut header = [0u8; 12];
         let marker = marker || !self.talking || std::mem::take(&mut self.in_silence);
@@ -575,13 +571,12 @@ impl Leg {
         );
         self.seq = self.seq.wrapping_add(1);
         let n = payload.len().min(MAX_PAYLOAD);
-        let parts = [IoSlice::new(&header), IoSlice::new(&payload[..n])];
-        let sent = socket2::SockRef::from(&self.setup.socket)
-            .send_to_vectored(&parts, &self.remote.into());
-        if sent.is_ok() {
-            stats.packets_out.fetch_add(1, Ordering::Relaxed);
-            self.sent += 1;
-        }
+        tx.push(
+            self.setup.socket.as_raw_fd(),
+            self.remote,
+            &[&header, &payload[..n]],
+        );
+        self.sent += 1;
     }
 
     /// Symmetric RTP: follow the peer's source address. Once latched, move only
@@ -609,7 +604,7 @@ impl Leg {
     }
 
     /// One frame from the jitter buffer of a transcoding bridge.
-    pub(super) fn play_out_jitter(&mut self, out: &mut [u8; OUT], stats: &MediaStats) {
+    pub(super) fn play_out_jitter(&mut self, out: &mut [u8; OUT], tx: &mut Outbox) {
         let Some(jb) = self.jitter.as_deref_mut() else {
             return;
         };
@@ -628,7 +623,7 @@ impl Leg {
             t.sent(&pcm);
         }
         let n = self.encode(&pcm, &mut out[12..]);
-        self.send_frame(out, n, stats);
+        self.send_frame(out, n, tx);
     }
 
     /// Encodes one node-rate frame in this leg's format; returns the payload length.
@@ -644,7 +639,7 @@ impl Leg {
     }
 
     /// Sends the frame in `out[12..12 + n]` stamped with this leg's clock.
-    pub(super) fn send_frame(&mut self, out: &mut [u8; OUT], n: usize, stats: &MediaStats) {
+    pub(super) fn send_frame(&mut self, out: &mut [u8; OUT], n: usize, tx: &mut Outbox) {
         if n == 0 {
             return;
         }
@@ -659,25 +654,23 @@ impl Leg {
             self.ssrc,
         );
         self.seq = self.seq.wrapping_add(1);
-        match self.setup.socket.send_to(&out[..12 + n], self.remote) {
-            Ok(_) => {
-                stats.packets_out.fetch_add(1, Ordering::Relaxed);
-                self.sent += 1;
-            }
-            Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-            Err(_) => {} // e.g. ECONNREFUSED from an earlier ICMP: keep going.
-        }
+        tx.push(
+            self.setup.socket.as_raw_fd(),
+            self.remote,
+            &[&out[..12 + n]],
+        );
+        self.sent += 1;
     }
 
-    pub(super) fn send(&mut self, out: &mut [u8; OUT], stats: &MediaStats) {
+    pub(super) fn send(&mut self, out: &mut [u8; OUT], tx: &mut Outbox) {
         self.timestamp = self.timestamp.wrapping_add(self.ts_step);
         if self.bridge.is_some() {
-            return self.play_out_jitter(out, stats);
+            return self.play_out_jitter(out, tx);
         }
         // A room member's voice reaches the room even while a prompt plays to it.
         let mix = self.exchange_with_room();
         if self.queue.is_empty() {
-            return self.play_out_room(mix, out, stats);
+            return self.play_out_room(mix, out, tx);
         }
         let n = match self.setup.codec.g711() {
             // The fast path: prompts are pre-encoded in both laws.
@@ -707,7 +700,7 @@ impl Leg {
             // the first packet after resuming carries the marker.
             self.talking = false;
         } else {
-            self.send_frame(out, n, stats);
+            self.send_frame(out, n, tx);
         }
         if self.queue.is_empty() {
             if self.looped.is_empty() {

@@ -63,19 +63,19 @@ impl Leg {
         &mut self,
         mix: Option<[i16; FRAME]>,
         out: &mut [u8; OUT],
-        stats: &MediaStats,
+        tx: &mut super::Outbox,
     ) {
         if self.held {
             self.talking = false;
             return;
         }
         let Some(pcm) = mix.filter(|_| self.room.is_some()) else {
-            return self.send_silence(out, stats);
+            return self.send_silence(out, tx);
         };
         for t in &mut self.taps {
             t.sent(&pcm);
         }
         let n = self.encode(&pcm, &mut out[12..]);
-        self.send_frame(out, n, stats);
+        self.send_frame(out, n, tx);
     }
 }

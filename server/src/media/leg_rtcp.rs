@@ -11,21 +11,8 @@ impl Leg {
         }
     }
 
-    /// Reads the RTCP socket (every few ticks: reports come every few seconds).
-    pub(in crate::media) fn receive_rtcp(&mut self, buf: &mut [u8]) {
-        let Some(sock) = self.setup.rtcp.take() else {
-            return;
-        };
-        while let Ok(n) = sock.recv(buf) {
-            if packet::is_rtcp(&buf[..n]) {
-                self.on_rtcp(&buf[..n]);
-            }
-        }
-        self.setup.rtcp = Some(sock);
-    }
-
     /// Sends our RTCP report (SR while we send, else RR) to the peer's RTCP port.
-    pub(in crate::media) fn send_rtcp(&mut self) {
+    pub(in crate::media) fn send_rtcp(&mut self, tx: &mut Outbox) {
         let Some(sock) = &self.setup.rtcp else { return };
         let peer = self.streams.iter().max_by_key(|s| s.last_tick).map(|s| {
             let st = s.reorder.stats();
@@ -54,6 +41,6 @@ impl Leg {
         let mut out = [0u8; 128];
         let n = crate::rtp::rtcp::write_report(&mut out, self.ssrc, sent, peer, b"hookline");
         let to = SocketAddr::new(self.remote.ip(), self.remote.port().wrapping_add(1));
-        let _ = sock.send_to(&out[..n], to);
+        tx.push(sock.as_raw_fd(), to, &[&out[..n]]);
     }
 }

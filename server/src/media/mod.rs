@@ -6,6 +6,7 @@ pub mod dtmf_detect;
 mod engine;
 mod leg;
 pub mod mixer;
+pub mod outbox;
 mod ports;
 pub mod prompt;
 pub mod recorder;

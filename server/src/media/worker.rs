@@ -5,6 +5,7 @@
 //! pre-encoded and shared.
 
 use std::collections::HashMap;
+use std::io::ErrorKind;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -17,6 +18,7 @@ use super::arrival::Arrivals;
 use super::engine::Command;
 pub use super::engine::MediaEngine;
 use super::leg::{coder_for, Leg, MAX_HEARD};
+use super::outbox::Outbox;
 pub use super::ports::PortPool;
 
 use super::recorder::RecordingHandle;
@@ -120,6 +122,9 @@ pub(super) struct Worker {
     pub(super) options: CodecOptions,
     /// Bridged legs' sockets, waited on between ticks (none: relay on the tick).
     pub(super) arrivals: Option<Arrivals>,
+    /// What the legs send, flushed at the end of each tick and of each burst
+    /// of relayed arrivals.
+    pub(super) outbox: Outbox,
 }
 
 impl Worker {
@@ -150,16 +155,50 @@ impl Worker {
         }
     }
 
-    /// Reads leg `i` (and relays what it received, if it is bridged).
+    /// Reads leg `i`'s socket until it would block, handing the leg each
+    /// datagram (a bridged leg queues its relays in the outbox).
     fn receive(&mut self, i: usize, buf: &mut [u8]) {
         let tick = self.tick;
-        match self.legs[i].bridge {
-            Some(j) => {
-                let (leg, peer) = pair_mut(&mut self.legs, i, j);
-                leg.receive(buf, tick, &self.stats, Some(peer));
+        loop {
+            let (n, from) = match self.legs[i].setup.socket.recv_from(buf) {
+                Ok(r) => r,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                // ICMP port unreachable from an earlier send: the peer is not
+                // listening (yet); the call goes on.
+                Err(e) if e.kind() == ErrorKind::ConnectionRefused => continue,
+                Err(_) => return,
+            };
+            let data = &buf[..n];
+            match self.legs[i].bridge {
+                Some(j) => {
+                    let (leg, peer) = pair_mut(&mut self.legs, i, j);
+                    leg.on_datagram(data, from, tick, &self.stats, Some(peer), &mut self.outbox);
+                }
+                None => {
+                    self.legs[i].on_datagram(data, from, tick, &self.stats, None, &mut self.outbox)
+                }
             }
-            None => self.legs[i].receive(buf, tick, &self.stats, None),
         }
+    }
+
+    /// Reads leg `i`'s RTCP socket (reports come every few seconds).
+    fn receive_rtcp(&mut self, i: usize, buf: &mut [u8]) {
+        let leg = &mut self.legs[i];
+        let Some(sock) = leg.setup.rtcp.take() else {
+            return;
+        };
+        while let Ok(n) = sock.recv(buf) {
+            if crate::rtp::packet::is_rtcp(&buf[..n]) {
+                leg.on_rtcp(&buf[..n]);
+            }
+        }
+        leg.setup.rtcp = Some(sock);
+    }
+
+    /// Sends what the legs queued.
+    fn flush(&mut self) {
+        let sent = self.outbox.flush();
+        self.stats.packets_out.fetch_add(sent, Ordering::Relaxed);
     }
 
     fn remove(&mut self, id: LegId) {
@@ -368,29 +407,33 @@ impl Worker {
                 }
                 let leg = &mut self.legs[i];
                 leg.check_timeout(tick);
-                leg.send(&mut out, &self.stats);
+                leg.send(&mut out, &mut self.outbox);
                 for t in &mut leg.taps {
                     if t.tick() {
                         (leg.setup.events)(MediaEvent::Silence { handle: t.handle });
                     }
                 }
                 // RTCP: read every 100 ms, report every 5 s (staggered by leg).
-                if tick % 5 == (i as u64) % 5 {
-                    leg.receive_rtcp(&mut buf);
-                }
                 if (tick + i as u64).is_multiple_of(250) && (leg.sent > 0 || leg.received > 0) {
-                    leg.send_rtcp();
+                    leg.send_rtcp(&mut self.outbox);
+                }
+                if tick % 5 == (i as u64) % 5 {
+                    self.receive_rtcp(i, &mut buf);
                 }
             }
+            self.flush();
             let now = Instant::now();
             if next > now {
                 match self.arrivals.take() {
                     Some(mut arrivals) => {
-                        arrivals.wait_until(next, |id| {
-                            if let Some(&i) = self.index.get(&id) {
-                                self.receive(i, &mut buf);
+                        while arrivals.wait(next) {
+                            for id in arrivals.ready() {
+                                if let Some(&i) = self.index.get(&id) {
+                                    self.receive(i, &mut buf);
+                                }
                             }
-                        });
+                            self.flush();
+                        }
                         self.arrivals = Some(arrivals);
                     }
                     None => thread::sleep(next - now),

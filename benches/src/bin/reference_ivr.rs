@@ -1,0 +1,227 @@
+//! The reference for the IVR benchmark: a media server that does only the
+//! unavoidable work of an IVR call, on the node's 20 ms tick, so the node's
+//! CPU per call can be stated as a ratio to it in the same run.
+//!
+//! Per call per tick it drains the call's socket (one `recvfrom` per packet
+//! and one that finds it empty) and sends one 20 ms A-law packet; a worker's
+//! sends of one tick go in one io_uring submission. It answers INVITE and
+//! BYE with 200 OK and nothing else: no plugin, no prompt catalogue, no
+//! jitter buffer, no DTMF, no records. One worker thread per core, as the
+//! node runs by default.
+//!
+//! `reference_ivr [--sip 127.0.0.1:0]` prints `sip=PORT` once it listens.
+
+use std::collections::HashMap;
+use std::io::{ErrorKind, Write};
+use std::net::{SocketAddr, SocketAddrV4, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::sync::mpsc::{channel, Receiver, TryRecvError};
+use std::time::{Duration, Instant};
+
+use hookline_benches::wire::{header, ok_response, sdp_addr};
+
+const TICK: Duration = Duration::from_millis(20);
+const PKT: usize = 12 + 160;
+
+enum Cmd {
+    Add {
+        call_id: String,
+        socket: UdpSocket,
+        remote: SocketAddrV4,
+    },
+    Remove(String),
+}
+
+struct Call {
+    call_id: String,
+    socket: UdpSocket,
+    remote: socket2::SockAddr,
+    seq: u16,
+    ts: u32,
+}
+
+fn main() -> std::io::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let mut sip_addr = "127.0.0.1:0".to_string();
+    while let Some(a) = args.next() {
+        if a == "--sip" {
+            sip_addr = args.next().unwrap_or(sip_addr);
+        }
+    }
+    let sip = UdpSocket::bind(&sip_addr)?;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let workers: Vec<_> = (0..threads)
+        .map(|_| {
+            let (tx, rx) = channel();
+            std::thread::spawn(move || worker(rx));
+            tx
+        })
+        .collect();
+    println!("sip={}", sip.local_addr()?.port());
+    std::io::stdout().flush()?;
+    // Call-ID -> (worker, the 200 OK sent: resent to a retransmitted INVITE).
+    let mut calls: HashMap<String, (usize, String)> = HashMap::new();
+    let mut next = 0;
+    let mut buf = vec![0u8; 65536];
+    loop {
+        let (n, from) = sip.recv_from(&mut buf)?;
+        let Ok(msg) = std::str::from_utf8(&buf[..n]) else {
+            continue;
+        };
+        let call_id = header(msg, &["call-id", "i"]).unwrap_or("").to_string();
+        if msg.starts_with("INVITE ") {
+            if let Some((_, ok)) = calls.get(&call_id) {
+                sip.send_to(ok.as_bytes(), from)?;
+                continue;
+            }
+            let Some(remote) = sdp_addr(msg) else {
+                continue;
+            };
+            let socket = UdpSocket::bind("127.0.0.1:0")?;
+            socket.set_nonblocking(true)?;
+            let port = socket.local_addr()?.port();
+            let sdp = format!(
+                "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+                 m=audio {port} RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\na=ptime:20\r\n"
+            );
+            let ok = format!(
+                "{}Contact: <sip:ref@{}>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+                ok_response(msg, Some("ref")),
+                sip.local_addr()?,
+                sdp.len()
+            );
+            sip.send_to(ok.as_bytes(), from)?;
+            let w = next % workers.len();
+            next += 1;
+            let _ = workers[w].send(Cmd::Add {
+                call_id: call_id.clone(),
+                socket,
+                remote,
+            });
+            calls.insert(call_id, (w, ok));
+        } else if !msg.starts_with("ACK ") && !msg.starts_with("SIP/2.0") {
+            // Any other request (BYE above all) is answered 200.
+            let ok = format!("{}Content-Length: 0\r\n\r\n", ok_response(msg, None));
+            sip.send_to(ok.as_bytes(), from)?;
+            if msg.starts_with("BYE ") {
+                if let Some((w, _)) = calls.remove(&call_id) {
+                    let _ = workers[w].send(Cmd::Remove(call_id));
+                }
+            }
+        }
+    }
+}
+
+/// One worker: its calls, one pass per tick.
+fn worker(rx: Receiver<Cmd>) {
+    let mut calls: Vec<Call> = Vec::new();
+    let mut ring = io_uring::IoUring::new(4096).ok();
+    let mut out = vec![[0u8; PKT]; 0];
+    let mut iovecs: Vec<libc::iovec> = Vec::new();
+    let mut headers: Vec<libc::msghdr> = Vec::new();
+    let mut buf = [0u8; 2048];
+    let mut next = Instant::now() + TICK;
+    loop {
+        loop {
+            match rx.try_recv() {
+                Ok(Cmd::Add {
+                    call_id,
+                    socket,
+                    remote,
+                }) => calls.push(Call {
+                    call_id,
+                    socket,
+                    remote: SocketAddr::V4(remote).into(),
+                    seq: calls.len() as u16 ^ 0x5a5a,
+                    ts: 0,
+                }),
+                Ok(Cmd::Remove(id)) => calls.retain(|c| c.call_id != id),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => return,
+            }
+        }
+        // Drain each socket.
+        for c in &calls {
+            loop {
+                match c.socket.recv_from(&mut buf) {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    Err(_) => break,
+                }
+            }
+        }
+        // One packet per call, all sent in one submission.
+        out.resize(calls.len(), [0u8; PKT]);
+        for (c, p) in calls.iter_mut().zip(out.iter_mut()) {
+            c.seq = c.seq.wrapping_add(1);
+            c.ts = c.ts.wrapping_add(160);
+            p[0] = 0x80;
+            p[1] = 8;
+            p[2..4].copy_from_slice(&c.seq.to_be_bytes());
+            p[4..8].copy_from_slice(&c.ts.to_be_bytes());
+            p[8..12].copy_from_slice(&0x5eed_0001u32.to_be_bytes());
+            p[12..].fill(0xd5);
+        }
+        match ring.as_mut() {
+            Some(r) => send_batched(r, &calls, &out, &mut iovecs, &mut headers),
+            None => {
+                for (c, p) in calls.iter().zip(&out) {
+                    let _ = socket2::SockRef::from(&c.socket).send_to(p, &c.remote);
+                }
+            }
+        }
+        let now = Instant::now();
+        if next > now {
+            std::thread::sleep(next - now);
+            next += TICK;
+        } else {
+            next = now + TICK;
+        }
+    }
+}
+
+fn send_batched(
+    ring: &mut io_uring::IoUring,
+    calls: &[Call],
+    out: &[[u8; PKT]],
+    iovecs: &mut Vec<libc::iovec>,
+    headers: &mut Vec<libc::msghdr>,
+) {
+    iovecs.clear();
+    headers.clear();
+    for p in out {
+        iovecs.push(libc::iovec {
+            iov_base: p.as_ptr() as *mut libc::c_void,
+            iov_len: PKT,
+        });
+    }
+    for (c, iov) in calls.iter().zip(iovecs.iter_mut()) {
+        // SAFETY: all-zero is a valid msghdr.
+        let mut h: libc::msghdr = unsafe { std::mem::zeroed() };
+        h.msg_name = c.remote.as_ptr() as *mut libc::c_void;
+        h.msg_namelen = c.remote.len();
+        h.msg_iov = iov;
+        h.msg_iovlen = 1;
+        headers.push(h);
+    }
+    for (cs, hs) in calls.chunks(4096).zip(headers.chunks(4096)) {
+        {
+            let mut sq = ring.submission();
+            for (c, h) in cs.iter().zip(hs) {
+                let op =
+                    io_uring::opcode::SendMsg::new(io_uring::types::Fd(c.socket.as_raw_fd()), h)
+                        .flags(libc::MSG_DONTWAIT as u32)
+                        .build();
+                // SAFETY: headers, iovecs, addresses and packets outlive the completions.
+                let _ = unsafe { sq.push(&op) };
+            }
+        }
+        let mut done = 0;
+        while done < cs.len() {
+            if ring.submit_and_wait(cs.len() - done).is_err() {
+                return;
+            }
+            done += ring.completion().count();
+        }
+    }
+}
