@@ -35,6 +35,7 @@ fn main() -> anyhow::Result<()> {
         opus_agents: None,
         opus_callers: None,
         group_size: 0,
+        phases: 1,
     })?;
     let cpu = cpu_seconds(pid) - cpu0;
     let secs = took.as_secs_f64().max(1e-9);

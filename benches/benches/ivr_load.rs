@@ -127,6 +127,7 @@ fn run_reference(calls: usize, seconds: u64, cps: u32) -> anyhow::Result<(String
             opus_agents: None,
             opus_callers: None,
             group_size: 0,
+            phases: 1,
         },
         |phase| {
             let sample = (cpu_seconds(pid), rss_mib(pid), std::time::Instant::now());
@@ -198,6 +199,7 @@ fn run_variant(v: &Variant, calls: usize, seconds: u64, cps: u32) -> anyhow::Res
             opus_agents: None,
             opus_callers: opus,
             group_size: 0,
+            phases: 1,
         },
         |phase| {
             let sample = (

@@ -44,6 +44,10 @@ pub struct LoadConfig {
     /// 0: every call dials `service`. k: calls dial `service` followed by
     /// their index / k, so groups of k meet under one number (conference rooms).
     pub group_size: usize,
+    /// 1: every leg sends at the same instant each 20 ms (the worst burst).
+    /// k: legs send in k groups spread evenly over the 20 ms (leg i in group
+    /// i mod k), as independent calls' cadences are.
+    pub phases: u32,
 }
 
 /// Where the run is.
@@ -178,6 +182,8 @@ struct Gen {
     in_msgs: Vec<libc::mmsghdr>,
     /// The call each outgoing message of this tick belongs to.
     out_which: Vec<usize>,
+    /// The group of legs that sends next (see `LoadConfig::phases`).
+    phase: usize,
     /// Control buffers for the kernel's receive timestamps.
     in_ctrl: Vec<[u64; 8]>,
     /// Bytes of each leg's packet (Opus agents send shorter ones).
@@ -262,6 +268,7 @@ impl Gen {
             ],
             in_msgs: vec![unsafe { std::mem::zeroed() }; RECV_BATCH],
             in_ctrl: vec![[0u64; 8]; RECV_BATCH],
+            phase: 0,
             out_which: vec![0; n],
             out_len: vec![PKT; n],
         };
@@ -318,14 +325,18 @@ impl Gen {
         let setup_deadline = start
             + Duration::from_secs(30)
             + Duration::from_secs_f64(self.cfg.calls as f64 / self.cfg.cps.max(1) as f64);
+        let mut next_send = start;
         // Ramp up.
         loop {
             let now = Instant::now();
             if now >= next_tick {
                 self.start_calls(&mut started, &mut budget, now)?;
                 self.retransmit(now)?;
-                self.send_media();
                 next_tick += TICK;
+            }
+            if now >= next_send {
+                self.send_media();
+                next_send += self.send_step();
             }
             self.poll(now)?;
             let settled = self.calls[..self.n]
@@ -352,11 +363,11 @@ impl Gen {
         let sent_before = self.report.rtp_sent;
         while hold_start.elapsed() < self.cfg.hold {
             let now = Instant::now();
-            if now >= next_tick {
+            if now >= next_send {
                 self.send_media();
-                next_tick += TICK;
-                if now > next_tick + TICK * 5 {
-                    next_tick = now; // we fell behind; do not burst
+                next_send += self.send_step();
+                if now > next_send + TICK * 5 {
+                    next_send = now; // we fell behind; do not burst
                 }
             }
             self.poll(now)?;
@@ -466,12 +477,23 @@ impl Gen {
         Ok(took)
     }
 
-    /// One 20 ms frame to every call that is up, in sendmmsg batches.
+    /// The time between two `send_media` calls.
+    fn send_step(&self) -> Duration {
+        TICK / self.cfg.phases.max(1)
+    }
+
+    /// One 20 ms frame to every call of this phase that is up, in sendmmsg batches.
     fn send_media(&mut self) {
         use std::os::fd::AsRawFd;
         let mut n = 0;
         let stamped = self.report.markers;
+        let phases = self.cfg.phases.max(1) as usize;
+        let phase = self.phase;
+        self.phase = (self.phase + 1) % phases;
         for (i, c) in self.calls.iter_mut().enumerate() {
+            if i % phases != phase {
+                continue;
+            }
             let (St::Up, Some(dst)) = (c.st, c.node_rtp) else {
                 continue;
             };

@@ -35,6 +35,7 @@ fn config(service: &str, calls: usize, answer: bool, sip_port: u16) -> LoadConfi
         opus_agents: None,
         opus_callers: None,
         group_size: 0,
+        phases: 1,
     }
 }
 
