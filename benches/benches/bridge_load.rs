@@ -2,7 +2,13 @@
 //! (the load generator answers the node's outbound INVITEs too), media both
 //! ways through the node's relay, held for T seconds.
 //!
-//! `cargo bench -p hookline-benches --bench bridge_load -- --calls 500 --seconds 20`
+//! Workload: each leg (caller and agent) sends one 20 ms A-law packet every
+//! 20 ms (50 packets per call per second each way); legs send in `--phases`
+//! groups spread over the 20 ms (default 10). Latency and jitter are of
+//! relayed packets: send stamp in the payload to the kernel's receive
+//! timestamp; jitter is the difference between consecutive packets' latency.
+//!
+//! `cargo bench -p hookline-benches --bench bridge_load -- --calls 500 --seconds 20 [--phases 10]`
 //! Last line: `bench=bridged_calls ... calls_per_core=X rss_mib_per_call=Y lost_pct=Z`
 
 fn main() -> anyhow::Result<()> {

@@ -120,9 +120,10 @@ pub fn run_scenario(
             opus_agents,
             opus_callers: None,
             group_size,
-            // Calls' 20 ms cadences are independent in real traffic: the
-            // legs send in 10 groups 2 ms apart, not all in one instant.
-            phases: 10,
+            // Calls' 20 ms cadences are independent in real traffic: by
+            // default the legs send in 10 groups 2 ms apart, not all in one
+            // instant (`--phases 1`: the worst burst).
+            phases: crate::arg("--phases", 10) as u32,
         },
         |phase| {
             let sample = (cpu_seconds(pid), rss_mib(pid), Instant::now(), late());
