@@ -23,7 +23,7 @@
 use std::time::Duration;
 
 use hookline_benches::loadgen::{self, LoadConfig, Phase};
-use hookline_benches::proc_stats::{cpu_seconds, rss_mib};
+use hookline_benches::proc_stats::{cpu_seconds, pss_mib, rss_mib};
 use hookline_tests::{NodeSpec, TestNode};
 
 /// The IVR keeps every call in a long barge-in menu: prompts play, DTMF is listened for.
@@ -112,7 +112,7 @@ fn run_reference(calls: usize, seconds: u64, cps: u32) -> anyhow::Result<(String
         .ok_or_else(|| anyhow::anyhow!("reference server said {line:?}"))?;
     let pid = child.id();
     hookline_benches::proc_stats::wait_until_machine_idle(Duration::from_secs(60));
-    let rss_idle = rss_mib(pid);
+    let pss_idle = pss_mib(pid);
     let mut at_start = (0.0, 0.0, std::time::Instant::now());
     let mut at_end = at_start;
     let report = loadgen::run(
@@ -130,7 +130,7 @@ fn run_reference(calls: usize, seconds: u64, cps: u32) -> anyhow::Result<(String
             phases: 1,
         },
         |phase| {
-            let sample = (cpu_seconds(pid), rss_mib(pid), std::time::Instant::now());
+            let sample = (cpu_seconds(pid), pss_mib(pid), std::time::Instant::now());
             match phase {
                 Phase::HoldStart => at_start = sample,
                 Phase::HoldEnd => at_end = sample,
@@ -143,7 +143,7 @@ fn run_reference(calls: usize, seconds: u64, cps: u32) -> anyhow::Result<(String
     let wall = (at_end.2 - at_start.2).as_secs_f64().max(1e-9);
     let cpu_pct = (at_end.0 - at_start.0) / wall * 100.0;
     let up = report.answered.max(1) as f64;
-    let kib_per_call = (at_end.1 - rss_idle).max(0.0) * 1024.0 / up;
+    let kib_per_call = (at_end.1 - pss_idle).max(0.0) * 1024.0 / up;
     let per_core = report.answered as f64 / (cpu_pct / 100.0).max(1e-9);
     let fields = format!(
         "reference_calls_completed={} reference_cpu_pct={cpu_pct:.1} reference_calls_per_core={per_core:.0} \
@@ -175,6 +175,7 @@ fn run_variant(v: &Variant, calls: usize, seconds: u64, cps: u32) -> anyhow::Res
     // Measure a settled node: its start-up work (recognizer, Piper worker) is not the load.
     hookline_benches::proc_stats::wait_until_machine_idle(Duration::from_secs(60));
     let rss_idle = rss_mib(pid);
+    let pss_idle = pss_mib(pid);
     let opus = if v.opus {
         // Callers listen to the menu: near silence, as a real line carries.
         Some(hookline_benches::opus_quiet_packet()?)
@@ -185,7 +186,7 @@ fn run_variant(v: &Variant, calls: usize, seconds: u64, cps: u32) -> anyhow::Res
         node.metric(hookline_benches::LATE_TICKS)
             .unwrap_or(f64::NAN)
     };
-    let mut at_start = (0.0, 0.0, std::time::Instant::now(), 0.0);
+    let mut at_start = (0.0, 0.0, std::time::Instant::now(), 0.0, 0.0);
     let mut at_end = at_start;
     let report = loadgen::run(
         &LoadConfig {
@@ -207,6 +208,7 @@ fn run_variant(v: &Variant, calls: usize, seconds: u64, cps: u32) -> anyhow::Res
                 rss_mib(pid),
                 std::time::Instant::now(),
                 late(),
+                pss_mib(pid),
             );
             match phase {
                 Phase::HoldStart => at_start = sample,
@@ -238,7 +240,8 @@ fn run_variant(v: &Variant, calls: usize, seconds: u64, cps: u32) -> anyhow::Res
     let wall = (at_end.2 - at_start.2).as_secs_f64().max(1e-9);
     let cpu_pct = (at_end.0 - at_start.0) / wall * 100.0;
     let up = report.answered.max(1) as f64;
-    let kib_per_call = (at_end.1 - rss_idle).max(0.0) * 1024.0 / up;
+    let rss_kib_per_call = (at_end.1 - rss_idle).max(0.0) * 1024.0 / up;
+    let kib_per_call = (at_end.4 - pss_idle).max(0.0) * 1024.0 / up;
     let per_core = if cpu_pct > 0.0 {
         report.answered as f64 / (cpu_pct / 100.0)
     } else {
@@ -248,7 +251,7 @@ fn run_variant(v: &Variant, calls: usize, seconds: u64, cps: u32) -> anyhow::Res
     println!(
         "{}: held {} calls for {wall:.1} s; node idle RSS {rss_idle:.1} MiB, loaded {:.1} MiB; setup {:.1} ms avg; \
          {} ended by node\n{}: bench=ivr_calls calls_attempted={} calls_completed={} calls_failed={} node_cpu_pct={cpu_pct:.1} \
-         calls_per_core={per_core:.0} kib_per_call={kib_per_call:.0} rtp_sent={} {media}",
+         calls_per_core={per_core:.0} kib_per_call={kib_per_call:.0} rss_kib_per_call={rss_kib_per_call:.0} rtp_sent={} {media}",
         v.name,
         report.answered,
         at_end.1,
@@ -264,7 +267,7 @@ fn run_variant(v: &Variant, calls: usize, seconds: u64, cps: u32) -> anyhow::Res
         v.name,
         &format!(
             "calls_completed={} calls_failed={} ended_by_node={} node_cpu_pct={cpu_pct:.1} calls_per_core={per_core:.0} \
-             kib_per_call={kib_per_call:.0} {media}",
+             kib_per_call={kib_per_call:.0} rss_kib_per_call={rss_kib_per_call:.0} {media}",
             report.completed, report.failed, report.ended_by_node
         ),
     );

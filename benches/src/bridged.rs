@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use hookline_tests::{free_udp_port, NodeSpec, TestNode};
 
 use crate::loadgen::{self, LoadConfig, LoadReport, Phase};
-use crate::proc_stats::{cpu_seconds, rss_mib};
+use crate::proc_stats::{cpu_seconds, pss_mib, rss_mib};
 
 /// What one run measured.
 pub struct Bridged {
@@ -16,6 +16,9 @@ pub struct Bridged {
     pub cpu_pct: f64,
     pub rss_idle_mib: f64,
     pub rss_loaded_mib: f64,
+    /// Proportional set size idle and loaded (see `proc_stats::pss_mib`).
+    pub pss_idle_mib: f64,
+    pub pss_loaded_mib: f64,
     /// Media ticks the node started late during the window.
     pub late_ticks: f64,
 }
@@ -27,6 +30,12 @@ impl Bridged {
 
     pub fn rss_mib_per_call(&self) -> f64 {
         self.rss_mib_each(self.report.bridged)
+    }
+
+    /// Memory per call counted by PSS, in KiB.
+    pub fn kib_per_call(&self) -> f64 {
+        (self.pss_loaded_mib - self.pss_idle_mib).max(0.0) * 1024.0
+            / self.report.bridged.max(1) as f64
     }
 
     /// `n` things held (calls, callers, participants) per core of node CPU.
@@ -105,8 +114,9 @@ pub fn run_scenario(
     // Measure a settled node: its start-up work (recognizer, Piper worker) is not the load.
     crate::proc_stats::wait_until_machine_idle(Duration::from_secs(60));
     let rss_idle = rss_mib(pid);
+    let pss_idle = pss_mib(pid);
     let late = || node.metric(crate::LATE_TICKS).unwrap_or(f64::NAN);
-    let mut at_start = (0.0, 0.0, Instant::now(), 0.0);
+    let mut at_start = (0.0, 0.0, Instant::now(), 0.0, 0.0);
     let mut at_end = at_start;
     let report = loadgen::run(
         &LoadConfig {
@@ -126,7 +136,13 @@ pub fn run_scenario(
             phases: crate::arg("--phases", 10) as u32,
         },
         |phase| {
-            let sample = (cpu_seconds(pid), rss_mib(pid), Instant::now(), late());
+            let sample = (
+                cpu_seconds(pid),
+                rss_mib(pid),
+                Instant::now(),
+                late(),
+                pss_mib(pid),
+            );
             match phase {
                 Phase::HoldStart => at_start = sample,
                 Phase::HoldEnd => at_end = sample,
@@ -149,6 +165,8 @@ pub fn run_scenario(
             held_s,
             rss_idle_mib: rss_idle,
             rss_loaded_mib: at_end.1,
+            pss_idle_mib: pss_idle,
+            pss_loaded_mib: at_end.4,
             late_ticks: at_end.3 - at_start.3,
             report,
         },

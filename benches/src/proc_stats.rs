@@ -34,6 +34,21 @@ pub fn rss_mib(pid: u32) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Proportional set size in MiB (`smaps_rollup`): a page mapped N times
+/// counts 1/N at each mapping. The node maps a plugin's memory image
+/// copy-on-write into every instance, and RSS counts those shared pages once
+/// per instance; PSS counts them once, as the machine's memory does.
+pub fn pss_mib(pid: u32) -> f64 {
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
+    rollup
+        .lines()
+        .find_map(|l| l.strip_prefix("Pss:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
 /// Busy and total jiffies of the whole machine (the `cpu` line of /proc/stat).
 fn machine_jiffies() -> (u64, u64) {
     let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
