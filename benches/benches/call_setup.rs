@@ -24,19 +24,13 @@ fn main() -> anyhow::Result<()> {
     // Measure a settled node: its start-up work (recognizer, Piper worker) is not the load.
     hookline_benches::proc_stats::wait_until_machine_idle(Duration::from_secs(60));
     let cpu0 = cpu_seconds(pid);
-    let (report, took) = loadgen::run_setups(&LoadConfig {
-        node: node.sip,
-        service: "100".into(),
+    let (report, took) = loadgen::run_setups(&LoadConfig::callers(
+        node.sip,
+        "100",
         calls,
-        hold: Duration::ZERO,
+        Duration::ZERO,
         cps,
-        answer_calls: false,
-        sip_port: 0,
-        opus_agents: None,
-        opus_callers: None,
-        group_size: 0,
-        phases: 1,
-    })?;
+    ))?;
     let cpu = cpu_seconds(pid) - cpu0;
     let secs = took.as_secs_f64().max(1e-9);
     // A setup counts when its record was written too: answered and ended by

@@ -116,19 +116,13 @@ fn run_reference(calls: usize, seconds: u64, cps: u32) -> anyhow::Result<(String
     let mut at_start = (0.0, 0.0, std::time::Instant::now());
     let mut at_end = at_start;
     let report = loadgen::run(
-        &LoadConfig {
-            node: ([127, 0, 0, 1], port).into(),
-            service: "load".into(),
+        &LoadConfig::callers(
+            ([127, 0, 0, 1], port).into(),
+            "load",
             calls,
-            hold: Duration::from_secs(seconds),
+            Duration::from_secs(seconds),
             cps,
-            answer_calls: false,
-            sip_port: 0,
-            opus_agents: None,
-            opus_callers: None,
-            group_size: 0,
-            phases: 1,
-        },
+        ),
         |phase| {
             let sample = (cpu_seconds(pid), pss_mib(pid), std::time::Instant::now());
             match phase {
@@ -190,17 +184,14 @@ fn run_variant(v: &Variant, calls: usize, seconds: u64, cps: u32) -> anyhow::Res
     let mut at_end = at_start;
     let report = loadgen::run(
         &LoadConfig {
-            node: node.sip,
-            service: v.service.into(),
-            calls,
-            hold: Duration::from_secs(seconds),
-            cps,
-            answer_calls: false,
-            sip_port: 0,
-            opus_agents: None,
             opus_callers: opus,
-            group_size: 0,
-            phases: 1,
+            ..LoadConfig::callers(
+                node.sip,
+                v.service,
+                calls,
+                Duration::from_secs(seconds),
+                cps,
+            )
         },
         |phase| {
             let sample = (

@@ -120,11 +120,6 @@ pub fn run_scenario(
     let mut at_end = at_start;
     let report = loadgen::run(
         &LoadConfig {
-            node: node.sip,
-            service: service.into(),
-            calls,
-            hold: Duration::from_secs(seconds),
-            cps,
             answer_calls: true,
             sip_port: agent_port,
             opus_agents,
@@ -134,6 +129,7 @@ pub fn run_scenario(
             // default the legs send in 10 groups 2 ms apart, not all in one
             // instant (`--phases 1`: the worst burst).
             phases: crate::arg("--phases", 10) as u32,
+            ..LoadConfig::callers(node.sip, service, calls, Duration::from_secs(seconds), cps)
         },
         |phase| {
             let sample = (

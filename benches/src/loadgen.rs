@@ -50,6 +50,33 @@ pub struct LoadConfig {
     pub phases: u32,
 }
 
+impl LoadConfig {
+    /// A-law callers dialling `service`, held `hold`, set up at `cps`: no
+    /// agents answered, no groups, every leg sending in the same instant.
+    /// Scenarios change what they need from here.
+    pub fn callers(
+        node: SocketAddr,
+        service: &str,
+        calls: usize,
+        hold: Duration,
+        cps: u32,
+    ) -> Self {
+        LoadConfig {
+            node,
+            service: service.into(),
+            calls,
+            hold,
+            cps,
+            answer_calls: false,
+            sip_port: 0,
+            opus_agents: None,
+            opus_callers: None,
+            group_size: 0,
+            phases: 1,
+        }
+    }
+}
+
 /// Where the run is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {

@@ -24,14 +24,7 @@ pub fn cpu_seconds(pid: u32) -> f64 {
 
 /// Resident set size in MiB.
 pub fn rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(0.0)
+    kib_field(&format!("/proc/{pid}/status"), "VmRSS:") / 1024.0
 }
 
 /// Proportional set size in MiB (`smaps_rollup`): a page mapped N times
@@ -39,13 +32,17 @@ pub fn rss_mib(pid: u32) -> f64 {
 /// copy-on-write into every instance, and RSS counts those shared pages once
 /// per instance; PSS counts them once, as the machine's memory does.
 pub fn pss_mib(pid: u32) -> f64 {
-    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
-    rollup
+    kib_field(&format!("/proc/{pid}/smaps_rollup"), "Pss:") / 1024.0
+}
+
+/// The `key: N kB` line of a /proc file, in KiB (0 when absent).
+fn kib_field(path: &str, key: &str) -> f64 {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
         .lines()
-        .find_map(|l| l.strip_prefix("Pss:"))
+        .find_map(|l| l.strip_prefix(key))
         .and_then(|v| v.split_whitespace().next())
         .and_then(|kb| kb.parse::<f64>().ok())
-        .map(|kb| kb / 1024.0)
         .unwrap_or(0.0)
 }
 

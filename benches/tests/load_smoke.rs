@@ -25,17 +25,15 @@ static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn config(service: &str, calls: usize, answer: bool, sip_port: u16) -> LoadConfig {
     LoadConfig {
-        node: "127.0.0.1:5060".parse().unwrap(),
-        service: service.into(),
-        calls,
-        hold: Duration::from_secs(3),
-        cps: 50,
         answer_calls: answer,
         sip_port,
-        opus_agents: None,
-        opus_callers: None,
-        group_size: 0,
-        phases: 1,
+        ..LoadConfig::callers(
+            "127.0.0.1:5060".parse().unwrap(),
+            service,
+            calls,
+            Duration::from_secs(3),
+            50,
+        )
     }
 }
 

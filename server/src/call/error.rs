@@ -1,6 +1,6 @@
 //! What can go wrong in a call's verbs, in call control's own terms. The
 //! plugin host turns it into the WIT `call-error` a plugin sees (see
-//! `plugin/host_api.rs`); nothing below the host knows the WIT type.
+//! `call/host_api.rs`); nothing below the host knows the WIT type.
 
 /// Why a verb did not do what was asked.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -61,7 +61,8 @@ pub(super) struct Leg {
     pub(super) silence: Option<Box<[u8]>>,
     /// A play request is in progress (its `PlayDone` is still owed).
     pub(super) playing: bool,
-    /// Packets sent (prompts and relayed media) and valid RTP received.
+    /// Packets sent (prompts and relayed media; counted as queued for the
+    /// worker's flush) and valid RTP received.
     pub(super) sent: u64,
     pub(super) received: u64,
     pub(super) rtcp_reports: u64,

@@ -197,7 +197,8 @@ impl Worker {
 
     /// Sends what the legs queued.
     fn flush(&mut self) {
-        let sent = self.outbox.flush();
+        self.outbox.flush();
+        let sent = self.outbox.take_sent();
         self.stats.packets_out.fetch_add(sent, Ordering::Relaxed);
     }
 
