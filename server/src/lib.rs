@@ -9,6 +9,7 @@ pub mod config;
 pub mod media;
 pub mod metrics;
 pub mod node;
+pub mod node_catalog;
 pub mod plugin;
 pub mod prompts;
 pub mod rate;

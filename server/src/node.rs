@@ -1,7 +1,7 @@
 //! Assembling and running a media node from its options.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -12,7 +12,6 @@ use crate::call::admission::Admission;
 use crate::call::{self, Node};
 use crate::config::Config;
 use crate::media::worker::{MediaEngine, PortPool};
-use crate::plugin::manifest::Grants;
 use crate::plugin::PluginHost;
 use crate::prompts::{self, Catalog};
 use crate::sip::registrar::Registrar;
@@ -136,34 +135,6 @@ fn hold_music() -> Vec<i16> {
     music
 }
 
-/// Why a plugin's component is missing, with what to do: the sample plugins
-/// are built by the setup script; anything else is the author's build, or a
-/// path that resolves somewhere unexpected (relative paths resolve against
-/// the config file's folder).
-fn missing_plugin(name: &str, written: &Path, resolved: &Path, base: &Path) -> String {
-    let ours = resolved
-        .file_name()
-        .and_then(|f| f.to_str())
-        .is_some_and(|f| f.starts_with("hookline_"))
-        && resolved.to_string_lossy().contains("wasm32-wasip2");
-    let hint = if ours {
-        "it is one of the sample plugins: run scripts/setup.sh, which builds them".to_string()
-    } else if written.is_relative() {
-        format!(
-            "build it for wasm32-wasip2 (plugin-sdk/README.md), or fix [[plugins]] path: \
-             {:?} is resolved against the config file's folder, {}",
-            written.display().to_string(),
-            base.display()
-        )
-    } else {
-        "build it for wasm32-wasip2 (plugin-sdk/README.md), or fix [[plugins]] path".to_string()
-    };
-    format!(
-        "plugin {name}: no component at {} ({hint})",
-        resolved.display()
-    )
-}
-
 /// Builds the node: config, store, prompts, plugins, media workers.
 pub async fn build(opts: &ServeOptions) -> anyhow::Result<Arc<Node>> {
     let config = Config::load(&opts.config)?;
@@ -223,58 +194,8 @@ pub async fn build(opts: &ServeOptions) -> anyhow::Result<Arc<Node>> {
             grace: Duration::from_secs(config.node.hangup_grace_s),
         },
     )?;
-    for p in &config.plugins {
-        // A version deployed over the API outlives restarts, and wins over
-        // the config's `path` (said in the log: the config alone no longer
-        // tells which code runs).
-        let deployed = crate::plugin::deployed_path(&opts.data, &p.name);
-        let configured = config.resolve(&p.path);
-        let path = if deployed.exists() {
-            tracing::info!(
-                "plugin {}: running the version deployed over the API ({}), not {} \
-                 (remove the deployed file to go back to the config's)",
-                p.name,
-                deployed.display(),
-                configured.display()
-            );
-            deployed
-        } else {
-            configured
-        };
-        if !path.exists() {
-            bail!(
-                "{}",
-                missing_plugin(&p.name, &p.path, &path, &config.base_dir)
-            );
-        }
-        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-        let granted = Grants::parse(&p.grants)
-            .map_err(|e| anyhow::anyhow!("plugin {}: grants: {e}", p.name))?;
-        let loaded = plugins
-            .prepare(&p.name, &bytes, &granted, &p.quotas)
-            .await
-            .with_context(|| format!("loading {}", path.display()))?;
-        crate::plugin::check_route_configs(&config, &loaded)?;
-        let m = &loaded.manifest;
-        if m.name != p.name {
-            tracing::warn!(
-                "plugin {}: its component names itself {:?} (deploys to /api/plugins/{} must be named {:?})",
-                p.name,
-                m.name,
-                p.name,
-                p.name
-            );
-        }
-        tracing::info!(
-            "plugin {} {} (api {}, needs [{}]) loaded from {}",
-            p.name,
-            m.version,
-            m.api_version,
-            m.grants.describe(),
-            path.display()
-        );
-        plugins.install(loaded);
-    }
+    let routing = crate::node_catalog::assemble(&config, &opts.data)?;
+    crate::node_catalog::load_plugins(&plugins, &config, &routing, &opts.data).await?;
     let threads = match config.node.media_threads {
         0 => std::thread::available_parallelism()
             .map(|n| n.get())
@@ -307,11 +228,8 @@ pub async fn build(opts: &ServeOptions) -> anyhow::Result<Arc<Node>> {
         prompts: Arc::new(prompts),
         store,
         admission: Mutex::new(Admission::new(config.node.max_calls, config.node.max_cps)),
-        route_admission: config
-            .routes
-            .iter()
-            .map(|r| Mutex::new(Admission::new(r.max_calls, r.max_cps)))
-            .collect(),
+        changes: tokio::sync::Mutex::new(routing.changes),
+        routing: call::routing::Routing::new(routing.catalog),
         draining: AtomicBool::new(false),
         refused: AtomicU64::new(0),
         call_tasks: AtomicU64::new(0),

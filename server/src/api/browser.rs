@@ -111,37 +111,31 @@ async fn call(
         return error(StatusCode::BAD_REQUEST, "SDP offer is not UTF-8");
     };
     let call_id = format!("webrtc-{:016x}", rand::random::<u64>());
-    let (route_idx, plugin) = match route_and_admit(&node, &call_id, &user, &number, "webrtc") {
+    // The slot goes back by itself on any early return below.
+    let (slot, plugin) = match route_and_admit(&node, &call_id, &user, &number, "webrtc") {
         Ok(r) => r,
         Err((_, code, _)) => {
             let code = StatusCode::from_u16(code).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
             return error(code, format!("call to {number} refused"));
         }
     };
-    let release = |port: Option<u16>| {
-        node.release_route(route_idx);
-        if let Some(p) = port {
-            node.ports.release(p);
-        }
-    };
     let (socket, port) = match node.ports.bind() {
         Ok(s) => s,
         Err(e) => {
-            release(None);
             return error(StatusCode::SERVICE_UNAVAILABLE, format!("RTP port: {e}"));
         }
     };
     let engine = match socket.local_addr() {
         Ok(a) => a,
         Err(e) => {
-            release(Some(port));
+            node.ports.release(port);
             return error(StatusCode::SERVICE_UNAVAILABLE, e);
         }
     };
     let media = match node.webrtc.answer(offer, engine).await {
         Ok(m) => m,
         Err(e) => {
-            release(Some(port));
+            node.ports.release(port);
             let code = match e {
                 WebRtcError::NoCommonCodec => StatusCode::NOT_ACCEPTABLE,
                 _ => StatusCode::BAD_REQUEST,
@@ -163,7 +157,7 @@ async fn call(
             callee: number,
             caller_name: None,
             domain: "webrtc".into(),
-            route_idx,
+            slot,
             plugin,
             leg: node.media.new_leg_id(None),
             port,

@@ -16,8 +16,14 @@ use crate::call::presence::{AgentResults, AgentState};
 use crate::call::Node;
 
 mod browser;
+mod changes;
 pub mod guard;
+mod plugins;
 mod prompts;
+mod routes;
+
+/// Largest route or plugin settings body (JSON).
+const MAX_JSON_BYTES: usize = 64 << 10;
 
 #[derive(Deserialize)]
 struct ListQuery {
@@ -31,9 +37,6 @@ impl ListQuery {
     }
 }
 
-/// Largest component accepted by a deploy.
-const MAX_PLUGIN_BYTES: usize = 64 << 20;
-
 /// The API's routes over a running node.
 pub fn router(node: Arc<Node>) -> Router {
     Router::new()
@@ -42,7 +45,18 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/api/calls", get(calls))
         .route("/api/registrations", get(registrations))
         .route("/api/recordings", get(recordings))
-        .route("/api/plugins", get(plugins))
+        .route("/api/plugins", get(plugins::list))
+        .route("/api/routes", get(routes::list))
+        .route(
+            "/api/routes/{id}",
+            put(routes::put)
+                .delete(routes::delete)
+                .layer(DefaultBodyLimit::max(MAX_JSON_BYTES)),
+        )
+        .route(
+            "/api/plugins/{name}/settings",
+            put(plugins::settings).layer(DefaultBodyLimit::max(MAX_JSON_BYTES)),
+        )
         .route("/api/agents", get(agents))
         .route("/api/conferences", get(conferences))
         .route("/api/callbacks", get(callbacks))
@@ -58,9 +72,11 @@ pub fn router(node: Arc<Node>) -> Router {
         )
         .route(
             "/api/plugins/{name}",
-            put(deploy).layer(DefaultBodyLimit::max(MAX_PLUGIN_BYTES)),
+            put(plugins::deploy)
+                .delete(plugins::delete)
+                .layer(DefaultBodyLimit::max(plugins::MAX_PLUGIN_BYTES)),
         )
-        .route("/api/plugins/{name}/kv", get(plugin_kv))
+        .route("/api/plugins/{name}/kv", get(plugins::kv))
         .layer(middleware::from_fn_with_state(node.clone(), guard::auth))
         .with_state(node.clone())
         // Browsers authenticate with their own tokens.
@@ -71,29 +87,6 @@ pub fn router(node: Arc<Node>) -> Router {
 async fn calls(State(node): State<Arc<Node>>, Query(q): Query<ListQuery>) -> Response {
     let store = node.store.clone();
     list_json(move || store.recent_calls(q.limit())).await
-}
-
-/// `?prefix=` and `?limit=` of a plugin's key-value listing.
-#[derive(Deserialize)]
-struct KvQuery {
-    #[serde(default)]
-    prefix: String,
-    limit: Option<u32>,
-}
-
-/// What a plugin keeps (a survey's results, say): its live keys starting
-/// with `prefix`, in key order, 100 by default, 1,000 at most.
-async fn plugin_kv(
-    State(node): State<Arc<Node>>,
-    Path(name): Path<String>,
-    Query(q): Query<KvQuery>,
-) -> Response {
-    if node.plugins.get(&name).is_none() {
-        return (StatusCode::NOT_FOUND, "no such plugin\n").into_response();
-    }
-    let data = node.plugin_data.clone();
-    let limit = q.limit.unwrap_or(100).min(1000);
-    list_json(move || data.kv_list(&name, &q.prefix, limit)).await
 }
 
 /// Recordings (voicemail messages, session recordings), newest first.
@@ -118,106 +111,6 @@ async fn list_json<T: serde::Serialize + Send + 'static>(
         "the store failed; see the node's log\n",
     )
         .into_response()
-}
-
-#[derive(serde::Serialize)]
-struct PluginView {
-    name: String,
-    version: String,
-    api_version: String,
-    needs: Vec<String>,
-    memory_mib: u32,
-    cpu_ms: u32,
-    bytes: usize,
-    loaded_at_ms: i64,
-}
-
-fn view(p: &crate::call::Plugin) -> PluginView {
-    PluginView {
-        name: p.name.clone(),
-        version: p.manifest.version.clone(),
-        api_version: p.manifest.api_version.clone(),
-        needs: p.manifest.grants.list(),
-        memory_mib: p.manifest.memory_mib,
-        cpu_ms: p.manifest.cpu_ms,
-        bytes: p.bytes,
-        loaded_at_ms: p.loaded_at_ms,
-    }
-}
-
-/// Installed plugins and the versions new calls get.
-async fn plugins(State(node): State<Arc<Node>>) -> Response {
-    let list: Vec<PluginView> = node.plugins.list().iter().map(|p| view(p)).collect();
-    Json(list).into_response()
-}
-
-/// Deploys a new version of a plugin (the request body is the component).
-/// New calls get it at once; calls in progress finish on the version they
-/// started with. Checked like at startup: a manifest beyond the plugin's
-/// grants, or whose schema refuses a route's config, is refused (422) and
-/// the running version stays.
-async fn deploy(
-    State(node): State<Arc<Node>>,
-    Path(name): Path<String>,
-    body: axum::body::Bytes,
-) -> Response {
-    let valid = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-    if !valid {
-        return (StatusCode::BAD_REQUEST, "bad plugin name\n").into_response();
-    }
-    let granted = node.grants_for(&name);
-    let caps = node.quotas_for(&name);
-    let loaded = match node.plugins.prepare(&name, &body, &granted, &caps).await {
-        Ok(p) => p,
-        Err(e) => return (StatusCode::UNPROCESSABLE_ENTITY, format!("{e}\n")).into_response(),
-    };
-    if loaded.manifest.name != name {
-        // Deployed under another plugin's name, it would run in its place.
-        let msg = format!(
-            "the component names itself {:?}, not {name:?}: deploy it to /api/plugins/{}\n",
-            loaded.manifest.name, loaded.manifest.name
-        );
-        return (StatusCode::UNPROCESSABLE_ENTITY, msg).into_response();
-    }
-    if let Err(e) = crate::plugin::check_route_configs(&node.config, &loaded) {
-        return (StatusCode::UNPROCESSABLE_ENTITY, format!("{e:#}\n")).into_response();
-    }
-    // Kept on disk so a restart runs the deployed version (written whole, then renamed).
-    let path = crate::plugin::deployed_path(&node.data_dir, &name);
-    let tmp = path.with_extension("wasm.tmp");
-    let dir = path.parent().unwrap_or(&node.data_dir).to_path_buf();
-    let saved = async {
-        tokio::fs::create_dir_all(&dir).await?;
-        tokio::fs::write(&tmp, &body).await?;
-        tokio::fs::rename(&tmp, &path).await
-    }
-    .await;
-    if let Err(e) = saved {
-        tracing::warn!("saving deployed plugin {}: {e}", path.display());
-        return (
-            StatusCode::INSUFFICIENT_STORAGE,
-            "cannot store the plugin; see the node's log\n",
-        )
-            .into_response();
-    }
-    let new = view(&loaded);
-    let old = node.plugins.install(loaded);
-    tracing::info!(
-        "plugin {name} {} deployed (was {})",
-        new.version,
-        old.as_ref()
-            .map(|o| o.manifest.version.as_str())
-            .unwrap_or("none")
-    );
-    Json(serde_json::json!({
-        "deployed": new,
-        "replaced": old.map(|o| o.manifest.version.clone()),
-    }))
-    .into_response()
 }
 
 /// Extensions registered now, with where they are.

@@ -110,6 +110,14 @@ impl Admission {
     pub fn active(&self) -> usize {
         self.active
     }
+
+    /// New limits for the calls to come (those admitted stay counted).
+    pub fn set_limits(&mut self, max_calls: usize, max_cps: u32) {
+        self.max_calls = max_calls;
+        if self.rate.rate != max_cps as f64 {
+            self.rate = RateLimiter::new(max_cps);
+        }
+    }
 }
 
 #[cfg(test)]

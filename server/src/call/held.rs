@@ -16,20 +16,19 @@ use crate::media::worker::{LegId, LegStats};
 
 pub(crate) struct Held {
     node: Arc<Node>,
-    route_idx: usize,
+    slot: std::sync::Mutex<Option<super::node::Slot>>,
     leg: LegId,
     port: u16,
     /// The leg's final counters, as the worker reports them on removal.
     stats: watch::Receiver<Option<LegStats>>,
     recordings_open: Arc<AtomicUsize>,
-    slot: std::sync::Once,
     freed: OnceCell<Option<LegStats>>,
 }
 
 impl Held {
     pub(crate) fn new(
         node: Arc<Node>,
-        route_idx: usize,
+        slot: super::node::Slot,
         leg: LegId,
         port: u16,
         stats: watch::Receiver<Option<LegStats>>,
@@ -37,19 +36,19 @@ impl Held {
     ) -> Arc<Held> {
         Arc::new(Held {
             node,
-            route_idx,
+            slot: std::sync::Mutex::new(Some(slot)),
             leg,
             port,
             stats,
             recordings_open,
-            slot: std::sync::Once::new(),
             freed: OnceCell::new(),
         })
     }
 
     /// The admission slot (call capacity), once.
     fn free_slot(&self) {
-        self.slot.call_once(|| self.node.release(self.route_idx));
+        let slot = self.slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+        drop(slot);
     }
 
     /// Gives everything back (once; later calls wait for the first) and

@@ -25,14 +25,15 @@ pub(crate) fn route_and_admit(
     caller: &str,
     callee: &str,
     domain: &str,
-) -> Result<(usize, Arc<super::Plugin>), Rejection> {
+) -> Result<(super::node::Slot, Arc<super::Plugin>), Rejection> {
     let key = crate::config::CallKey {
         callee,
         caller,
         domain,
         now_s: crate::store::now_ms() / 1000,
     };
-    let Some(route_idx) = node.config.route_for(&key) else {
+    let table = node.routing.table();
+    let Some(route) = table.route_for(&key) else {
         if let Some(dropped) = node.stranger_line() {
             tracing::info!(call = %call_id.escape_debug(), callee = %callee.escape_debug(), dropped, "no route");
         }
@@ -40,17 +41,18 @@ pub(crate) fn route_and_admit(
         node.store.call_ended(call_id, "no-route", vec![]);
         return Err((call_id.to_string(), 404, None));
     };
-    let route = &node.config.routes[route_idx];
-    let Some(plugin) = node.plugins.get(&route.plugin) else {
+    let Some(plugin) = node.plugins.get(&route.config.plugin) else {
         return Err((call_id.to_string(), 500, None));
     };
-    if let Err(refusal) = node.admit(route_idx) {
-        // No call record: under overload, refusing must stay cheap.
-        node.refused.fetch_add(1, Ordering::Relaxed);
-        tracing::debug!(call = %call_id, "refused: {}", refusal.as_str());
-        return Err((call_id.to_string(), 503, Some(refusal.retry_after())));
+    match node.admit(route.clone()) {
+        Ok(slot) => Ok((slot, plugin)),
+        Err(refusal) => {
+            // No call record: under overload, refusing must stay cheap.
+            node.refused.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(call = %call_id, "refused: {}", refusal.as_str());
+            Err((call_id.to_string(), 503, Some(refusal.retry_after())))
+        }
     }
-    Ok((route_idx, plugin))
 }
 
 /// A routed and admitted call with its media socket, from SIP or a browser.
@@ -62,7 +64,8 @@ pub(crate) struct NewCall {
     pub callee: String,
     pub caller_name: Option<String>,
     pub domain: String,
-    pub route_idx: usize,
+    /// The call's place on the node and its route (given back when dropped).
+    pub slot: super::node::Slot,
     pub plugin: Arc<super::Plugin>,
     pub leg: crate::media::worker::LegId,
     pub port: u16,
@@ -92,7 +95,7 @@ pub(crate) fn launch(
         callee,
         caller_name,
         domain,
-        route_idx,
+        slot,
         plugin,
         leg,
         port,
@@ -104,7 +107,7 @@ pub(crate) fn launch(
         answer_sdp,
         via,
     } = call;
-    let route = &node.config.routes[route_idx];
+    let route = &slot.route.clone().config;
     let node_cfg = &node.config.node;
     let inband_dtmf = match node_cfg.dtmf {
         DtmfMode::Auto => dtmf_pt.is_none(),
@@ -213,7 +216,7 @@ pub(crate) fn launch(
     node.call_tasks.fetch_add(1, Ordering::SeqCst);
     let held = held::Held::new(
         node.clone(),
-        route_idx,
+        slot,
         leg,
         port,
         final_stats,

@@ -29,6 +29,7 @@ mod recovery;
 pub use recovery::recover_recordings;
 mod ringer;
 mod route;
+pub mod routing;
 pub mod session;
 mod sip_driver;
 pub use sip_driver::run_sip;

@@ -11,6 +11,7 @@ use std::time::Instant;
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::admission::{Admission, Refusal};
+use super::routing::Route;
 use super::{conference, presence, queue, session, sip_driver, SipCommand};
 use crate::config::Config;
 use crate::media::prompt::PromptSet;
@@ -35,8 +36,11 @@ pub struct Node {
     pub store: Store,
     /// Node-wide call and CPS limits.
     pub admission: Mutex<Admission>,
-    /// Per-route limits, by route index.
-    pub route_admission: Vec<Mutex<Admission>>,
+    /// Plugins and routes in force (the file's, then the API's changes).
+    pub routing: super::routing::Routing,
+    /// The changes made over the API, as kept on disk; held while one is
+    /// made, so changes apply one at a time.
+    pub changes: tokio::sync::Mutex<crate::config::catalog::Changes>,
     /// Set on SIGTERM: new calls get 503, running calls finish.
     pub draining: AtomicBool,
     pub refused: AtomicU64,
@@ -112,25 +116,22 @@ impl Node {
         lock(&self.admission).active()
     }
 
-    /// Admits a call on the node and on its route, or says why not.
-    pub(super) fn admit(&self, route: usize) -> Result<(), Refusal> {
+    /// Admits a call on the node and on its route, or says why not; the
+    /// slot gives both places back when dropped.
+    pub(super) fn admit(self: &Arc<Self>, route: Arc<Route>) -> Result<Slot, Refusal> {
         if self.draining.load(Ordering::SeqCst) {
             return Err(Refusal::Draining);
         }
         let now = Instant::now();
         lock(&self.admission).admit(now)?;
-        if let Some(r) = self.route_admission.get(route) {
-            if let Err(e) = lock(r).admit(now) {
-                lock(&self.admission).release();
-                return Err(e);
-            }
+        if let Err(e) = route.admit(now) {
+            lock(&self.admission).release();
+            return Err(e);
         }
-        Ok(())
-    }
-
-    /// Frees a call's place on the node and its route.
-    pub(crate) fn release_route(&self, route: usize) {
-        self.release(route)
+        Ok(Slot {
+            node: self.clone(),
+            route,
+        })
     }
 
     /// Hands a command to the SIP driver.
@@ -140,19 +141,11 @@ impl Node {
         }
     }
 
-    pub(super) fn release(&self, route: usize) {
-        lock(&self.admission).release();
-        if let Some(r) = self.route_admission.get(route) {
-            lock(r).release();
-        }
-    }
-
     /// Config (JSON) a plugin gets when a call is handed over to it.
     pub fn plugin_config_json(&self, name: &str) -> String {
-        self.config
-            .plugins
-            .iter()
-            .find(|p| p.name == name)
+        self.routing
+            .table()
+            .plugin(name)
             .and_then(|p| serde_json::to_string(&p.config).ok())
             .unwrap_or_else(|| "{}".into())
     }
@@ -161,19 +154,17 @@ impl Node {
     /// The quota caps the config gives plugin `name` (built-in defaults for
     /// a plugin it does not list).
     pub fn quotas_for(&self, name: &str) -> crate::plugin::quotas::Quotas {
-        self.config
-            .plugins
-            .iter()
-            .find(|p| p.name == name)
+        self.routing
+            .table()
+            .plugin(name)
             .map(|p| p.quotas)
             .unwrap_or_default()
     }
 
     pub fn grants_for(&self, name: &str) -> crate::plugin::manifest::Grants {
-        self.config
-            .plugins
-            .iter()
-            .find(|p| p.name == name)
+        self.routing
+            .table()
+            .plugin(name)
             .and_then(|p| crate::plugin::manifest::Grants::parse(&p.grants).ok())
             .unwrap_or_default()
     }
@@ -187,6 +178,20 @@ impl Node {
             return self.sip_addr.ip();
         }
         sip_driver::local_ip_toward(peer.ip())
+    }
+}
+
+/// A call's place on the node and on its route, given back when dropped
+/// (whatever ends the call: a hang-up, a panic, a failed start).
+pub(crate) struct Slot {
+    node: Arc<Node>,
+    pub route: Arc<Route>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        lock(&self.node.admission).release();
+        self.route.release();
     }
 }
 

@@ -247,13 +247,12 @@ fn start_call(
     inc: Incoming,
 ) -> Result<(String, crate::call::events::EventTx), Rejection> {
     let call_id = inc.call_id.clone();
-    let (route_idx, plugin) =
-        route_and_admit(node, &call_id, &inc.caller, &inc.callee, &inc.domain)?;
+    // The slot goes back by itself if the call does not start.
+    let (slot, plugin) = route_and_admit(node, &call_id, &inc.caller, &inc.callee, &inc.domain)?;
     let (socket, port) = match node.ports.bind() {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(call = %call_id, "RTP port: {e}");
-            node.release(route_idx);
             return Err((call_id, 503, Some(5)));
         }
     };
@@ -276,7 +275,7 @@ fn start_call(
             callee: inc.callee,
             caller_name: inc.caller_name,
             domain: inc.domain,
-            route_idx,
+            slot,
             plugin,
             leg,
             port,

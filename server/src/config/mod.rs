@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use thiserror::Error;
 
+pub mod catalog;
 mod forwarding;
 mod groups;
 mod media;
@@ -100,7 +101,20 @@ impl Config {
             path: String::new(),
             source: Box::new(source),
         })?;
+        let mut ids = std::collections::HashSet::new();
         for route in &config.routes {
+            if let Some(id) = &route.id {
+                if !catalog::valid_id(id) {
+                    return Err(ConfigError::Invalid(format!(
+                        "route id {id:?}: 1 to 64 letters, digits or _ - . * + ~ @"
+                    )));
+                }
+                if !ids.insert(id) {
+                    return Err(ConfigError::Invalid(format!(
+                        "two routes have the id {id:?}"
+                    )));
+                }
+            }
             if let Some(fb) = &route.fallback {
                 if !config.plugins.iter().any(|p| p.name == fb.plugin) {
                     return Err(ConfigError::Invalid(format!(

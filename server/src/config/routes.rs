@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::{Forwarding, Quotas, Schedule};
 
@@ -57,9 +57,13 @@ pub struct PluginConfig {
     pub quotas: Quotas,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
+    /// What the API calls the route (`/api/routes/{id}`); default its
+    /// number (`100`, then `100~2` for a second route on 100).
+    #[serde(default)]
+    pub id: Option<String>,
     /// Dialled number: exact (`100`), prefix (`55*`) or anything (`*`).
     pub number: String,
     /// Caller's number, same patterns; default any.
@@ -92,7 +96,7 @@ pub struct RouteConfig {
 }
 
 /// A route's fallback: another plugin with its own config.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct FallbackConfig {
     pub plugin: String,

@@ -2,9 +2,9 @@
 //! an IANA time zone. Time is passed in (no clock here), so tests are exact.
 
 use jiff::tz::TimeZone;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Schedule {
     /// IANA zone of the branch, e.g. "Europe/Kyiv" or "Asia/Omsk".

@@ -78,7 +78,8 @@ pub async fn run<S: Session>(
         };
         let granted = Grants::parse(&p.grants).map_err(|e| anyhow::anyhow!("grants: {e}"))?;
         let loaded = host.prepare(name, &bytes, &granted, &p.quotas).await?;
-        crate::plugin::check_route_configs(&config, &loaded)?;
+        let routes = crate::config::catalog::Catalog::from_config(&config).routes;
+        crate::plugin::check_route_configs(&routes, &loaded)?;
         out!("grants and routes in {}: ok", config_path.display());
     }
     out!("ok: hookline:call {} plugin", m.api_version);

@@ -327,6 +327,12 @@ impl<S: Session> PluginHost<S> {
         map.insert(plugin.name.clone(), plugin)
     }
 
+    /// Takes a plugin out: new calls cannot reach it; calls on it finish.
+    pub fn remove(&self, name: &str) -> Option<Arc<LoadedPlugin<S>>> {
+        let mut map = self.plugins.write().unwrap_or_else(|e| e.into_inner());
+        map.remove(name)
+    }
+
     pub fn get(&self, name: &str) -> Option<Arc<LoadedPlugin<S>>> {
         let map = self.plugins.read().unwrap_or_else(|e| e.into_inner());
         map.get(name).cloned()
@@ -530,26 +536,21 @@ pub fn deployed_path(data: &std::path::Path, name: &str) -> std::path::PathBuf {
 
 /// Every route (and fallback) that uses `plugin` has a config its schema accepts.
 pub fn check_route_configs<S>(
-    config: &crate::config::Config,
+    routes: &[crate::config::catalog::NamedRoute],
     plugin: &LoadedPlugin<S>,
 ) -> anyhow::Result<()> {
     let schema = &plugin.manifest.schema;
     let as_json = |v: &toml::Value| serde_json::to_value(v).unwrap_or_default();
-    for r in &config.routes {
+    for crate::config::catalog::NamedRoute { id, route: r } in routes {
         if r.plugin == plugin.name {
             manifest::check_config(schema, &as_json(&r.config)).map_err(|e| {
-                anyhow::anyhow!(
-                    "route {:?} config for plugin {}: {e}",
-                    r.number,
-                    plugin.name
-                )
+                anyhow::anyhow!("route {id:?} config for plugin {}: {e}", plugin.name)
             })?;
         }
         if let Some(fb) = r.fallback.as_ref().filter(|f| f.plugin == plugin.name) {
             manifest::check_config(schema, &as_json(&fb.config)).map_err(|e| {
                 anyhow::anyhow!(
-                    "route {:?} fallback config for plugin {}: {e}",
-                    r.number,
+                    "route {id:?} fallback config for plugin {}: {e}",
                     plugin.name
                 )
             })?;
