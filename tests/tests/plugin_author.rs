@@ -1,19 +1,21 @@
 //! A new integrator's first hour, step by step as the SDK README tells it:
 //! start a Rust plugin with `hookline plugin new` outside the repository,
 //! build it with cargo, check it, run its test script, get a mistyped route config key named (at
-//! check and at start), and call it on a node.
+//! check and at start), and call it on a node; then deploy it with its
+//! route over the API instead, with no config file touched and no restart.
 
 use std::process::Command;
 use std::time::Duration;
 
 use hookline_tests::{
-    hookline_bin, path_of, plugin_check, plugin_test, run_ok, workspace_root, SipUa, TestNode,
+    hookline_bin, http_get, http_request, path_of, plugin_check, plugin_test, run_ok,
+    workspace_root, NodeSpec, SipUa, TestNode,
 };
 
-#[test]
-fn a_plugin_started_outside_the_repository_builds_checks_and_answers_a_call() {
-    let dir = tempfile::tempdir().unwrap();
-    let project = dir.path().join("biz-hours");
+/// `hookline plugin new biz-hours` in `dir`, built as the README says;
+/// returns the project and its component.
+fn new_plugin_built(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let project = dir.join("biz-hours");
     let said = run_ok(
         Command::new(hookline_bin("debug"))
             .args(["plugin", "new", "biz-hours"])
@@ -33,7 +35,13 @@ fn a_plugin_started_outside_the_repository_builds_checks_and_answers_a_call() {
             .current_dir(&project)
             .env("CARGO_TARGET_DIR", &target),
     );
-    let wasm = target.join("wasm32-wasip2/release/biz_hours.wasm");
+    (project, target.join("wasm32-wasip2/release/biz_hours.wasm"))
+}
+
+#[test]
+fn a_plugin_started_outside_the_repository_builds_checks_and_answers_a_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let (project, wasm) = new_plugin_built(dir.path());
     let check = plugin_check(&wasm, &[]);
     let text = String::from_utf8_lossy(&check.stdout);
     assert!(check.status.success(), "{text}");
@@ -113,4 +121,135 @@ fn a_plugin_started_outside_the_repository_builds_checks_and_answers_a_call() {
     assert!(path.iter().any(|s| s == "template:agent"), "{call:#}");
     assert_eq!(call["plugin"], "biz-hours", "{call:#}");
     assert_eq!(call["plugin_version"], "0.1.0", "{call:#}");
+}
+
+/// Presses 1 on a call to `number` and returns its record once it ended.
+fn call_and_press_1(node: &TestNode, id: &str, number: &str) -> serde_json::Value {
+    let ua = SipUa::new(node.sip).unwrap();
+    let tag = ua.call(id, number, 9).unwrap();
+    ua.request(
+        "INFO",
+        id,
+        &tag,
+        2,
+        "Content-Type: application/dtmf-relay\r\n",
+        "Signal=1\r\nDuration=100\r\n",
+    )
+    .unwrap();
+    // The sample IVR (the catch-all) does not end by itself: hang up.
+    std::thread::sleep(Duration::from_millis(1500));
+    let _ = ua.request("BYE", id, &tag, 3, "", "");
+    node.wait_for_call(Duration::from_secs(30), |c| {
+        c["id"] == id && c["hangup_cause"].is_string()
+    })
+    .unwrap()
+}
+
+#[test]
+fn a_plugin_and_its_route_added_over_the_api_answer_calls_and_outlive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, wasm) = new_plugin_built(dir.path());
+    let mut node = TestNode::start(NodeSpec {
+        node_section: Some("api_token = \"s3cret\""),
+        ..NodeSpec::default()
+    })
+    .unwrap();
+    let api = |method: &str, path: &str, body: &[u8]| {
+        http_request(node.http, method, path, Some("s3cret"), body).unwrap()
+    };
+    let route = br#"{ "number": "700", "plugin": "biz-hours",
+        "config": { "greeting": "Thank you for calling.", "agent": "299" } }"#;
+
+    let before_catch_all = String::from_utf8_lossy(route).replacen('{', "{ \"before\": \"*\",", 1);
+    // Each refusal names what is wrong.
+    let (code, said) = api("PUT", "/api/routes/biz", route);
+    assert_eq!(code, 422, "{said}");
+    assert!(said.contains("no plugin named \"biz-hours\""), "{said}");
+    let (code, said) = api(
+        "PUT",
+        "/api/plugins/biz-hours/settings",
+        br#"{"grants": ["kv"], "grnats": []}"#,
+    );
+    assert_eq!(code, 422, "{said}");
+    assert!(said.contains("unknown field `grnats`"), "{said}");
+    let (code, said) = api(
+        "PUT",
+        "/api/plugins/biz-hours/settings",
+        br#"{"grants": ["kv"]}"#,
+    );
+    assert_eq!(code, 204, "{said}");
+    let (code, said) = api("PUT", "/api/routes/biz", before_catch_all.as_bytes());
+    assert_eq!(code, 422, "{said}");
+    assert!(
+        said.contains("no component deployed: PUT /api/plugins/biz-hours"),
+        "{said}"
+    );
+    let (code, said) = api(
+        "PUT",
+        "/api/plugins/biz-hours",
+        &std::fs::read(&wasm).unwrap(),
+    );
+    assert_eq!(code, 200, "{said}");
+    let typo = br#"{ "number": "700", "plugin": "biz-hours", "before": "*",
+        "config": { "greting": "Hello.", "agent": "299" } }"#;
+    let (code, said) = api("PUT", "/api/routes/biz", typo);
+    assert_eq!(code, 422, "{said}");
+    assert!(
+        said.contains("\"greting\": unknown key; did you mean \"greeting\"?"),
+        "{said}"
+    );
+    // Behind the sample config's catch-all it would never be reached.
+    let (code, said) = api("PUT", "/api/routes/biz", route);
+    assert_eq!(code, 422, "{said}");
+    assert!(
+        said.contains("route \"*\" (number \"*\") takes its calls first"),
+        "{said}"
+    );
+    let before_catch_all = String::from_utf8_lossy(route).replacen('{', "{ \"before\": \"*\",", 1);
+    let (code, said) = api("PUT", "/api/routes/biz", before_catch_all.as_bytes());
+    assert_eq!(code, 201, "{said}");
+
+    // Called: the plugin's branch, its name and version in the record.
+    let call = call_and_press_1(&node, "api-route", "700");
+    assert!(
+        path_of(&call).iter().any(|s| s == "template:agent"),
+        "{call:#}"
+    );
+    assert_eq!(call["plugin"], "biz-hours", "{call:#}");
+    let (_, routes) = http_get(node.http, "/api/routes", Some("s3cret")).unwrap();
+    let routes: serde_json::Value = serde_json::from_str(&routes).unwrap();
+    let ids: Vec<&str> = routes
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    let at = ids.iter().position(|i| *i == "biz").unwrap();
+    assert_eq!(ids[at + 1], "*", "{ids:?}");
+
+    // Killed and started again: the plugin, its grants and its route are kept.
+    node.crash_and_restart().unwrap();
+    let call = call_and_press_1(&node, "after-restart", "700");
+    assert_eq!(call["plugin"], "biz-hours", "{call:#}");
+    assert!(node.logs().contains("kept from the API"), "{}", node.logs());
+    let (_, plugins) = http_get(node.http, "/api/plugins", Some("s3cret")).unwrap();
+    assert!(plugins.contains("\"name\":\"biz-hours\""), "{plugins}");
+    assert!(plugins.contains("\"needs\":[]"), "{plugins}");
+
+    // Removed: the plugin only once no route uses it; the number falls to
+    // the catch-all; nothing of it comes back after a restart.
+    let api = |method: &str, path: &str| {
+        http_request(node.http, method, path, Some("s3cret"), b"").unwrap()
+    };
+    let (code, said) = api("DELETE", "/api/plugins/biz-hours");
+    assert_eq!(code, 409, "{said}");
+    assert!(said.contains("in use by route \"biz\""), "{said}");
+    assert_eq!(api("DELETE", "/api/routes/biz").0, 204);
+    assert_eq!(api("DELETE", "/api/routes/biz").0, 404);
+    assert_eq!(api("DELETE", "/api/plugins/biz-hours").0, 204);
+    node.crash_and_restart().unwrap();
+    let call = call_and_press_1(&node, "after-removal", "700");
+    assert_eq!(call["plugin"], "ivr", "{call:#}");
+    let (_, plugins) = http_get(node.http, "/api/plugins", Some("s3cret")).unwrap();
+    assert!(!plugins.contains("biz-hours"), "{plugins}");
 }

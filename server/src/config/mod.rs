@@ -201,16 +201,6 @@ impl Config {
         }
     }
 
-    /// The first route matching a dialled number.
-    pub fn route(&self, number: &str) -> Option<&RouteConfig> {
-        self.route_index(number).map(|i| &self.routes[i])
-    }
-
-    /// Index of the first route matching a dialled number.
-    pub fn route_index(&self, number: &str) -> Option<usize> {
-        self.routes.iter().position(|r| r.matches(number))
-    }
-
     /// The group dialled as `name` (its name or number).
     pub fn group(&self, name: &str) -> Option<&GroupConfig> {
         self.groups
@@ -223,11 +213,6 @@ impl Config {
         self.queues
             .iter()
             .find(|q| q.name == name || q.number.as_deref() == Some(name))
-    }
-
-    /// Index of the first route matching a call (number, caller, domain, time).
-    pub fn route_for(&self, key: &CallKey) -> Option<usize> {
-        self.routes.iter().position(|r| r.matches_call(key))
     }
 }
 
@@ -252,9 +237,10 @@ mod tests {
             "#,
         )
         .unwrap();
-        assert_eq!(c.route("100").unwrap().config["a"].as_integer(), Some(1));
-        assert!(c.route("5512").is_some());
-        assert!(c.route("7").is_none());
+        let first = |n: &str| c.routes.iter().find(|r| r.matches(n));
+        assert_eq!(first("100").unwrap().config["a"].as_integer(), Some(1));
+        assert!(first("5512").is_some());
+        assert!(first("7").is_none());
     }
 
     #[test]
