@@ -73,9 +73,12 @@ enum PluginCmd {
     Test {
         /// The component (.wasm).
         file: PathBuf,
-        /// Test scripts (.toml).
+        /// Test scripts (.toml); `-` reads one from stdin.
         #[arg(required = true)]
         scripts: Vec<PathBuf>,
+        /// One JSON line per script (what it did, passed, the diff), for test libraries.
+        #[arg(long)]
+        json: bool,
     },
     /// Start a Rust plugin project from the template: it builds where it is
     /// put (its own workspace, the SDK by absolute path).
@@ -138,10 +141,15 @@ fn main() -> anyhow::Result<()> {
             >(&file, config.as_deref(), name.as_deref()))
         }
         Cmd::Plugin {
-            command: PluginCmd::Test { file, scripts },
+            command:
+                PluginCmd::Test {
+                    file,
+                    scripts,
+                    json,
+                },
         } => {
             let rt = tokio::runtime::Runtime::new()?;
-            rt.block_on(hookline::plugin::harness::run_cli(&file, &scripts))
+            rt.block_on(hookline::plugin::harness::run_cli(&file, &scripts, json))
         }
         Cmd::Plugin {
             command: PluginCmd::New { name, dir, sdk },
@@ -153,6 +161,7 @@ fn main() -> anyhow::Result<()> {
                  build:  cd {d} && cargo build --release --target wasm32-wasip2\n\
                  check:  hookline plugin check {d}/target/wasm32-wasip2/release/{file}.wasm\n\
                  test:   hookline plugin test {d}/target/wasm32-wasip2/release/{file}.wasm {d}/tests/*.toml\n\
+                         (or: cd {d} && cargo test, with hookline on the PATH or HOOKLINE set)\n\
                  route:  see {d}/route.toml",
                 d = dir.display()
             );

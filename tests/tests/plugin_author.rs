@@ -53,6 +53,44 @@ fn a_plugin_started_outside_the_repository_builds_checks_and_answers_a_call() {
     assert!(test.status.success(), "{said}");
     assert!(said.starts_with("ok "), "{said}");
 
+    // The same scripts from the project's own `cargo test`, through the SDK's
+    // test library (it builds the component and runs `hookline plugin test`).
+    let cargo_test = |project: &std::path::Path| {
+        Command::new("cargo")
+            .args(["test", "--quiet"])
+            .current_dir(project)
+            .env(
+                "CARGO_TARGET_DIR",
+                workspace_root().join("target/plugin-author"),
+            )
+            .env("HOOKLINE", hookline_bin("debug"))
+            .output()
+            .unwrap()
+    };
+    let out = cargo_test(&project);
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("test result: ok. 2 passed"), "{said}");
+    // A wrong expectation fails `cargo test`, naming the script and the step.
+    let wrong = std::fs::read_to_string(project.join("tests/agent.toml"))
+        .unwrap()
+        .replace("\"dial extension:201\"", "\"dial extension:202\"");
+    std::fs::write(project.join("tests/wrong.toml"), wrong).unwrap();
+    let out = cargo_test(&project);
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "{said}");
+    assert!(said.contains("wrong.toml"), "{said}");
+    assert!(said.contains("dial extension:202"), "{said}");
+    std::fs::remove_file(project.join("tests/wrong.toml")).unwrap();
+
     // A mistyped config key is named, with the key meant: by `plugin check
     // --config`, and by the node at start.
     let plugin = format!(

@@ -23,6 +23,9 @@
 //! is the plugin. `hookline plugin check` prints what the node sees.
 
 pub mod menu;
+/// Running scripted calls against the plugin from `cargo test` (host only).
+#[cfg(not(target_arch = "wasm32"))]
+pub mod testing;
 
 #[allow(clippy::all, missing_docs)]
 pub mod bindings {

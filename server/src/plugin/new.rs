@@ -9,6 +9,8 @@ use anyhow::{bail, Context};
 
 const TEMPLATE_LIB: &str = include_str!("../../../plugin-sdk/rust/template/src/lib.rs");
 const TEMPLATE_TEST: &str = include_str!("../../../plugin-sdk/rust/template/tests/agent.toml");
+const TEMPLATE_CARGO_TEST: &str =
+    include_str!("../../../plugin-sdk/rust/template/tests/scripts.rs");
 
 /// Where the SDK was when this binary was built (a checkout of the repository).
 fn default_sdk() -> PathBuf {
@@ -45,6 +47,7 @@ pub fn run(name: &str, dir: Option<&Path>, sdk: Option<&Path>) -> anyhow::Result
     std::fs::create_dir_all(dir.join("src"))?;
     std::fs::create_dir_all(dir.join("tests"))?;
     std::fs::write(dir.join("tests/agent.toml"), TEMPLATE_TEST)?;
+    std::fs::write(dir.join("tests/scripts.rs"), TEMPLATE_CARGO_TEST)?;
     std::fs::write(dir.join("Cargo.toml"), cargo_toml(name, &sdk))?;
     let lib = TEMPLATE_LIB.replace(
         "hookline_sdk::manifest(\"template\"",

@@ -161,19 +161,45 @@ fn list_diff(out: &mut String, what: &str, want: &[String], got: &[String]) {
 
 /// The CLI: runs each script against the plugin, prints what happened and
 /// whether it was expected; fails if any script failed.
-pub async fn run_cli(wasm: &std::path::Path, scripts: &[std::path::PathBuf]) -> anyhow::Result<()> {
+pub async fn run_cli(
+    wasm: &std::path::Path,
+    scripts: &[std::path::PathBuf],
+    json: bool,
+) -> anyhow::Result<()> {
     let bytes = std::fs::read(wasm).with_context(|| format!("reading {}", wasm.display()))?;
     let harness = Harness::new(&bytes)?;
     let mut failed = 0;
     for path in scripts {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        // `-`: the script on stdin (the SDKs' test libraries pass scripts written in code).
+        let text = if path.as_os_str() == "-" {
+            std::io::read_to_string(std::io::stdin()).context("reading the script on stdin")?
+        } else {
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
+        };
         let script: Script =
             toml::from_str(&text).with_context(|| format!("script {}", path.display()))?;
         let started = std::time::Instant::now();
         let report = harness.run(&script).await?;
         let took = started.elapsed();
-        match check(&report, &script) {
+        let verdict = check(&report, &script);
+        failed += verdict.is_err() as usize;
+        if json {
+            // One line per script, for the SDKs' test libraries.
+            let line = serde_json::json!({
+                "script": path.display().to_string(),
+                "passed": verdict.is_ok(),
+                "diff": verdict.as_ref().err(),
+                "verbs": report.verbs,
+                "path": report.path,
+                "kv": report.kv,
+                "outcome": report.outcome,
+                "logs": report.logs,
+                "ms": took.as_secs_f64() * 1e3,
+            });
+            println!("{line}");
+            continue;
+        }
+        match verdict {
             Ok(()) => println!(
                 "ok    {} ({} verbs, {:.1} ms): path {:?}",
                 path.display(),
@@ -182,7 +208,6 @@ pub async fn run_cli(wasm: &std::path::Path, scripts: &[std::path::PathBuf]) -> 
                 report.path
             ),
             Err(diff) => {
-                failed += 1;
                 println!("FAIL  {}\n{diff}  verbs were:", path.display());
                 for v in &report.verbs {
                     println!("    {v}");
