@@ -4,9 +4,13 @@
 //! and called with SIPp; the key the caller pressed reaches each plugin.
 
 use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
-use hookline_tests::{build_c_plugin, build_py_plugin, path_of, plugin_check, sipp, TestNode};
+use hookline_tests::{
+    build_c_plugin, build_py_plugin, hookline_bin, path_of, plugin_check, run_ok, sipp,
+    workspace_root, TestNode,
+};
 
 fn check(wasm: &Path, name: &str) {
     let out = plugin_check(wasm, &[]);
@@ -17,6 +21,41 @@ fn check(wasm: &Path, name: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(text.contains(&format!("name:        {name}")), "{text}");
+}
+
+/// The C sample's test program and the Python sample's unittest, as their
+/// authors run them.
+fn sdk_test_libraries_pass(dir: &Path, c_wasm: &Path, py_wasm: &Path) {
+    let root = workspace_root();
+    let c_test = dir.join("test_scripts");
+    run_ok(
+        Command::new("cc")
+            .args(["-Wall", "-Werror", "-o"])
+            .arg(&c_test)
+            .arg(root.join("plugins/hello-c/tests/test_scripts.c"))
+            .arg("-I")
+            .arg(root.join("plugin-sdk/c")),
+    );
+    let said = run_ok(
+        Command::new(&c_test)
+            .arg(c_wasm)
+            .arg(root.join("plugins/hello-c/tests"))
+            .env("HOOKLINE", hookline_bin("debug")),
+    );
+    assert!(said.contains("ok: hello-c scripts"), "{said}");
+    let py = Command::new("python3")
+        .args(["-m", "unittest", "discover", "-v", "-s"])
+        .arg(root.join("plugins/hello-py/tests"))
+        .env("HOOKLINE", hookline_bin("debug"))
+        .env("HELLO_PY_WASM", py_wasm)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&py.stderr);
+    assert!(py.status.success(), "{said}");
+    assert!(
+        said.contains("Ran 4 tests") && said.contains("\nOK"),
+        "{said}"
+    );
 }
 
 #[test]
@@ -31,6 +70,9 @@ fn plugins_written_in_c_and_python_answer_calls() {
     // The C helpers (say, dial, hand-over, manifest needs) against scripted
     // calls: plugins/hello-c/tests/*.toml.
     hookline_tests::plugin_passes_its_scripts(&c_wasm, "plugins/hello-c/tests");
+    // ... and from each language's own tests, through its SDK's test library
+    // (plugin-sdk/c/hl_test.h, plugin-sdk/python/hookline_test.py).
+    sdk_test_libraries_pass(dir.path(), &c_wasm, &py_wasm);
 
     let routes = format!(
         "[[plugins]]\nname = \"hello-c\"\npath = \"{}\"\ngrants = [\"hand-over:voicemail\"]\n\n[[plugins]]\nname = \"hello-py\"\npath = \"{}\"\n\n\

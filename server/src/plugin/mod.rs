@@ -452,15 +452,7 @@ impl<S: Session> PluginHost<S> {
                         Ok(Err(reason)) => Outcome::Failed(reason),
                         Err(trap) => {
                             tracing::debug!("plugin trap: {trap:?}");
-                            let root = trap.root_cause().to_string();
-                            // A panic, abort or uncaught exception ends in an
-                            // `unreachable`: what the guest printed last says why.
-                            let died = trap.downcast_ref::<wasmtime::Trap>()
-                                == Some(&wasmtime::Trap::UnreachableCodeReached);
-                            match output.last_words().filter(|_| died) {
-                                Some(words) => Outcome::Trapped(format!("{words} ({root})")),
-                                None => Outcome::Trapped(root),
-                            }
+                            Outcome::Trapped(output.trap_cause(&trap))
                         }
                     },
                     _ = tokio::time::sleep_until(deadline) => {

@@ -51,7 +51,12 @@ struct Inner {
     cut: [bool; 2],
     budget: LogBudget,
     tail: VecDeque<String>,
+    /// Every line, for the test harness's report (none on a node).
+    kept: Option<Vec<String>>,
 }
+
+/// Lines the harness keeps for its report.
+const MAX_KEPT: usize = 1000;
 
 impl PluginOutput {
     pub fn new(call: &str, plugin: &str, per_s: u32) -> Arc<PluginOutput> {
@@ -64,8 +69,35 @@ impl PluginOutput {
                 cut: [false, false],
                 budget: LogBudget::new(Instant::now()),
                 tail: VecDeque::new(),
+                kept: None,
             }),
         })
+    }
+
+    /// Output that also keeps its lines (up to 1,000), for the test harness.
+    pub fn keeping(call: &str, plugin: &str) -> Arc<PluginOutput> {
+        let out = PluginOutput::new(call, plugin, u32::MAX);
+        out.inner.lock().unwrap_or_else(|e| e.into_inner()).kept = Some(Vec::new());
+        out
+    }
+
+    /// The lines kept (`stdout: …`, `stderr: …`), with what is unterminated.
+    pub fn kept_lines(&self) -> Vec<String> {
+        self.finish();
+        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner.kept.clone().unwrap_or_default()
+    }
+
+    /// A trap as a call's cause: a panic, abort or uncaught exception ends in
+    /// an `unreachable`, and then what the guest printed last says why.
+    pub fn trap_cause(&self, trap: &wasmtime::Error) -> String {
+        let root = trap.root_cause().to_string();
+        let died =
+            trap.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::UnreachableCodeReached);
+        match self.last_words().filter(|_| died) {
+            Some(words) => format!("{words} ({root})"),
+            None => root,
+        }
     }
 
     /// The guest's stdout and stderr, for its WASI context.
@@ -138,6 +170,13 @@ impl PluginOutput {
         } else {
             text.to_string()
         };
+        if let Some(kept) = inner.kept.as_mut().filter(|k| k.len() < MAX_KEPT) {
+            let name = match stream {
+                Stream::Stdout => "stdout",
+                Stream::Stderr => "stderr",
+            };
+            kept.push(format!("{name}: {text}"));
+        }
         if stream == Stream::Stderr && !text.trim().is_empty() {
             if inner.tail.len() == TAIL {
                 inner.tail.pop_front();

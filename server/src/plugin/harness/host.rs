@@ -39,9 +39,15 @@ pub struct ScriptState {
 }
 
 impl ScriptState {
-    pub(super) fn new(script: &Script, config: String, now_ms: u64) -> ScriptState {
+    pub(super) fn new(
+        script: &Script,
+        config: String,
+        now_ms: u64,
+        output: &std::sync::Arc<crate::plugin::output::PluginOutput>,
+    ) -> ScriptState {
+        let (stdout, stderr) = output.streams();
         ScriptState {
-            wasi: WasiCtx::builder().build(),
+            wasi: WasiCtx::builder().stdout(stdout).stderr(stderr).build(),
             table: ResourceTable::new(),
             config,
             caller: script.caller.iter().cloned().collect(),

@@ -43,6 +43,12 @@ impl Harness {
     pub fn new(wasm: &[u8]) -> anyhow::Result<Harness> {
         let mut config = Config::new();
         config.consume_fuel(true);
+        // Authors run the same component again and again (a Python one takes
+        // seconds to compile): the compiled code is kept in wasmtime's cache
+        // in the user's cache folder. Without one, it compiles each time.
+        if let Ok(cache) = wasmtime::Cache::from_file(None) {
+            config.cache(Some(cache));
+        }
         let engine = Engine::new(&config).map_err(|e| anyhow::anyhow!("{e:#}"))?;
         let component = Component::new(&engine, wasm)
             .map_err(|e| anyhow::anyhow!("not a plugin component: {e:#}"))?;
@@ -66,9 +72,16 @@ impl Harness {
             .parse()
             .with_context(|| format!("[call] time {:?}", script.call.time))?;
         let config_json = serde_json::to_string(&script.call.config)?;
+        // The guest's stdout and stderr: in the report, and a crash's last words in its outcome.
+        let output = crate::plugin::output::PluginOutput::keeping("test-call", "plugin");
         let mut store = Store::new(
             &self.engine,
-            ScriptState::new(script, config_json.clone(), start.as_millisecond() as u64),
+            ScriptState::new(
+                script,
+                config_json.clone(),
+                start.as_millisecond() as u64,
+                &output,
+            ),
         );
         store.set_fuel(FUEL).map_err(|e| anyhow::anyhow!("{e:#}"))?;
         let plugin = CallPlugin::instantiate_async(&mut store, &self.component, &self.linker)
@@ -86,15 +99,17 @@ impl Harness {
         let outcome = match plugin.call_handle_call(&mut store, &info).await {
             Ok(Ok(())) => "ok".to_string(),
             Ok(Err(reason)) => format!("error:{reason}"),
-            Err(trap) => format!("trap:{}", trap.root_cause()),
+            Err(trap) => format!("trap:{}", output.trap_cause(&trap)),
         };
         let state = store.into_data();
+        let mut logs = state.logs;
+        logs.extend(output.kept_lines());
         Ok(Report {
             verbs: state.verbs,
             path: state.path,
             kv: state.kv,
             outcome,
-            logs: state.logs,
+            logs,
         })
     }
 }
