@@ -76,6 +76,9 @@ fn changes_need_the_token_the_node_made_and_strangers_are_throttled() {
         ("PUT", "/api/prompts/en/welcome", b"RIFF"),
         ("DELETE", "/api/prompts/en/welcome", b""),
         ("PUT", "/api/plugins/ivr", b"\0asm"),
+        ("PUT", "/api/routes/x", b"{}"),
+        ("DELETE", "/api/routes/*", b""),
+        ("PUT", "/api/plugins/ivr/settings", b"{}"),
     ] {
         let (status, reply) = http_request(node.http, method, path, None, body).unwrap();
         assert_eq!(status, 401, "{method} {path}: {reply}");
@@ -119,7 +122,24 @@ fn changes_need_the_token_the_node_made_and_strangers_are_throttled() {
     let data = node.data.path().display().to_string();
     assert!(!reply.contains(&data), "{reply}");
 
-    // Guessing: ten failures a minute (the six tokenless changes above and
+    // A route or a plugin's settings is JSON of at most 64 KiB.
+    let big = format!(
+        "{{\"number\": \"{}\", \"plugin\": \"ivr\"}}",
+        "1".repeat(100 << 10)
+    );
+    let (status, _) = http_request(
+        node.http,
+        "PUT",
+        "/api/routes/big",
+        Some(&token),
+        big.as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(status, 413);
+    let (status, _) = http_get(node.http, "/api/routes", None).unwrap();
+    assert_eq!(status, 200);
+
+    // Guessing: ten failures a minute (the nine tokenless changes above and
     // the one refused deploy's neighbours count too), then 429 — the right
     // token too, from that address, until the minute is over.
     let t0 = Instant::now();
@@ -135,7 +155,7 @@ fn changes_need_the_token_the_node_made_and_strangers_are_throttled() {
         .unwrap();
         codes.push(status);
     }
-    let earlier = 6;
+    let earlier = 9;
     assert!(codes[..10 - earlier].iter().all(|c| *c == 401), "{codes:?}");
     assert!(codes[10 - earlier..].iter().all(|c| *c == 429), "{codes:?}");
     let (status, _) =

@@ -461,6 +461,30 @@ mod tests {
     }
 
     #[test]
+    fn the_table_is_bounded() {
+        let mut c = base();
+        let r = c.routes[0].clone();
+        while c.routes.len() < MAX_ROUTES {
+            let id = format!("r{}", c.routes.len());
+            c.routes.push(NamedRoute { id, ..r.clone() });
+        }
+        assert_eq!(
+            c.put_route("one-more", None, route("9", "ivr"), false),
+            Err(CatalogError::TooMany(MAX_ROUTES, "routes"))
+        );
+        // Replacing one is not adding one.
+        assert!(c.put_route("r5", None, route("9", "ivr"), false).is_ok());
+        for i in c.plugins.len()..MAX_PLUGINS {
+            c.put_plugin(&format!("p{i}"), &json!({}), "x".into())
+                .unwrap();
+        }
+        assert_eq!(
+            c.put_plugin("one-more", &json!({}), "x".into()),
+            Err(CatalogError::TooMany(MAX_PLUGINS, "plugins"))
+        );
+    }
+
+    #[test]
     fn kept_changes_replay_to_the_same_table() {
         let mut live = base();
         let mut kept = Changes::default();
