@@ -5,12 +5,12 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::error::{blocking, failed, Error};
+use super::error::{failed, Error};
 use super::session::{CallEvent, CallSession};
 use crate::media::worker::MediaEvent;
 use crate::plugin::hookline::call::media::{Recognized, SpeechOptions};
 use crate::speech::asr::{match_phrase, AsrError, Hypothesis};
-use crate::speech::listen::{listen, Heard, Listening};
+use crate::speech::listen::{listen, Heard, Listening, Recognition};
 
 /// Most phrases in one grammar, and longest phrase.
 const MAX_PHRASES: usize = 500;
@@ -51,19 +51,14 @@ impl CallSession {
             self.mark(&format!("digits:{k}"));
             return Ok(key(k));
         }
-        let phrases = o.phrases.clone();
-        let utterance = match blocking(move || engine.open(&phrases)).await? {
-            Ok(u) => u,
-            // Recognition is full on this node: the menu takes keys instead
-            // (found by the 20-call load test with 16 recognizers).
-            Err(AsrError::Busy(why)) => {
-                tracing::info!(call = %self.call_id, "{why}: collect-speech unavailable");
-                return Err(Error::Unavailable);
-            }
-            Err(e) => return Err(failed(e)),
+        // A recognizer is engaged only once the caller speaks (see speech::listen).
+        let job = Recognition {
+            engine,
+            phrases: o.phrases.clone(),
+            permits: self.node.recognizers.permits.clone(),
         };
         let (handle, audio) = self.media.listen(self.leg);
-        let mut listening = listen(utterance, audio, o.max_ms).map_err(failed)?;
+        let mut listening = listen(job, audio, o.max_ms);
         self.mark_items(&o.prompts);
         self.mark(&format!("listen:{language}"));
         let result = self.hear(&mut listening, prompts, o).await;
@@ -129,6 +124,12 @@ impl CallSession {
                         tracing::debug!(call = %self.call_id, "heard so far: {words}");
                     }
                     Some(Heard::Done(Ok(h))) => return Ok(said(h, &o.phrases)),
+                    // Every recognizer stayed busy while the caller spoke: the
+                    // menu takes keys instead.
+                    Some(Heard::Done(Err(AsrError::Busy(why)))) => {
+                        tracing::info!(call = %self.call_id, "{why}: collect-speech unavailable");
+                        return Err(Error::Unavailable);
+                    }
                     Some(Heard::Done(Err(e))) => return Err(failed(e)),
                     Some(Heard::Nothing) | None => return Ok(said(Hypothesis { text: String::new(), confidence: 0.0 }, &[])),
                 },

@@ -256,9 +256,15 @@ impl MediaEngine {
 
     /// Hands the leg's received audio to a listener (speech recognition)
     /// until `stop_record` with the returned handle.
-    pub fn listen(&self, leg: LegId) -> (RecordingHandle, crossbeam_channel::Receiver<Vec<i16>>) {
+    pub fn listen(
+        &self,
+        leg: LegId,
+    ) -> (
+        RecordingHandle,
+        tokio::sync::mpsc::UnboundedReceiver<Vec<i16>>,
+    ) {
         let handle = next_tap_handle();
-        let (tx, rx) = crossbeam_channel::unbounded();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let _ = self.shard(leg).send(Command::Record {
             leg,
             tap: Box::new(Tap::stream(handle, tx)),

@@ -191,7 +191,7 @@ enum Sink {
     /// A WAV file, through the writer thread.
     File(Sender<WriterMsg>),
     /// A listener (speech recognition), in chunks of a few frames.
-    Stream(Sender<Vec<i16>>),
+    Stream(tokio::sync::mpsc::UnboundedSender<Vec<i16>>),
 }
 
 /// Frames per chunk sent to a listener (100 ms: recognition keeps up with speech).
@@ -240,7 +240,10 @@ impl Tap {
     }
 
     /// A tap that hands the peer's audio to a listener as it arrives.
-    pub fn stream(handle: RecordingHandle, listener: Sender<Vec<i16>>) -> Tap {
+    pub fn stream(
+        handle: RecordingHandle,
+        listener: tokio::sync::mpsc::UnboundedSender<Vec<i16>>,
+    ) -> Tap {
         Tap {
             handle,
             stereo: false,

@@ -47,13 +47,29 @@ pub trait Utterance: Send {
     fn finish(&mut self) -> Result<Hypothesis, AsrError>;
 }
 
-/// The node's recognizers, by BCP 47 primary language tag.
-#[derive(Default, Clone)]
+/// The node's recognizers, by BCP 47 primary language tag, and the permits
+/// for recognitions running at once (one per decoder engaged).
+#[derive(Clone)]
 pub struct Recognizers {
     engines: HashMap<String, Arc<dyn Engine>>,
+    pub permits: Arc<tokio::sync::Semaphore>,
+}
+
+impl Default for Recognizers {
+    fn default() -> Self {
+        Recognizers::with_permits(16)
+    }
 }
 
 impl Recognizers {
+    /// At most `n` recognitions at once, all languages together.
+    pub fn with_permits(n: usize) -> Self {
+        Recognizers {
+            engines: HashMap::new(),
+            permits: Arc::new(tokio::sync::Semaphore::new(n.max(1))),
+        }
+    }
+
     pub fn insert(&mut self, language: &str, engine: Arc<dyn Engine>) {
         self.engines.insert(primary(language), engine);
     }

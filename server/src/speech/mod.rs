@@ -32,7 +32,7 @@ pub fn python_package_dir(package: &str) -> Option<PathBuf> {
 /// warning: the node runs, and `collect-speech` in that language is
 /// `unavailable`.
 pub fn load_recognizers(cfg: &SpeechConfig, resolve: impl Fn(&Path) -> PathBuf) -> Recognizers {
-    let mut out = Recognizers::default();
+    let mut out = Recognizers::with_permits(cfg.max_recognitions);
     for (language, spec) in &cfg.recognizers {
         let (kind, arg) = spec.split_once(':').unwrap_or((spec.as_str(), ""));
         let engine: Result<Arc<dyn asr::Engine>, String> = match kind {
