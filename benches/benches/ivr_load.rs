@@ -185,6 +185,10 @@ fn run_variant(v: &Variant, calls: usize, seconds: u64, cps: u32) -> anyhow::Res
     let report = loadgen::run(
         &LoadConfig {
             opus_callers: opus,
+            // The sample IVR listens for speech: its callers are quiet, as
+            // on a real line while a menu plays (a marker would be a click
+            // every 20 ms, heard as someone talking).
+            quiet: v.routes.is_empty(),
             ..LoadConfig::callers(
                 node.sip,
                 v.service,

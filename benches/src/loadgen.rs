@@ -48,6 +48,9 @@ pub struct LoadConfig {
     /// k: legs send in k groups spread evenly over the 20 ms (leg i in group
     /// i mod k), as independent calls' cadences are.
     pub phases: u32,
+    /// Callers send true silence, unmarked (a caller listening to a menu:
+    /// the node's endpointer must hear no one speak). No echo is then counted.
+    pub quiet: bool,
 }
 
 impl LoadConfig {
@@ -73,6 +76,7 @@ impl LoadConfig {
             opus_callers: None,
             group_size: 0,
             phases: 1,
+            quiet: false,
         }
     }
 }
@@ -299,7 +303,7 @@ impl Gen {
             out_which: vec![0; n],
             out_len: vec![PKT; n],
         };
-        g.report.markers = cfg.opus_agents.is_none() && cfg.opus_callers.is_none();
+        g.report.markers = cfg.opus_agents.is_none() && cfg.opus_callers.is_none() && !cfg.quiet;
         for (i, b) in g.out_bufs.iter_mut().enumerate() {
             b[0] = 0x80;
             b[1] = 8;

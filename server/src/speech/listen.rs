@@ -96,32 +96,43 @@ enum State {
 
 struct Feeder {
     frames: std::sync::mpsc::Sender<Vec<i16>>,
-    result: tokio::task::JoinHandle<Result<Hypothesis, AsrError>>,
+    result: tokio::sync::oneshot::Receiver<Result<Hypothesis, AsrError>>,
 }
 
+/// How much lower than the media threads a decoding thread runs (nice):
+/// with every recognizer busy the cores still play every call's media on time.
+const DECODER_NICENESS: i32 = 5;
+
 impl Feeder {
-    /// Engages a recognizer (the permit goes with it) on `first` audio.
-    fn start(job: &Recognition, permit: OwnedSemaphorePermit, first: Vec<i16>, out: &UnboundedSender<Heard>) -> Feeder {
+    /// Engages a recognizer (the permit goes with it) on `first` audio, on a
+    /// thread of its own (at most one per permit).
+    fn start(
+        job: &Recognition,
+        permit: OwnedSemaphorePermit,
+        first: Vec<i16>,
+        out: &UnboundedSender<Heard>,
+    ) -> Feeder {
         let (frames, rx) = std::sync::mpsc::channel::<Vec<i16>>();
         let _ = frames.send(first);
+        let (done, result) = tokio::sync::oneshot::channel();
         let (engine, phrases, out) = (job.engine.clone(), job.phrases.clone(), out.clone());
-        let result = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            let mut utt = engine.open(&phrases)?;
-            let (mut fed, mut last_partial) = (0usize, String::new());
-            while let Ok(chunk) = rx.recv() {
-                utt.accept(&chunk)?;
-                fed += chunk.len();
-                if fed >= PARTIAL_EVERY * FRAME {
-                    fed = 0;
-                    if let Some(p) = utt.partial().filter(|p| *p != last_partial) {
-                        last_partial = p.clone();
-                        let _ = out.send(Heard::Partial(p));
-                    }
+        let spawned = std::thread::Builder::new()
+            .name("asr".into())
+            .spawn(move || {
+                let _permit = permit;
+                // SAFETY: plain syscalls on this thread's own id.
+                unsafe {
+                    libc::setpriority(
+                        libc::PRIO_PROCESS,
+                        libc::gettid() as libc::id_t,
+                        DECODER_NICENESS,
+                    );
                 }
-            }
-            utt.finish()
-        });
+                let _ = done.send(decode(engine, &phrases, rx, out));
+            });
+        if let Err(e) = spawned {
+            tracing::warn!("recognizer thread: {e}");
+        }
         Feeder { frames, result }
     }
 
@@ -129,13 +140,41 @@ impl Feeder {
         drop(self.frames);
         self.result
             .await
-            .unwrap_or_else(|e| Err(AsrError::Failed(format!("recognizer: {e}"))))
+            .unwrap_or_else(|_| Err(AsrError::Failed("the recognizer thread ended".into())))
     }
+}
+
+/// One utterance through a recognizer: what arrives on `frames` until it closes.
+fn decode(
+    engine: Arc<dyn Engine>,
+    phrases: &[String],
+    frames: std::sync::mpsc::Receiver<Vec<i16>>,
+    out: UnboundedSender<Heard>,
+) -> Result<Hypothesis, AsrError> {
+    let mut utt = engine.open(phrases)?;
+    let (mut fed, mut last_partial) = (0usize, String::new());
+    while let Ok(chunk) = frames.recv() {
+        utt.accept(&chunk)?;
+        fed += chunk.len();
+        if fed >= PARTIAL_EVERY * FRAME {
+            fed = 0;
+            if let Some(p) = utt.partial().filter(|p| *p != last_partial) {
+                last_partial = p.clone();
+                let _ = out.send(Heard::Partial(p));
+            }
+        }
+    }
+    utt.finish()
 }
 
 impl State {
     /// More of the utterance; a held one engages a recognizer once one is free.
-    fn speech(self, job: &Recognition, pcm: &[i16], out: &UnboundedSender<Heard>) -> Result<State, AsrError> {
+    fn speech(
+        self,
+        job: &Recognition,
+        pcm: &[i16],
+        out: &UnboundedSender<Heard>,
+    ) -> Result<State, AsrError> {
         match self {
             State::Quiet => State::Held(Vec::new()).speech(job, pcm, out),
             State::Feeding(f) => {
@@ -159,7 +198,8 @@ impl State {
             State::Quiet => Heard::Nothing,
             State::Feeding(f) => Heard::Done(f.finish().await),
             State::Held(held) => {
-                let permit = tokio::time::timeout(MAX_WAIT, job.permits.clone().acquire_owned()).await;
+                let permit =
+                    tokio::time::timeout(MAX_WAIT, job.permits.clone().acquire_owned()).await;
                 match permit {
                     Ok(Ok(permit)) => {
                         let (tx, _) = unbounded_channel();
@@ -207,7 +247,10 @@ async fn run(
                 Point::Waiting => continue,
                 Point::Started => {
                     let _ = out.send(Heard::Started);
-                    ep.pre_roll().flatten().chain(frame.iter().copied()).collect()
+                    ep.pre_roll()
+                        .flatten()
+                        .chain(frame.iter().copied())
+                        .collect()
                 }
                 Point::Speaking | Point::Ended { .. } => frame.to_vec(),
             };
@@ -227,7 +270,11 @@ async fn run(
     }
     let heard = state.finish(&job).await;
     if let (Some(t), Heard::Done(Ok(h))) = (ended_at, &heard) {
-        tracing::debug!("recognised {:?} {} ms after the caller stopped", h.text, t.elapsed().as_millis());
+        tracing::debug!(
+            "recognised {:?} {} ms after the caller stopped",
+            h.text,
+            t.elapsed().as_millis()
+        );
     }
     let _ = out.send(heard);
 }
@@ -266,12 +313,17 @@ mod tests {
         fn finish(&mut self) -> Result<Hypothesis, AsrError> {
             std::thread::sleep(Duration::from_millis(30));
             self.1.fetch_sub(1, Ordering::SeqCst);
-            Ok(Hypothesis { text: self.0.to_string(), confidence: 1.0 })
+            Ok(Hypothesis {
+                text: self.0.to_string(),
+                confidence: 1.0,
+            })
         }
     }
 
     fn tone(frames: usize) -> Vec<i16> {
-        (0..frames * FRAME).map(|i| ((i as f32 * 0.3).sin() * 8000.0) as i16).collect()
+        (0..frames * FRAME)
+            .map(|i| ((i as f32 * 0.3).sin() * 8000.0) as i16)
+            .collect()
     }
 
     async fn done(l: &mut Listening) -> Heard {
@@ -286,12 +338,19 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn many_calls_listen_and_a_few_recognizers_serve_those_who_speak() {
         let (open, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-        let engine: Arc<dyn Engine> = Arc::new(Counting { open: open.clone(), most: most.clone() });
+        let engine: Arc<dyn Engine> = Arc::new(Counting {
+            open: open.clone(),
+            most: most.clone(),
+        });
         let permits = Arc::new(Semaphore::new(2));
         let mut calls = Vec::new();
         for _ in 0..200 {
             let (tx, rx) = unbounded_channel();
-            let job = Recognition { engine: engine.clone(), phrases: vec![], permits: permits.clone() };
+            let job = Recognition {
+                engine: engine.clone(),
+                phrases: vec![],
+                permits: permits.clone(),
+            };
             calls.push((tx, listen(job, rx, 10_000)));
         }
         // Everyone is quiet: no recognizer is engaged.
@@ -310,12 +369,22 @@ mod tests {
         for (_, l) in calls.iter_mut().take(8) {
             match done(l).await {
                 // The utterance with its pre-roll and trailing quiet, all of it heard.
-                Heard::Done(Ok(h)) => assert!(h.text.parse::<usize>().unwrap() >= 20 * FRAME, "{h:?}"),
+                Heard::Done(Ok(h)) => {
+                    assert!(h.text.parse::<usize>().unwrap() >= 20 * FRAME, "{h:?}")
+                }
                 other => panic!("{other:?}"),
             }
         }
-        assert_eq!(most.load(Ordering::SeqCst), 2, "never more than the permits");
-        assert_eq!(permits.available_permits(), 2, "every recognizer given back");
+        assert_eq!(
+            most.load(Ordering::SeqCst),
+            2,
+            "never more than the permits"
+        );
+        assert_eq!(
+            permits.available_permits(),
+            2,
+            "every recognizer given back"
+        );
         // The silent ones, stopped, heard nothing.
         let (_, l) = &mut calls[100];
         l.stop();
@@ -329,9 +398,20 @@ mod tests {
         let permits = Arc::new(Semaphore::new(1));
         let _taken = permits.clone().try_acquire_owned().unwrap();
         let (tx, rx) = unbounded_channel();
-        let mut l = listen(Recognition { engine, phrases: vec![], permits }, rx, 60_000);
+        let mut l = listen(
+            Recognition {
+                engine,
+                phrases: vec![],
+                permits,
+            },
+            rx,
+            60_000,
+        );
         // 11 s of speech with no recognizer free: more than is held.
         tx.send(tone(550)).unwrap();
-        assert!(matches!(done(&mut l).await, Heard::Done(Err(AsrError::Busy(_)))));
+        assert!(matches!(
+            done(&mut l).await,
+            Heard::Done(Err(AsrError::Busy(_)))
+        ));
     }
 }
