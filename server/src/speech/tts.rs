@@ -143,7 +143,7 @@ impl Synthesizer for Espeak {
 
 /// A WAV written to a pipe: its header cannot know the length (espeak-ng puts
 /// 0x7fffffff there), so the samples are whatever follows the `data` tag.
-fn streamed_wav(bytes: &[u8]) -> Option<(u32, Vec<f32>)> {
+pub(crate) fn streamed_wav(bytes: &[u8]) -> Option<(u32, Vec<f32>)> {
     if bytes.len() < 44 || &bytes[..4] != b"RIFF" || &bytes[8..12] != b"WAVE" {
         return None;
     }
