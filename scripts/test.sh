@@ -27,6 +27,9 @@ cargo clippy --target wasm32-wasip2 -p hookline-sdk -p hookline-ivr -p hookline-
 # The end-to-end tests run the node binaries (debug for tests, release for the load smoke test).
 cargo build -p hookline
 cargo build --release -p hookline
+# The plugin template's own tests (hookline_sdk::testing) run scripts through
+# this checkout's node binary, as an author's run through the installed one.
+export HOOKLINE="${CARGO_TARGET_DIR:-$PWD/target}/debug/hookline"
 cargo test --workspace -- --skip twenty_kills_lose_nothing_that_was_promised
 # The chaos test on its own, printing its seed, every kill and what held.
 cargo test -p hookline-tests --test chaos -- --nocapture

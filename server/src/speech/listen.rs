@@ -268,6 +268,10 @@ async fn run(
         }
         rest.drain(..whole);
     }
+    if out.is_closed() {
+        // The verb is gone (the caller hung up): nobody wants the result.
+        return;
+    }
     let heard = state.finish(&job).await;
     if let (Some(t), Heard::Done(Ok(h))) = (ended_at, &heard) {
         tracing::debug!(
