@@ -21,14 +21,12 @@ pub(super) async fn commit(
     let mut next = kept.clone();
     next.record(change);
     let data = node.data_dir.clone();
-    let to_save = next.clone();
-    let saved = tokio::task::spawn_blocking(move || to_save.save(&data)).await;
-    match saved {
-        Ok(Ok(())) => {}
+    let saved = tokio::task::spawn_blocking(move || next.save(&data).map(|()| next)).await;
+    *kept = match saved {
+        Ok(Ok(next)) => next,
         Ok(Err(e)) => return Err(not_saved(e)),
         Err(e) => return Err(not_saved(e)),
-    }
-    *kept = next;
+    };
     node.routing.swap(catalog);
     Ok(())
 }

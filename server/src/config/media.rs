@@ -66,7 +66,8 @@ pub struct SpeechConfig {
     /// libvosk.so (from the PyPI wheel `vosk`); default: found with python3.
     #[serde(default)]
     pub vosk_library: Option<PathBuf>,
-    /// Recognitions running at once on this node (each holds a decoder).
+    /// Recognitions running at once on this node (each holds a decoder
+    /// while a caller speaks; listening callers hold none).
     #[serde(default = "default_max_recognitions")]
     pub max_recognitions: usize,
     /// Messages recorded with the `record` verb get a transcript.

@@ -57,7 +57,7 @@ pub struct Recognizers {
 
 impl Default for Recognizers {
     fn default() -> Self {
-        Recognizers::with_permits(16)
+        Recognizers::with_permits(crate::config::SpeechConfig::default().max_recognitions)
     }
 }
 

@@ -119,7 +119,6 @@ impl Feeder {
         let spawned = std::thread::Builder::new()
             .name("asr".into())
             .spawn(move || {
-                let _permit = permit;
                 // SAFETY: plain syscalls on this thread's own id.
                 unsafe {
                     libc::setpriority(
@@ -128,7 +127,11 @@ impl Feeder {
                         DECODER_NICENESS,
                     );
                 }
-                let _ = done.send(decode(engine, &phrases, rx, out));
+                let heard = decode(engine, &phrases, rx, out);
+                // The permit goes back once the decoder has, before the result is
+                // reported: a caller told "done" finds the recognizer free.
+                drop(permit);
+                let _ = done.send(heard);
             });
         if let Err(e) = spawned {
             tracing::warn!("recognizer thread: {e}");
@@ -172,17 +175,17 @@ impl State {
     fn speech(
         self,
         job: &Recognition,
-        pcm: &[i16],
+        pcm: Vec<i16>,
         out: &UnboundedSender<Heard>,
     ) -> Result<State, AsrError> {
         match self {
             State::Quiet => State::Held(Vec::new()).speech(job, pcm, out),
             State::Feeding(f) => {
-                let _ = f.frames.send(pcm.to_vec());
+                let _ = f.frames.send(pcm);
                 Ok(State::Feeding(f))
             }
             State::Held(mut held) => {
-                held.extend_from_slice(pcm);
+                held.extend_from_slice(&pcm);
                 match job.permits.clone().try_acquire_owned() {
                     Ok(permit) => Ok(State::Feeding(Feeder::start(job, permit, held, out))),
                     Err(_) if held.len() > MAX_HELD => Err(busy(job)),
@@ -254,7 +257,7 @@ async fn run(
                 }
                 Point::Speaking | Point::Ended { .. } => frame.to_vec(),
             };
-            state = match state.speech(&job, &pcm, &out) {
+            state = match state.speech(&job, pcm, &out) {
                 Ok(s) => s,
                 Err(e) => {
                     let _ = out.send(Heard::Done(Err(e)));
