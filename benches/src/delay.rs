@@ -112,6 +112,16 @@ impl Delays {
         }
     }
 
+    /// Latency percentile `p` in ms (NaN without samples).
+    pub fn latency_ms(&self, p: f64) -> f64 {
+        percentile(&self.latency, p).unwrap_or(f64::NAN)
+    }
+
+    /// Jitter percentile `p` in ms (NaN without samples).
+    pub fn jitter_ms(&self, p: f64) -> f64 {
+        percentile(&self.jitter, p).unwrap_or(f64::NAN)
+    }
+
     pub fn samples(&self) -> u64 {
         self.latency.iter().sum()
     }

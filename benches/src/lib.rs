@@ -4,6 +4,7 @@ pub mod bridged;
 pub mod delay;
 pub mod loadgen;
 pub mod proc_stats;
+pub mod rtpengine;
 pub mod rx;
 pub mod wire;
 

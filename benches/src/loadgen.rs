@@ -347,8 +347,57 @@ impl Gen {
     }
 }
 
+/// Relayed media without signalling: a relay (rtpengine, driven over its own
+/// control protocol) was told where our legs are by `setup`, which gets our
+/// media port and returns, per call, where the caller leg sends and where the
+/// agent leg sends. Every leg is up from the start; `cfg.calls` is the number
+/// of calls and `cfg.answer_calls` must be set (two legs per call).
+pub fn run_relayed(
+    cfg: &LoadConfig,
+    setup: impl FnOnce(u16) -> io::Result<Vec<(SocketAddrV4, SocketAddrV4)>>,
+    mut on_phase: impl FnMut(Phase),
+) -> io::Result<LoadReport> {
+    assert!(cfg.answer_calls, "a relayed call has two legs");
+    let mut g = Gen::new(cfg)?;
+    let pairs = setup(g.media_port)?;
+    for (i, (caller_dst, agent_dst)) in pairs.into_iter().enumerate().take(g.n) {
+        for (leg, dst) in [(i, caller_dst), (g.n + i, agent_dst)] {
+            g.calls[leg].st = St::Up;
+            g.calls[leg].node_rtp = Some(dst);
+            g.by_port[dst.port() as usize] = leg as u32;
+        }
+        g.report.attempted += 1;
+        g.report.answered += 1;
+        g.report.bridged += 1;
+    }
+    g.next_callee = 2 * g.n;
+    let mut next_send = Instant::now();
+    // Let the relay learn both legs (and the kernel settle) before measuring.
+    let warm = Instant::now();
+    while warm.elapsed() < Duration::from_secs(2) {
+        let now = Instant::now();
+        if now >= next_send {
+            g.send_media();
+            next_send += g.send_step();
+        }
+        g.recv_media(now);
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    g.hold(&mut on_phase, next_send)?;
+    g.report.completed = g.report.bridged;
+    Ok(g.report)
+}
+
 impl Gen {
     fn run(&mut self, on_phase: &mut impl FnMut(Phase)) -> io::Result<()> {
+        let next_send = self.ramp()?;
+        self.hold(on_phase, next_send)?;
+        self.teardown()
+    }
+
+    /// Sets every call up at the configured rate, media flowing to those up;
+    /// returns when the next media send is due.
+    fn ramp(&mut self) -> io::Result<Instant> {
         let start = Instant::now();
         let mut next_tick = start;
         let mut started = 0usize;
@@ -385,10 +434,16 @@ impl Gen {
                 c.st = St::Failed;
                 self.report.failed += 1;
             }
+        }
+        Ok(next_send)
+    }
+
+    /// The measured window: media both ways for `cfg.hold`.
+    fn hold(&mut self, on_phase: &mut impl FnMut(Phase), mut next_send: Instant) -> io::Result<()> {
+        for c in &mut self.calls {
             c.rx.counting = true;
             c.up_at_hold = c.st == St::Up;
         }
-        // Hold: media both ways, measured.
         on_phase(Phase::HoldStart);
         let hold_start = Instant::now();
         let sent_before = self.report.rtp_sent;
@@ -420,7 +475,11 @@ impl Gen {
         }
         let legs: Vec<Rx> = self.calls.iter().map(|c| c.rx).collect();
         self.report.rtp_crossed += rx::miswired(&legs);
-        // Tear down at the same pace as calls were set up.
+        Ok(())
+    }
+
+    /// Hangs every call up at the same pace as calls were set up.
+    fn teardown(&mut self) -> io::Result<()> {
         let mut next_bye = 0;
         let mut budget = 0.0f64;
         let mut last = Instant::now();
