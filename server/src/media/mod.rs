@@ -4,6 +4,7 @@
 mod arrival;
 pub mod dtmf_detect;
 mod engine;
+mod inbox;
 mod leg;
 pub mod mixer;
 pub mod outbox;

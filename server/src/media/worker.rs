@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::io::ErrorKind;
 use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -16,6 +17,7 @@ use crossbeam_channel::{Receiver, TryRecvError};
 
 use super::arrival::Arrivals;
 use super::engine::Command;
+use super::inbox::{Inbox, BATCH};
 pub use super::engine::MediaEngine;
 use super::leg::{coder_for, Leg, MAX_HEARD};
 use super::outbox::Outbox;
@@ -155,28 +157,40 @@ impl Worker {
         }
     }
 
-    /// Reads leg `i`'s socket until it would block, handing the leg each
+    /// Reads leg `i`'s socket until it is drained, handing the leg each
     /// datagram (a bridged leg queues its relays in the outbox).
-    fn receive(&mut self, i: usize, buf: &mut [u8]) {
+    fn receive(&mut self, i: usize, inbox: &mut Inbox) {
         let tick = self.tick;
         loop {
-            let (n, from) = match self.legs[i].setup.socket.recv_from(buf) {
-                Ok(r) => r,
+            let n = match inbox.recv(self.legs[i].setup.socket.as_raw_fd()) {
+                Ok(n) => n,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                 // ICMP port unreachable from an earlier send: the peer is not
                 // listening (yet); the call goes on.
                 Err(e) if e.kind() == ErrorKind::ConnectionRefused => continue,
                 Err(_) => return,
             };
-            let data = &buf[..n];
-            match self.legs[i].bridge {
-                Some(j) => {
-                    let (leg, peer) = pair_mut(&mut self.legs, i, j);
-                    leg.on_datagram(data, from, tick, &self.stats, Some(peer), &mut self.outbox);
+            for k in 0..n {
+                let (data, Some(from)) = inbox.datagram(k) else {
+                    continue;
+                };
+                match self.legs[i].bridge {
+                    Some(j) => {
+                        let (leg, peer) = pair_mut(&mut self.legs, i, j);
+                        leg.on_datagram(data, from, tick, &self.stats, Some(peer), &mut self.outbox);
+                    }
+                    None => self.legs[i].on_datagram(
+                        data,
+                        from,
+                        tick,
+                        &self.stats,
+                        None,
+                        &mut self.outbox,
+                    ),
                 }
-                None => {
-                    self.legs[i].on_datagram(data, from, tick, &self.stats, None, &mut self.outbox)
-                }
+            }
+            if n < BATCH {
+                return; // drained: no second call to find it empty
             }
         }
     }
@@ -390,6 +404,7 @@ impl Worker {
 
     pub(super) fn run(mut self) {
         let mut buf = vec![0u8; 2048];
+        let mut inbox = Inbox::new();
         let mut out = [0u8; OUT];
         let mut next = Instant::now() + TICK;
         while self.commands() {
@@ -404,7 +419,7 @@ impl Worker {
             for i in 0..self.legs.len() {
                 // A watched leg was read as its packets arrived.
                 if !self.legs[i].watched {
-                    self.receive(i, &mut buf);
+                    self.receive(i, &mut inbox);
                 }
                 let leg = &mut self.legs[i];
                 leg.check_timeout(tick);
@@ -430,7 +445,7 @@ impl Worker {
                         while arrivals.wait(next) {
                             for id in arrivals.ready() {
                                 if let Some(&i) = self.index.get(&id) {
-                                    self.receive(i, &mut buf);
+                                    self.receive(i, &mut inbox);
                                 }
                             }
                             self.flush();
