@@ -170,6 +170,9 @@ fn run_variant(v: &Variant, calls: usize, seconds: u64, cps: u32) -> anyhow::Res
     hookline_benches::proc_stats::wait_until_machine_idle(Duration::from_secs(60));
     let rss_idle = rss_mib(pid);
     let pss_idle = pss_mib(pid);
+    let pools = hookline_benches::mem_parts::pools(pid);
+    let mem_idle = hookline_benches::mem_parts::parts(pid, &pools);
+    let mut mem_end = mem_idle;
     let opus = if v.opus {
         // Callers listen to the menu: near silence, as a real line carries.
         Some(hookline_benches::opus_quiet_packet()?)
@@ -207,7 +210,10 @@ fn run_variant(v: &Variant, calls: usize, seconds: u64, cps: u32) -> anyhow::Res
             );
             match phase {
                 Phase::HoldStart => at_start = sample,
-                Phase::HoldEnd => at_end = sample,
+                Phase::HoldEnd => {
+                    at_end = sample;
+                    mem_end = hookline_benches::mem_parts::parts(pid, &pools);
+                }
             }
         },
     )?;
@@ -243,10 +249,11 @@ fn run_variant(v: &Variant, calls: usize, seconds: u64, cps: u32) -> anyhow::Res
         0.0
     };
     let media = hookline_benches::media_fields(&report, at_end.3 - at_start.3);
+    let mem = mem_end.per_call_fields(&mem_idle, report.answered);
     println!(
         "{}: held {} calls for {wall:.1} s; node idle RSS {rss_idle:.1} MiB, loaded {:.1} MiB; setup {:.1} ms avg; \
          {} ended by node\n{}: bench=ivr_calls calls_attempted={} calls_completed={} calls_failed={} node_cpu_pct={cpu_pct:.1} \
-         calls_per_core={per_core:.0} kib_per_call={kib_per_call:.0} rss_kib_per_call={rss_kib_per_call:.0} rtp_sent={} {media}",
+         calls_per_core={per_core:.0} kib_per_call={kib_per_call:.0} rss_kib_per_call={rss_kib_per_call:.0} {mem} rtp_sent={} {media}",
         v.name,
         report.answered,
         at_end.1,
@@ -262,7 +269,7 @@ fn run_variant(v: &Variant, calls: usize, seconds: u64, cps: u32) -> anyhow::Res
         v.name,
         &format!(
             "calls_completed={} calls_failed={} ended_by_node={} node_cpu_pct={cpu_pct:.1} calls_per_core={per_core:.0} \
-             kib_per_call={kib_per_call:.0} rss_kib_per_call={rss_kib_per_call:.0} {media}",
+             kib_per_call={kib_per_call:.0} rss_kib_per_call={rss_kib_per_call:.0} {mem} {media}",
             report.completed, report.failed, report.ended_by_node
         ),
     );

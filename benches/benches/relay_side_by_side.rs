@@ -111,6 +111,13 @@ fn main() -> anyhow::Result<()> {
     let theirs = rtpengine(calls, seconds, phases, cores)?;
     println!("rtpengine: {}", theirs.fields("rtpengine"));
     let b = hookline_benches::bridged::run("", calls, seconds, 200, None)?;
+    let node_mem = b
+        .mem_fields()
+        .replace("mem_kib_per_call", "node_mem_kib_per_call");
+    let node_mem = node_mem
+        .replace(" plugin=", " node_mem_plugin=")
+        .replace(" heap=", " node_mem_heap=")
+        .replace(" other=", " node_mem_other=");
     let ours = Relay {
         cpu_pct: b.cpu_pct,
         kib_per_call: b.kib_per_call(),
@@ -118,7 +125,7 @@ fn main() -> anyhow::Result<()> {
     };
     println!("node: {}", ours.fields("node"));
     println!(
-        "bench=relay_side_by_side calls={calls} seconds={seconds} phases={phases} cores={cores} pkts_per_call_per_s_each_way=50 {} {} ratio_calls_per_core={:.2} ratio_kib_per_call={:.2}",
+        "bench=relay_side_by_side calls={calls} seconds={seconds} phases={phases} cores={cores} pkts_per_call_per_s_each_way=50 {} {node_mem} {} ratio_calls_per_core={:.2} ratio_kib_per_call={:.2}",
         ours.fields("node"),
         theirs.fields("rtpengine"),
         ours.calls_per_core() / theirs.calls_per_core().max(1e-9),

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use hookline_tests::{free_udp_port, NodeSpec, TestNode};
 
 use crate::loadgen::{self, LoadConfig, LoadReport, Phase};
+use crate::mem_parts::{self, MemParts};
 use crate::proc_stats::{cpu_seconds, pss_mib, rss_mib};
 
 /// What one run measured.
@@ -21,6 +22,9 @@ pub struct Bridged {
     pub pss_loaded_mib: f64,
     /// Media ticks the node started late during the window.
     pub late_ticks: f64,
+    /// Memory by part, settled idle and at the end of the window.
+    pub mem_idle: MemParts,
+    pub mem_loaded: MemParts,
 }
 
 impl Bridged {
@@ -58,6 +62,12 @@ impl Bridged {
 
     pub fn late_pct(&self) -> f64 {
         self.report.late_pct()
+    }
+
+    /// `mem_kib_per_call=… plugin=… heap=… other=…` per bridged call.
+    pub fn mem_fields(&self) -> String {
+        self.mem_loaded
+            .per_call_fields(&self.mem_idle, self.report.bridged)
     }
 
     /// The media figures of [`crate::media_fields`].
@@ -115,6 +125,9 @@ pub fn run_scenario(
     crate::proc_stats::wait_until_machine_idle(Duration::from_secs(60));
     let rss_idle = rss_mib(pid);
     let pss_idle = pss_mib(pid);
+    let pools = mem_parts::pools(pid);
+    let mem_idle = mem_parts::parts(pid, &pools);
+    let mut mem_loaded = mem_idle;
     let late = || node.metric(crate::LATE_TICKS).unwrap_or(f64::NAN);
     let mut at_start = (0.0, 0.0, Instant::now(), 0.0, 0.0);
     let mut at_end = at_start;
@@ -141,7 +154,10 @@ pub fn run_scenario(
             );
             match phase {
                 Phase::HoldStart => at_start = sample,
-                Phase::HoldEnd => at_end = sample,
+                Phase::HoldEnd => {
+                    at_end = sample;
+                    mem_loaded = mem_parts::parts(pid, &pools);
+                }
             }
         },
     )?;
@@ -164,6 +180,8 @@ pub fn run_scenario(
             pss_idle_mib: pss_idle,
             pss_loaded_mib: at_end.4,
             late_ticks: at_end.3 - at_start.3,
+            mem_idle,
+            mem_loaded,
             report,
         },
         node,

@@ -3,6 +3,7 @@
 pub mod bridged;
 pub mod delay;
 pub mod loadgen;
+pub mod mem_parts;
 pub mod proc_stats;
 pub mod rtpengine;
 pub mod rx;

@@ -6,11 +6,16 @@
 //! finishing, a leg's final figures — is always delivered: a bounded tokio
 //! channel could not promise that when full, so this counts beside an
 //! unbounded one. Those events are a handful per leg.
+//!
+//! The channel is flume's: its queue is a `VecDeque` that grows to what is
+//! waiting (a few events), where tokio's unbounded channel keeps blocks of
+//! 32 slots (two of 32 × 88 bytes per call, measured with heaptrack: about
+//! 5.7 KiB of every call's memory).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use tokio::sync::mpsc::{self, error::SendError, error::TryRecvError};
+pub use flume::{SendError, TryRecvError};
 
 use super::session::CallEvent;
 use crate::media::worker::MediaEvent;
@@ -28,20 +33,20 @@ struct Shared {
 /// The sending side; cloned for the media worker, the SIP driver and dials.
 #[derive(Debug, Clone)]
 pub struct EventTx {
-    tx: mpsc::UnboundedSender<CallEvent>,
+    tx: flume::Sender<CallEvent>,
     shared: Arc<Shared>,
 }
 
 /// The call's side.
 #[derive(Debug)]
 pub struct EventRx {
-    rx: mpsc::UnboundedReceiver<CallEvent>,
+    rx: flume::Receiver<CallEvent>,
     shared: Arc<Shared>,
 }
 
 /// A new call's channel.
 pub fn channel() -> (EventTx, EventRx) {
-    let (tx, rx) = mpsc::unbounded_channel();
+    let (tx, rx) = flume::unbounded();
     let shared = Arc::new(Shared::default());
     (
         EventTx {
@@ -83,13 +88,13 @@ impl EventTx {
 
     /// Whether the call's side is gone.
     pub fn is_closed(&self) -> bool {
-        self.tx.is_closed()
+        self.tx.is_disconnected()
     }
 }
 
 impl EventRx {
     pub async fn recv(&mut self) -> Option<CallEvent> {
-        let ev = self.rx.recv().await;
+        let ev = self.rx.recv_async().await.ok();
         if ev.is_some() {
             self.shared.queued.fetch_sub(1, Ordering::Relaxed);
         }

@@ -116,7 +116,10 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(20));
         assert_eq!(inbox.recv(rx.as_raw_fd()).unwrap(), BATCH);
         let (data, from) = inbox.datagram(0);
-        assert_eq!((data, from), (&[0u8; 3][..], Some(tx.local_addr().unwrap())));
+        assert_eq!(
+            (data, from),
+            (&[0u8; 3][..], Some(tx.local_addr().unwrap()))
+        );
         assert_eq!(inbox.datagram(3).0, &[3u8; 3]);
         // Fewer than asked: drained.
         assert_eq!(inbox.recv(rx.as_raw_fd()).unwrap(), 2);

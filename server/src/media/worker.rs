@@ -17,8 +17,8 @@ use crossbeam_channel::{Receiver, TryRecvError};
 
 use super::arrival::Arrivals;
 use super::engine::Command;
-use super::inbox::{Inbox, BATCH};
 pub use super::engine::MediaEngine;
+use super::inbox::{Inbox, BATCH};
 use super::leg::{coder_for, Leg, MAX_HEARD};
 use super::outbox::Outbox;
 pub use super::ports::PortPool;
@@ -177,7 +177,14 @@ impl Worker {
                 match self.legs[i].bridge {
                     Some(j) => {
                         let (leg, peer) = pair_mut(&mut self.legs, i, j);
-                        leg.on_datagram(data, from, tick, &self.stats, Some(peer), &mut self.outbox);
+                        leg.on_datagram(
+                            data,
+                            from,
+                            tick,
+                            &self.stats,
+                            Some(peer),
+                            &mut self.outbox,
+                        );
                     }
                     None => self.legs[i].on_datagram(
                         data,

@@ -1,0 +1,106 @@
+//! A node's memory split by what holds it, from `/proc/PID/smaps` (PSS):
+//! - `plugin`: wasmtime's pools — plugin instances' linear memories (with
+//!   the copy-on-write memory images mapped over them), tables and fiber
+//!   stacks. The pools are reserved at start as anonymous mappings of a
+//!   gigabyte or more; what later lies inside them is theirs.
+//! - `heap`: every other anonymous mapping (glibc's malloc arenas and
+//!   `[heap]`): call and SIP state, media legs, listeners, wasmtime's
+//!   per-instance host state.
+//! - `other`: files (the binary, speech models), io_uring rings, stacks.
+//!
+//! The heap is one pool for all subsystems; which of them holds what inside
+//! it takes a heap profiler (see the README's memory notes).
+
+use std::ops::Range;
+
+/// PSS in KiB per part.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MemParts {
+    pub plugin: f64,
+    pub heap: f64,
+    pub other: f64,
+}
+
+impl MemParts {
+    /// `mem_kib_per_call=… plugin=… heap=… other=…` for the growth from
+    /// `idle` to `self` over `n` calls.
+    pub fn per_call_fields(&self, idle: &MemParts, n: usize) -> String {
+        let each = |a: f64, b: f64| (a - b).max(0.0) / n.max(1) as f64;
+        let (p, h, o) = (
+            each(self.plugin, idle.plugin),
+            each(self.heap, idle.heap),
+            each(self.other, idle.other),
+        );
+        format!(
+            "mem_kib_per_call={:.0} plugin={p:.0} heap={h:.0} other={o:.0}",
+            p + h + o
+        )
+    }
+}
+
+struct Vma {
+    range: Range<u64>,
+    name: String,
+    pss_kib: f64,
+}
+
+fn vmas(pid: u32) -> Vec<Vma> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default();
+    let mut out: Vec<Vma> = Vec::new();
+    for line in text.lines() {
+        if let Some(kb) = line.strip_prefix("Pss:") {
+            if let Some(v) = out.last_mut() {
+                v.pss_kib = kb
+                    .trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse()
+                    .unwrap_or(0.0);
+            }
+            continue;
+        }
+        // A mapping's first line: `start-end perms offset dev inode  [name]`.
+        let mut f = line.split_whitespace();
+        let Some((a, b)) = f.next().and_then(|r| r.split_once('-')) else {
+            continue;
+        };
+        let (Ok(a), Ok(b)) = (u64::from_str_radix(a, 16), u64::from_str_radix(b, 16)) else {
+            continue; // a field line such as `Rss:`
+        };
+        let name = f.nth(4).unwrap_or("").to_string();
+        out.push(Vma {
+            range: a..b,
+            name,
+            pss_kib: 0.0,
+        });
+    }
+    out
+}
+
+/// The address ranges of wasmtime's pools: anonymous mappings of 1 GiB or
+/// more in a settled node (nothing else reserves that much).
+pub fn pools(pid: u32) -> Vec<Range<u64>> {
+    vmas(pid)
+        .into_iter()
+        .filter(|v| v.name.is_empty() && v.range.end - v.range.start >= 1 << 30)
+        .map(|v| v.range)
+        .collect()
+}
+
+/// The node's memory now, split by `pools` (taken from the settled node).
+pub fn parts(pid: u32, pools: &[Range<u64>]) -> MemParts {
+    let mut m = MemParts::default();
+    for v in vmas(pid) {
+        let in_pool = pools
+            .iter()
+            .any(|p| p.start <= v.range.start && v.range.end <= p.end);
+        if in_pool || v.name.contains("wasm-memory-image") {
+            m.plugin += v.pss_kib;
+        } else if v.name.is_empty() || v.name == "[heap]" {
+            m.heap += v.pss_kib;
+        } else {
+            m.other += v.pss_kib;
+        }
+    }
+    m
+}
