@@ -43,6 +43,9 @@ pub(super) struct Leg {
     pub(super) bridge: Option<usize>,
     /// Its socket is in the worker's epoll set (bridged: read on arrival).
     pub(super) watched: bool,
+    /// Its RTCP socket is in the worker's epoll set: read when a report
+    /// comes (every few seconds), not polled.
+    pub(super) rtcp_watched: bool,
     /// Bridged media that needs decoding (a transcoding bridge) plays out from here.
     pub(super) jitter: Option<Box<crate::rtp::jitter::JitterBuffer>>,
     pub(super) concealed: u64,
@@ -185,6 +188,7 @@ impl Leg {
             inband: setup.inband_dtmf.then(Box::default),
             bridge: None,
             watched: false,
+            rtcp_watched: false,
             jitter: None,
             concealed: 0,
             relay_ts_offset: None,

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, TryRecvError};
 
-use super::arrival::Arrivals;
+use super::arrival::{Arrivals, RTCP};
 use super::engine::Command;
 pub use super::engine::MediaEngine;
 use super::inbox::{Inbox, BATCH};
@@ -229,6 +229,9 @@ impl Worker {
             return;
         };
         let mut leg = self.legs.swap_remove(i);
+        if let Some(a) = &self.arrivals {
+            a.unwatch_rtcp(&mut leg);
+        }
         if let Some(room) = leg.room.take() {
             lock_room(&room).leave(id);
         }
@@ -270,7 +273,11 @@ impl Worker {
                 Ok(Command::Add(setup)) => {
                     self.stats.legs.fetch_add(1, Ordering::Relaxed);
                     self.index.insert(setup.id, self.legs.len());
-                    self.legs.push(Leg::new(*setup, self.tick, self.options));
+                    let mut leg = Leg::new(*setup, self.tick, self.options);
+                    if let Some(a) = &self.arrivals {
+                        a.watch_rtcp(&mut leg);
+                    }
+                    self.legs.push(leg);
                 }
                 Ok(Command::SetRemote {
                     leg,
@@ -440,7 +447,7 @@ impl Worker {
                 if (tick + i as u64).is_multiple_of(250) && (leg.sent > 0 || leg.received > 0) {
                     leg.send_rtcp(&mut self.outbox);
                 }
-                if tick % 5 == (i as u64) % 5 {
+                if !self.legs[i].rtcp_watched && tick % 5 == (i as u64) % 5 {
                     self.receive_rtcp(i, &mut buf);
                 }
             }
@@ -451,8 +458,13 @@ impl Worker {
                     Some(mut arrivals) => {
                         while arrivals.wait(next) {
                             for id in arrivals.ready() {
-                                if let Some(&i) = self.index.get(&id) {
-                                    self.receive(i, &mut inbox);
+                                let rtcp = id & RTCP != 0;
+                                if let Some(&i) = self.index.get(&(id & !RTCP)) {
+                                    if rtcp {
+                                        self.receive_rtcp(i, &mut buf);
+                                    } else {
+                                        self.receive(i, &mut inbox);
+                                    }
                                 }
                             }
                             self.flush();
