@@ -22,6 +22,12 @@ if [ "${1:-}" = "--test" ]; then
   command -v npm >/dev/null || packages+=(npm)
 fi
 
+if [ "${1:-}" = "--bench" ]; then
+  # The reference relay for relay_side_by_side (userspace; started by the
+  # benchmark itself, never as a service).
+  packages+=(rtpengine-daemon)
+fi
+
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -32,6 +38,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
   $sudo apt-get update -q
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+  # Debian starts a daemon it installs where systemd runs: rtpengine's
+  # service would hold ports the benchmarks and the node use.
+  if [[ " ${missing[*]} " == *" rtpengine-daemon "* ]] && command -v systemctl >/dev/null; then
+    $sudo systemctl disable --now rtpengine-daemon >/dev/null 2>&1 || true
+  fi
 fi
 
 # pip install, per user where the system Python refuses (PEP 668).
