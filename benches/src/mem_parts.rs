@@ -104,3 +104,51 @@ pub fn parts(pid: u32, pools: &[Range<u64>]) -> MemParts {
     }
     m
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A gigabyte reserved like wasmtime's pools, 1 MiB of it touched: the
+    /// touched pages are counted as plugin memory, and a heap allocation as
+    /// heap.
+    #[test]
+    fn a_reserved_pool_and_the_heap_are_told_apart() {
+        let pid = std::process::id();
+        const GIB: usize = 1 << 30;
+        // SAFETY: a fresh private anonymous mapping, unmapped below.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                GIB,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(base, libc::MAP_FAILED);
+        let pools = pools(pid);
+        let start = base as u64;
+        assert!(
+            pools.iter().any(|p| p.start <= start && start < p.end),
+            "{pools:x?}"
+        );
+        let before = parts(pid, &pools);
+        // SAFETY: inside the mapping made above.
+        unsafe { std::ptr::write_bytes(base.cast::<u8>(), 1, 1 << 20) };
+        let heap: Vec<u8> = vec![1; 8 << 20];
+        let after = parts(pid, &pools);
+        assert!(
+            (after.plugin - before.plugin - 1024.0).abs() < 64.0,
+            "{before:?} {after:?}"
+        );
+        assert!(
+            after.heap - before.heap >= 7.0 * 1024.0,
+            "{before:?} {after:?}"
+        );
+        drop(heap);
+        // SAFETY: the mapping made above, no longer used.
+        unsafe { libc::munmap(base, GIB) };
+    }
+}
