@@ -198,9 +198,16 @@ pub fn http_raw(addr: SocketAddr, head: &str, body: &[u8]) -> Result<(u16, Strin
         "{head}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
         body.len()
     )?;
-    s.write_all(body)?;
+    // A refused upload (401, 413) is answered before its body is all read,
+    // and the node closes: the rest of the write then fails with a broken
+    // pipe or a reset, and the answer is still there to read (as curl does).
+    let wrote = s.write_all(body);
     let mut resp = Vec::new();
-    s.read_to_end(&mut resp)?;
+    let read = s.read_to_end(&mut resp);
+    if resp.is_empty() {
+        wrote?;
+        read?;
+    }
     let resp = String::from_utf8_lossy(&resp).into_owned();
     let status = resp
         .split_whitespace()
