@@ -9,7 +9,7 @@
 //! - `other`: files (the binary, speech models), io_uring rings, stacks.
 //!
 //! The heap is one pool for all subsystems; which of them holds what inside
-//! it takes a heap profiler (see the README's memory notes).
+//! it takes a heap profiler (heaptrack: see issue 17's notes).
 
 use std::ops::Range;
 
