@@ -33,7 +33,7 @@ fn main() -> anyhow::Result<()> {
     // Time a settled node: its background start-up work would compete for the cores.
     let settled = hookline_benches::proc_stats::wait_until_machine_idle(Duration::from_secs(60));
     eprintln!("node settled {:.1} s after start-up", settled.as_secs_f64());
-    let iterations = 5000;
+    let iterations = hookline_benches::arg("--iterations", 5000) as u32;
     // The sample IVR route's own config (an empty one fails at parsing,
     // before any host call: that would be measured as a fast entry).
     let route = node

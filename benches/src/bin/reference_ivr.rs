@@ -5,7 +5,9 @@
 //! Per call per tick it drains the call's socket (one `recvmmsg` of up to 4
 //! datagrams with `MSG_DONTWAIT`: fewer than 4 means drained, as the node
 //! reads) and sends one 20 ms A-law packet; a worker's
-//! sends of one tick go in one io_uring submission. It answers INVITE and
+//! sends of one tick go in one io_uring submission. Each call's socket is
+//! connected to the caller (as the node connects a leg once it hears its
+//! peer), so a send carries no address. It answers INVITE and
 //! BYE with 200 OK and nothing else: no plugin, no prompt catalogue, no
 //! jitter buffer, no DTMF, no records. One worker thread per core, as the
 //! node runs by default.
@@ -35,8 +37,8 @@ enum Cmd {
 
 struct Call {
     call_id: String,
+    /// Connected to the caller.
     socket: UdpSocket,
-    remote: socket2::SockAddr,
     seq: u16,
     ts: u32,
 }
@@ -146,8 +148,6 @@ fn worker(rx: Receiver<Cmd>) {
     let mut calls: Vec<Call> = Vec::new();
     let mut ring = io_uring::IoUring::new(4096).ok();
     let mut out = vec![[0u8; PKT]; 0];
-    let mut iovecs: Vec<libc::iovec> = Vec::new();
-    let mut headers: Vec<libc::msghdr> = Vec::new();
     let mut bufs = [[0u8; 2048]; BATCH];
     let mut next = Instant::now() + TICK;
     loop {
@@ -157,13 +157,17 @@ fn worker(rx: Receiver<Cmd>) {
                     call_id,
                     socket,
                     remote,
-                }) => calls.push(Call {
-                    call_id,
-                    socket,
-                    remote: SocketAddr::V4(remote).into(),
-                    seq: calls.len() as u16 ^ 0x5a5a,
-                    ts: 0,
-                }),
+                }) => {
+                    if socket.connect(SocketAddr::V4(remote)).is_err() {
+                        continue;
+                    }
+                    calls.push(Call {
+                        call_id,
+                        socket,
+                        seq: calls.len() as u16 ^ 0x5a5a,
+                        ts: 0,
+                    })
+                }
                 Ok(Cmd::Remove(id)) => calls.retain(|c| c.call_id != id),
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => return,
@@ -186,10 +190,10 @@ fn worker(rx: Receiver<Cmd>) {
             p[12..].fill(0xd5);
         }
         match ring.as_mut() {
-            Some(r) => send_batched(r, &calls, &out, &mut iovecs, &mut headers),
+            Some(r) => send_batched(r, &calls, &out),
             None => {
                 for (c, p) in calls.iter().zip(&out) {
-                    let _ = socket2::SockRef::from(&c.socket).send_to(p, &c.remote);
+                    let _ = c.socket.send(p);
                 }
             }
         }
@@ -203,39 +207,19 @@ fn worker(rx: Receiver<Cmd>) {
     }
 }
 
-fn send_batched(
-    ring: &mut io_uring::IoUring,
-    calls: &[Call],
-    out: &[[u8; PKT]],
-    iovecs: &mut Vec<libc::iovec>,
-    headers: &mut Vec<libc::msghdr>,
-) {
-    iovecs.clear();
-    headers.clear();
-    for p in out {
-        iovecs.push(libc::iovec {
-            iov_base: p.as_ptr() as *mut libc::c_void,
-            iov_len: PKT,
-        });
-    }
-    for (c, iov) in calls.iter().zip(iovecs.iter_mut()) {
-        // SAFETY: all-zero is a valid msghdr.
-        let mut h: libc::msghdr = unsafe { std::mem::zeroed() };
-        h.msg_name = c.remote.as_ptr() as *mut libc::c_void;
-        h.msg_namelen = c.remote.len();
-        h.msg_iov = iov;
-        h.msg_iovlen = 1;
-        headers.push(h);
-    }
-    for (cs, hs) in calls.chunks(4096).zip(headers.chunks(4096)) {
+fn send_batched(ring: &mut io_uring::IoUring, calls: &[Call], out: &[[u8; PKT]]) {
+    for (cs, ps) in calls.chunks(4096).zip(out.chunks(4096)) {
         {
             let mut sq = ring.submission();
-            for (c, h) in cs.iter().zip(hs) {
-                let op =
-                    io_uring::opcode::SendMsg::new(io_uring::types::Fd(c.socket.as_raw_fd()), h)
-                        .flags(libc::MSG_DONTWAIT as u32)
-                        .build();
-                // SAFETY: headers, iovecs, addresses and packets outlive the completions.
+            for (c, p) in cs.iter().zip(ps) {
+                let op = io_uring::opcode::Send::new(
+                    io_uring::types::Fd(c.socket.as_raw_fd()),
+                    p.as_ptr(),
+                    PKT as u32,
+                )
+                .flags(libc::MSG_DONTWAIT)
+                .build();
+                // SAFETY: the packets outlive the completions.
                 let _ = unsafe { sq.push(&op) };
             }
         }

@@ -21,6 +21,9 @@ use crate::rtp::dtmf::DtmfReceiver;
 use crate::rtp::packet::{self, RtpPacket};
 use crate::rtp::reorder::{ReorderBuffer, MAX_PAYLOAD};
 
+/// Ticks the latched source must be silent before another may take over (1 s).
+pub(super) const RELATCH_TICKS: u64 = 50;
+
 pub(super) struct Stream {
     pub(super) source: SocketAddr,
     pub(super) ssrc: u32,
@@ -35,6 +38,10 @@ pub(super) struct Leg {
     pub(super) remote: SocketAddr,
     pub(super) latched: Option<SocketAddr>,
     pub(super) last_latched_tick: u64,
+    /// The last tick media came from `remote` (see `leg_connect`).
+    pub(super) remote_heard: Option<u64>,
+    /// The address the leg's socket is connected to.
+    pub(super) connected: Option<SocketAddr>,
     pub(super) last_rx_tick: u64,
     pub(super) timeout_ticks: Option<u64>,
     pub(super) timed_out: bool,
@@ -180,6 +187,8 @@ impl Leg {
             remote: setup.remote,
             latched: None,
             last_latched_tick: tick,
+            remote_heard: None,
+            connected: None,
             last_rx_tick: tick,
             timeout_ticks: setup
                 .rtp_timeout
@@ -268,6 +277,11 @@ impl Leg {
         peer: Option<&mut Leg>,
         out: &mut Outbox,
     ) {
+        // A stranger's datagram that was queued before the socket was
+        // connected to its peer (the kernel drops those after).
+        if self.connected.is_some_and(|c| c != from) {
+            return;
+        }
         if packet::is_rtcp(data) {
             self.on_rtcp(data);
             return;
@@ -282,6 +296,7 @@ impl Leg {
         if self.setup.latch {
             self.latch(from, tick);
         }
+        self.heard_from(from, tick);
         if let Some(peer) = peer {
             // Bridged: the far leg hears this leg; only recordings listen here.
             self.bridged(&pkt, peer, out);
@@ -578,7 +593,7 @@ impl Leg {
         let n = payload.len().min(MAX_PAYLOAD);
         tx.push(
             self.setup.socket.as_raw_fd(),
-            self.remote,
+            self.destination(),
             &[&header, &payload[..n]],
         );
         self.sent += 1;
@@ -590,7 +605,7 @@ impl Leg {
     pub(super) fn latch(&mut self, from: SocketAddr, tick: u64) {
         match self.latched {
             Some(l) if l == from => self.last_latched_tick = tick,
-            Some(_) if tick - self.last_latched_tick < 50 => {}
+            Some(_) if tick - self.last_latched_tick < RELATCH_TICKS => {}
             _ => {
                 self.latched = Some(from);
                 self.remote = from;
@@ -661,7 +676,7 @@ impl Leg {
         self.seq = self.seq.wrapping_add(1);
         tx.push(
             self.setup.socket.as_raw_fd(),
-            self.remote,
+            self.destination(),
             &[&out[..12 + n]],
         );
         self.sent += 1;
@@ -719,6 +734,8 @@ impl Leg {
     }
 }
 
+#[path = "leg_connect.rs"]
+mod connect;
 #[path = "leg_room.rs"]
 mod room;
 #[path = "leg_rtcp.rs"]

@@ -41,6 +41,6 @@ impl Leg {
         let mut out = [0u8; 128];
         let n = crate::rtp::rtcp::write_report(&mut out, self.ssrc, sent, peer, b"hookline");
         let to = SocketAddr::new(self.remote.ip(), self.remote.port().wrapping_add(1));
-        tx.push(sock.as_raw_fd(), to, &[&out[..n]]);
+        tx.push(sock.as_raw_fd(), Some(to), &[&out[..n]]);
     }
 }

@@ -24,7 +24,8 @@ const MAX_QUEUED: usize = RING_ENTRIES as usize;
 
 struct Datagram {
     fd: RawFd,
-    to: SockAddr,
+    /// None: the socket is connected to where this goes.
+    to: Option<SockAddr>,
     start: usize,
     len: usize,
 }
@@ -88,9 +89,10 @@ impl Outbox {
         self
     }
 
-    /// Queues one datagram, given in pieces (header, payload); past
-    /// `MAX_QUEUED` waiting, what is queued is sent first.
-    pub(super) fn push(&mut self, fd: RawFd, to: std::net::SocketAddr, parts: &[&[u8]]) {
+    /// Queues one datagram, given in pieces (header, payload), for `to`
+    /// (`None`: where the socket is connected); past `MAX_QUEUED` waiting,
+    /// what is queued is sent first.
+    pub(super) fn push(&mut self, fd: RawFd, to: Option<std::net::SocketAddr>, parts: &[&[u8]]) {
         if self.queued.len() >= MAX_QUEUED {
             self.flush();
         }
@@ -100,7 +102,7 @@ impl Outbox {
         }
         self.queued.push(Datagram {
             fd,
-            to: to.into(),
+            to: to.map(SockAddr::from),
             start,
             len: self.arena.len() - start,
         });
@@ -139,15 +141,20 @@ fn send_plain(arena: &[u8], queued: &[Datagram]) -> u64 {
     let mut sent = 0;
     for d in queued {
         let data = &arena[d.start..d.start + d.len];
-        // SAFETY: `data` and `to` are live for the call; fd is a leg's open socket.
+        let (to, to_len) = match &d.to {
+            Some(a) => (a.as_ptr() as *const libc::sockaddr, a.len()),
+            None => (std::ptr::null(), 0),
+        };
+        // SAFETY: `data` and `to` are live for the call (a null address
+        // sends to the connected peer); fd is a leg's open socket.
         let r = unsafe {
             libc::sendto(
                 d.fd,
                 data.as_ptr() as *const libc::c_void,
                 data.len(),
                 libc::MSG_DONTWAIT,
-                d.to.as_ptr() as *const libc::sockaddr,
-                d.to.len(),
+                to,
+                to_len,
             )
         };
         // A full buffer or an ICMP error from an earlier send: that packet
@@ -176,8 +183,10 @@ impl Ring {
         for (d, iov) in queued.iter().zip(self.iovecs.iter_mut()) {
             // SAFETY: all-zero is a valid msghdr.
             let mut h: libc::msghdr = unsafe { std::mem::zeroed() };
-            h.msg_name = d.to.as_ptr() as *mut libc::c_void;
-            h.msg_namelen = d.to.len();
+            if let Some(to) = &d.to {
+                h.msg_name = to.as_ptr() as *mut libc::c_void;
+                h.msg_namelen = to.len();
+            }
             h.msg_iov = iov;
             h.msg_iovlen = 1;
             self.headers.push(h);
@@ -192,9 +201,23 @@ impl Ring {
             {
                 let mut sq = self.uring.submission();
                 for (d, h) in chunk.iter().zip(headers) {
-                    let op = io_uring::opcode::SendMsg::new(io_uring::types::Fd(d.fd), h)
-                        .flags(libc::MSG_DONTWAIT as u32)
-                        .build();
+                    // To a connected socket a plain send: no header or
+                    // address for the kernel to copy in.
+                    let op = match d.to {
+                        Some(_) => io_uring::opcode::SendMsg::new(io_uring::types::Fd(d.fd), h)
+                            .flags(libc::MSG_DONTWAIT as u32)
+                            .build(),
+                        None => {
+                            let data = &arena[d.start..d.start + d.len];
+                            io_uring::opcode::Send::new(
+                                io_uring::types::Fd(d.fd),
+                                data.as_ptr(),
+                                d.len as u32,
+                            )
+                            .flags(libc::MSG_DONTWAIT)
+                            .build()
+                        }
+                    };
                     // SAFETY: the header, its iovec, address and data stay
                     // alive and unchanged until the completions below.
                     if unsafe { sq.push(&op) }.is_err() {
@@ -250,7 +273,7 @@ mod tests {
             } else {
                 b.as_raw_fd()
             };
-            out.push(fd, to, &[&[i; 12], &[i; 160]]);
+            out.push(fd, Some(to), &[&[i; 12], &[i; 160]]);
         }
         out.flush();
         assert_eq!(out.take_sent(), 100);
@@ -290,7 +313,7 @@ mod tests {
         let mut out = Outbox::new(MediaIo::Plain);
         let to = rx.local_addr().unwrap();
         for _ in 0..3 * MAX_QUEUED {
-            out.push(tx.as_raw_fd(), to, &[&[0u8; 172]]);
+            out.push(tx.as_raw_fd(), Some(to), &[&[0u8; 172]]);
             assert!(out.queued.len() <= MAX_QUEUED);
         }
         assert!(out.arena.len() <= MAX_QUEUED * 172);

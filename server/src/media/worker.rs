@@ -285,8 +285,9 @@ impl Worker {
                     codec,
                     dtmf_pt,
                 }) => {
+                    let tick = self.tick;
                     if let Some(l) = self.leg(leg) {
-                        l.remote = remote;
+                        l.move_remote(remote, tick);
                         l.setup.remote = remote;
                         if codec != l.setup.codec {
                             l.coder = coder_for(codec, l.options);
@@ -322,10 +323,11 @@ impl Worker {
                     }
                 }
                 Ok(Command::Hold { leg, hold, remote }) => {
+                    let tick = self.tick;
                     if let Some(l) = self.leg(leg) {
                         l.held = hold;
                         if l.latched.is_none() {
-                            l.remote = remote;
+                            l.move_remote(remote, tick);
                         }
                         l.setup.remote = remote;
                     }
@@ -437,6 +439,7 @@ impl Worker {
                 }
                 let leg = &mut self.legs[i];
                 leg.check_timeout(tick);
+                leg.sync_connection(tick);
                 leg.send(&mut out, &mut self.outbox);
                 for t in &mut leg.taps {
                     if t.tick() {
