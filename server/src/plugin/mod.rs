@@ -195,13 +195,18 @@ impl<S: Session> PluginHost<S> {
         let memory = (budget.memory_mib.clamp(1, manifest::MAX_MEMORY_MIB) as usize) << 20;
         let mut pool = PoolingAllocationConfig::default();
         // A call's instance is made and dropped once per call: a freed slot
-        // keeps its first pages (zeroed with memset) and decommits are
-        // batched, so the next instance takes fewer page faults and TLB
-        // shootdowns (measured: instantiate + first entry 50.5 -> 45.3 µs).
+        // keeps up to 128 KiB of the pages the call wrote resident (found
+        // with Linux's PAGEMAP_SCAN where the kernel has it, 6.7+; else the
+        // first 128 KiB), reset in place, and decommits are batched, so the
+        // next instance takes fewer page faults and TLB shootdowns. Measured,
+        // instantiate + first entry: 50.5 -> 45.3 µs keeping the first pages,
+        // 39 -> 25 µs with the scan (a Rust guest's stack tops out at 1 MiB,
+        // beyond the first pages).
         pool.total_component_instances(max_instances)
             .linear_memory_keep_resident(128 << 10)
             .table_keep_resident(64 << 10)
             .decommit_batch_size(64)
+            .pagemap_scan(wasmtime::Enabled::Auto)
             .total_memories(max_instances * 2)
             .total_tables(max_instances * 4)
             .total_stacks(max_instances)
