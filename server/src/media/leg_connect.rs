@@ -20,8 +20,6 @@
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
 
-use socket2::SockAddr;
-
 use super::{Leg, RELATCH_TICKS};
 
 impl Leg {
@@ -54,9 +52,8 @@ impl Leg {
         if want == self.connected {
             return;
         }
-        let fd = self.setup.socket.as_raw_fd();
         self.connected = match want {
-            Some(to) => match connect(fd, to) {
+            Some(to) => match self.setup.socket.connect(to) {
                 Ok(()) => Some(to),
                 Err(e) => {
                     // Sends carry the address as before; nothing is filtered.
@@ -65,7 +62,7 @@ impl Leg {
                 }
             },
             None => {
-                if let Err(e) = disconnect(fd) {
+                if let Err(e) = disconnect(self.setup.socket.as_raw_fd()) {
                     tracing::warn!("disconnecting a media socket: {e}");
                 }
                 None
@@ -81,16 +78,6 @@ impl Leg {
             _ => Some(self.remote),
         }
     }
-}
-
-fn connect(fd: RawFd, to: SocketAddr) -> std::io::Result<()> {
-    let to = SockAddr::from(to);
-    // SAFETY: `to` is a valid address of its stated length; fd is the leg's open socket.
-    let r = unsafe { libc::connect(fd, to.as_ptr() as *const libc::sockaddr, to.len()) };
-    if r < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 /// Connecting to `AF_UNSPEC` dissolves a UDP socket's association (connect(2)).
