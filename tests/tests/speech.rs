@@ -168,13 +168,17 @@ fn a_voicemail_gets_a_transcript() {
 /// an engine the node does not use.
 #[test]
 fn the_nodes_speech_is_recognised_back_from_the_rtp_it_sent() {
-    let node = TestNode::start(NodeSpec::default()).unwrap();
     // The survey's first question (Piper's voice through G.711 and RTP).
     let expected = "how would you rate the call quality";
     // Piper samples its prosody and PocketSphinx is no human: the best of
     // three calls must be heard (CI once heard 5 of 7 words in one take).
+    // Each take is a fresh node: a node synthesises a text once and plays
+    // it from its cache after, so three calls to one node heard one
+    // rendering three times (a fresh machine's CI heard 4 of 7 words in
+    // each of three takes of one unlucky rendering).
     let mut takes = Vec::new();
     for _ in 0..3 {
+        let node = TestNode::start(NodeSpec::default()).unwrap();
         let phone = Baresip::start(&format!("sip:801@{}", node.sip)).unwrap();
         std::thread::sleep(Duration::from_secs(8));
         let phone = phone.quit().unwrap();

@@ -229,7 +229,7 @@ pub(crate) fn launch(
     // and its record ends here either way.
     let logic = tokio::spawn(run_logic(
         node.clone(),
-        session,
+        Box::new(session),
         plugin,
         info,
         fallback,
@@ -270,22 +270,26 @@ pub(crate) fn launch(
 
 /// A call's logic: its plugin, and the route's fallback if the plugin fails
 /// while the caller is on. Returns why the call ended and its route path.
+///
+/// This future is most of what a call's task holds for the call's life,
+/// so what it keeps is kept small: the session comes boxed (an `async fn`
+/// keeps its arguments for good, and the session moves into the plugin's
+/// store at once), and the rare recording steps' futures are boxed.
 async fn run_logic(
     node: Arc<Node>,
-    session: CallSession,
+    mut session: Box<CallSession>,
     plugin: Arc<super::Plugin>,
     info: CallInfo,
     fallback: Option<crate::config::FallbackConfig>,
     record: bool,
 ) -> (String, Vec<String>) {
-    let mut session = session;
     if record {
         // The node records the whole call; the plugin need not know.
-        if let Err(e) = session.start_session_recording().await {
+        if let Err(e) = Box::pin(session.start_session_recording()).await {
             tracing::warn!(call = %session.call_id, "call recording: {e:?}");
         }
     }
-    let (mut outcome, mut session) = node.plugins.run(&plugin, session, info.clone()).await;
+    let (mut outcome, mut session) = node.plugins.run(&plugin, *session, info.clone()).await;
     // A plugin that failed while the caller is still on hands the call to the route's fallback.
     if let (Some(fb), None, Outcome::Failed(_) | Outcome::Trapped(_)) =
         (&fallback, &session.ended, &outcome)
@@ -327,7 +331,7 @@ async fn run_logic(
             call_id: session.call_id.clone(),
         });
     }
-    session.close_recordings().await;
+    Box::pin(session.close_recordings()).await;
     let dropped = session.events.dropped();
     if dropped > 0 {
         // The far end sent keys (or re-INVITEs) faster than the plugin read them.

@@ -404,12 +404,18 @@ impl<S: Session> PluginHost<S> {
     }
 
     /// Runs one call in a fresh instance; gives the session back with the outcome.
-    pub async fn run(
-        &self,
-        plugin: &Arc<LoadedPlugin<S>>,
-        session: S,
+    ///
+    /// Not an `async fn`: the session goes into the call's store before the
+    /// returned future first runs. An `async fn` keeps each argument in its
+    /// future for the whole call, and this future lives in every call's task
+    /// as long as the call does: the session (808 bytes), moved out at once,
+    /// stayed there as dead weight.
+    pub fn run<'a>(
+        &'a self,
+        plugin: &'a Arc<LoadedPlugin<S>>,
+        mut session: S,
         info: CallInfo,
-    ) -> (Outcome, S) {
+    ) -> impl std::future::Future<Output = (Outcome, S)> + Send + 'a {
         let m = &plugin.manifest;
         let cpu = match m.cpu_ms {
             0 => self.budget.cpu,
@@ -417,7 +423,6 @@ impl<S: Session> PluginHost<S> {
         };
         // One wall-clock deadline for the call; a handed-over plugin's ends
         // just before its caller's, so the session is always handed back.
-        let mut session = session;
         let wall = self.budget.wall;
         let run = session.run_state();
         let deadline = match run.deadline {
@@ -456,34 +461,38 @@ impl<S: Session> PluginHost<S> {
             Some(&output),
         );
         store.data_mut().config = info.config.clone();
-        let outcome = match plugin.pre.instantiate_async(&mut store).await {
-            Ok(bindings) => {
-                tokio::select! {
-                    r = bindings.call_handle_call(&mut store, &info) => match r {
-                        Ok(Ok(())) => Outcome::Done,
-                        Ok(Err(reason)) => Outcome::Failed(reason),
-                        Err(trap) => {
-                            tracing::debug!("plugin trap: {trap:?}");
-                            Outcome::Trapped(output.trap_cause(&trap))
+        async move {
+            // Boxed: instantiation's future (1.2 KB) is done with once the
+            // guest is entered; inline it would stay in the call's task.
+            let outcome = match Box::pin(plugin.pre.instantiate_async(&mut store)).await {
+                Ok(bindings) => {
+                    tokio::select! {
+                        r = bindings.call_handle_call(&mut store, &info) => match r {
+                            Ok(Ok(())) => Outcome::Done,
+                            Ok(Err(reason)) => Outcome::Failed(reason),
+                            Err(trap) => {
+                                tracing::debug!("plugin trap: {trap:?}");
+                                Outcome::Trapped(output.trap_cause(&trap))
+                            }
+                        },
+                        _ = tokio::time::sleep_until(deadline) => {
+                            Outcome::Trapped(format!("wall-clock budget of {wall:?} exhausted"))
                         }
-                    },
-                    _ = tokio::time::sleep_until(deadline) => {
-                        Outcome::Trapped(format!("wall-clock budget of {wall:?} exhausted"))
+                        _ = cut => Outcome::Trapped(format!(
+                            "still running {grace:?} after the caller hung up"
+                        )),
                     }
-                    _ = cut => Outcome::Trapped(format!(
-                        "still running {grace:?} after the caller hung up"
-                    )),
                 }
-            }
-            Err(e) => Outcome::Trapped(format!("instantiate: {e:#}")),
-        };
-        output.finish();
-        let state = store.into_data();
-        let mut session = state
-            .session
-            .expect("a run's session is back once its hand-overs return");
-        session.run_state().running = outer;
-        (outcome, session)
+                Err(e) => Outcome::Trapped(format!("instantiate: {e:#}")),
+            };
+            output.finish();
+            let state = store.into_data();
+            let mut session = state
+                .session
+                .expect("a run's session is back once its hand-overs return");
+            session.run_state().running = outer;
+            (outcome, session)
+        }
     }
 
     /// Measures instantiate + first entry into the guest (a call that hangs up at once).
