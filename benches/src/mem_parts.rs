@@ -32,7 +32,7 @@ impl MemParts {
             each(self.other, idle.other),
         );
         format!(
-            "mem_kib_per_call={:.0} plugin={p:.0} heap={h:.0} other={o:.0}",
+            "mem_kib_per_call={:.1} plugin={p:.1} heap={h:.1} other={o:.1}",
             p + h + o
         )
     }

@@ -213,7 +213,10 @@ impl Leg {
             rtcp_reports: 0,
             peer_report: None,
             setup,
-            streams: Vec::with_capacity(2),
+            // Allocated by the first packet heard off a bridge, one stream
+            // at a time: a bridged leg never has one, and a stream (its
+            // reorder slots) is ~450 bytes.
+            streams: Vec::new(),
             ssrc: rand::random(),
             seq: rand::random(),
             timestamp: rand::random(),
@@ -319,6 +322,7 @@ impl Leg {
                         .unwrap_or(0);
                     self.streams.swap_remove(oldest);
                 }
+                self.streams.reserve_exact(1);
                 self.streams.push(Stream {
                     source: from,
                     ssrc: pkt.ssrc,
