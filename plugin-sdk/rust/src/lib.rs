@@ -120,8 +120,9 @@ pub fn config<T: serde::de::DeserializeOwned>(info: &CallInfo) -> Result<T, Stri
     let bad = |e: serde_json::Error| format!("bad config: {e}");
     let Some(args) = &info.arguments else {
         // Straight into `T`, as almost every call is: going through a
-        // `serde_json::Value` tree first allocated every key and string twice
-        // and was a third of a sample-IVR call's instantiate + first entry.
+        // `serde_json::Value` tree first allocated every key and string
+        // twice; without it the sample IVR's instantiate + first entry went
+        // from 20.5-23.1 to 16.9-17.1 µs (plugin_instantiate).
         return serde_json::from_str(&info.config).map_err(bad);
     };
     let mut config: serde_json::Value = serde_json::from_str(&info.config).map_err(bad)?;
