@@ -2,7 +2,9 @@
 //! - `plugin`: wasmtime's pools — plugin instances' linear memories (with
 //!   the copy-on-write memory images mapped over them), tables and fiber
 //!   stacks. The pools are reserved at start as anonymous mappings of a
-//!   gigabyte or more; what later lies inside them is theirs.
+//!   gigabyte or more; what later lies inside them is theirs. The stack
+//!   pool is already split at start, by the guard page below each stack,
+//!   into a run of guard + stack mapping pairs: it is found by that shape.
 //! - `heap`: every other anonymous mapping (glibc's malloc arenas and
 //!   `[heap]`): call and SIP state, media legs, listeners, wasmtime's
 //!   per-instance host state.
@@ -40,6 +42,7 @@ impl MemParts {
 
 struct Vma {
     range: Range<u64>,
+    perms: String,
     name: String,
     pss_kib: f64,
 }
@@ -67,9 +70,11 @@ fn vmas(pid: u32) -> Vec<Vma> {
         let (Ok(a), Ok(b)) = (u64::from_str_radix(a, 16), u64::from_str_radix(b, 16)) else {
             continue; // a field line such as `Rss:`
         };
-        let name = f.nth(4).unwrap_or("").to_string();
+        let perms = f.next().unwrap_or("").to_string();
+        let name = f.nth(3).unwrap_or("").to_string();
         out.push(Vma {
             range: a..b,
+            perms,
             name,
             pss_kib: 0.0,
         });
@@ -80,11 +85,53 @@ fn vmas(pid: u32) -> Vec<Vma> {
 /// The address ranges of wasmtime's pools: anonymous mappings of 1 GiB or
 /// more in a settled node (nothing else reserves that much).
 pub fn pools(pid: u32) -> Vec<Range<u64>> {
-    vmas(pid)
-        .into_iter()
+    let all = vmas(pid);
+    let mut pools: Vec<Range<u64>> = all
+        .iter()
         .filter(|v| v.name.is_empty() && v.range.end - v.range.start >= 1 << 30)
-        .map(|v| v.range)
-        .collect()
+        .map(|v| v.range.clone())
+        .collect();
+    pools.extend(stack_pools(&all));
+    pools
+}
+
+/// Fewest guard + stack pairs in a row taken for a stack pool.
+const MIN_STACKS: usize = 64;
+
+/// Runs of adjacent anonymous mappings shaped like wasmtime's stack pool:
+/// a one-page `---p` guard, then an `rw-p` stack, repeated, every stack
+/// the same size.
+fn stack_pools(all: &[Vma]) -> Vec<Range<u64>> {
+    let len = |v: &Vma| v.range.end - v.range.start;
+    let pair_at = |i: usize| -> Option<u64> {
+        let (g, s) = (all.get(i)?, all.get(i + 1)?);
+        let shaped = g.name.is_empty()
+            && s.name.is_empty()
+            && g.perms == "---p"
+            && len(g) == 4096
+            && s.perms == "rw-p"
+            && g.range.end == s.range.start;
+        shaped.then(|| len(s))
+    };
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < all.len() {
+        let Some(size) = pair_at(i) else {
+            i += 1;
+            continue;
+        };
+        let mut n = 1;
+        while pair_at(i + 2 * n) == Some(size)
+            && all[i + 2 * n - 1].range.end == all[i + 2 * n].range.start
+        {
+            n += 1;
+        }
+        if n >= MIN_STACKS {
+            out.push(all[i].range.start..all[i + 2 * n - 1].range.end);
+        }
+        i += 2 * n;
+    }
+    out
 }
 
 /// The node's memory now, split by `pools` (taken from the settled node).
@@ -109,11 +156,15 @@ pub fn parts(pid: u32, pools: &[Range<u64>]) -> MemParts {
 mod tests {
     use super::*;
 
+    /// The tests measure their own process: one at a time.
+    static ALONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
     /// A gigabyte reserved like wasmtime's pools, 1 MiB of it touched: the
     /// touched pages are counted as plugin memory, and a heap allocation as
     /// heap.
     #[test]
     fn a_reserved_pool_and_the_heap_are_told_apart() {
+        let _alone = ALONE.lock().unwrap_or_else(|e| e.into_inner());
         let pid = std::process::id();
         const GIB: usize = 1 << 30;
         // SAFETY: a fresh private anonymous mapping, unmapped below.
@@ -150,5 +201,58 @@ mod tests {
         drop(heap);
         // SAFETY: the mapping made above, no longer used.
         unsafe { libc::munmap(base, GIB) };
+    }
+
+    /// A run of guard page + stack pairs, as wasmtime's stack pool lays its
+    /// fiber stacks out: found as a pool, and the stack pages touched in it
+    /// counted as plugin memory.
+    #[test]
+    fn a_stack_pool_split_by_guard_pages_is_a_pool() {
+        let _alone = ALONE.lock().unwrap_or_else(|e| e.into_inner());
+        let pid = std::process::id();
+        const STACKS: usize = 100;
+        const STACK: usize = 64 << 10;
+        const SLOT: usize = 4096 + STACK;
+        // SAFETY: a fresh private anonymous mapping, unmapped below.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                STACKS * SLOT,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(base, libc::MAP_FAILED);
+        for i in 0..STACKS {
+            // SAFETY: the guard page of slot `i`, inside the mapping above.
+            let guard = unsafe { base.cast::<u8>().add(i * SLOT) };
+            assert_eq!(
+                unsafe { libc::mprotect(guard.cast(), 4096, libc::PROT_NONE) },
+                0
+            );
+        }
+        let pools = pools(pid);
+        let start = base as u64;
+        assert!(
+            pools
+                .iter()
+                .any(|p| p.start == start && p.end == start + (STACKS * SLOT) as u64),
+            "{pools:x?}"
+        );
+        let before = parts(pid, &pools);
+        for i in 0..STACKS {
+            // SAFETY: the last page of stack `i`, inside the mapping above.
+            unsafe { *base.cast::<u8>().add((i + 1) * SLOT - 1) = 1 };
+        }
+        let after = parts(pid, &pools);
+        let touched = (STACKS * 4) as f64;
+        assert!(
+            (after.plugin - before.plugin - touched).abs() < 16.0,
+            "{before:?} {after:?}"
+        );
+        // SAFETY: the mapping made above, no longer used.
+        unsafe { libc::munmap(base, STACKS * SLOT) };
     }
 }

@@ -8,6 +8,7 @@ use wasmtime::component::{HasSelf, Linker};
 
 use crate::call::dial::DialStatus;
 use crate::call::session::CallSession;
+use crate::call::shallow::in_box;
 use crate::call::targets::Target;
 use crate::plugin::hookline::call::{data, media, routing, types};
 use crate::plugin::manifest::Capability;
@@ -171,7 +172,8 @@ impl media::Host for CallState {
         barge_in: bool,
     ) -> Result<media::PlayEnd, CallError> {
         self.charge_tts(&items)?;
-        let interrupted = self.call()?.play_items(&items, barge_in).await?;
+        let call = self.call()?;
+        let interrupted = in_box(|| call.play_items(&items, barge_in)).await?;
         Ok(if interrupted {
             media::PlayEnd::Interrupted
         } else {
@@ -191,8 +193,8 @@ impl media::Host for CallState {
                 .chain(&options.invalid_prompts)
                 .chain(&options.timeout_prompts),
         )?;
-        self.call()?
-            .collect_digits(&options)
+        let call = self.call()?;
+        in_box(|| call.collect_digits(&options))
             .await
             .map_err(CallError::from)
     }
@@ -203,8 +205,8 @@ impl media::Host for CallState {
     ) -> Result<media::Recognized, CallError> {
         self.granted("collect-speech", &Capability::Speech)?;
         self.charge_tts(&options.prompts)?;
-        self.call()?
-            .collect_speech(&options)
+        let call = self.call()?;
+        in_box(|| call.collect_speech(&options))
             .await
             .map_err(CallError::from)
     }
@@ -214,7 +216,10 @@ impl media::Host for CallState {
         options: media::RecordOptions,
     ) -> Result<media::Recording, CallError> {
         self.granted("record", &Capability::Recording)?;
-        self.call()?.record(&options).await.map_err(CallError::from)
+        let call = self.call()?;
+        in_box(|| call.record(&options))
+            .await
+            .map_err(CallError::from)
     }
 
     async fn start_session_recording(&mut self) -> Result<String, CallError> {

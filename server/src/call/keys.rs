@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use super::collect::{CollectSpec, DigitCollector, End};
 use super::error::Error;
 use super::session::{CallEvent, CallSession};
+use super::shallow::in_box;
 use crate::media::worker::MediaEvent;
 use crate::plugin::hookline::call::media::{CollectEnd, CollectOptions, Collected};
 use crate::plugin::rules::entry_is_valid;
@@ -14,28 +15,7 @@ impl CallSession {
     /// Collects an entry with prompts, validation and retries (the WIT verb).
     pub async fn collect_digits(&mut self, o: &CollectOptions) -> Result<Collected, Error> {
         self.check_live()?;
-        if o.max_digits == 0 || o.min_digits > o.max_digits || o.max_digits > 64 {
-            return Err(Error::InvalidArgument(format!(
-                "need min-digits ({}) <= max-digits ({}), 1 <= max-digits <= 64",
-                o.min_digits, o.max_digits
-            )));
-        }
-        let terminator = match o.terminator.as_deref() {
-            None | Some("") => None,
-            Some(t) if t.chars().count() == 1 => t.chars().next(),
-            Some(t) => {
-                return Err(Error::InvalidArgument(format!(
-                    "terminator {t:?} is not one key"
-                )))
-            }
-        };
-        let attempts = o.attempts.clamp(1, 10);
-        let spec = CollectSpec {
-            max_digits: o.max_digits,
-            first_digit_timeout: Duration::from_millis(o.first_digit_timeout_ms.into()),
-            inter_digit_timeout: Duration::from_millis(o.inter_digit_timeout_ms.into()),
-            terminator,
-        };
+        let (spec, attempts) = collect_spec(o)?;
         // Resolve every prompt up front: a bad item fails before the caller hears anything.
         let prompts = self.resolve(&o.prompts).await?;
         let invalid = self.resolve(&o.invalid_prompts).await?;
@@ -54,9 +34,9 @@ impl CallSession {
             // Keys typed ahead (during a greeting) skip the prompts.
             if !prompts.is_empty() && self.digits.is_empty() {
                 self.mark_items(&o.prompts);
-                self.play_prompts(prompts.clone(), true).await?;
+                in_box(|| self.play_prompts(prompts.clone(), true)).await?;
             }
-            let (digits, end) = self.collect_once(&spec).await?;
+            let (digits, end) = in_box(|| self.collect_once(&spec)).await?;
             let valid = entry_is_valid(o, &digits);
             last = Collected {
                 digits,
@@ -77,7 +57,7 @@ impl CallSession {
             };
             if attempt < attempts && !retry.is_empty() {
                 self.mark_items(items);
-                self.play_prompts(retry.clone(), true).await?;
+                in_box(|| self.play_prompts(retry.clone(), true)).await?;
             }
         }
         Ok(last)
@@ -109,6 +89,34 @@ impl CallSession {
         self.mark(&format!("digits:{digits}"));
         Ok((digits, end))
     }
+}
+
+/// The collection `o` asks for, and its attempts; out of line, as the
+/// verb's poll runs on the plugin's fiber stack (see `await_play`).
+#[inline(never)]
+fn collect_spec(o: &CollectOptions) -> Result<(CollectSpec, u32), Error> {
+    if o.max_digits == 0 || o.min_digits > o.max_digits || o.max_digits > 64 {
+        return Err(Error::InvalidArgument(format!(
+            "need min-digits ({}) <= max-digits ({}), 1 <= max-digits <= 64",
+            o.min_digits, o.max_digits
+        )));
+    }
+    let terminator = match o.terminator.as_deref() {
+        None | Some("") => None,
+        Some(t) if t.chars().count() == 1 => t.chars().next(),
+        Some(t) => {
+            return Err(Error::InvalidArgument(format!(
+                "terminator {t:?} is not one key"
+            )))
+        }
+    };
+    let spec = CollectSpec {
+        max_digits: o.max_digits,
+        first_digit_timeout: Duration::from_millis(o.first_digit_timeout_ms.into()),
+        inter_digit_timeout: Duration::from_millis(o.inter_digit_timeout_ms.into()),
+        terminator,
+    };
+    Ok((spec, o.attempts.clamp(1, 10)))
 }
 
 trait EntryExt {

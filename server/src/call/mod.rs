@@ -31,6 +31,7 @@ mod ringer;
 mod route;
 pub mod routing;
 pub mod session;
+mod shallow;
 mod sip_driver;
 pub use sip_driver::run_sip;
 mod node;

@@ -7,6 +7,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::error::Error;
 use super::session::{CallEvent, CallSession};
+use super::shallow::in_box;
 use super::verbs::Piece;
 use crate::media::prompt::Prompt;
 use crate::media::worker::MediaEvent;
@@ -54,7 +55,7 @@ impl CallSession {
         self.next_token += 1;
         let token = self.next_token;
         self.media.play_open(self.leg, ready, token);
-        self.await_play(token, barge_in, Some(more)).await
+        in_box(|| self.await_open_play(token, barge_in, more)).await
     }
 
     /// Turns the pieces into audio in order on a blocking thread, handing
@@ -105,42 +106,75 @@ impl CallSession {
         self.next_token += 1;
         let token = self.next_token;
         self.media.play(self.leg, prompts, token);
-        self.await_play(token, barge_in, None).await
+        self.await_play(token, barge_in).await
     }
 
-    /// Waits for play `token` to end (or a key, with barge-in), appending
-    /// the pieces `more` brings to an open play.
-    async fn await_play(
+    /// Waits for play `token` to end (or a key, with barge-in).
+    ///
+    /// This wait is the deepest point of a call on the plugin's fiber stack,
+    /// whose touched pages stay resident for the call's life (see
+    /// `call::shallow`): it awaits nothing but the next event, and handles
+    /// events out of line, to keep each frame on the way small.
+    async fn await_play(&mut self, token: u64, barge_in: bool) -> Result<bool, Error> {
+        loop {
+            let ev = self.next_event().await;
+            if let Some(end) = self.play_event(ev, token, barge_in) {
+                return end;
+            }
+        }
+    }
+
+    /// Like `await_play`, appending the pieces `more` brings to the open
+    /// play as they are made.
+    async fn await_open_play(
         &mut self,
         token: u64,
         barge_in: bool,
-        more: Option<UnboundedReceiver<Arc<Prompt>>>,
+        mut more: UnboundedReceiver<Arc<Prompt>>,
     ) -> Result<bool, Error> {
-        let mut open = more.is_some();
-        let mut more = more.unwrap_or_else(|| tokio::sync::mpsc::unbounded_channel().1);
+        let mut open = true;
         loop {
             tokio::select! {
                 piece = more.recv(), if open => {
                     open = piece.is_some();
                     self.media.append(self.leg, token, piece);
                 }
-                ev = self.next_event() => match ev {
-                    CallEvent::Media(MediaEvent::PlayDone { token: t, .. }) if t == token => {
-                        return Ok(false)
+                ev = self.next_event() => {
+                    if let Some(end) = self.play_event(ev, token, barge_in) {
+                        return end;
                     }
-                    CallEvent::Media(MediaEvent::Dtmf(k)) => {
-                        self.digits.push_back(k);
-                        if barge_in {
-                            self.media.stop(self.leg);
-                            return Ok(true);
-                        }
-                    }
-                    ev @ CallEvent::Ended(_) => {
-                        self.absorb(ev);
-                        return Err(Error::HungUp);
-                    }
-                    ev => self.absorb(ev),
                 }
+            }
+        }
+    }
+
+    /// What an event means to play `token`: `Some` when the play is over.
+    #[inline(never)]
+    fn play_event(
+        &mut self,
+        ev: CallEvent,
+        token: u64,
+        barge_in: bool,
+    ) -> Option<Result<bool, Error>> {
+        match ev {
+            CallEvent::Media(MediaEvent::PlayDone { token: t, .. }) if t == token => {
+                Some(Ok(false))
+            }
+            CallEvent::Media(MediaEvent::Dtmf(k)) => {
+                self.digits.push_back(k);
+                if barge_in {
+                    self.media.stop(self.leg);
+                    return Some(Ok(true));
+                }
+                None
+            }
+            ev @ CallEvent::Ended(_) => {
+                self.absorb(ev);
+                Some(Err(Error::HungUp))
+            }
+            ev => {
+                self.absorb(ev);
+                None
             }
         }
     }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use super::dial::DialStatus;
 use super::error::{blocking, failed, Error};
 use super::session::{CallEvent, CallSession};
+use super::shallow::in_box;
 use super::targets::Target;
 use super::SipCommand;
 use crate::media::prompt::Prompt;
@@ -24,6 +25,17 @@ const MAX_ITEMS: usize = 64;
 pub(crate) enum Piece {
     Ready(Arc<Prompt>),
     Say { text: String, language: String },
+}
+
+/// A play item as far as it resolves without waiting.
+enum AtHand<'a> {
+    Piece(Piece),
+    /// Speech to synthesise now (not deferred to the player).
+    Say {
+        text: String,
+        language: String,
+    },
+    Recording(&'a str),
 }
 
 impl Piece {
@@ -61,73 +73,91 @@ impl CallSession {
         }
         let mut out = Vec::with_capacity(items.len());
         for item in items {
-            let p = match item {
-                // The call's language first, then the node's default.
-                PlayItem::Prompt(id) => self
-                    .node
-                    .prompt_sets
-                    .get(&self.language)
-                    .and_then(|set| set.get(id))
-                    .or_else(|| self.prompts.get(id))
-                    .ok_or_else(|| Error::InvalidArgument(format!("unknown prompt id {id:?}")))?,
-                PlayItem::Say(t) if defer_speech => {
-                    let lang = t.language.clone().unwrap_or_else(|| self.language.clone());
-                    if t.text.len() > crate::speech::tts::MAX_TEXT {
-                        return Err(Error::InvalidArgument(format!(
-                            "text longer than {} bytes",
-                            crate::speech::tts::MAX_TEXT
-                        )));
-                    }
-                    match self.node.tts.cached(&t.text, &lang) {
-                        Some(p) => p,
-                        None => {
-                            out.push(Piece::Say {
-                                text: t.text.clone(),
-                                language: lang,
-                            });
-                            continue;
-                        }
-                    }
-                }
-                PlayItem::Say(t) => {
-                    let lang = t.language.clone().unwrap_or_else(|| self.language.clone());
+            // Only speech said now and recordings wait (on a blocking thread).
+            let p = match self.resolve_at_hand(item, defer_speech)? {
+                AtHand::Piece(p) => p,
+                AtHand::Say { text, language } => {
                     let tts = self.node.tts.clone();
-                    let text = t.text.clone();
-                    blocking(move || tts.say(&text, &lang))
-                        .await?
-                        .map_err(|e| match e {
-                            crate::speech::tts::TtsError::NoVoice(_) => {
-                                Error::InvalidArgument(e.to_string())
-                            }
-                            e => failed(e),
-                        })?
+                    let said = in_box(|| blocking(move || tts.say(&text, &language))).await?;
+                    Piece::Ready(said.map_err(|e| match e {
+                        crate::speech::tts::TtsError::NoVoice(_) => {
+                            Error::InvalidArgument(e.to_string())
+                        }
+                        e => failed(e),
+                    })?)
                 }
-                PlayItem::Tone(t) => {
-                    let ok = (1..=2).contains(&t.frequencies.len())
-                        && t.frequencies.iter().all(|f| (50..=4000).contains(f))
-                        && t.duration_ms <= MAX_GENERATED_MS;
-                    if !ok {
-                        return Err(Error::InvalidArgument(
-                            "a tone has 1-2 frequencies of 50-4000 Hz and lasts at most 60 s"
-                                .into(),
-                        ));
-                    }
-                    Arc::new(Prompt::from_pcm(
-                        "tone",
-                        tone::tone(&t.frequencies, t.duration_ms),
-                    ))
-                }
-                PlayItem::Silence(ms) => {
-                    if *ms > MAX_GENERATED_MS {
-                        return Err(Error::InvalidArgument("silence lasts at most 60 s".into()));
-                    }
-                    Arc::new(Prompt::from_pcm("silence", tone::silence(*ms)))
-                }
-                PlayItem::Recording(id) => self.load_recording(id).await?,
+                AtHand::Recording(id) => Piece::Ready(in_box(|| self.load_recording(id)).await?),
             };
-            out.push(Piece::Ready(p));
+            out.push(p);
         }
         Ok(out)
+    }
+
+    /// An item resolved without waiting, or what must be waited for. Out of
+    /// line: the verbs' polls run on the plugin's fiber stack, whose touched
+    /// pages stay resident for the call (see `await_play`).
+    #[inline(never)]
+    fn resolve_at_hand<'a>(
+        &self,
+        item: &'a PlayItem,
+        defer_speech: bool,
+    ) -> Result<AtHand<'a>, Error> {
+        let p = match item {
+            // The call's language first, then the node's default.
+            PlayItem::Prompt(id) => self
+                .node
+                .prompt_sets
+                .get(&self.language)
+                .and_then(|set| set.get(id))
+                .or_else(|| self.prompts.get(id))
+                .ok_or_else(|| Error::InvalidArgument(format!("unknown prompt id {id:?}")))?,
+            PlayItem::Say(t) => {
+                let language = t.language.clone().unwrap_or_else(|| self.language.clone());
+                if defer_speech && t.text.len() > crate::speech::tts::MAX_TEXT {
+                    return Err(Error::InvalidArgument(format!(
+                        "text longer than {} bytes",
+                        crate::speech::tts::MAX_TEXT
+                    )));
+                }
+                if !defer_speech {
+                    return Ok(AtHand::Say {
+                        text: t.text.clone(),
+                        language,
+                    });
+                }
+                match self.node.tts.cached(&t.text, &language) {
+                    Some(p) => p,
+                    None => {
+                        return Ok(AtHand::Piece(Piece::Say {
+                            text: t.text.clone(),
+                            language,
+                        }))
+                    }
+                }
+            }
+            PlayItem::Tone(t) => {
+                let ok = (1..=2).contains(&t.frequencies.len())
+                    && t.frequencies.iter().all(|f| (50..=4000).contains(f))
+                    && t.duration_ms <= MAX_GENERATED_MS;
+                if !ok {
+                    return Err(Error::InvalidArgument(
+                        "a tone has 1-2 frequencies of 50-4000 Hz and lasts at most 60 s".into(),
+                    ));
+                }
+                Arc::new(Prompt::from_pcm(
+                    "tone",
+                    tone::tone(&t.frequencies, t.duration_ms),
+                ))
+            }
+            PlayItem::Silence(ms) => {
+                if *ms > MAX_GENERATED_MS {
+                    return Err(Error::InvalidArgument("silence lasts at most 60 s".into()));
+                }
+                Arc::new(Prompt::from_pcm("silence", tone::silence(*ms)))
+            }
+            PlayItem::Recording(id) => return Ok(AtHand::Recording(id)),
+        };
+        Ok(AtHand::Piece(Piece::Ready(p)))
     }
 
     /// A recording this plugin made, as audio.
