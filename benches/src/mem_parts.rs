@@ -9,6 +9,11 @@
 //!   `[heap]`): call and SIP state, media legs, listeners, wasmtime's
 //!   per-instance host state.
 //! - `other`: files (the binary, speech models), io_uring rings, stacks.
+//!   A file's pages are counted as resident in the node (RSS), not by PSS:
+//!   the page cache is shared, so PSS would halve the binary's 30 MiB while
+//!   any other process maps the same file (a node still exiting, a second
+//!   run) and move the per-call figure by several KiB when that process
+//!   comes or goes between the two snapshots.
 //!
 //! The heap is one pool for all subsystems; which of them holds what inside
 //! it takes a heap profiler (heaptrack: see issue 17's notes).
@@ -45,6 +50,30 @@ struct Vma {
     perms: String,
     name: String,
     pss_kib: f64,
+    rss_kib: f64,
+}
+
+impl Vma {
+    /// What this mapping holds for the node: its RSS for a file (see the
+    /// module's notes), its PSS for the rest.
+    fn kib(&self) -> f64 {
+        let file = self.name.starts_with('/') && !self.name.starts_with("/memfd:");
+        if file {
+            self.rss_kib
+        } else {
+            self.pss_kib
+        }
+    }
+}
+
+/// The KiB of a `Field:   123 kB` line.
+fn kib_of(field: &str) -> f64 {
+    field
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .unwrap_or(0.0)
 }
 
 fn vmas(pid: u32) -> Vec<Vma> {
@@ -53,12 +82,13 @@ fn vmas(pid: u32) -> Vec<Vma> {
     for line in text.lines() {
         if let Some(kb) = line.strip_prefix("Pss:") {
             if let Some(v) = out.last_mut() {
-                v.pss_kib = kb
-                    .trim()
-                    .trim_end_matches("kB")
-                    .trim()
-                    .parse()
-                    .unwrap_or(0.0);
+                v.pss_kib = kib_of(kb);
+            }
+            continue;
+        }
+        if let Some(kb) = line.strip_prefix("Rss:") {
+            if let Some(v) = out.last_mut() {
+                v.rss_kib = kib_of(kb);
             }
             continue;
         }
@@ -77,6 +107,7 @@ fn vmas(pid: u32) -> Vec<Vma> {
             perms,
             name,
             pss_kib: 0.0,
+            rss_kib: 0.0,
         });
     }
     out
@@ -142,11 +173,11 @@ pub fn parts(pid: u32, pools: &[Range<u64>]) -> MemParts {
             .iter()
             .any(|p| p.start <= v.range.start && v.range.end <= p.end);
         if in_pool || v.name.contains("wasm-memory-image") {
-            m.plugin += v.pss_kib;
+            m.plugin += v.kib();
         } else if v.name.is_empty() || v.name == "[heap]" {
-            m.heap += v.pss_kib;
+            m.heap += v.kib();
         } else {
-            m.other += v.pss_kib;
+            m.other += v.kib();
         }
     }
     m
@@ -254,5 +285,83 @@ mod tests {
         );
         // SAFETY: the mapping made above, no longer used.
         unsafe { libc::munmap(base, STACKS * SLOT) };
+    }
+
+    /// A file the node maps counts the same whether or not another process
+    /// maps it too (by PSS it would halve while a second process held it).
+    #[test]
+    fn a_file_shared_with_another_process_counts_in_full() {
+        use std::io::Write;
+        use std::os::fd::AsRawFd;
+        let _alone = ALONE.lock().unwrap_or_else(|e| e.into_inner());
+        let pid = std::process::id();
+        const LEN: usize = 4 << 20;
+        let path = std::env::temp_dir().join(format!("mem_parts_shared_{pid}"));
+        let mut file = std::fs::File::create(&path).unwrap();
+        file.write_all(&vec![7u8; LEN]).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        // SAFETY: a fresh read-only shared mapping of the file, unmapped below.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                LEN,
+                libc::PROT_READ,
+                libc::MAP_SHARED,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        assert_ne!(base, libc::MAP_FAILED);
+        let touch = |base: *mut libc::c_void| {
+            let mut sum = 0u64;
+            for page in (0..LEN).step_by(4096) {
+                // SAFETY: inside the mapping made above.
+                sum += unsafe { std::ptr::read_volatile(base.cast::<u8>().add(page)) } as u64;
+            }
+            sum
+        };
+        assert_eq!(touch(base), 7 * (LEN / 4096) as u64);
+        let pools = pools(pid);
+        let alone = parts(pid, &pools);
+        // A second process maps the same pages: the child of a fork, which
+        // touches them, says so and waits (only reads, `read`, `write` and
+        // `_exit` after the fork).
+        let (mut ready, mut release) = ([0i32; 2], [0i32; 2]);
+        // SAFETY: two fresh pipes.
+        unsafe {
+            assert_eq!(libc::pipe(ready.as_mut_ptr()), 0);
+            assert_eq!(libc::pipe(release.as_mut_ptr()), 0);
+        }
+        // SAFETY: the child only reads memory and calls async-signal-safe functions.
+        let child = unsafe { libc::fork() };
+        assert!(child >= 0);
+        if child == 0 {
+            let sum = touch(base);
+            let mut b = [(sum & 0xff) as u8];
+            // SAFETY: the pipes made above; the child ends here.
+            unsafe {
+                libc::write(ready[1], b.as_ptr().cast(), 1);
+                libc::read(release[0], b.as_mut_ptr().cast(), 1);
+                libc::_exit(0);
+            }
+        }
+        let mut b = [0u8];
+        // SAFETY: the pipes made above.
+        assert_eq!(unsafe { libc::read(ready[0], b.as_mut_ptr().cast(), 1) }, 1);
+        let shared = parts(pid, &pools);
+        // SAFETY: the pipe made above, and the child forked above.
+        unsafe {
+            libc::write(release[1], b.as_ptr().cast(), 1);
+            libc::waitpid(child, std::ptr::null_mut(), 0);
+            libc::munmap(base, LEN);
+            for fd in ready.into_iter().chain(release) {
+                libc::close(fd);
+            }
+        }
+        let _ = std::fs::remove_file(&path);
+        assert!(
+            (shared.other - alone.other).abs() < 64.0,
+            "{alone:?} {shared:?}"
+        );
     }
 }

@@ -68,7 +68,7 @@ pub fn ring(
         }
         report(UacEvent::Progress {
             code: 180,
-            sdp: None,
+            media: None,
         });
         let answer = match rx.recv().await {
             Some(LegEvent::Answer(sdp)) => sdp,
@@ -101,9 +101,7 @@ pub fn ring(
             dtmf_pt: media.dtmf_pt,
             dtmf_rate: media.format.clock_rate(),
         };
-        report(UacEvent::Answered {
-            sdp: sdp::answer(media.relay, &neg, 1),
-        });
+        report(UacEvent::Answered { media: Ok(neg) });
         let remote_bye = loop {
             tokio::select! {
                 ev = rx.recv() => match ev {

@@ -284,14 +284,13 @@ impl routing::Host for CallState {
         let targets: Vec<Target> = options.targets.into_iter().map(target).collect();
         let timeout = Duration::from_millis(options.timeout_ms.clamp(1000, 600_000).into());
         let session = self.call()?;
+        let caller_id = options.caller_id;
         let out = match options.strategy {
             routing::RingStrategy::Simultaneous => {
-                session.dial(&targets, timeout, options.caller_id).await?
+                in_box(|| session.dial(&targets, timeout, caller_id)).await?
             }
             routing::RingStrategy::Sequential => {
-                session
-                    .dial_sequential(&targets, timeout, options.caller_id)
-                    .await?
+                in_box(|| session.dial_sequential(&targets, timeout, caller_id)).await?
             }
         };
         Ok(routing::DialResult {

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use super::dial::DialStatus;
 use super::route::{fails_over, uri_dest, Route};
-use crate::sip::sdp::{self, Negotiated};
+use crate::sip::sdp::Negotiated;
 use crate::sip::uac::UacEvent;
 
 /// Redirects (3xx) followed per ring before it counts as failed.
@@ -255,12 +255,10 @@ impl Ringer {
     fn response(&mut self, now: Duration, ring: usize, event: UacEvent) {
         match event {
             UacEvent::Progress {
-                sdp: Some(body), ..
+                media: Some(media), ..
             } if self.early.is_none() && self.early_media => {
-                if let Ok(media) = sdp::negotiate(body.as_bytes()) {
-                    self.early = Some(ring);
-                    self.actions.push_back(Action::EarlyMedia { ring, media });
-                }
+                self.early = Some(ring);
+                self.actions.push_back(Action::EarlyMedia { ring, media });
             }
             UacEvent::Progress { .. } => {}
             UacEvent::Redirected { contact } => {
@@ -276,7 +274,7 @@ impl Ringer {
                     None => self.finish(ring, End::Failed),
                 }
             }
-            UacEvent::Answered { sdp: answer } => match sdp::negotiate(answer.as_bytes()) {
+            UacEvent::Answered { media } => match media {
                 Ok(media) => {
                     self.rings[ring].state = State::Over(End::Answered);
                     self.end_all(Some(ring), "answered-elsewhere");

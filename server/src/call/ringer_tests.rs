@@ -5,6 +5,7 @@ use std::cell::RefCell;
 use std::collections::HashSet;
 
 use super::*;
+use crate::sip::sdp;
 
 const STEP: Duration = Duration::from_secs(15);
 
@@ -16,11 +17,14 @@ fn route(uri: &str) -> Route {
     Route::direct(uri.to_string(), "127.0.0.1:5060".parse().unwrap())
 }
 
-fn sdp_answer(port: u16) -> String {
-    format!(
+/// The media a callee's SDP answer at `port` negotiates (as the SIP driver
+/// reports it).
+fn answer_media(port: u16) -> Negotiated {
+    let body = format!(
         "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
          m=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
-    )
+    );
+    sdp::negotiate(body.as_bytes()).unwrap()
 }
 
 /// A group's members, one phone each, with the slots `strategy` gives them.
@@ -109,7 +113,7 @@ impl Sim {
         self.sip(
             ring,
             UacEvent::Answered {
-                sdp: sdp_answer(4000 + ring as u16),
+                media: Ok(answer_media(4000 + ring as u16)),
             },
         );
     }
@@ -355,7 +359,7 @@ fn early_media_is_heard_until_its_ring_ends_then_ringback() {
     let mut sim = Sim::new(group(&["a", "b"], |_, _| AT_ONCE), secs(30));
     let progress = |port| UacEvent::Progress {
         code: 183,
-        sdp: Some(sdp_answer(port)),
+        media: Some(answer_media(port)),
     };
     sim.sip(0, progress(5000));
     sim.sip(1, progress(5002));
@@ -426,7 +430,7 @@ fn a_bad_sdp_answer_ends_that_ring_only() {
     sim.sip(
         0,
         UacEvent::Answered {
-            sdp: "nonsense".into(),
+            media: sdp::negotiate(b"nonsense"),
         },
     );
     assert_eq!(sim.closes(), [(0, 0, "bad-sdp-answer".to_string())]);

@@ -10,7 +10,7 @@ use crate::codec::g711::G711;
 use crate::codec::Format;
 
 /// Why an offer cannot be answered.
-#[derive(Debug, Error, PartialEq, Eq)]
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
 pub enum SdpError {
     /// The body is not SDP (400 Bad Request).
     #[error("malformed SDP: {0}")]

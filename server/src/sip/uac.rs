@@ -13,6 +13,7 @@ use rsip::Header;
 use super::digest::Challenge;
 use super::message::{self, Echo, OutRequest};
 use super::retx::Retx;
+use super::sdp::{self, Negotiated, SdpError};
 
 const TIMER_B: Duration = super::retx::GIVE_UP;
 
@@ -38,10 +39,14 @@ pub struct Dial {
 /// What the outbound leg reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UacEvent {
-    /// 180/183; `sdp` when early media was offered.
-    Progress { code: u16, sdp: Option<String> },
-    /// 2xx with the SDP answer (empty if the callee sent none).
-    Answered { sdp: String },
+    /// 180/183; `media` when early media was offered in usable SDP.
+    Progress {
+        code: u16,
+        media: Option<Negotiated>,
+    },
+    /// 2xx, with the media its SDP answer negotiated (an error if the callee
+    /// sent none or one we cannot use).
+    Answered { media: Result<Negotiated, SdpError> },
     /// Final failure: the status (408 on timeout, 487 after CANCEL).
     Failed { code: u16 },
     /// The callee hung up after answering.
@@ -220,7 +225,10 @@ impl OutboundCall {
                 self.to = to.value().to_string();
             }
         }
-        let sdp = (!resp.body.is_empty()).then(|| String::from_utf8_lossy(&resp.body).into_owned());
+        // The SDP is negotiated here, on the SIP driver: parsing it on the
+        // dialling call's fiber would make that stack deeper for good (every
+        // page a fiber touches stays resident until the call ends).
+        let media = || sdp::negotiate(&resp.body);
         match code {
             100..=199 => {
                 let mut out = Vec::new();
@@ -231,7 +239,8 @@ impl OutboundCall {
                     }
                 }
                 if code > 100 {
-                    out.push(Action::Event(UacEvent::Progress { code, sdp }));
+                    let media = (!resp.body.is_empty()).then(media).and_then(Result::ok);
+                    out.push(Action::Event(UacEvent::Progress { code, media }));
                 }
                 out
             }
@@ -255,9 +264,7 @@ impl OutboundCall {
                     out.push(Action::Event(UacEvent::Failed { code: 487 }));
                 } else {
                     self.state = State::Confirmed;
-                    out.push(Action::Event(UacEvent::Answered {
-                        sdp: sdp.unwrap_or_default(),
-                    }));
+                    out.push(Action::Event(UacEvent::Answered { media: media() }));
                 }
                 out
             }
@@ -485,7 +492,7 @@ mod tests {
             events(&out),
             vec![UacEvent::Progress {
                 code: 180,
-                sdp: None
+                media: None
             }]
         );
         // No retransmission once ringing.
@@ -501,7 +508,7 @@ mod tests {
         assert_eq!(
             events(&out),
             vec![UacEvent::Answered {
-                sdp: "v=0\r\n".into()
+                media: sdp::negotiate(b"v=0\r\n")
             }]
         );
         // A retransmitted 200 gets the same ACK, no new event.
