@@ -124,6 +124,7 @@ impl MediaEngine {
                             rooms: Vec::new(),
                             index: HashMap::new(),
                             stats,
+                            tally: super::tally::Tally::default(),
                             tick: 0,
                             options,
                             arrivals: super::arrival::Arrivals::new(),

@@ -4,18 +4,18 @@
 //! socket and hands it each datagram; what the leg sends is queued in the
 //! worker's `Outbox`.
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
 use super::dtmf_detect::DtmfDetector;
 use super::outbox::Outbox;
+use super::play_queue::PlayQueue;
 use super::prompt::{Prompt, FRAME};
 use super::recorder::Tap;
-use super::worker::{lock_room, LegSetup, MediaEvent, MediaStats, Room, MAX_STREAMS, OUT, TICK};
+use super::tally::Tally;
+use super::worker::{lock_room, LegSetup, MediaEvent, Room, MAX_STREAMS, OUT, TICK};
 use crate::codec::{CodecOptions, Format, FrameCoder};
 use crate::rtp::dtmf::DtmfReceiver;
 use crate::rtp::packet::{self, RtpPacket};
@@ -81,7 +81,7 @@ pub(super) struct Leg {
     pub(super) ssrc: u32,
     pub(super) seq: u16,
     pub(super) timestamp: u32,
-    pub(super) queue: VecDeque<Arc<Prompt>>,
+    pub(super) queue: PlayQueue,
     /// The play is open: an empty queue waits for more.
     pub(super) streaming: bool,
     pub(super) pos: usize,
@@ -151,7 +151,7 @@ pub(super) fn coder_for(format: Format, options: CodecOptions) -> Option<Box<Fra
 /// Copies the next 20 ms of the prompt queue into `out` (as `pick` presents
 /// each prompt); returns how much was filled.
 pub(super) fn next_frame<T: Copy>(
-    queue: &mut VecDeque<Arc<Prompt>>,
+    queue: &mut PlayQueue,
     pos: &mut usize,
     pick: impl Fn(&Prompt) -> &[T],
     out: &mut [T],
@@ -220,7 +220,7 @@ impl Leg {
             ssrc: rand::random(),
             seq: rand::random(),
             timestamp: rand::random(),
-            queue: VecDeque::new(),
+            queue: PlayQueue::default(),
             streaming: false,
             pos: 0,
             token: 0,
@@ -276,7 +276,7 @@ impl Leg {
         data: &[u8],
         from: SocketAddr,
         tick: u64,
-        stats: &MediaStats,
+        tally: &mut Tally,
         peer: Option<&mut Leg>,
         out: &mut Outbox,
     ) {
@@ -290,10 +290,10 @@ impl Leg {
             return;
         }
         let Ok(pkt) = RtpPacket::parse(data) else {
-            stats.malformed.fetch_add(1, Ordering::Relaxed);
+            tally.malformed += 1;
             return;
         };
-        stats.packets_in.fetch_add(1, Ordering::Relaxed);
+        tally.packets_in += 1;
         self.received += 1;
         self.last_rx_tick = tick;
         if self.setup.latch {
@@ -368,12 +368,8 @@ impl Leg {
             }
         });
         let after = reorder.stats();
-        stats
-            .lost
-            .fetch_add(after.lost - before.lost, Ordering::Relaxed);
-        stats
-            .late
-            .fetch_add(after.late - before.late, Ordering::Relaxed);
+        tally.lost += after.lost - before.lost;
+        tally.late += after.late - before.late;
     }
 
     /// Passes a packet this leg received to its bridged peer: the same codec

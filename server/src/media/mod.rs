@@ -8,9 +8,11 @@ mod inbox;
 mod leg;
 pub mod mixer;
 pub mod outbox;
+mod play_queue;
 mod ports;
 pub mod prompt;
 pub mod recorder;
+mod tally;
 pub mod tone;
 pub mod worker;
 

@@ -120,6 +120,8 @@ pub(super) struct Worker {
     /// Leg id -> index in `legs`.
     pub(super) index: HashMap<LegId, usize>,
     pub(super) stats: Arc<MediaStats>,
+    /// What the legs counted since the last flush.
+    pub(super) tally: super::tally::Tally,
     pub(super) tick: u64,
     pub(super) options: CodecOptions,
     /// Bridged legs' sockets, waited on between ticks (none: relay on the tick).
@@ -181,7 +183,7 @@ impl Worker {
                             data,
                             from,
                             tick,
-                            &self.stats,
+                            &mut self.tally,
                             Some(peer),
                             &mut self.outbox,
                         );
@@ -190,7 +192,7 @@ impl Worker {
                         data,
                         from,
                         tick,
-                        &self.stats,
+                        &mut self.tally,
                         None,
                         &mut self.outbox,
                     ),
@@ -221,6 +223,7 @@ impl Worker {
         self.outbox.flush();
         let sent = self.outbox.take_sent();
         self.stats.packets_out.fetch_add(sent, Ordering::Relaxed);
+        self.tally.publish(&self.stats);
     }
 
     fn remove(&mut self, id: LegId) {
