@@ -244,18 +244,30 @@ mod tests {
         const STACKS: usize = 100;
         const STACK: usize = 64 << 10;
         const SLOT: usize = 4096 + STACK;
+        // A page on each side keeps the kernel from merging the first guard
+        // or the last stack with a neighbouring mapping of the same kind
+        // (which made the run one pair short on some machines).
+        const MAPPED: usize = STACKS * SLOT + 2 * 4096;
         // SAFETY: a fresh private anonymous mapping, unmapped below.
-        let base = unsafe {
+        let outer = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
-                STACKS * SLOT,
+                MAPPED,
                 libc::PROT_READ | libc::PROT_WRITE,
                 libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
                 -1,
                 0,
             )
         };
-        assert_ne!(base, libc::MAP_FAILED);
+        assert_ne!(outer, libc::MAP_FAILED);
+        // SAFETY: one page in, inside the mapping.
+        let base: *mut libc::c_void = unsafe { outer.cast::<u8>().add(4096) }.cast();
+        // SAFETY: the last page, inside the mapping: a trailing guard.
+        let tail = unsafe { base.cast::<u8>().add(STACKS * SLOT) };
+        assert_eq!(
+            unsafe { libc::mprotect(tail.cast(), 4096, libc::PROT_NONE) },
+            0
+        );
         for i in 0..STACKS {
             // SAFETY: the guard page of slot `i`, inside the mapping above.
             let guard = unsafe { base.cast::<u8>().add(i * SLOT) };
@@ -284,7 +296,7 @@ mod tests {
             "{before:?} {after:?}"
         );
         // SAFETY: the mapping made above, no longer used.
-        unsafe { libc::munmap(base, STACKS * SLOT) };
+        unsafe { libc::munmap(outer, MAPPED) };
     }
 
     /// A file the node maps counts the same whether or not another process
