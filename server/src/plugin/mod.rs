@@ -13,6 +13,7 @@ pub mod output;
 pub mod quotas;
 pub mod rules;
 pub mod services;
+mod warm;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -176,6 +177,19 @@ pub struct LoadedPlugin<S: 'static> {
     /// New speech this version had synthesised in the current minute (all its calls).
     pub(crate) tts_minute: std::sync::Mutex<crate::rate::Window>,
     pre: CallPluginPre<CallState<S>>,
+    /// Instances made ahead of their calls (`warm.rs`).
+    spares: warm::Spares<S>,
+}
+
+impl<S> LoadedPlugin<S> {
+    /// The guest CPU a call may use: the host's budget, or less if the
+    /// manifest asks for less.
+    fn cpu_budget(&self, host: Duration) -> Duration {
+        match self.manifest.cpu_ms {
+            0 => host,
+            ms => host.min(Duration::from_millis(ms.into())),
+        }
+    }
 }
 
 /// Compiles plugins and runs calls in them.
@@ -186,12 +200,15 @@ pub struct PluginHost<S: 'static> {
     pub budget: Budget,
     /// One compile at a time.
     compiling: Arc<tokio::sync::Semaphore>,
+    /// Makes spare instances and drops finished stores, off the calls' path.
+    warmer: warm::Warmer<S>,
 }
 
 impl<S: Session> PluginHost<S> {
     /// `max_instances` sizes the pool: the node's call capacity (hand-overs
     /// hold a second instance for their duration).
-    pub fn new(max_instances: u32, budget: Budget) -> Result<Self, PluginError> {
+    pub fn new(max_calls: u32, budget: Budget) -> Result<Self, PluginError> {
+        let max_instances = max_calls + warm::HEADROOM;
         let memory = (budget.memory_mib.clamp(1, manifest::MAX_MEMORY_MIB) as usize) << 20;
         let mut pool = PoolingAllocationConfig::default();
         // A call's instance is made and dropped once per call: a freed slot
@@ -244,12 +261,15 @@ impl<S: Session> PluginHost<S> {
                 }
             })
             .map_err(|e| PluginError::Engine(e.to_string()))?;
+        let warmer = warm::Warmer::start(engine.clone(), budget.cpu)
+            .map_err(|e| PluginError::Engine(e.to_string()))?;
         Ok(PluginHost {
             engine,
             linker,
             plugins: RwLock::new(HashMap::new()),
             budget,
             compiling: Arc::new(tokio::sync::Semaphore::new(1)),
+            warmer,
         })
     }
 
@@ -276,6 +296,7 @@ impl<S: Session> PluginHost<S> {
             loaded_at_ms: crate::store::now_ms(),
             tts_minute: std::sync::Mutex::new(crate::rate::Window::new(Instant::now())),
             pre,
+            spares: warm::Spares::new(self.warmer.total.clone()),
         }))
     }
 
@@ -320,7 +341,14 @@ impl<S: Session> PluginHost<S> {
             .map_err(|e| err(format!("imports something this node does not offer: {e:#}")))?;
         let pre = CallPluginPre::new(pre)
             .map_err(|e| err(format!("not a hookline:call plugin: {e:#}")))?;
-        let mut store = self.store(None, None, 64, Duration::from_millis(500), None);
+        let mut store = new_store(
+            &self.engine,
+            None,
+            None,
+            64,
+            Duration::from_millis(500),
+            None,
+        );
         let bindings = pre
             .instantiate_async(&mut store)
             .await
@@ -358,51 +386,6 @@ impl<S: Session> PluginHost<S> {
         v
     }
 
-    fn store(
-        &self,
-        plugin: Option<Arc<LoadedPlugin<S>>>,
-        session: Option<S>,
-        memory_mib: u32,
-        cpu: Duration,
-        output: Option<&Arc<output::PluginOutput>>,
-    ) -> Store<CallState<S>> {
-        let mut wasi = WasiCtx::builder();
-        if let Some(out) = output {
-            let (stdout, stderr) = out.streams();
-            wasi.stdout(stdout).stderr(stderr);
-        }
-        let state = CallState {
-            wasi: wasi.build(),
-            table: ResourceTable::new(),
-            limits: StoreLimitsBuilder::new()
-                .memory_size((memory_mib.max(1) as usize) << 20)
-                .instances(32)
-                .build(),
-            cpu_slices: 0,
-            plugin,
-            session,
-            config: String::new(),
-            used: quotas::CallUse::default(),
-            output: output.cloned(),
-        };
-        let mut store = Store::new(&self.engine, state);
-        store.limiter(|s| &mut s.limits);
-        // Every 10 ms epoch that finds the guest running costs a slice and
-        // yields the thread (a busy plugin never stalls others); past the CPU
-        // budget the guest traps.
-        let max_slices = (cpu.as_millis() / EPOCH.as_millis()).max(1) as u64;
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |mut ctx| {
-            let state = ctx.data_mut();
-            state.cpu_slices += 1;
-            if state.cpu_slices > max_slices {
-                return Err(wasmtime::Error::msg("CPU budget exhausted"));
-            }
-            Ok(wasmtime::UpdateDeadline::Yield(1))
-        });
-        store
-    }
-
     /// Runs one call in a fresh instance; gives the session back with the outcome.
     ///
     /// Not an `async fn`: the session goes into the call's store before the
@@ -416,11 +399,6 @@ impl<S: Session> PluginHost<S> {
         mut session: S,
         info: CallInfo,
     ) -> impl std::future::Future<Output = (Outcome, S)> + Send + 'a {
-        let m = &plugin.manifest;
-        let cpu = match m.cpu_ms {
-            0 => self.budget.cpu,
-            ms => self.budget.cpu.min(Duration::from_millis(ms.into())),
-        };
         // One wall-clock deadline for the call; a handed-over plugin's ends
         // just before its caller's, so the session is always handed back.
         let wall = self.budget.wall;
@@ -453,18 +431,47 @@ impl<S: Session> PluginHost<S> {
             &plugin.name,
             plugin.manifest.quotas.log_lines_per_s,
         );
-        let mut store = self.store(
-            Some(plugin.clone()),
-            Some(session),
-            m.memory_mib,
-            cpu,
-            Some(&output),
-        );
-        store.data_mut().config = info.config.clone();
+        // A spare instance if one is ready (`warm.rs`); the warmer makes the next.
+        let spare = plugin.spares.take();
+        self.warmer.refill(plugin);
+        let (mut store, ready) = match spare {
+            Some(spare) => {
+                self.warmer.hit();
+                spare.output.fill(&output);
+                let mut store = spare.store;
+                let state = store.data_mut();
+                state.plugin = Some(plugin.clone());
+                state.session = Some(session);
+                // The epoch moved on while the spare waited: its first slice
+                // starts now.
+                store.set_epoch_deadline(1);
+                (store, Some(spare.bindings))
+            }
+            None => {
+                let slot = output::OutputSlot::empty();
+                slot.fill(&output);
+                let store = new_store(
+                    &self.engine,
+                    Some(plugin.clone()),
+                    Some(session),
+                    plugin.manifest.memory_mib,
+                    plugin.cpu_budget(self.budget.cpu),
+                    Some(&slot),
+                );
+                (store, None)
+            }
+        };
+        let state = store.data_mut();
+        state.config = info.config.clone();
+        state.output = Some(output.clone());
         async move {
-            // Boxed: instantiation's future (1.2 KB) is done with once the
-            // guest is entered; inline it would stay in the call's task.
-            let outcome = match Box::pin(plugin.pre.instantiate_async(&mut store)).await {
+            let bindings = match ready {
+                Some(bindings) => Ok(bindings),
+                // Boxed: instantiation's future (1.2 KB) is done with once
+                // the guest is entered; inline it would stay in the call's task.
+                None => Box::pin(plugin.pre.instantiate_async(&mut store)).await,
+            };
+            let outcome = match bindings {
                 Ok(bindings) => {
                     tokio::select! {
                         r = bindings.call_handle_call(&mut store, &info) => match r {
@@ -486,13 +493,54 @@ impl<S: Session> PluginHost<S> {
                 Err(e) => Outcome::Trapped(format!("instantiate: {e:#}")),
             };
             output.finish();
-            let state = store.into_data();
+            let state = store.data_mut();
             let mut session = state
                 .session
+                .take()
                 .expect("a run's session is back once its hand-overs return");
+            // What the guest held of the host (streams, requests) goes here
+            // and now, as the call ends; the instance's own memory is reset
+            // by the warmer, off the call's path.
+            drop(std::mem::replace(&mut state.table, ResourceTable::new()));
+            state.plugin = None;
+            self.warmer.discard(store);
             session.run_state().running = outer;
             (outcome, session)
         }
+    }
+
+    /// Calls so far that started on a spare instance.
+    pub fn warm_hits(&self) -> u64 {
+        self.warmer.hits()
+    }
+
+    /// Instantiate + first entry, each call timed on its own, calls starting
+    /// `gap` apart (as calls arrive, not back to back): the microseconds
+    /// each took to start and return.
+    pub async fn instantiate_latencies(
+        &self,
+        plugin: &Arc<LoadedPlugin<S>>,
+        make: impl Fn() -> S,
+        info: &CallInfo,
+        n: u32,
+        gap: Duration,
+        expect: impl Fn(&Outcome) -> bool,
+    ) -> Result<Vec<f64>, String> {
+        let mut took = Vec::with_capacity(n as usize);
+        let mut next = Instant::now();
+        for i in 0..n {
+            // Blocking the bench's own runtime between calls: nothing else runs on it.
+            std::thread::sleep(next.saturating_duration_since(Instant::now()));
+            next += gap;
+            let session = make();
+            let start = Instant::now();
+            let (outcome, _) = self.run(plugin, session, info.clone()).await;
+            took.push(start.elapsed().as_secs_f64() * 1e6);
+            if !expect(&outcome) {
+                return Err(format!("run {i} of {}: {outcome:?}", plugin.manifest.name));
+            }
+        }
+        Ok(took)
     }
 
     /// Measures instantiate + first entry into the guest (a call that hangs up at once).
@@ -570,4 +618,50 @@ pub fn check_route_configs<S>(
         }
     }
     Ok(())
+}
+
+/// A call's store: its limits, its CPU accounting, and its guest's output.
+fn new_store<S: Send + 'static>(
+    engine: &Engine,
+    plugin: Option<Arc<LoadedPlugin<S>>>,
+    session: Option<S>,
+    memory_mib: u32,
+    cpu: Duration,
+    output: Option<&Arc<output::OutputSlot>>,
+) -> Store<CallState<S>> {
+    let mut wasi = WasiCtx::builder();
+    if let Some(out) = output {
+        let (stdout, stderr) = out.streams();
+        wasi.stdout(stdout).stderr(stderr);
+    }
+    let state = CallState {
+        wasi: wasi.build(),
+        table: ResourceTable::new(),
+        limits: StoreLimitsBuilder::new()
+            .memory_size((memory_mib.max(1) as usize) << 20)
+            .instances(32)
+            .build(),
+        cpu_slices: 0,
+        plugin,
+        session,
+        config: String::new(),
+        used: quotas::CallUse::default(),
+        output: None,
+    };
+    let mut store = Store::new(engine, state);
+    store.limiter(|s| &mut s.limits);
+    // Every 10 ms epoch that finds the guest running costs a slice and
+    // yields the thread (a busy plugin never stalls others); past the CPU
+    // budget the guest traps.
+    let max_slices = (cpu.as_millis() / EPOCH.as_millis()).max(1) as u64;
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |mut ctx| {
+        let state = ctx.data_mut();
+        state.cpu_slices += 1;
+        if state.cpu_slices > max_slices {
+            return Err(wasmtime::Error::msg("CPU budget exhausted"));
+        }
+        Ok(wasmtime::UpdateDeadline::Yield(1))
+    });
+    store
 }

@@ -102,16 +102,9 @@ impl PluginOutput {
 
     /// The guest's stdout and stderr, for its WASI context.
     pub fn streams(self: &Arc<Self>) -> (GuestStream, GuestStream) {
-        (
-            GuestStream {
-                out: self.clone(),
-                stream: Stream::Stdout,
-            },
-            GuestStream {
-                out: self.clone(),
-                stream: Stream::Stderr,
-            },
-        )
+        let slot = OutputSlot::empty();
+        slot.fill(self);
+        slot.streams()
     }
 
     fn write(&self, stream: Stream, mut bytes: &[u8]) {
@@ -218,9 +211,40 @@ impl PluginOutput {
     }
 }
 
+/// Where a guest's stdout and stderr go, filled in when its call is known:
+/// an instance made before its call (a spare) has streams that write to the
+/// output of whichever call takes it.
+#[derive(Debug, Default)]
+pub struct OutputSlot(std::sync::OnceLock<Arc<PluginOutput>>);
+
+impl OutputSlot {
+    pub fn empty() -> Arc<OutputSlot> {
+        Arc::new(OutputSlot::default())
+    }
+
+    /// Gives the slot its call's output (once: an instance serves one call).
+    pub fn fill(&self, out: &Arc<PluginOutput>) {
+        let _ = self.0.set(out.clone());
+    }
+
+    /// The guest's stdout and stderr, for its WASI context.
+    pub fn streams(self: &Arc<Self>) -> (GuestStream, GuestStream) {
+        (
+            GuestStream {
+                out: self.clone(),
+                stream: Stream::Stdout,
+            },
+            GuestStream {
+                out: self.clone(),
+                stream: Stream::Stderr,
+            },
+        )
+    }
+}
+
 /// A guest's stdout or stderr.
 pub struct GuestStream {
-    out: Arc<PluginOutput>,
+    out: Arc<OutputSlot>,
     stream: Stream,
 }
 
@@ -232,15 +256,17 @@ impl IsTerminal for GuestStream {
 
 impl StdoutStream for GuestStream {
     fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
+        // The guest runs only once its call has filled the slot; a stream
+        // taken before then (none is) would write nowhere.
         Box::new(Writer {
-            out: self.out.clone(),
+            out: self.out.0.get().cloned(),
             stream: self.stream,
         })
     }
 }
 
 struct Writer {
-    out: Arc<PluginOutput>,
+    out: Option<Arc<PluginOutput>>,
     stream: Stream,
 }
 
@@ -251,7 +277,9 @@ impl AsyncWrite for Writer {
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
         // Taken whole at once: the log and its quota bound what it costs.
-        self.out.write(self.stream, buf);
+        if let Some(out) = &self.out {
+            out.write(self.stream, buf);
+        }
         Poll::Ready(Ok(buf.len()))
     }
 
@@ -267,6 +295,31 @@ impl AsyncWrite for Writer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A spare instance's streams are made before its call is known; what
+    /// the guest writes goes to the call that took it.
+    #[test]
+    fn a_spare_instances_streams_write_to_the_call_that_takes_it() {
+        use tokio::io::AsyncWriteExt;
+        let slot = OutputSlot::empty();
+        let (_stdout, stderr) = slot.streams();
+        let out = PluginOutput::keeping("c2", "p");
+        slot.fill(&out);
+        // A second call cannot take the slot over.
+        slot.fill(&PluginOutput::keeping("c3", "p"));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let mut w = std::pin::Pin::from(stderr.async_stream());
+            w.write_all(b"said on a spare\n").await.unwrap();
+        });
+        assert_eq!(
+            out.kept_lines(),
+            vec!["stderr: said on a spare".to_string()]
+        );
+        assert_eq!(out.last_words().as_deref(), Some("said on a spare"));
+    }
 
     #[test]
     fn lines_are_split_cut_and_a_panic_message_is_found() {
