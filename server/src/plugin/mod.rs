@@ -205,8 +205,9 @@ pub struct PluginHost<S: 'static> {
 }
 
 impl<S: Session> PluginHost<S> {
-    /// `max_instances` sizes the pool: the node's call capacity (hand-overs
-    /// hold a second instance for their duration).
+    /// `max_calls` sizes the pool: the node's call capacity (hand-overs
+    /// hold a second instance for their duration), plus room for the
+    /// warmer's spares and the stores it has yet to drop.
     pub fn new(max_calls: u32, budget: Budget) -> Result<Self, PluginError> {
         let max_instances = max_calls + warm::HEADROOM;
         let memory = (budget.memory_mib.clamp(1, manifest::MAX_MEMORY_MIB) as usize) << 20;
@@ -501,6 +502,8 @@ impl<S: Session> PluginHost<S> {
             // What the guest held of the host (streams, requests) goes here
             // and now, as the call ends; the instance's own memory is reset
             // by the warmer, off the call's path.
+            // So does its hold on the plugin version (a replaced version goes
+            // with its last call, not when the warmer gets to the store).
             drop(std::mem::replace(&mut state.table, ResourceTable::new()));
             state.plugin = None;
             self.warmer.discard(store);
@@ -534,11 +537,9 @@ impl<S: Session> PluginHost<S> {
             next += gap;
             let session = make();
             let start = Instant::now();
-            let (outcome, _) = self.run(plugin, session, info.clone()).await;
+            self.run_expecting(plugin, session, info, i, &expect)
+                .await?;
             took.push(start.elapsed().as_secs_f64() * 1e6);
-            if !expect(&outcome) {
-                return Err(format!("run {i} of {}: {outcome:?}", plugin.manifest.name));
-            }
         }
         Ok(took)
     }
@@ -554,14 +555,26 @@ impl<S: Session> PluginHost<S> {
     ) -> Result<f64, String> {
         let start = Instant::now();
         for i in 0..n {
-            let (outcome, _) = self.run(plugin, make(), info.clone()).await;
-            // A plugin that traps at entry would look fast: every run must
-            // end as the benchmark expects.
-            if !expect(&outcome) {
-                return Err(format!("run {i} of {}: {outcome:?}", plugin.manifest.name));
-            }
+            self.run_expecting(plugin, make(), info, i, &expect).await?;
         }
         Ok(start.elapsed().as_secs_f64() * 1e6 / n as f64)
+    }
+
+    /// One measured run. A plugin that traps at entry would look fast: every
+    /// run must end as the benchmark expects.
+    async fn run_expecting(
+        &self,
+        plugin: &Arc<LoadedPlugin<S>>,
+        session: S,
+        info: &CallInfo,
+        i: u32,
+        expect: impl Fn(&Outcome) -> bool,
+    ) -> Result<(), String> {
+        let (outcome, _) = self.run(plugin, session, info.clone()).await;
+        match expect(&outcome) {
+            true => Ok(()),
+            false => Err(format!("run {i} of {}: {outcome:?}", plugin.manifest.name)),
+        }
     }
 }
 

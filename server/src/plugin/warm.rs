@@ -10,10 +10,12 @@
 //! drops stores. The CPU is the same; the wait at call start is not, and
 //! neither is the work on the async threads that also serve SIP and the API.
 //!
-//! A spare has run no guest code (a component's instantiation runs none), so
-//! it carries nothing from one call to another; each serves one call. Every
-//! bound is fixed: spares per plugin and in all, stores waiting to be dropped
-//! (past it the call drops its own), and the pool is sized for them.
+//! A spare is the fresh instance the call would have made itself (a core
+//! module's start function, if any, has run under the plugin's CPU budget,
+//! which the call goes on counting); each serves one call, so nothing
+//! passes from one call to another. Every bound is fixed: spares per plugin
+//! and in all, jobs queued for the warmer (past it a call drops its own
+//! store), and the pool is sized for them.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -30,10 +32,11 @@ use super::{new_store, CallPlugin, CallState, LoadedPlugin};
 const SPARES: usize = 2;
 /// Spare instances kept across all plugins (a node may have many).
 const MAX_SPARES: usize = 32;
-/// Stores waiting for the warmer to drop them.
-const DISCARDS: usize = 64;
-/// Pool slots beyond one per call: the spares and the stores being dropped.
-pub(super) const HEADROOM: u32 = (MAX_SPARES + DISCARDS) as u32;
+/// Jobs queued for the warmer: refills, and stores waiting to be dropped.
+const JOBS: usize = 96;
+/// Pool slots beyond one per call: the spares, a full queue of stores
+/// waiting to be dropped, and the one the warmer is dropping.
+pub(super) const HEADROOM: u32 = (MAX_SPARES + JOBS + 1) as u32;
 
 /// An instance ready for a call: streams whose output the call fills in.
 pub(super) struct Spare<S: 'static> {
@@ -103,7 +106,7 @@ pub(super) struct Warmer<S: 'static> {
 impl<S: Send + 'static> Warmer<S> {
     /// Starts the warmer thread; it ends when the host (this front) goes.
     pub(super) fn start(engine: Engine, cpu: Duration) -> std::io::Result<Warmer<S>> {
-        let (jobs, rx) = crossbeam_channel::bounded::<Job<S>>(DISCARDS + MAX_SPARES);
+        let (jobs, rx) = crossbeam_channel::bounded::<Job<S>>(JOBS);
         let total = Arc::new(AtomicUsize::new(0));
         let all = total.clone();
         std::thread::Builder::new()
