@@ -61,15 +61,27 @@ pub struct LanguageOption {
     pub label: String,
 }
 
-/// One key of the menu.
+/// One key of the menu: in the config, a branch with a `digit` (and `say`).
 #[derive(Debug, Deserialize)]
+#[serde(try_from = "Branch")]
 pub struct MenuOption {
     pub digit: char,
     /// Phrases the caller may say instead of pressing the key ("sales").
-    #[serde(default)]
     pub say: Vec<String>,
-    #[serde(flatten)]
     pub branch: Branch,
+}
+
+impl TryFrom<Branch> for MenuOption {
+    type Error = String;
+
+    fn try_from(mut branch: Branch) -> Result<Self, String> {
+        let digit = branch
+            .digit
+            .take()
+            .ok_or_else(|| format!("option {:?} has no digit", branch.name))?;
+        let say = std::mem::take(&mut branch.say);
+        Ok(MenuOption { digit, say, branch })
+    }
 }
 
 /// Where a choice leads: its name in the call record, what the caller hears,
@@ -77,6 +89,14 @@ pub struct MenuOption {
 #[derive(Debug, Deserialize)]
 pub struct Branch {
     pub name: String,
+    /// A menu option's key and phrases, read here so that an option is one
+    /// flat object: `#[serde(flatten)]` buffered every option in a generic
+    /// tree before reading it, a third of the IVR's config parsing at call
+    /// start. A fallback has neither.
+    #[serde(default)]
+    digit: Option<char>,
+    #[serde(default)]
+    say: Vec<String>,
     #[serde(default)]
     pub prompts: Vec<String>,
     /// Extensions, ring groups (by name or number, rung by their strategy),
@@ -253,6 +273,8 @@ fn menu_or_extension(config: &IvrConfig, menu: &Menu, callee: &str) -> Result<()
         {
             let branch = Branch {
                 name: format!("extension:{digits}"),
+                digit: None,
+                say: Vec::new(),
                 prompts: Vec::new(),
                 dial: vec![digits.to_string()],
                 dial_timeout_ms: default_dial_timeout_ms(),
@@ -381,3 +403,40 @@ fn take(branch: &Branch, callee: &str) -> Result<(), CallError> {
 }
 
 hookline_sdk::export!(Ivr);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_option_is_one_flat_object_with_its_key_phrases_and_branch() {
+        let config: IvrConfig = serde_json::from_str(
+            r#"{"options": [{"digit": "2", "say": ["support", "technical support"],
+                 "name": "support", "prompts": ["support"], "dial": ["200"],
+                 "hand_over": "voicemail", "hand_over_args": {"box": "200"}}],
+                "fallback": {"name": "operator", "prompts": ["operator"]}}"#,
+        )
+        .unwrap();
+        let o = &config.options[0];
+        assert_eq!(o.digit, '2');
+        assert_eq!(o.say, ["support", "technical support"]);
+        assert_eq!(o.branch.name, "support");
+        assert_eq!(o.branch.dial, ["200"]);
+        assert_eq!(o.branch.hand_over.as_deref(), Some("voicemail"));
+        assert_eq!(
+            o.branch.hand_over_args,
+            Some(serde_json::json!({"box": "200"}))
+        );
+        assert_eq!(o.branch.dial_timeout_ms, 30_000);
+        assert_eq!(config.fallback.name, "operator");
+    }
+
+    #[test]
+    fn an_option_without_a_digit_is_a_config_error_that_names_it() {
+        let e = serde_json::from_str::<IvrConfig>(
+            r#"{"options": [{"name": "sales"}], "fallback": {"name": "operator"}}"#,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("\"sales\" has no digit"), "{e}");
+    }
+}

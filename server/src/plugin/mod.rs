@@ -245,6 +245,12 @@ impl<S: Session> PluginHost<S> {
             .memory_init_cow(true)
             .async_stack_size(fiber_stack)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        // `perf` sees plugins' compiled code as bare addresses; with this set
+        // wasmtime writes /tmp/perf-<pid>.map and `perf report` names the
+        // guest's functions (profiling a plugin, or the node with plugins).
+        if std::env::var_os("HOOKLINE_PLUGIN_PERFMAP").is_some() {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = Engine::new(&config).map_err(|e| PluginError::Engine(format!("{e:#}")))?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
