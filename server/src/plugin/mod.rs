@@ -541,11 +541,15 @@ impl<S: Session> PluginHost<S> {
             // Blocking the bench's own runtime between calls: nothing else runs on it.
             std::thread::sleep(next.saturating_duration_since(Instant::now()));
             next += gap;
-            let session = make();
+            // What the node does before and after the plugin (the call's
+            // session and info made, the session's teardown) is not timed.
+            let (session, info) = (make(), info.clone());
             let start = Instant::now();
-            self.run_expecting(plugin, session, info, i, &expect)
+            let session = self
+                .run_expecting(plugin, session, info, i, &expect)
                 .await?;
             took.push(start.elapsed().as_secs_f64() * 1e6);
+            drop(session);
         }
         Ok(took)
     }
@@ -561,24 +565,25 @@ impl<S: Session> PluginHost<S> {
     ) -> Result<f64, String> {
         let start = Instant::now();
         for i in 0..n {
-            self.run_expecting(plugin, make(), info, i, &expect).await?;
+            self.run_expecting(plugin, make(), info.clone(), i, &expect)
+                .await?;
         }
         Ok(start.elapsed().as_secs_f64() * 1e6 / n as f64)
     }
 
-    /// One measured run. A plugin that traps at entry would look fast: every
-    /// run must end as the benchmark expects.
+    /// One measured run; gives the session back. A plugin that traps at
+    /// entry would look fast: every run must end as the benchmark expects.
     async fn run_expecting(
         &self,
         plugin: &Arc<LoadedPlugin<S>>,
         session: S,
-        info: &CallInfo,
+        info: CallInfo,
         i: u32,
         expect: impl Fn(&Outcome) -> bool,
-    ) -> Result<(), String> {
-        let (outcome, _) = self.run(plugin, session, info.clone()).await;
+    ) -> Result<S, String> {
+        let (outcome, session) = self.run(plugin, session, info).await;
         match expect(&outcome) {
-            true => Ok(()),
+            true => Ok(session),
             false => Err(format!("run {i} of {}: {outcome:?}", plugin.manifest.name)),
         }
     }
