@@ -26,7 +26,7 @@ fn main() -> anyhow::Result<()> {
     );
     println!(
         "bench=bridged_calls calls_attempted={} calls_bridged={} calls_completed={} calls_failed={} held_s={:.1} cores={} \
-         node_cpu_pct={:.1} calls_per_core={:.0} kib_per_call={:.0} rss_mib_per_call={:.3} {} rtp_sent={} {}",
+         node_cpu_pct={:.1} calls_per_core={:.0} kib_per_call={:.0} rss_mib_per_call={:.3} {} rtp_sent={} {} {}",
         r.attempted,
         r.bridged,
         r.completed,
@@ -40,6 +40,7 @@ fn main() -> anyhow::Result<()> {
         b.mem_fields(),
         r.rtp_sent,
         b.media_fields(),
+        hookline_benches::proc_stats::host_fields(),
     );
     Ok(())
 }

@@ -92,7 +92,7 @@ fn main() -> anyhow::Result<()> {
             node / reference.max(1e-12)
         ));
     }
-    println!("{summary}");
+    println!("{summary} {}", hookline_benches::proc_stats::host_fields());
     Ok(())
 }
 

@@ -108,7 +108,8 @@ fn main() -> anyhow::Result<()> {
     println!(
         "bench=plugin_instantiate iterations={iterations} outcomes_ok={iterations} rate_per_s={rate} \
          instantiate_first_entry_us={p50:.1} p99_us={p99:.1} warm_hits={warm} \
-         cpu_us_per_call={cpu_us:.1} back_to_back_us={back_to_back:.1}"
+         cpu_us_per_call={cpu_us:.1} back_to_back_us={back_to_back:.1} {}",
+        hookline_benches::proc_stats::host_fields()
     );
     Ok(())
 }

@@ -125,11 +125,12 @@ fn main() -> anyhow::Result<()> {
     };
     println!("node: {}", ours.fields("node"));
     println!(
-        "bench=relay_side_by_side calls={calls} seconds={seconds} phases={phases} cores={cores} pkts_per_call_per_s_each_way=50 {} {node_mem} {} ratio_calls_per_core={:.2} ratio_kib_per_call={:.2}",
+        "bench=relay_side_by_side calls={calls} seconds={seconds} phases={phases} cores={cores} pkts_per_call_per_s_each_way=50 {} {node_mem} {} ratio_calls_per_core={:.2} ratio_kib_per_call={:.2} {}",
         ours.fields("node"),
         theirs.fields("rtpengine"),
         ours.calls_per_core() / theirs.calls_per_core().max(1e-9),
         ours.kib_per_call / theirs.kib_per_call.max(1e-9),
+        hookline_benches::proc_stats::host_fields()
     );
     Ok(())
 }
