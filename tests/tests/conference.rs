@@ -182,8 +182,10 @@ config = {{ room = "team", pin = "1234" }}
     let phone_heard = windows_with_both(&phone, BROWSER_HZ, TRUNK_HZ);
     assert!(
         phone_heard >= 20,
-        "the phone heard the browser and the trunk together in {phone_heard} windows\n{}",
-        profile(&phone)
+        "the phone heard the browser and the trunk together in {phone_heard} windows\n{}\nthe browser: {page}\n{log}\n{}",
+        profile(&phone),
+        node.logs()
+            + &format!("\n{:#?}", node.calls().unwrap_or_default())
     );
     let trunk_heard = windows_with_both(&trunk, BROWSER_HZ, PHONE_HZ);
     let (phone_own, trunk_own) = (

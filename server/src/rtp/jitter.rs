@@ -59,7 +59,20 @@ pub struct JitterBuffer {
     /// The source's timestamps unwrapped to 64 bits (they wrap every few hours).
     last_ts: Option<u32>,
     ext_ts: i64,
+    /// Since the last pop: a frame came too late to play, one came in time.
+    late_in_tick: bool,
+    fresh_in_tick: bool,
+    /// Pops in a row between which frames came, every one too late.
+    late_ticks: u32,
 }
+
+/// Pops in a row with nothing but late frames after which the playout
+/// follows the stream again. A sender whose clock paused (its capture
+/// stalled, and its timestamps go on from where they stopped) is behind the
+/// playout for good: without this every later frame was dropped as late and
+/// the member was silent for the rest of the call. A burst of late frames
+/// after a network stall comes within one tick and does not count.
+const LATE_TICKS_TO_FOLLOW: u32 = 3;
 
 impl Default for JitterBuffer {
     fn default() -> Self {
@@ -78,6 +91,9 @@ impl Default for JitterBuffer {
             ts_per_frame: FRAME as u32,
             last_ts: None,
             ext_ts: 0,
+            late_in_tick: false,
+            fresh_in_tick: false,
+            late_ticks: 0,
         }
     }
 }
@@ -127,9 +143,16 @@ impl JitterBuffer {
         let next = *self.next.get_or_insert(index);
         if index < next {
             self.stats.dropped_late += 1;
-            return;
-        }
-        if index >= next + SLOTS as u64 {
+            if self.late_ticks < LATE_TICKS_TO_FOLLOW {
+                self.late_in_tick = true;
+                return;
+            }
+            // Persistently behind: play from here.
+            self.late_ticks = 0;
+            self.present = [None; SLOTS];
+            self.next = Some(index);
+            self.startup = self.delay;
+        } else if index >= next + SLOTS as u64 {
             // Far ahead (a jump): restart the playout there.
             self.present = [None; SLOTS];
             self.next = Some(index);
@@ -140,10 +163,17 @@ impl JitterBuffer {
         self.frames[slot][..n].copy_from_slice(&pcm[..n]);
         self.frames[slot][n..].fill(0);
         self.present[slot] = Some(index);
+        self.fresh_in_tick = true;
     }
 
     /// Plays the next frame into `out` (one call per 20 ms tick).
     pub fn pop(&mut self, out: &mut [i16; FRAME]) -> Played {
+        match (self.late_in_tick, self.fresh_in_tick) {
+            (true, false) => self.late_ticks += 1,
+            (_, true) => self.late_ticks = 0,
+            (false, false) => {}
+        }
+        (self.late_in_tick, self.fresh_in_tick) = (false, false);
         let Some(next) = self.next else {
             out.fill(0);
             return Played::Silence;
@@ -278,6 +308,67 @@ mod tests {
         let s = jb.stats();
         assert!(s.jitter_ms >= 20, "{s:?}");
         assert!(s.delay_frames >= 4, "{s:?}");
+    }
+
+    /// One frame pushed (if any) and one popped per 20 ms tick; what played.
+    fn run(
+        jb: &mut JitterBuffer,
+        t0: Instant,
+        ticks: std::ops::Range<u32>,
+        ts: impl Fn(u32) -> Option<u32>,
+    ) -> Vec<Played> {
+        let mut out = [0; FRAME];
+        ticks
+            .map(|t| {
+                if let Some(ts) = ts(t) {
+                    jb.push(ts, &frame(100), t0 + Duration::from_millis(20 * t as u64));
+                }
+                jb.pop(&mut out)
+            })
+            .collect()
+    }
+
+    /// A sender whose capture stalled for 300 ms and whose timestamps go on
+    /// from where they stopped is heard again within a few frames (it was
+    /// dropped as late for the rest of the call: a conference member silent
+    /// to everyone).
+    #[test]
+    fn a_sender_whose_clock_paused_is_followed() {
+        let t0 = Instant::now();
+        let mut jb = JitterBuffer::default();
+        run(&mut jb, t0, 0..20, |t| Some(t * 160));
+        // Nothing for 15 ticks, then frame 20 onwards, one per tick.
+        run(&mut jb, t0, 20..35, |_| None);
+        let after = run(&mut jb, t0, 35..85, |t| Some((t - 15) * 160));
+        let silent = after.iter().take_while(|p| **p != Played::Audio).count();
+        assert!(
+            silent <= 8,
+            "{silent} ticks before the stream was heard again: {after:?}"
+        );
+        assert!(
+            after[silent..].iter().all(|p| *p == Played::Audio),
+            "{after:?}"
+        );
+    }
+
+    /// Frames held up by the network and delivered in one burst are late
+    /// once: the playout keeps its place and the stream after them plays.
+    #[test]
+    fn a_late_burst_does_not_move_the_playout() {
+        let t0 = Instant::now();
+        let mut jb = JitterBuffer::default();
+        let mut out = [0; FRAME];
+        run(&mut jb, t0, 0..20, |t| Some(t * 160));
+        // Ticks 20..30 deliver nothing; at tick 30 frames 20..=30 come at once.
+        run(&mut jb, t0, 20..30, |_| None);
+        for f in 20..=30u32 {
+            jb.push(f * 160, &frame(100), t0 + Duration::from_millis(600));
+        }
+        jb.pop(&mut out);
+        let late = jb.stats().dropped_late;
+        assert!(late >= 5, "{late}");
+        let after = run(&mut jb, t0, 31..60, |t| Some(t * 160));
+        assert!(after.iter().all(|p| *p == Played::Audio), "{after:?}");
     }
 
     #[test]
