@@ -149,14 +149,10 @@ impl JitterBuffer {
             }
             // Persistently behind: play from here.
             self.late_ticks = 0;
-            self.present = [None; SLOTS];
-            self.next = Some(index);
-            self.startup = self.delay;
+            self.restart_at(index);
         } else if index >= next + SLOTS as u64 {
             // Far ahead (a jump): restart the playout there.
-            self.present = [None; SLOTS];
-            self.next = Some(index);
-            self.startup = self.delay;
+            self.restart_at(index);
         }
         let slot = (index % SLOTS as u64) as usize;
         let n = pcm.len().min(FRAME);
@@ -164,6 +160,13 @@ impl JitterBuffer {
         self.frames[slot][n..].fill(0);
         self.present[slot] = Some(index);
         self.fresh_in_tick = true;
+    }
+
+    /// Plays from frame `index` on, after the initial delay again.
+    fn restart_at(&mut self, index: u64) {
+        self.present = [None; SLOTS];
+        self.next = Some(index);
+        self.startup = self.delay;
     }
 
     /// Plays the next frame into `out` (one call per 20 ms tick).
