@@ -57,5 +57,25 @@ fn calls_arriving_apart_start_on_spares_and_every_call_still_runs_whole() {
     let hits = node.plugins.warm_hits() - before;
     // The first call (or two) may find none yet; after that, every one does.
     assert!(hits >= 37, "only {hits} of 40 calls started on a spare");
+    // Idle long enough for the warmer to sleep (it looks for work on its
+    // own only while calls come in): the next calls take the spares it left
+    // and wake it, and it makes more, so every one of 12 starts on a spare
+    // (4 were left: without the wake-up the fifth would find none).
+    std::thread::sleep(Duration::from_millis(600));
+    let before = node.plugins.warm_hits();
+    rt.block_on(node.plugins.instantiate_latencies(
+        &plugin,
+        || detached_session(&node, "ivr").0,
+        &info,
+        12,
+        Duration::from_millis(20),
+        |o| matches!(o, Outcome::Done),
+    ))
+    .unwrap_or_else(|e| panic!("a call after the warmer slept did not run whole: {e}"));
+    let hits = node.plugins.warm_hits() - before;
+    assert_eq!(
+        hits, 12,
+        "calls after an idle spell: {hits} of 12 on a spare"
+    );
     std::fs::remove_dir_all(&data).ok();
 }

@@ -9,6 +9,7 @@
 //! is handed on: one thread per plugin host (the warmer) makes spares and
 //! drops stores. The CPU is the same; the wait at call start is not, and
 //! neither is the work on the async threads that also serve SIP and the API.
+//! Calls hand it work without waking it (see [`Shared`]).
 //!
 //! A spare is the fresh instance the call would have made itself (a core
 //! module's start function, if any, has run under the plugin's CPU budget,
@@ -17,19 +18,22 @@
 //! and in all, jobs queued for the warmer (past it a call drops its own
 //! store), and the pool is sized for them.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::collections::VecDeque;
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Sender, TrySendError};
 use wasmtime::{Engine, Store};
 
 use super::output::OutputSlot;
 use super::{new_store, CallPlugin, CallState, LoadedPlugin};
 
 /// Spare instances kept per plugin: a burst of calls arriving together
-/// finds them; the warmer makes the next in tens of microseconds.
-const SPARES: usize = 2;
+/// finds them. The warmer makes the next in tens of microseconds, but looks
+/// for work only every `POLL` while calls come in, so enough for the calls
+/// of a few milliseconds at thousands a second (with two, one call in ten
+/// found none at 2,000 a second).
+const SPARES: usize = 4;
 /// Spare instances kept across all plugins (a node may have many).
 const MAX_SPARES: usize = 32;
 /// Jobs queued for the warmer: refills, and stores waiting to be dropped.
@@ -94,9 +98,38 @@ enum Job<S: 'static> {
     Discard(Store<CallState<S>>),
 }
 
+/// How often the warmer looks for jobs while calls are coming in.
+const POLL: Duration = Duration::from_millis(1);
+/// How long after its last job the warmer goes on looking before it sleeps
+/// until a call wakes it.
+const AWAKE: Duration = Duration::from_millis(200);
+
+/// What calls and the warmer thread share.
+///
+/// Calls do not wake the warmer for each job: waking a thread parked on
+/// another core is a futex call and an inter-processor interrupt, which on
+/// this VM (a VM exit) was seven tenths of a call's plugin start with a
+/// spare ready (perf of `plugin_instantiate` as calls arrive). While calls
+/// come in, the warmer looks for jobs every millisecond on its own; only a
+/// call that finds it asleep (nothing to do for `AWAKE`) wakes it.
+struct Shared<S: 'static> {
+    jobs: Mutex<VecDeque<Job<S>>>,
+    /// The warmer sleeps without a timeout: a job must wake it.
+    asleep: AtomicBool,
+    /// The host is gone: the warmer ends.
+    closed: AtomicBool,
+}
+
+impl<S> Shared<S> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Job<S>>> {
+        self.jobs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 /// The warmer's front: what calls hand it.
 pub(super) struct Warmer<S: 'static> {
-    jobs: Sender<Job<S>>,
+    shared: Arc<Shared<S>>,
+    thread: std::thread::Thread,
     /// Spares across the host's plugins.
     pub(super) total: Arc<AtomicUsize>,
     /// Calls that found a spare ready.
@@ -106,10 +139,14 @@ pub(super) struct Warmer<S: 'static> {
 impl<S: Send + 'static> Warmer<S> {
     /// Starts the warmer thread; it ends when the host (this front) goes.
     pub(super) fn start(engine: Engine, cpu: Duration) -> std::io::Result<Warmer<S>> {
-        let (jobs, rx) = crossbeam_channel::bounded::<Job<S>>(JOBS);
+        let shared = Arc::new(Shared {
+            jobs: Mutex::new(VecDeque::with_capacity(JOBS)),
+            asleep: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+        });
         let total = Arc::new(AtomicUsize::new(0));
-        let all = total.clone();
-        std::thread::Builder::new()
+        let (all, theirs) = (total.clone(), shared.clone());
+        let handle = std::thread::Builder::new()
             .name("plugin-warmer".into())
             .spawn(move || {
                 // Instantiation is async (the store is): a small executor of
@@ -121,36 +158,38 @@ impl<S: Send + 'static> Warmer<S> {
                         return;
                     }
                 };
-                while let Ok(job) = rx.recv() {
-                    match job {
-                        Job::Discard(store) => drop(store),
-                        Job::Refill(plugin) => {
-                            if let Some(plugin) = plugin.upgrade() {
-                                rt.block_on(refill(&engine, cpu, &plugin, &all));
-                            }
+                work(&theirs, |job| match job {
+                    Job::Discard(store) => drop(store),
+                    Job::Refill(plugin) => {
+                        if let Some(plugin) = plugin.upgrade() {
+                            rt.block_on(refill(&engine, cpu, &plugin, &all));
                         }
                     }
-                }
+                });
             })?;
         Ok(Warmer {
-            jobs,
+            shared,
+            thread: handle.thread().clone(),
             total,
             hits: AtomicU64::new(0),
         })
     }
 
+    fn send(&self, job: Job<S>) -> Result<(), Job<S>> {
+        send(&self.shared, &self.thread, job)
+    }
+
     /// Asks for a spare for `plugin` (after a call took one, or found none).
     pub(super) fn refill(&self, plugin: &Arc<LoadedPlugin<S>>) {
         // A full queue has refills in it already.
-        let _ = self.jobs.try_send(Job::Refill(Arc::downgrade(plugin)));
+        let _ = self.send(Job::Refill(Arc::downgrade(plugin)));
     }
 
     /// Hands a finished call's store over to be dropped; drops it here when
     /// the warmer is behind.
     pub(super) fn discard(&self, store: Store<CallState<S>>) {
-        match self.jobs.try_send(Job::Discard(store)) {
-            Ok(()) => {}
-            Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) => drop(job),
+        if let Err(job) = self.send(Job::Discard(store)) {
+            drop(job)
         }
     }
 
@@ -161,6 +200,61 @@ impl<S: Send + 'static> Warmer<S> {
     /// Calls so far that started on a spare instance.
     pub(super) fn hits(&self) -> u64 {
         self.hits.load(Ordering::Relaxed)
+    }
+}
+
+impl<S: 'static> Drop for Warmer<S> {
+    fn drop(&mut self) {
+        self.shared.closed.store(true, Ordering::SeqCst);
+        self.thread.unpark();
+    }
+}
+
+/// Queues a job for the warmer running on `thread`; gives it back when the
+/// queue is full.
+fn send<S>(shared: &Shared<S>, thread: &std::thread::Thread, job: Job<S>) -> Result<(), Job<S>> {
+    {
+        let mut jobs = shared.lock();
+        if jobs.len() >= JOBS {
+            return Err(job);
+        }
+        jobs.push_back(job);
+    }
+    // Pairs with the fence in `work`: either the warmer sees this job
+    // before it sleeps, or this sees it asleep and wakes it.
+    fence(Ordering::SeqCst);
+    if shared.asleep.load(Ordering::Relaxed) {
+        thread.unpark();
+    }
+    Ok(())
+}
+
+/// The warmer's loop: runs jobs as they come, looking every `POLL` while
+/// calls come in, asleep until woken once they stop; ends when the host goes.
+fn work<S>(shared: &Shared<S>, mut run: impl FnMut(Job<S>)) {
+    let mut last_job = Instant::now();
+    loop {
+        let job = shared.lock().pop_front();
+        if let Some(job) = job {
+            run(job);
+            last_job = Instant::now();
+            continue;
+        }
+        if shared.closed.load(Ordering::SeqCst) {
+            return;
+        }
+        if last_job.elapsed() < AWAKE {
+            std::thread::park_timeout(POLL);
+            continue;
+        }
+        shared.asleep.store(true, Ordering::Relaxed);
+        // Pairs with the fence in `Warmer::send`.
+        fence(Ordering::SeqCst);
+        if shared.lock().is_empty() && !shared.closed.load(Ordering::SeqCst) {
+            std::thread::park();
+        }
+        shared.asleep.store(false, Ordering::Relaxed);
+        last_job = Instant::now();
     }
 }
 
@@ -191,5 +285,56 @@ async fn refill<S: Send + 'static>(
         }),
         // The call instantiates its own and meets the error there.
         Err(e) => tracing::debug!(plugin = %plugin.name, "spare instance: {e:#}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shared() -> Arc<Shared<()>> {
+        Arc::new(Shared {
+            jobs: Mutex::new(VecDeque::new()),
+            asleep: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+        })
+    }
+
+    #[test]
+    fn a_job_wakes_the_warmer_asleep_and_closing_ends_it() {
+        let shared = shared();
+        let (done, ran) = std::sync::mpsc::channel();
+        let theirs = shared.clone();
+        let warmer = std::thread::spawn(move || work(&theirs, |_| done.send(()).unwrap()));
+        let thread = warmer.thread().clone();
+        // Busy: jobs a millisecond apart are found by its own looks.
+        for _ in 0..5 {
+            assert!(send(&shared, &thread, Job::Refill(Weak::new())).is_ok());
+            ran.recv_timeout(Duration::from_millis(100))
+                .expect("a job sent while the warmer looks runs");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // Idle past `AWAKE`: asleep until a job wakes it.
+        std::thread::sleep(AWAKE * 2);
+        assert!(
+            shared.asleep.load(Ordering::SeqCst),
+            "the idle warmer sleeps"
+        );
+        assert!(send(&shared, &thread, Job::Refill(Weak::new())).is_ok());
+        ran.recv_timeout(Duration::from_millis(100))
+            .expect("a job sent to the sleeping warmer wakes it and runs");
+        shared.closed.store(true, Ordering::SeqCst);
+        thread.unpark();
+        warmer.join().unwrap();
+    }
+
+    #[test]
+    fn a_full_queue_gives_the_job_back() {
+        let shared = shared();
+        let me = std::thread::current();
+        for _ in 0..JOBS {
+            assert!(send(&shared, &me, Job::Refill(Weak::new())).is_ok());
+        }
+        assert!(send(&shared, &me, Job::Refill(Weak::new())).is_err());
     }
 }
