@@ -535,17 +535,33 @@ mod tests {
             }),
         });
         // 50 ms of audio: three packets, the last padded with silence.
-        let prompt = Arc::new(Prompt::from_pcm("p", vec![1000; 400]));
+        // (A ramp: every frame of it differs from the others.)
+        let ramp = (0..400).map(|i| (i % 97) as i16 * 300).collect();
+        let prompt = Arc::new(Prompt::from_pcm("p", ramp));
+        let g = Format::PCMU.g711().unwrap();
+        // What the peer must hear: the prompt's bytes, then silence.
+        let mut expected = prompt.encoded(g).to_vec();
+        expected.resize(3 * FRAME, g.silence());
         engine.play(1, vec![prompt], 7);
         let mut buf = [0u8; 512];
-        let mut seqs = Vec::new();
+        let (mut seqs, mut heard, mut markers) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..3 {
             let n = peer.recv(&mut buf).unwrap();
             let p = RtpPacket::parse(&buf[..n]).unwrap();
             assert_eq!(p.payload.len(), FRAME);
             seqs.push(p.sequence);
+            markers.push(p.marker);
+            heard.extend_from_slice(p.payload);
         }
+        // Two frames whole in the prompt (sent straight from it), then the
+        // last one padded: one stream, in order, marked at its start.
         assert_eq!(seqs[1], seqs[0].wrapping_add(1));
+        assert_eq!(seqs[2], seqs[1].wrapping_add(1));
+        assert_eq!(markers, [true, false, false]);
+        assert!(
+            heard == expected,
+            "the peer heard other bytes than the prompt's"
+        );
         // A digit from the peer, sent twice (redundant end packets).
         let mut pkt = [0u8; 16];
         packet::write_header(&mut pkt, true, 101, 1, 4000, 9);
