@@ -39,20 +39,21 @@ fn calls_arriving_apart_start_on_spares_and_every_call_still_runs_whole() {
         config: serde_json::to_string(&route.config).unwrap(),
         ..hookline::plugin::bench_info()
     };
-    let before = node.plugins.warm_hits();
-    // 40 calls 20 ms apart (a spare takes well under a millisecond to make).
-    let took = rt
-        .block_on(node.plugins.instantiate_latencies(
+    // `n` calls 20 ms apart (a spare takes well under a millisecond to make).
+    // Each call's IVR parsed its config, answered, found the caller gone and
+    // returned ok: a spare runs the call as a fresh one does.
+    let calls = |n: u32| {
+        rt.block_on(node.plugins.instantiate_latencies(
             &plugin,
             || detached_session(&node, "ivr").0,
             &info,
-            40,
+            n,
             Duration::from_millis(20),
-            // Each call's IVR parsed its config, answered, found the caller
-            // gone and returned ok: a spare runs the call as a fresh one does.
             |o| matches!(o, Outcome::Done),
         ))
-        .unwrap_or_else(|e| panic!("a call on a spare did not run whole: {e}"));
+    };
+    let before = node.plugins.warm_hits();
+    let took = calls(40).unwrap_or_else(|e| panic!("a call on a spare did not run whole: {e}"));
     assert_eq!(took.len(), 40);
     let hits = node.plugins.warm_hits() - before;
     // The first call (or two) may find none yet; after that, every one does.
@@ -63,15 +64,7 @@ fn calls_arriving_apart_start_on_spares_and_every_call_still_runs_whole() {
     // (4 were left: without the wake-up the fifth would find none).
     std::thread::sleep(Duration::from_millis(600));
     let before = node.plugins.warm_hits();
-    rt.block_on(node.plugins.instantiate_latencies(
-        &plugin,
-        || detached_session(&node, "ivr").0,
-        &info,
-        12,
-        Duration::from_millis(20),
-        |o| matches!(o, Outcome::Done),
-    ))
-    .unwrap_or_else(|e| panic!("a call after the warmer slept did not run whole: {e}"));
+    calls(12).unwrap_or_else(|e| panic!("a call after the warmer slept did not run whole: {e}"));
     let hits = node.plugins.warm_hits() - before;
     assert_eq!(
         hits, 12,

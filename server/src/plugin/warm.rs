@@ -121,6 +121,20 @@ struct Shared<S: 'static> {
 }
 
 impl<S> Shared<S> {
+    fn new() -> Shared<S> {
+        Shared {
+            jobs: Mutex::new(VecDeque::with_capacity(JOBS)),
+            asleep: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    /// No more jobs are taken; those queued are dropped here.
+    fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        self.lock().clear();
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Job<S>>> {
         self.jobs.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -139,11 +153,7 @@ pub(super) struct Warmer<S: 'static> {
 impl<S: Send + 'static> Warmer<S> {
     /// Starts the warmer thread; it ends when the host (this front) goes.
     pub(super) fn start(engine: Engine, cpu: Duration) -> std::io::Result<Warmer<S>> {
-        let shared = Arc::new(Shared {
-            jobs: Mutex::new(VecDeque::with_capacity(JOBS)),
-            asleep: AtomicBool::new(false),
-            closed: AtomicBool::new(false),
-        });
+        let shared = Arc::new(Shared::new());
         let total = Arc::new(AtomicUsize::new(0));
         let (all, theirs) = (total.clone(), shared.clone());
         let handle = std::thread::Builder::new()
@@ -155,6 +165,8 @@ impl<S: Send + 'static> Warmer<S> {
                     Ok(rt) => rt,
                     Err(e) => {
                         tracing::warn!("plugin warmer: {e}: instances are made at call start");
+                        // Calls then drop their own stores, as the queue refuses them.
+                        theirs.close();
                         return;
                     }
                 };
@@ -188,9 +200,8 @@ impl<S: Send + 'static> Warmer<S> {
     /// Hands a finished call's store over to be dropped; drops it here when
     /// the warmer is behind.
     pub(super) fn discard(&self, store: Store<CallState<S>>) {
-        if let Err(job) = self.send(Job::Discard(store)) {
-            drop(job)
-        }
+        // Refused, the job (and the store in it) drops here.
+        let _ = self.send(Job::Discard(store));
     }
 
     pub(super) fn hit(&self) {
@@ -211,11 +222,11 @@ impl<S: 'static> Drop for Warmer<S> {
 }
 
 /// Queues a job for the warmer running on `thread`; gives it back when the
-/// queue is full.
+/// queue is full or the warmer has ended.
 fn send<S>(shared: &Shared<S>, thread: &std::thread::Thread, job: Job<S>) -> Result<(), Job<S>> {
     {
         let mut jobs = shared.lock();
-        if jobs.len() >= JOBS {
+        if jobs.len() >= JOBS || shared.closed.load(Ordering::Relaxed) {
             return Err(job);
         }
         jobs.push_back(job);
@@ -293,11 +304,7 @@ mod tests {
     use super::*;
 
     fn shared() -> Arc<Shared<()>> {
-        Arc::new(Shared {
-            jobs: Mutex::new(VecDeque::new()),
-            asleep: AtomicBool::new(false),
-            closed: AtomicBool::new(false),
-        })
+        Arc::new(Shared::new())
     }
 
     #[test]
@@ -329,12 +336,16 @@ mod tests {
     }
 
     #[test]
-    fn a_full_queue_gives_the_job_back() {
+    fn a_full_queue_or_an_ended_warmer_gives_the_job_back() {
         let shared = shared();
         let me = std::thread::current();
         for _ in 0..JOBS {
             assert!(send(&shared, &me, Job::Refill(Weak::new())).is_ok());
         }
+        assert!(send(&shared, &me, Job::Refill(Weak::new())).is_err());
+        // A warmer that ended takes nothing (and holds nothing).
+        shared.close();
+        assert!(shared.lock().is_empty());
         assert!(send(&shared, &me, Job::Refill(Weak::new())).is_err());
     }
 }
