@@ -11,12 +11,14 @@
 //! arrived (every 20 ms of the window on every call); `rtp_crossed` counts
 //! the callers' own marked audio coming back (an echo).
 //!
-//! With `prompts`, the same load then runs against the reference server
+//! With `prompts`, the same load also runs against the reference server
 //! (`src/bin/reference_ivr.rs`: drain each socket, one packet per call per
 //! tick, batched sends) and `prompts_cpu_vs_reference` is the node's CPU per
-//! call over the reference's.
+//! call over the reference's: the median of `--rounds` pairs (3 by default),
+//! each pair's order alternating, every pair's ratio in
+//! `prompts_cpu_vs_reference_rounds`.
 //!
-//! `cargo bench -p hookline-benches --bench ivr_load -- --calls 200 --seconds 20 --cps 200 [--variant prompts|sample|sample_opus]`
+//! `cargo bench -p hookline-benches --bench ivr_load -- --calls 200 --seconds 20 --cps 200 [--variant prompts|sample|sample_opus] [--rounds 3]`
 //! The last line is the summary, e.g.
 //! `bench=ivr_calls calls=200 prompts_calls_per_core=.. prompts_lost_pct=.. sample_opus_calls_per_core=.. ...`
 
@@ -70,29 +72,42 @@ fn main() -> anyhow::Result<()> {
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
+    let rounds = hookline_benches::arg("--rounds", 3) as usize;
     let mut summary = format!("bench=ivr_calls calls={calls} held_s={seconds} cores={cores}");
-    let mut prompts_cpu_per_call = None;
+    let mut against_reference = String::new();
     for v in VARIANTS
         .iter()
         .filter(|v| only.as_deref().is_none_or(|o| o == v.name))
     {
-        let (fields, cpu_per_call) = run_variant(v, calls, seconds, cps)?;
-        if v.name == "prompts" {
-            prompts_cpu_per_call = Some(cpu_per_call);
+        if v.name != "prompts" {
+            let (fields, _) = run_variant(v, calls, seconds, cps)?;
+            summary.push(' ');
+            summary.push_str(&fields);
+            continue;
         }
+        // The reference does the prompts variant's unavoidable work: the
+        // ratio is the node's CPU per call over the reference's, in pairs
+        // run in this run (see `rounds`); the median pair's fields are shown.
+        let pairs = hookline_benches::rounds::alternate(
+            rounds,
+            || run_variant(v, calls, seconds, cps),
+            || run_reference(calls, seconds, cps),
+            |node, reference| node.1 / reference.1.max(1e-12),
+        )?;
+        let median = pairs.median();
         summary.push(' ');
-        summary.push_str(&fields);
+        summary.push_str(&median.ours.0);
+        against_reference = format!(
+            " {} prompts_cpu_vs_reference={:.2} prompts_cpu_vs_reference_rounds={}",
+            median.theirs.0,
+            median.ratio,
+            pairs.ratios()
+        );
     }
-    // The reference does the prompts variant's unavoidable work: the ratio
-    // is the node's CPU per call over the reference's, measured in this run.
-    if let Some(node) = prompts_cpu_per_call {
-        let (fields, reference) = run_reference(calls, seconds, cps)?;
-        summary.push_str(&format!(
-            " {fields} prompts_cpu_vs_reference={:.2}",
-            node / reference.max(1e-12)
-        ));
-    }
-    println!("{summary} {}", hookline_benches::proc_stats::host_fields());
+    println!(
+        "{summary}{against_reference} {}",
+        hookline_benches::proc_stats::host_fields()
+    );
     Ok(())
 }
 

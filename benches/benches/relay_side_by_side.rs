@@ -12,7 +12,11 @@
 //! rtpengine runs userspace only (Debian's `rtpengine-daemon`; no kernel
 //! module here) with as many threads as the machine has cores.
 //!
-//! `cargo bench -p hookline-benches --bench relay_side_by_side -- --calls 500 --seconds 20`
+//! The two run in `--rounds` pairs (3 by default), each pair's order
+//! alternating; `ratio_calls_per_core` is the median pair's (its fields are
+//! the ones shown), every pair's in `ratio_calls_per_core_rounds`.
+//!
+//! `cargo bench -p hookline-benches --bench relay_side_by_side -- --calls 500 --seconds 20 [--rounds 3]`
 //! Last line: `bench=relay_side_by_side ... ratio_calls_per_core=X ...`
 
 use std::net::SocketAddrV4;
@@ -108,27 +112,40 @@ fn main() -> anyhow::Result<()> {
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
-    let theirs = rtpengine(calls, seconds, phases, cores)?;
-    println!("rtpengine: {}", theirs.fields("rtpengine"));
-    let b = hookline_benches::bridged::run("", calls, seconds, 200, None)?;
-    let node_mem = b
-        .mem_fields()
-        .replace("mem_kib_per_call", "node_mem_kib_per_call");
-    let node_mem = node_mem
-        .replace(" plugin=", " node_mem_plugin=")
-        .replace(" heap=", " node_mem_heap=")
-        .replace(" other=", " node_mem_other=");
-    let ours = Relay {
-        cpu_pct: b.cpu_pct,
-        kib_per_call: b.kib_per_call(),
-        report: b.report,
-    };
-    println!("node: {}", ours.fields("node"));
+    let rounds = hookline_benches::arg("--rounds", 3) as usize;
+    let pairs = hookline_benches::rounds::alternate(
+        rounds,
+        || {
+            let b = hookline_benches::bridged::run("", calls, seconds, 200, None)?;
+            let mem = b
+                .mem_fields()
+                .replace("mem_kib_per_call", "node_mem_kib_per_call")
+                .replace(" plugin=", " node_mem_plugin=")
+                .replace(" heap=", " node_mem_heap=")
+                .replace(" other=", " node_mem_other=");
+            let ours = Relay {
+                cpu_pct: b.cpu_pct,
+                kib_per_call: b.kib_per_call(),
+                report: b.report,
+            };
+            println!("node: {}", ours.fields("node"));
+            Ok((ours, mem))
+        },
+        || {
+            let theirs = rtpengine(calls, seconds, phases, cores)?;
+            println!("rtpengine: {}", theirs.fields("rtpengine"));
+            Ok(theirs)
+        },
+        |(ours, _), theirs| ours.calls_per_core() / theirs.calls_per_core().max(1e-9),
+    )?;
+    let median = pairs.median();
+    let ((ours, node_mem), theirs) = (&median.ours, &median.theirs);
     println!(
-        "bench=relay_side_by_side calls={calls} seconds={seconds} phases={phases} cores={cores} pkts_per_call_per_s_each_way=50 {} {node_mem} {} ratio_calls_per_core={:.2} ratio_kib_per_call={:.2} {}",
+        "bench=relay_side_by_side calls={calls} seconds={seconds} phases={phases} cores={cores} pkts_per_call_per_s_each_way=50 {} {node_mem} {} ratio_calls_per_core={:.2} ratio_calls_per_core_rounds={} ratio_kib_per_call={:.2} {}",
         ours.fields("node"),
         theirs.fields("rtpengine"),
-        ours.calls_per_core() / theirs.calls_per_core().max(1e-9),
+        median.ratio,
+        pairs.ratios(),
         ours.kib_per_call / theirs.kib_per_call.max(1e-9),
         hookline_benches::proc_stats::host_fields()
     );

@@ -5,6 +5,7 @@ pub mod delay;
 pub mod loadgen;
 pub mod mem_parts;
 pub mod proc_stats;
+pub mod rounds;
 pub mod rtpengine;
 pub mod rx;
 pub mod wire;

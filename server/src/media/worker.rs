@@ -129,6 +129,8 @@ pub(super) struct Worker {
     /// What the legs send, flushed at the end of each tick and of each burst
     /// of relayed arrivals.
     pub(super) outbox: Outbox,
+    /// Called on every tick (the plugins' epoch clock).
+    pub(super) on_tick: Vec<Box<dyn Fn() + Send>>,
 }
 
 impl Worker {
@@ -400,6 +402,7 @@ impl Worker {
                 }
                 Ok(Command::Remove { leg }) => self.remove(leg),
                 Ok(Command::AddMixer(room)) => self.rooms.push(room),
+                Ok(Command::OnTick(f)) => self.on_tick.push(f),
                 Ok(Command::Conference { leg, room, muted }) => {
                     self.unbridge(leg);
                     if let Some(l) = self.leg(leg) {
@@ -429,6 +432,9 @@ impl Worker {
         while self.commands() {
             self.tick += 1;
             let tick = self.tick;
+            for f in &self.on_tick {
+                f();
+            }
             // Rooms mix first, so members on this worker send this tick's mix;
             // a room nobody else holds any more is dropped.
             self.rooms.retain(|r| Arc::strong_count(r) > 1);

@@ -5,6 +5,7 @@
 //! version it started on and finishes there; new calls get the new version.
 
 pub mod check;
+mod epoch;
 pub mod harness;
 pub mod manifest;
 pub mod net_guard;
@@ -38,8 +39,7 @@ wasmtime::component::bindgen!({
 
 pub use hookline::call::types::CallError;
 
-/// The epoch tick: the unit of CPU accounting and the longest a plugin holds a thread.
-const EPOCH: Duration = Duration::from_millis(10);
+use epoch::EPOCH;
 
 /// Longest a component may take to compile (a deploy or a start-up load).
 const MAX_COMPILE: Duration = Duration::from_secs(120);
@@ -100,7 +100,7 @@ pub struct CallState<S: 'static> {
     wasi: WasiCtx,
     table: ResourceTable,
     limits: StoreLimits,
-    /// 10 ms epoch slices this call's plugin has run for.
+    /// 20 ms epoch slices this call's plugin has run for.
     cpu_slices: u64,
     /// The plugin version running (none while a manifest is read).
     pub(crate) plugin: Option<Arc<LoadedPlugin<S>>>,
@@ -202,6 +202,8 @@ pub struct PluginHost<S: 'static> {
     compiling: Arc<tokio::sync::Semaphore>,
     /// Makes spare instances and drops finished stores, off the calls' path.
     warmer: warm::Warmer<S>,
+    /// Moves the epoch on (its own thread, or the media tick once driven).
+    epochs: epoch::Epochs,
 }
 
 impl<S: Session> PluginHost<S> {
@@ -256,18 +258,9 @@ impl<S: Session> PluginHost<S> {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(|e| PluginError::Engine(format!("{e:#}")))?;
         S::link(&mut linker).map_err(|e| PluginError::Engine(format!("{e:#}")))?;
-        // Epoch ticks let a busy plugin yield its thread (10 ms slices).
-        let ticker = engine.weak();
-        std::thread::Builder::new()
-            .name("epoch".into())
-            .spawn(move || {
-                while let Some(engine) = ticker.upgrade() {
-                    engine.increment_epoch();
-                    drop(engine);
-                    std::thread::sleep(EPOCH);
-                }
-            })
-            .map_err(|e| PluginError::Engine(e.to_string()))?;
+        // Epoch ticks let a busy plugin yield its thread (20 ms slices).
+        let epochs =
+            epoch::Epochs::start(&engine).map_err(|e| PluginError::Engine(e.to_string()))?;
         let warmer = warm::Warmer::start(engine.clone(), budget.cpu)
             .map_err(|e| PluginError::Engine(e.to_string()))?;
         Ok(PluginHost {
@@ -277,7 +270,15 @@ impl<S: Session> PluginHost<S> {
             budget,
             compiling: Arc::new(tokio::sync::Semaphore::new(1)),
             warmer,
+            epochs,
         })
+    }
+
+    /// A tick to call every 20 ms from a thread that wakes that often anyway
+    /// (the node gives it to the media clock): the host's own epoch thread
+    /// then only checks, once a second, that it is still called.
+    pub fn epoch_driver(&self) -> impl Fn() + Send + 'static {
+        self.epochs.driver()
     }
 
     /// Compiles and pre-links a component, reads its manifest and checks it
@@ -674,7 +675,7 @@ fn new_store<S: Send + 'static>(
     };
     let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.limits);
-    // Every 10 ms epoch that finds the guest running costs a slice and
+    // Every 20 ms epoch that finds the guest running costs a slice and
     // yields the thread (a busy plugin never stalls others); past the CPU
     // budget the guest traps.
     let max_slices = (cpu.as_millis() / EPOCH.as_millis()).max(1) as u64;
