@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
 
@@ -94,6 +94,8 @@ pub(super) enum Command {
 /// The set of media workers.
 pub struct MediaEngine {
     workers: Vec<Sender<Command>>,
+    /// How busy each worker is (per mille), for placing new legs.
+    busy: Arc<[AtomicU32]>,
     pub stats: Arc<MediaStats>,
     recordings: Sender<WriterMsg>,
 }
@@ -113,10 +115,12 @@ impl MediaEngine {
     /// Starts workers whose legs' codecs are tuned by `options`, sending as `io` says.
     pub fn start_with(threads: usize, options: CodecOptions, io: MediaIo) -> Self {
         let stats = Arc::new(MediaStats::default());
+        let busy: Arc<[AtomicU32]> = (0..threads.max(1)).map(|_| AtomicU32::new(0)).collect();
         let workers = (0..threads.max(1))
             .map(|i| {
                 let (tx, rx) = crossbeam_channel::unbounded();
                 let stats = stats.clone();
+                let busy = busy.clone();
                 thread::Builder::new()
                     .name(format!("media-{i}"))
                     .spawn(move || {
@@ -132,6 +136,9 @@ impl MediaEngine {
                             arrivals: super::arrival::Arrivals::new(),
                             outbox: super::outbox::Outbox::new(io).logged(i),
                             on_tick: Vec::new(),
+                            meter: super::load::Meter::new(std::time::Instant::now()),
+                            busy,
+                            shard: i,
                         }
                         .run()
                     })
@@ -141,6 +148,7 @@ impl MediaEngine {
             .collect();
         MediaEngine {
             workers,
+            busy,
             stats,
             recordings: super::recorder::start_writer(),
         }
@@ -164,7 +172,7 @@ impl MediaEngine {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let shard = match near {
             Some(leg) => leg & 0xff,
-            None => n % self.workers.len() as u64,
+            None => super::load::pick(&self.busy) as u64,
         };
         (n << 8) | shard
     }
@@ -325,5 +333,28 @@ impl MediaEngine {
             room: None,
             muted: false,
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// New legs go to the first worker while it has room, then to the next;
+    /// a leg made near another shares its worker. And the first worker's
+    /// measure of itself becomes what placement reads (idle: below the mark).
+    #[test]
+    fn new_legs_pack_onto_the_first_worker_with_room() {
+        let engine = MediaEngine::start(2);
+        let shard = |leg: LegId| leg & 0xff;
+        assert!((0..8).all(|_| shard(engine.new_leg_id(None)) == 0));
+        engine.busy[0].store(super::super::load::PACK_BELOW, Ordering::Relaxed);
+        let a = engine.new_leg_id(None);
+        assert_eq!(shard(a), 1);
+        assert_eq!(shard(engine.new_leg_id(Some(a))), 1);
+        // The worker publishes its own share within a window or two: idle.
+        std::thread::sleep(std::time::Duration::from_millis(2100));
+        assert!(engine.busy[0].load(Ordering::Relaxed) < 100);
+        assert_eq!(shard(engine.new_leg_id(None)), 0);
     }
 }

@@ -6,6 +6,7 @@ pub mod dtmf_detect;
 mod engine;
 mod inbox;
 mod leg;
+mod load;
 pub mod mixer;
 pub mod outbox;
 mod play_queue;

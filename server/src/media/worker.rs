@@ -131,6 +131,10 @@ pub(super) struct Worker {
     pub(super) outbox: Outbox,
     /// Called on every tick (the plugins' epoch clock).
     pub(super) on_tick: Vec<Box<dyn Fn() + Send>>,
+    /// How busy this worker is, published in `busy[shard]` for placing legs.
+    pub(super) meter: super::load::Meter,
+    pub(super) busy: Arc<[std::sync::atomic::AtomicU32]>,
+    pub(super) shard: usize,
 }
 
 impl Worker {
@@ -465,10 +469,18 @@ impl Worker {
             }
             self.flush();
             let now = Instant::now();
+            self.meter.tick(now, &self.busy[self.shard]);
             if next > now {
                 match self.arrivals.take() {
                     Some(mut arrivals) => {
-                        while arrivals.wait(next) {
+                        let mut from = now;
+                        loop {
+                            let more = arrivals.wait(next);
+                            let woke = Instant::now();
+                            self.meter.waited(woke - from);
+                            if !more {
+                                break;
+                            }
                             for id in arrivals.ready() {
                                 let rtcp = id & RTCP != 0;
                                 if let Some(&i) = self.index.get(&(id & !RTCP)) {
@@ -480,10 +492,14 @@ impl Worker {
                                 }
                             }
                             self.flush();
+                            from = Instant::now();
                         }
                         self.arrivals = Some(arrivals);
                     }
-                    None => thread::sleep(next - now),
+                    None => {
+                        thread::sleep(next - now);
+                        self.meter.waited(next - now);
+                    }
                 }
                 next += TICK;
             } else {
