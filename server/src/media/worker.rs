@@ -276,154 +276,177 @@ impl Worker {
     }
 
     /// Applies queued commands; false once the engine is gone.
+    /// Takes every command waiting; false once the engine is gone.
     fn commands(&mut self) -> bool {
         loop {
             match self.rx.try_recv() {
-                Ok(Command::Add(setup)) => {
-                    self.stats.legs.fetch_add(1, Ordering::Relaxed);
-                    self.index.insert(setup.id, self.legs.len());
-                    let mut leg = Leg::new(*setup, self.tick, self.options);
-                    if let Some(a) = &self.arrivals {
-                        a.watch_rtcp(&mut leg);
-                    }
-                    self.legs.push(leg);
+                Ok(cmd) => self.handle(cmd),
+                Err(TryRecvError::Empty) => return true,
+                Err(TryRecvError::Disconnected) => return false,
+            }
+        }
+    }
+
+    /// With nothing to tick for (no legs, no rooms, no tick callers): waits
+    /// for the next command instead of waking 50 times a second for nothing
+    /// (a wake-up costs 30-70 µs of CPU on this VM); says so to placement
+    /// first. False once the engine is gone.
+    fn idle(&mut self) -> bool {
+        self.busy[self.shard].store(0, Ordering::Relaxed);
+        match self.rx.recv() {
+            Ok(cmd) => {
+                self.meter = super::load::Meter::new(Instant::now());
+                self.handle(cmd);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    fn handle(&mut self, cmd: Command) {
+        match cmd {
+            Command::Add(setup) => {
+                self.stats.legs.fetch_add(1, Ordering::Relaxed);
+                self.index.insert(setup.id, self.legs.len());
+                let mut leg = Leg::new(*setup, self.tick, self.options);
+                if let Some(a) = &self.arrivals {
+                    a.watch_rtcp(&mut leg);
                 }
-                Ok(Command::SetRemote {
-                    leg,
-                    remote,
-                    codec,
-                    dtmf_pt,
-                }) => {
-                    let tick = self.tick;
-                    if let Some(l) = self.leg(leg) {
+                self.legs.push(leg);
+            }
+            Command::SetRemote {
+                leg,
+                remote,
+                codec,
+                dtmf_pt,
+            } => {
+                let tick = self.tick;
+                if let Some(l) = self.leg(leg) {
+                    l.move_remote(remote, tick);
+                    l.setup.remote = remote;
+                    if codec != l.setup.codec {
+                        l.coder = coder_for(codec, l.options);
+                        // A new codec encodes its own silence.
+                        l.silence = None;
+                        l.silent_frames = 0;
+                        l.sent_decoder = None;
+                        l.ts_step = codec.ts_per_frame();
+                    }
+                    l.setup.codec = codec;
+                    l.setup.dtmf_pt = dtmf_pt;
+                }
+            }
+            Command::Bridge { a, b } => {
+                self.unbridge(a);
+                self.unbridge(b);
+                if let (Some(&i), Some(&j)) = (self.index.get(&a), self.index.get(&b)) {
+                    for (x, y) in [(i, j), (j, i)] {
+                        self.legs[x].finish_play(true);
+                        self.legs[x].bridge = Some(y);
+                        self.legs[x].relay_ts_offset = None;
+                        self.watch(x, true);
+                    }
+                }
+            }
+            Command::Unbridge { a, b } => {
+                self.unbridge(a);
+                self.unbridge(b);
+            }
+            Command::KeepAlive { leg } => {
+                if let Some(l) = self.leg(leg) {
+                    l.keep_alive = true;
+                }
+            }
+            Command::Hold { leg, hold, remote } => {
+                let tick = self.tick;
+                if let Some(l) = self.leg(leg) {
+                    l.held = hold;
+                    if l.latched.is_none() {
                         l.move_remote(remote, tick);
-                        l.setup.remote = remote;
-                        if codec != l.setup.codec {
-                            l.coder = coder_for(codec, l.options);
-                            // A new codec encodes its own silence.
-                            l.silence = None;
-                            l.silent_frames = 0;
-                            l.sent_decoder = None;
-                            l.ts_step = codec.ts_per_frame();
-                        }
-                        l.setup.codec = codec;
-                        l.setup.dtmf_pt = dtmf_pt;
                     }
+                    l.setup.remote = remote;
                 }
-                Ok(Command::Bridge { a, b }) => {
-                    self.unbridge(a);
-                    self.unbridge(b);
-                    if let (Some(&i), Some(&j)) = (self.index.get(&a), self.index.get(&b)) {
-                        for (x, y) in [(i, j), (j, i)] {
-                            self.legs[x].finish_play(true);
-                            self.legs[x].bridge = Some(y);
-                            self.legs[x].relay_ts_offset = None;
-                            self.watch(x, true);
-                        }
-                    }
+            }
+            Command::Loop { leg } => {
+                if let Some(l) = self.leg(leg) {
+                    l.looped = l.queue.iter().cloned().collect();
                 }
-                Ok(Command::Unbridge { a, b }) => {
-                    self.unbridge(a);
-                    self.unbridge(b);
-                }
-                Ok(Command::KeepAlive { leg }) => {
-                    if let Some(l) = self.leg(leg) {
-                        l.keep_alive = true;
-                    }
-                }
-                Ok(Command::Hold { leg, hold, remote }) => {
-                    let tick = self.tick;
-                    if let Some(l) = self.leg(leg) {
-                        l.held = hold;
-                        if l.latched.is_none() {
-                            l.move_remote(remote, tick);
-                        }
-                        l.setup.remote = remote;
-                    }
-                }
-                Ok(Command::Loop { leg }) => {
-                    if let Some(l) = self.leg(leg) {
-                        l.looped = l.queue.iter().cloned().collect();
-                    }
-                }
-                Ok(Command::Append { leg, token, prompt }) => {
-                    if let Some(l) = self.leg(leg) {
-                        if l.playing && l.token == token && l.streaming {
-                            match prompt {
-                                Some(p) if !p.ulaw.is_empty() => l.queue.push_back(p),
-                                Some(_) => {}
-                                None => {
-                                    l.streaming = false;
-                                    if l.queue.is_empty() {
-                                        l.finish_play(false);
-                                    }
+            }
+            Command::Append { leg, token, prompt } => {
+                if let Some(l) = self.leg(leg) {
+                    if l.playing && l.token == token && l.streaming {
+                        match prompt {
+                            Some(p) if !p.ulaw.is_empty() => l.queue.push_back(p),
+                            Some(_) => {}
+                            None => {
+                                l.streaming = false;
+                                if l.queue.is_empty() {
+                                    l.finish_play(false);
                                 }
                             }
                         }
                     }
                 }
-                Ok(Command::Play {
-                    leg,
-                    prompts,
-                    token,
-                    open,
-                }) => {
-                    if let Some(l) = self.leg(leg) {
-                        l.finish_play(true);
-                        l.queue = prompts.into_iter().filter(|p| !p.ulaw.is_empty()).collect();
-                        l.pos = 0;
-                        l.token = token;
-                        l.streaming = open;
-                        l.playing = !l.queue.is_empty() || open;
-                        if !l.playing {
-                            (l.setup.events)(MediaEvent::PlayDone {
-                                token,
-                                interrupted: false,
-                            });
-                        }
+            }
+            Command::Play {
+                leg,
+                prompts,
+                token,
+                open,
+            } => {
+                if let Some(l) = self.leg(leg) {
+                    l.finish_play(true);
+                    l.queue = prompts.into_iter().filter(|p| !p.ulaw.is_empty()).collect();
+                    l.pos = 0;
+                    l.token = token;
+                    l.streaming = open;
+                    l.playing = !l.queue.is_empty() || open;
+                    if !l.playing {
+                        (l.setup.events)(MediaEvent::PlayDone {
+                            token,
+                            interrupted: false,
+                        });
                     }
                 }
-                Ok(Command::Stop { leg }) => {
-                    if let Some(l) = self.leg(leg) {
-                        l.finish_play(true);
+            }
+            Command::Stop { leg } => {
+                if let Some(l) = self.leg(leg) {
+                    l.finish_play(true);
+                }
+            }
+            Command::Record { leg, tap } => match self.leg(leg) {
+                Some(l) => l.taps.push(*tap),
+                None => tap.close(None),
+            },
+            Command::StopRecord { leg, handle, done } => {
+                let tap = self.leg(leg).and_then(|l| {
+                    let i = l.taps.iter().position(|t| t.handle == handle)?;
+                    Some(l.taps.swap_remove(i))
+                });
+                match tap {
+                    Some(t) => t.close(Some(done)),
+                    None => {
+                        let _ = done.send(Err("the recording had already ended".into()));
                     }
                 }
-                Ok(Command::Record { leg, tap }) => match self.leg(leg) {
-                    Some(l) => l.taps.push(*tap),
-                    None => tap.close(None),
-                },
-                Ok(Command::StopRecord { leg, handle, done }) => {
-                    let tap = self.leg(leg).and_then(|l| {
-                        let i = l.taps.iter().position(|t| t.handle == handle)?;
-                        Some(l.taps.swap_remove(i))
-                    });
-                    match tap {
-                        Some(t) => t.close(Some(done)),
-                        None => {
-                            let _ = done.send(Err("the recording had already ended".into()));
-                        }
+            }
+            Command::Remove { leg } => self.remove(leg),
+            Command::AddMixer(room) => self.rooms.push(room),
+            Command::OnTick(f) => self.on_tick.push(f),
+            Command::Conference { leg, room, muted } => {
+                self.unbridge(leg);
+                if let Some(l) = self.leg(leg) {
+                    l.finish_play(true);
+                    if let Some(old) = l.room.take() {
+                        lock_room(&old).leave(leg);
+                    }
+                    l.room_heard.clear();
+                    if let Some(room) = room {
+                        lock_room(&room).join(leg, muted, l.ts_step);
+                        l.room = Some(room);
+                        l.room_heard.reserve(MAX_HEARD);
                     }
                 }
-                Ok(Command::Remove { leg }) => self.remove(leg),
-                Ok(Command::AddMixer(room)) => self.rooms.push(room),
-                Ok(Command::OnTick(f)) => self.on_tick.push(f),
-                Ok(Command::Conference { leg, room, muted }) => {
-                    self.unbridge(leg);
-                    if let Some(l) = self.leg(leg) {
-                        l.finish_play(true);
-                        if let Some(old) = l.room.take() {
-                            lock_room(&old).leave(leg);
-                        }
-                        l.room_heard.clear();
-                        if let Some(room) = room {
-                            lock_room(&room).join(leg, muted, l.ts_step);
-                            l.room = Some(room);
-                            l.room_heard.reserve(MAX_HEARD);
-                        }
-                    }
-                }
-                Err(TryRecvError::Empty) => return true,
-                Err(TryRecvError::Disconnected) => return false,
             }
         }
     }
@@ -434,6 +457,13 @@ impl Worker {
         let mut out = [0u8; OUT];
         let mut next = Instant::now() + TICK;
         while self.commands() {
+            if self.legs.is_empty() && self.rooms.is_empty() && self.on_tick.is_empty() {
+                if !self.idle() {
+                    return;
+                }
+                next = Instant::now() + TICK;
+                continue;
+            }
             self.tick += 1;
             let tick = self.tick;
             for f in &self.on_tick {
