@@ -275,8 +275,7 @@ impl Worker {
         }
     }
 
-    /// Applies queued commands; false once the engine is gone.
-    /// Takes every command waiting; false once the engine is gone.
+    /// Applies every command waiting; false once the engine is gone.
     fn commands(&mut self) -> bool {
         loop {
             match self.rx.try_recv() {
@@ -303,6 +302,7 @@ impl Worker {
         }
     }
 
+    /// Applies one command from call control.
     fn handle(&mut self, cmd: Command) {
         match cmd {
             Command::Add(setup) => {
