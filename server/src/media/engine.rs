@@ -341,20 +341,37 @@ mod tests {
     use super::*;
 
     /// New legs go to the first worker while it has room, then to the next;
-    /// a leg made near another shares its worker. And the first worker's
+    /// a leg made near another shares its worker; and the first worker's
     /// measure of itself becomes what placement reads (idle: below the mark).
+    /// The first worker is given a tick caller so that it ticks and never
+    /// idles: only its meter writes its share, once a second.
     #[test]
     fn new_legs_pack_onto_the_first_worker_with_room() {
         let engine = MediaEngine::start(2);
+        engine.on_tick(|| {});
         let shard = |leg: LegId| leg & 0xff;
         assert!((0..8).all(|_| shard(engine.new_leg_id(None)) == 0));
         engine.busy[0].store(super::super::load::PACK_BELOW, Ordering::Relaxed);
         let a = engine.new_leg_id(None);
         assert_eq!(shard(a), 1);
         assert_eq!(shard(engine.new_leg_id(Some(a))), 1);
-        // The worker publishes its own share within a window or two: idle.
         std::thread::sleep(std::time::Duration::from_millis(2100));
         assert!(engine.busy[0].load(Ordering::Relaxed) < 100);
         assert_eq!(shard(engine.new_leg_id(None)), 0);
+    }
+
+    /// A worker left with nothing to tick for says it is idle before it
+    /// waits for its next command (its meter stops with it).
+    #[test]
+    fn a_worker_going_idle_tells_placement() {
+        let engine = MediaEngine::start(2);
+        engine.busy[1].store(900, Ordering::Relaxed);
+        // Any command wakes it; with no legs it goes idle again at once.
+        engine.keep_alive((1 << 8) | 1);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        while engine.busy[1].load(Ordering::Relaxed) != 0 {
+            assert!(std::time::Instant::now() < deadline, "still 900");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
     }
 }
