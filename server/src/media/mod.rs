@@ -2,6 +2,7 @@
 //! that pace RTP on a 20 ms tick.
 
 mod arrival;
+mod between_ticks;
 pub mod dtmf_detect;
 mod engine;
 mod inbox;

@@ -10,12 +10,11 @@ use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, TryRecvError};
 
-use super::arrival::{Arrivals, RTCP};
+use super::arrival::Arrivals;
 use super::engine::Command;
 pub use super::engine::MediaEngine;
 use super::inbox::{Inbox, BATCH};
@@ -167,8 +166,7 @@ impl Worker {
 
     /// Reads leg `i`'s socket until it is drained, handing the leg each
     /// datagram (a bridged leg queues its relays in the outbox).
-    fn receive(&mut self, i: usize, inbox: &mut Inbox) {
-        let tick = self.tick;
+    pub(super) fn receive(&mut self, i: usize, inbox: &mut Inbox) {
         loop {
             let n = match inbox.recv(self.legs[i].setup.socket.as_raw_fd()) {
                 Ok(n) => n,
@@ -179,29 +177,8 @@ impl Worker {
                 Err(_) => return,
             };
             for k in 0..n {
-                let (data, Some(from)) = inbox.datagram(k) else {
-                    continue;
-                };
-                match self.legs[i].bridge {
-                    Some(j) => {
-                        let (leg, peer) = pair_mut(&mut self.legs, i, j);
-                        leg.on_datagram(
-                            data,
-                            from,
-                            tick,
-                            &mut self.tally,
-                            Some(peer),
-                            &mut self.outbox,
-                        );
-                    }
-                    None => self.legs[i].on_datagram(
-                        data,
-                        from,
-                        tick,
-                        &mut self.tally,
-                        None,
-                        &mut self.outbox,
-                    ),
+                if let (data, Some(from)) = inbox.datagram(k) {
+                    self.hand(i, data, from);
                 }
             }
             if n < BATCH {
@@ -210,8 +187,30 @@ impl Worker {
         }
     }
 
+    /// Gives leg `i` a datagram it received (a bridged leg queues its relay
+    /// in the outbox).
+    pub(super) fn hand(&mut self, i: usize, data: &[u8], from: SocketAddr) {
+        let tick = self.tick;
+        match self.legs[i].bridge {
+            Some(j) => {
+                let (leg, peer) = pair_mut(&mut self.legs, i, j);
+                leg.on_datagram(
+                    data,
+                    from,
+                    tick,
+                    &mut self.tally,
+                    Some(peer),
+                    &mut self.outbox,
+                );
+            }
+            None => {
+                self.legs[i].on_datagram(data, from, tick, &mut self.tally, None, &mut self.outbox)
+            }
+        }
+    }
+
     /// Reads leg `i`'s RTCP socket (reports come every few seconds).
-    fn receive_rtcp(&mut self, i: usize, buf: &mut [u8]) {
+    pub(super) fn receive_rtcp(&mut self, i: usize, buf: &mut [u8]) {
         let leg = &mut self.legs[i];
         let Some(sock) = leg.setup.rtcp.take() else {
             return;
@@ -225,7 +224,7 @@ impl Worker {
     }
 
     /// Sends what the legs queued.
-    fn flush(&mut self) {
+    pub(super) fn flush(&mut self) {
         self.outbox.flush();
         let sent = self.outbox.take_sent();
         self.stats.packets_out.fetch_add(sent, Ordering::Relaxed);
@@ -501,36 +500,7 @@ impl Worker {
             let now = Instant::now();
             self.meter.tick(now, &self.busy[self.shard]);
             if next > now {
-                match self.arrivals.take() {
-                    Some(mut arrivals) => {
-                        let mut from = now;
-                        loop {
-                            let more = arrivals.wait(next);
-                            let woke = Instant::now();
-                            self.meter.waited(woke - from);
-                            if !more {
-                                break;
-                            }
-                            for id in arrivals.ready() {
-                                let rtcp = id & RTCP != 0;
-                                if let Some(&i) = self.index.get(&(id & !RTCP)) {
-                                    if rtcp {
-                                        self.receive_rtcp(i, &mut buf);
-                                    } else {
-                                        self.receive(i, &mut inbox);
-                                    }
-                                }
-                            }
-                            self.flush();
-                            from = Instant::now();
-                        }
-                        self.arrivals = Some(arrivals);
-                    }
-                    None => {
-                        thread::sleep(next - now);
-                        self.meter.waited(next - now);
-                    }
-                }
+                self.between_ticks(now, next, &mut buf, &mut inbox);
                 next += TICK;
             } else {
                 if now - next > TICK {
@@ -562,6 +532,7 @@ mod tests {
     use crate::codec::g711::G711;
     use crate::media::prompt::{Prompt, FRAME};
     use crate::rtp::packet::{self, RtpPacket};
+    use std::thread;
     use tokio::sync::mpsc;
 
     #[test]
