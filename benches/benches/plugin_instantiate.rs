@@ -12,8 +12,12 @@
 //! `cpu_us_per_call` is the process's CPU per call while calls arrive, less
 //! what the idle node uses: what the call costs, wherever it is done.
 //!
+//! The noise floor: a fixed piece of arithmetic as long as the plugin's p50,
+//! timed the same way in the same run, so the plugin's p99 can be read
+//! against what this machine adds to any short timed work.
+//!
 //! Last line: `bench=plugin_instantiate iterations=N ... instantiate_first_entry_us=X p99_us=Y
-//! warm_hits=H cpu_us_per_call=C back_to_back_us=B`
+//! warm_hits=H cpu_us_per_call=C back_to_back_us=B floor_p50_us=F floor_p99_us=G`
 
 use std::time::Duration;
 
@@ -100,7 +104,12 @@ fn main() -> anyhow::Result<()> {
     // the call's own path, the warmer making spares and dropping stores, and
     // the sleeps between calls (so an upper bound).
     let cpu_us = cpu * 1e6 / iterations as f64;
+    let (floor_p50, floor_p99) = noise_floor(p50, iterations, gap);
     std::fs::remove_dir_all(&data).ok();
+    eprintln!(
+        "noise floor: a fixed {p50:.1} µs of arithmetic, timed the same way (after the same \
+         sleep, same thread): p50 {floor_p50:.1} µs, p99 {floor_p99:.1} µs"
+    );
     eprintln!(
         "arrivals: {rate} calls/s, {warm} of {iterations} started on a spare instance; \
          back to back (no spare ready, store dropped by the warmer or inline): {back_to_back:.1} µs"
@@ -108,10 +117,46 @@ fn main() -> anyhow::Result<()> {
     println!(
         "bench=plugin_instantiate iterations={iterations} outcomes_ok={iterations} rate_per_s={rate} \
          instantiate_first_entry_us={p50:.1} p99_us={p99:.1} warm_hits={warm} \
-         cpu_us_per_call={cpu_us:.1} back_to_back_us={back_to_back:.1} {}",
+         cpu_us_per_call={cpu_us:.1} back_to_back_us={back_to_back:.1} \
+         floor_p50_us={floor_p50:.1} floor_p99_us={floor_p99:.1} {}",
         hookline_benches::proc_stats::host_fields()
     );
     Ok(())
+}
+
+/// What this machine adds to a short timed piece of work on its own: a
+/// fixed amount of arithmetic (calibrated to take `target` µs hot) timed
+/// after the same sleep between calls. Its p99 over its p50 is what the
+/// VM's scheduling adds to a p99 (preemption, interrupts, a core's wake-up
+/// after the sleep), measured in the same run so the plugin's p99 can be
+/// read against it. It touches no memory, so cold caches are not in it:
+/// those belong to the plugin's figure.
+fn noise_floor(target_us: f64, n: u32, gap: Duration) -> (f64, f64) {
+    fn work(rounds: u64) -> u64 {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for i in 0..rounds {
+            x = std::hint::black_box(x.rotate_left(7) ^ i).wrapping_mul(0x2545_f491_4f6c_dd1d);
+        }
+        x
+    }
+    // Calibrate hot: rounds per µs.
+    let probe = 1_000_000;
+    let t = std::time::Instant::now();
+    std::hint::black_box(work(probe));
+    let per_us = probe as f64 / (t.elapsed().as_secs_f64() * 1e6);
+    let rounds = (per_us * target_us).max(1.0) as u64;
+    let mut took = Vec::with_capacity(n as usize);
+    let mut next = std::time::Instant::now();
+    for _ in 0..n {
+        std::thread::sleep(next.saturating_duration_since(std::time::Instant::now()));
+        next += gap;
+        let start = std::time::Instant::now();
+        std::hint::black_box(work(rounds));
+        took.push(start.elapsed().as_secs_f64() * 1e6);
+    }
+    took.sort_by(|a, b| a.total_cmp(b));
+    let at = |q: f64| took[((took.len() - 1) as f64 * q) as usize];
+    (at(0.50), at(0.99))
 }
 
 fn tempfile_dir() -> std::io::Result<std::path::PathBuf> {
