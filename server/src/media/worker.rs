@@ -189,7 +189,7 @@ impl Worker {
 
     /// Gives leg `i` a datagram it received (a bridged leg queues its relay
     /// in the outbox).
-    pub(super) fn hand(&mut self, i: usize, data: &[u8], from: SocketAddr) {
+    fn hand(&mut self, i: usize, data: &[u8], from: SocketAddr) {
         let tick = self.tick;
         match self.legs[i].bridge {
             Some(j) => {
