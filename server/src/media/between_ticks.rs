@@ -8,7 +8,7 @@
 //! socket. It removed those system calls, but the kernel's poll-driven
 //! receive work and a file reference per send took their place: the same
 //! CPU at 250 relayed calls in three alternating A/B runs (13.2–15.3 % vs
-//! 13.5–14.8 %), for 2 KiB more per call. Not kept.
+//! 13.5–14.8 %), for 1–2 KiB more per call. Not kept.
 
 use std::thread;
 use std::time::Instant;
@@ -18,6 +18,7 @@ use super::inbox::Inbox;
 use super::worker::Worker;
 
 impl Worker {
+    /// From the end of a tick's work (`now`) until the next tick is due.
     pub(super) fn between_ticks(
         &mut self,
         now: Instant,

@@ -1,7 +1,7 @@
 //! Media workers: one thread per core owns a shard of legs and wakes every
 //! 20 ms to read each leg's socket and send its next frame. Between ticks it
 //! waits on its bridged legs' sockets and relays what arrives at once
-//! (`arrival.rs`). No task, timer or allocation per packet; prompts are
+//! (`between_ticks.rs`, `arrival.rs`). No task, timer or allocation per packet; prompts are
 //! pre-encoded and shared.
 
 use std::collections::HashMap;
