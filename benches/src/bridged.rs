@@ -108,7 +108,12 @@ pub fn run_scenario(
 ) -> anyhow::Result<(Bridged, TestNode)> {
     let agent_port = free_udp_port();
     let routes = routes(agent_port);
-    let node_section = format!("max_calls = {}\nmedia_threads = 0", calls + 100);
+    // `HOOKLINE_BENCH_NODE`: more `[node]` settings, for A/B runs of a knob.
+    let node_section = format!(
+        "max_calls = {}\nmedia_threads = 0\n{}",
+        calls + 100,
+        std::env::var("HOOKLINE_BENCH_NODE").unwrap_or_default()
+    );
     let span = (calls as u16)
         .saturating_mul(4)
         .saturating_add(200)

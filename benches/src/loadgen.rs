@@ -376,16 +376,20 @@ pub fn run_relayed(
     let warm = Instant::now();
     while warm.elapsed() < Duration::from_secs(2) {
         let now = Instant::now();
-        if now >= next_send {
-            g.send_media();
-            next_send += g.send_step();
-        }
+        g.send_due(now, &mut next_send);
         g.recv_media(now);
-        std::thread::sleep(Duration::from_millis(1));
+        nap(next_send);
     }
     g.hold(&mut on_phase, next_send)?;
     g.report.completed = g.report.bridged;
     Ok(g.report)
+}
+
+/// Sleeps until the next media send is due, or 1 ms at most (signalling
+/// and received media are read between sends).
+fn nap(next_send: Instant) {
+    let left = next_send.saturating_duration_since(Instant::now());
+    std::thread::sleep(left.min(Duration::from_millis(1)));
 }
 
 impl Gen {
@@ -414,10 +418,7 @@ impl Gen {
                 self.retransmit(now)?;
                 next_tick += TICK;
             }
-            if now >= next_send {
-                self.send_media();
-                next_send += self.send_step();
-            }
+            self.send_due(now, &mut next_send);
             self.poll(now)?;
             let settled = self.calls[..self.n]
                 .iter()
@@ -427,7 +428,7 @@ impl Gen {
             if (started == self.n && settled && agents_up) || now > setup_deadline {
                 break;
             }
-            std::thread::sleep(Duration::from_millis(1));
+            nap(next_send);
         }
         for c in &mut self.calls {
             if c.st == St::Inviting {
@@ -449,15 +450,9 @@ impl Gen {
         let sent_before = self.report.rtp_sent;
         while hold_start.elapsed() < self.cfg.hold {
             let now = Instant::now();
-            if now >= next_send {
-                self.send_media();
-                next_send += self.send_step();
-                if now > next_send + TICK * 5 {
-                    next_send = now; // we fell behind; do not burst
-                }
-            }
+            self.send_due(now, &mut next_send);
             self.poll(now)?;
-            std::thread::sleep(Duration::from_millis(1));
+            nap(next_send);
         }
         self.report.held = hold_start.elapsed();
         on_phase(Phase::HoldEnd);
@@ -565,6 +560,19 @@ impl Gen {
             self.report.setup_ms_avg = self.setup_total_ms / self.report.answered as f64;
         }
         Ok(took)
+    }
+
+    /// Sends every phase due by `now` (phases closer than the loop's sleep
+    /// go in the same wake-up, in order); having fallen more than five
+    /// ticks behind, it starts again from `now` rather than bursting.
+    fn send_due(&mut self, now: Instant, next_send: &mut Instant) {
+        if now > *next_send + TICK * 5 {
+            *next_send = now;
+        }
+        while now >= *next_send {
+            self.send_media();
+            *next_send += self.send_step();
+        }
     }
 
     /// The time between two `send_media` calls.

@@ -142,7 +142,16 @@ fn bridged_calls_carry_each_callers_own_audio_to_its_own_agent_and_back() {
         ..NodeSpec::default()
     })
     .unwrap();
-    let (r, late_ticks) = run(&node, config("bridge", 10, true, agents));
+    // Legs send 400 µs apart (50 groups over the 20 ms), as the packets of
+    // many phones arrive: the generator keeps a pace finer than its own
+    // loop's sleep, and the node relays each as it comes.
+    let (r, late_ticks) = run(
+        &node,
+        LoadConfig {
+            phases: 50,
+            ..config("bridge", 10, true, agents)
+        },
+    );
     assert_eq!((r.answered, r.bridged), (10, 10), "{r:?}\n{}", node.logs());
     assert_eq!(r.completed, 10, "{r:?}");
     assert_media_held(&node, &r, late_ticks);
