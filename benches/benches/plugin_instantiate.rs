@@ -17,7 +17,9 @@
 //! against what this machine adds to any short timed work.
 //!
 //! Last line: `bench=plugin_instantiate iterations=N ... instantiate_first_entry_us=X p99_us=Y
-//! warm_hits=H cpu_us_per_call=C back_to_back_us=B floor_p50_us=F floor_p99_us=G`
+//! warm_hits=H cpu_us_per_call=C back_to_back_us=B floor_p50_us=F floor_p99_us=G
+//! call_path_faults_per_call=P faults_per_call=Q` (minor page faults per call
+//! while calls arrive: on the calls' own thread, and in the whole process)
 
 use std::time::Duration;
 
@@ -87,6 +89,13 @@ fn main() -> anyhow::Result<()> {
     let hits_before = node.plugins.warm_hits();
     let started = std::time::Instant::now();
     let cpu_before = hookline_benches::proc_stats::cpu_seconds(pid);
+    let faults = || {
+        (
+            hookline_benches::proc_stats::minor_faults("/proc/thread-self/stat"),
+            hookline_benches::proc_stats::minor_faults(&format!("/proc/{pid}/stat")),
+        )
+    };
+    let faults_before = faults();
     let mut took = rt
         .block_on(
             node.plugins
@@ -97,6 +106,12 @@ fn main() -> anyhow::Result<()> {
         - cpu_before
         - idle_cpu_per_s * started.elapsed().as_secs_f64();
     let warm = node.plugins.warm_hits() - hits_before;
+    // Page faults per call: on the calls' own thread (in the timed path)
+    // and in the whole process (the warmer's included).
+    let faults_after = faults();
+    let per_call = |n: u64| n as f64 / iterations as f64;
+    let call_faults = per_call(faults_after.0 - faults_before.0);
+    let all_faults = per_call(faults_after.1 - faults_before.1);
     took.sort_by(|a, b| a.total_cmp(b));
     let at = |q: f64| took[((took.len() - 1) as f64 * q) as usize];
     let (p50, p99) = (at(0.50), at(0.99));
@@ -118,7 +133,8 @@ fn main() -> anyhow::Result<()> {
         "bench=plugin_instantiate iterations={iterations} outcomes_ok={iterations} rate_per_s={rate} \
          instantiate_first_entry_us={p50:.1} p99_us={p99:.1} warm_hits={warm} \
          cpu_us_per_call={cpu_us:.1} back_to_back_us={back_to_back:.1} \
-         floor_p50_us={floor_p50:.1} floor_p99_us={floor_p99:.1} {}",
+         floor_p50_us={floor_p50:.1} floor_p99_us={floor_p99:.1} \
+         call_path_faults_per_call={call_faults:.2} faults_per_call={all_faults:.2} {}",
         hookline_benches::proc_stats::host_fields()
     );
     Ok(())

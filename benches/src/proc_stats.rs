@@ -22,6 +22,18 @@ pub fn cpu_seconds(pid: u32) -> f64 {
     (utime + stime) / ticks_per_sec()
 }
 
+/// Minor page faults so far of the process or thread whose `stat` file is
+/// `stat` (`/proc/<pid>/stat`, `/proc/thread-self/stat`).
+pub fn minor_faults(stat: &str) -> u64 {
+    let stat = std::fs::read_to_string(stat).unwrap_or_default();
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    // minflt is the stat file's 10th field, the 8th after the command name.
+    rest.split_whitespace()
+        .nth(7)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
 /// Resident set size in MiB.
 pub fn rss_mib(pid: u32) -> f64 {
     kib_field(&format!("/proc/{pid}/status"), "VmRSS:") / 1024.0
