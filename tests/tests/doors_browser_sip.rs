@@ -99,14 +99,19 @@ fn a_thousand_bad_and_abandoned_offers_give_back_every_socket() {
         let (status, body) = post(&node, TOKEN_A, &offer());
         assert_eq!(status, 201, "{body}");
     }
-    let ids: Vec<String> = node
-        .calls()
-        .unwrap()
-        .into_iter()
-        .filter(|c| c["hangup_cause"].is_null())
-        .map(|c| format!("/webrtc/call/{}", c["id"].as_str().unwrap()))
-        .collect();
-    assert_eq!(ids.len(), 20, "calls up");
+    // A call's record is written by the store's batching writer, so the
+    // last one may show a moment after its 201.
+    let up = || -> Vec<String> {
+        node.calls()
+            .unwrap()
+            .into_iter()
+            .filter(|c| c["hangup_cause"].is_null())
+            .map(|c| format!("/webrtc/call/{}", c["id"].as_str().unwrap()))
+            .collect()
+    };
+    wait_until(Duration::from_secs(5), || up().len() >= 20);
+    let ids = up();
+    assert_eq!(ids.len(), 20, "calls up: {:#?}", node.calls());
     for id in &ids {
         let (status, _) = http_request(node.http, "DELETE", id, Some(TOKEN_A), b"").unwrap();
         assert_eq!(status, 200, "{id}");
