@@ -563,8 +563,9 @@ impl Gen {
     }
 
     /// Sends every phase due by `now` (phases closer than the loop's sleep
-    /// go in the same wake-up, in order); having fallen more than five
-    /// ticks behind, it starts again from `now` rather than bursting.
+    /// go in the same wake-up, in order). After a stall of up to five ticks
+    /// it catches up at once, a burst as a network hiccup gives; further
+    /// behind, it starts again from `now`.
     fn send_due(&mut self, now: Instant, next_send: &mut Instant) {
         if now > *next_send + TICK * 5 {
             *next_send = now;

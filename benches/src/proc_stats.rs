@@ -11,27 +11,30 @@ fn ticks_per_sec() -> f64 {
     }
 }
 
+/// Numeric fields of a `stat` file (`/proc/<pid>/stat`,
+/// `/proc/thread-self/stat`) after the command name, which may contain
+/// spaces: index 0 is the 3rd field (state, 0 as a number); 0 where unreadable.
+fn stat_fields(path: &str) -> Vec<f64> {
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    rest.split_whitespace()
+        .map(|v| v.parse().unwrap_or(0.0))
+        .collect()
+}
+
 /// User + system CPU seconds the process has used.
 pub fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which may contain spaces) start after ')'.
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let utime: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-    let stime: f64 = f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-    (utime + stime) / ticks_per_sec()
+    let f = stat_fields(&format!("/proc/{pid}/stat"));
+    // utime and stime: the 14th and 15th fields.
+    let field = |i: usize| f.get(i).copied().unwrap_or(0.0);
+    (field(11) + field(12)) / ticks_per_sec()
 }
 
 /// Minor page faults so far of the process or thread whose `stat` file is
 /// `stat` (`/proc/<pid>/stat`, `/proc/thread-self/stat`).
 pub fn minor_faults(stat: &str) -> u64 {
-    let stat = std::fs::read_to_string(stat).unwrap_or_default();
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    // minflt is the stat file's 10th field, the 8th after the command name.
-    rest.split_whitespace()
-        .nth(7)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+    // minflt: the 10th field.
+    stat_fields(stat).get(7).copied().unwrap_or(0.0) as u64
 }
 
 /// Resident set size in MiB.
@@ -123,5 +126,30 @@ pub fn host_fields() -> String {
     match HOST_WAKE.get() {
         Some((p50, p99)) => format!("host_wake_p50_us={p50:.0} host_wake_p99_us={p99:.0}"),
         None => "host_wake_p50_us=na host_wake_p99_us=na".into(),
+    }
+}
+
+#[cfg(test)]
+mod stat_tests {
+    use super::*;
+
+    /// The fields are read at the right places: faults grow when fresh
+    /// pages are touched, CPU time when the thread spins.
+    #[test]
+    fn faults_and_cpu_time_are_read_from_their_fields() {
+        let before = minor_faults("/proc/thread-self/stat");
+        let pages = vec![1u8; 64 * 4096];
+        assert_eq!(
+            std::hint::black_box(&pages).iter().step_by(4096).count(),
+            64
+        );
+        assert!(minor_faults("/proc/thread-self/stat") >= before + 32);
+        let pid = std::process::id();
+        let cpu0 = cpu_seconds(pid);
+        let start = std::time::Instant::now();
+        while start.elapsed() < std::time::Duration::from_millis(300) {
+            std::hint::black_box(start.elapsed());
+        }
+        assert!(cpu_seconds(pid) - cpu0 >= 0.1, "{cpu0}");
     }
 }

@@ -8,12 +8,13 @@
 //!
 //! Measured and not taken (2026-12-03): reading many sockets in one
 //! io_uring submission (one `RECVMSG` each with `MSG_DONTWAIT`). Alone it is
-//! cheaper per socket (1.41–1.72 µs against 1.64–2.09 µs for `recvmmsg`,
-//! 2,000 loopback sockets with one datagram each, the descriptor table
-//! shared as in the node; registered files were slower, 1.74–1.80 µs), but
-//! it cannot tell that a socket is drained: the completion's
-//! `SOCK_NONEMPTY` flag is never set for UDP on this kernel (6.18), and a
-//! second receive per socket to find it empty brings it to 2.13–2.41 µs.
+//! cheaper per socket (1.41–1.74 µs against 1.64–2.14 µs for `recvmmsg`,
+//! twelve runs each over 2,000 loopback sockets with one datagram each, the
+//! descriptor table shared as in the node; registered files were slower,
+//! 1.74–1.83 µs), but it cannot tell that a socket is drained: the
+//! completion's `SOCK_NONEMPTY` flag was not set for UDP sockets holding
+//! more (kernel 6.18), and a second receive per socket to find it empty
+//! brings it to 2.13–2.41 µs.
 
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
