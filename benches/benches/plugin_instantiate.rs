@@ -6,7 +6,10 @@
 //! Two measures. As calls arrive (`--rate` a second, 2,000 by default): each
 //! call timed alone, from the session handed to the plugin host to the
 //! guest's return (p50 is the headline, p99 beside it); a spare instance made
-//! by the warmer thread is usually ready, so this is the wait a caller sees.
+//! by the warmer thread is usually ready, so this is the wait a caller sees;
+//! the warmer has also called the IVR's `prepare` on it with the route's
+//! config (host API 0.1.2), so the guest parsed it before the call came
+//! (`prepared_hits`: calls whose spare was prepared with their own config).
 //! Back to back (the old figure): calls in a row as fast as they go, where the
 //! warmer cannot keep up, so most calls instantiate their own.
 //! `cpu_us_per_call` is the process's CPU per call while calls arrive, less
@@ -17,7 +20,7 @@
 //! against what this machine adds to any short timed work.
 //!
 //! Last line: `bench=plugin_instantiate iterations=N ... instantiate_first_entry_us=X p99_us=Y
-//! warm_hits=H cpu_us_per_call=C back_to_back_us=B floor_p50_us=F floor_p99_us=G
+//! warm_hits=H prepared_hits=R cpu_us_per_call=C back_to_back_us=B floor_p50_us=F floor_p99_us=G
 //! call_path_faults_per_call=P faults_per_call=Q` (minor page faults per call
 //! while calls arrive: on the calls' own thread, and in the whole process)
 
@@ -87,6 +90,7 @@ fn main() -> anyhow::Result<()> {
     let idle_cpu_per_s =
         (hookline_benches::proc_stats::cpu_seconds(pid) - idle_before) / idle.as_secs_f64();
     let hits_before = node.plugins.warm_hits();
+    let prepared_before = node.plugins.prepared_hits();
     let started = std::time::Instant::now();
     let cpu_before = hookline_benches::proc_stats::cpu_seconds(pid);
     let faults = || {
@@ -106,6 +110,7 @@ fn main() -> anyhow::Result<()> {
         - cpu_before
         - idle_cpu_per_s * started.elapsed().as_secs_f64();
     let warm = node.plugins.warm_hits() - hits_before;
+    let prepared = node.plugins.prepared_hits() - prepared_before;
     // Page faults per call: on the calls' own thread (in the timed path)
     // and in the whole process (the warmer's included).
     let faults_after = faults();
@@ -131,7 +136,7 @@ fn main() -> anyhow::Result<()> {
     );
     println!(
         "bench=plugin_instantiate iterations={iterations} outcomes_ok={iterations} rate_per_s={rate} \
-         instantiate_first_entry_us={p50:.1} p99_us={p99:.1} warm_hits={warm} \
+         instantiate_first_entry_us={p50:.1} p99_us={p99:.1} warm_hits={warm} prepared_hits={prepared} \
          cpu_us_per_call={cpu_us:.1} back_to_back_us={back_to_back:.1} \
          floor_p50_us={floor_p50:.1} floor_p99_us={floor_p99:.1} \
          call_path_faults_per_call={call_faults:.2} faults_per_call={all_faults:.2} {}",

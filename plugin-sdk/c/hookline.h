@@ -13,7 +13,7 @@
 
 #include "call_plugin.h"
 
-#define HL_API_VERSION "0.1.1"
+#define HL_API_VERSION "0.1.2"
 
 // A component-model string that borrows a C string (no copy, no free).
 static inline call_plugin_string_t hl_str(const char *s) {

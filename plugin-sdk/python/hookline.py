@@ -12,7 +12,7 @@ Build a plugin (module `app` defining class `WitWorld`):
 from componentize_py_types import Err
 from wit_world.imports import data, media, types
 
-API_VERSION = "0.1.1"
+API_VERSION = "0.1.2"
 
 
 def manifest(name, version, needs=(), memory_mib=48, cpu_ms=1000, config=()):

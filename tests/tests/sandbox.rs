@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use hookline_tests::{
-    heard_the_support_prompt, path_of, sipp, sipp_reached_support, workspace_root, NodeSpec,
-    RtpSink, SipUa, TestNode,
+    heard_the_support_prompt, http_get, path_of, sipp, sipp_reached_support, wait_until,
+    workspace_root, NodeSpec, RtpSink, SipUa, TestNode,
 };
 
 #[test]
@@ -110,4 +110,90 @@ fn hostile_plugins_fail_alone_and_their_calls_reach_the_fallback() {
     // The normal call did not notice: its branch, and its last prompt complete and unbroken.
     sipp_reached_support(&node);
     heard_the_support_prompt(&node, &sink.finish());
+}
+
+/// A plugin's `prepare` (host API 0.1.2) runs on the spare instance ahead of
+/// its call, with the config of the plugin's latest call; no call verb or
+/// grant works there; one that runs away is cut at its 20 ms slice, and the
+/// plugin's calls go on without it.
+#[test]
+fn prepare_runs_ahead_of_the_call_without_call_verbs_and_a_runaway_one_is_cut() {
+    let wasm = workspace_root().join("target/wasm32-wasip2/release/hookline_hostile.wasm");
+    let mut extra = format!(
+        "[[plugins]]\nname = \"hostile\"\npath = \"{}\"\n\n",
+        wasm.display()
+    );
+    for mode in ["prepared", "prepare-escape", "prepare-loop"] {
+        extra.push_str(&format!(
+            "[[routes]]\nnumber = \"{mode}\"\nplugin = \"hostile\"\nconfig = \"{mode}\"\n\n"
+        ));
+    }
+    let node = TestNode::with_routes(&extra).unwrap();
+    let ua = SipUa::new(node.sip).unwrap();
+    // One call at a time: what the hostile plugin's `prepare` saw, as its call noted it.
+    let mut n = 0;
+    let mut call = |mode: &str| -> Vec<String> {
+        n += 1;
+        let id = format!("prepare-{n}");
+        ua.invite(&id, mode, 9).unwrap();
+        let ok = ua
+            .expect(&id, "SIP/2.0 200", Duration::from_secs(20))
+            .unwrap();
+        ua.request("ACK", &id, &hookline_tests::to_tag(&ok), 1, "", "")
+            .unwrap();
+        let record = node
+            .wait_for_call(Duration::from_secs(20), |c| {
+                c["id"] == id && c["hangup_cause"].is_string()
+            })
+            .unwrap();
+        let path = path_of(&record);
+        path.into_iter()
+            .filter(|p| p.starts_with("prepared:"))
+            .collect()
+    };
+    let prepare_state = || {
+        let (_, body) = http_get(node.http, "/api/plugins", node.token.as_deref()).unwrap();
+        let list: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let hostile = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "hostile");
+        hostile.unwrap()["prepare"].as_str().unwrap().to_string()
+    };
+    assert_eq!(prepare_state(), "on");
+
+    // The first call: no config known yet, so its instance was not prepared.
+    assert_eq!(call("prepared"), ["prepared:none"]);
+    // The next ones start on spares prepared with the latest call's config.
+    assert_eq!(call("prepared"), ["prepared:config=prepared"]);
+    // Another route's first call finds a spare prepared for the previous
+    // route (the SDK parses its own config then); the next is its own.
+    assert_eq!(call("prepare-escape"), ["prepared:config=prepared"]);
+    assert_eq!(
+        call("prepare-escape"),
+        ["prepared:answer=unavailable,kv=not-allowed,hangup=unavailable"]
+    );
+
+    // A runaway `prepare`: the warmer's next spare spins in it, is cut at
+    // its slice and thrown away, and `prepare` is off for this version.
+    assert_eq!(
+        call("prepare-loop"),
+        ["prepared:answer=unavailable,kv=not-allowed,hangup=unavailable"]
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || prepare_state() == "off"),
+        "a spinning prepare was not cut: {}",
+        prepare_state()
+    );
+    let log = node.logs();
+    let said: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("prepare() failed"))
+        .collect();
+    assert_eq!(said.len(), 1, "{said:?}");
+    assert!(said[0].contains("ran past its 20 ms slice"), "{}", said[0]);
+    // Calls go on, on spares made without it.
+    assert_eq!(call("prepared"), ["prepared:none"]);
+    assert_eq!(call("prepared"), ["prepared:none"]);
 }

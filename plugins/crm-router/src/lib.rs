@@ -85,6 +85,12 @@ impl Plugin for CrmRouter {
         m
     }
 
+    /// Parses the route config before the call comes (the call then starts
+    /// without parsing it).
+    fn prepare(config: String) {
+        hookline_sdk::prepare_config::<Config>(config);
+    }
+
     fn handle_call(info: CallInfo) -> Result<(), String> {
         // Hand-over arguments override the plugin's config key by key.
         let config: Config = hookline_sdk::config(&info)?;

@@ -4,13 +4,48 @@
 //! granted, HTTP and TCP to that listening address among it, and note each
 //! refusal in the call record). Benchmarks use `park` (wait in a
 //! verb, as an IVR waiting for a key does) and `ping:<n>` (n host calls).
+//!
+//! Its `prepare` (run ahead of a call on a spare instance) keeps what it saw
+//! for the call to note as `prepared:<what>` when the mode starts with
+//! `prepare`: the config (`prepared`), the outcome of verbs tried there
+//! (`prepare-escape`), or it burns CPU forever (`prepare-loop`).
 
 use hookline_sdk::media::{RecordOptions, SpeechOptions};
 use hookline_sdk::{data, media, routing, CallError, CallInfo, Manifest, Plugin};
 
 struct Hostile;
 
+thread_local! {
+    /// What `prepare` saw, for the call to note.
+    static PREPARED: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+fn mode_of(config: &str) -> String {
+    config.trim_matches(|c| c == '"' || c == ' ').to_string()
+}
+
 impl Plugin for Hostile {
+    fn prepare(config: String) {
+        let mode = mode_of(&config);
+        let seen = match mode.as_str() {
+            "prepare-loop" => {
+                let mut x: u64 = 1;
+                loop {
+                    x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+                }
+            }
+            // No call and no grants here: each must be refused.
+            "prepare-escape" => format!(
+                "answer={},kv={},hangup={}",
+                outcome(media::answer()),
+                outcome(data::kv_get("k")),
+                outcome(routing::hangup())
+            ),
+            _ => format!("config={mode}"),
+        };
+        PREPARED.with(|p| *p.borrow_mut() = Some(seen));
+    }
+
     fn manifest() -> Manifest {
         // Asks for nothing: every capability below must be refused. Its CPU
         // is bounded by the node's budget, which each test sets.
@@ -21,10 +56,13 @@ impl Plugin for Hostile {
     }
 
     fn handle_call(info: CallInfo) -> Result<(), String> {
-        let mode = info
-            .config
-            .trim_matches(|c| c == '"' || c == ' ')
-            .to_string();
+        let mode = mode_of(&info.config);
+        if mode.starts_with("prepare") {
+            let seen = PREPARED.with(|p| p.borrow_mut().take());
+            media::answer().map_err(|e| e.to_string())?;
+            data::mark(&format!("prepared:{}", seen.as_deref().unwrap_or("none")));
+            return routing::hangup().map_err(|e| e.to_string());
+        }
         if let Some(n) = mode.strip_prefix("ping:") {
             let n: u64 = n.parse().unwrap_or(0);
             let mut t = 0;

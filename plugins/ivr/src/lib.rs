@@ -181,6 +181,12 @@ impl Plugin for Ivr {
         m
     }
 
+    /// Parses the route config before the call comes (the call then starts
+    /// without parsing it).
+    fn prepare(config: String) {
+        hookline_sdk::prepare_config::<IvrConfig>(config);
+    }
+
     fn handle_call(info: CallInfo) -> Result<(), String> {
         let config: IvrConfig = hookline_sdk::config(&info)?;
         hookline_sdk::finish(run(&config, &info.callee))

@@ -90,6 +90,12 @@ impl Plugin for Survey {
         m
     }
 
+    /// Parses the route config before the call comes (the call then starts
+    /// without parsing it).
+    fn prepare(config: String) {
+        hookline_sdk::prepare_config::<Config>(config);
+    }
+
     fn handle_call(info: CallInfo) -> Result<(), String> {
         let config: Config = hookline_sdk::config(&info)?;
         let mut answers = serde_json::Map::new();

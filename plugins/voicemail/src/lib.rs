@@ -75,6 +75,12 @@ impl Plugin for Voicemail {
         m
     }
 
+    /// Parses the route config before the call comes (the call then starts
+    /// without parsing it).
+    fn prepare(config: String) {
+        hookline_sdk::prepare_config::<Config>(config);
+    }
+
     fn handle_call(info: CallInfo) -> Result<(), String> {
         // Hand-over arguments (e.g. the IVR naming the mailbox) override the route's config.
         let config: Config = hookline_sdk::config(&info)?;

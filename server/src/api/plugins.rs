@@ -31,6 +31,9 @@ struct PluginView {
     cpu_ms: u32,
     bytes: usize,
     loaded_at_ms: i64,
+    /// The optional `prepare` export (0.1.2): "none", "on", or "off" once
+    /// it trapped (this version's calls then start without it).
+    prepare: &'static str,
 }
 
 fn view(p: &crate::call::Plugin) -> PluginView {
@@ -43,6 +46,7 @@ fn view(p: &crate::call::Plugin) -> PluginView {
         cpu_ms: p.manifest.cpu_ms,
         bytes: p.bytes,
         loaded_at_ms: p.loaded_at_ms,
+        prepare: p.prepare_state(),
     }
 }
 

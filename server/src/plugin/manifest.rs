@@ -10,7 +10,7 @@ use super::hookline::call::types::{ConfigField, Manifest};
 use super::quotas::Quotas;
 
 /// Host API versions this node implements: every 0.1.x up to this one.
-pub const API_VERSION: (u32, u32, u32) = (0, 1, 1);
+pub const API_VERSION: (u32, u32, u32) = (0, 1, 2);
 
 /// Most memory a plugin may ask for per call.
 pub const MAX_MEMORY_MIB: u32 = 256;
@@ -526,6 +526,8 @@ mod tests {
     fn api_versions_within_0_1_up_to_ours() {
         assert!(check_api_version("0.1.0").is_ok());
         assert!(check_api_version("0.1.1").is_ok());
+        assert!(check_api_version("0.1.2").is_ok());
+        assert!(check_api_version("0.1.3").is_err());
         assert!(check_api_version("0.1.9").is_err());
         assert!(check_api_version("0.2.0").is_err());
         assert!(check_api_version("1.0").is_err());

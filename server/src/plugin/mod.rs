@@ -11,6 +11,7 @@ pub mod manifest;
 pub mod net_guard;
 pub mod new;
 pub mod output;
+mod prepare;
 pub mod quotas;
 pub mod rules;
 pub mod services;
@@ -108,6 +109,9 @@ pub struct CallState<S: 'static> {
     pub(crate) session: Option<S>,
     /// The plugin's route config (JSON).
     pub(crate) config: String,
+    /// Epoch ticks met while the warmer runs the guest's `prepare`
+    /// (`prepare.rs`); none outside it.
+    prepare_ticks: Option<u32>,
     /// What this call has used of its plugin's per-call quotas.
     pub(crate) used: quotas::CallUse,
     /// The guest's stdout/stderr, and the log budget the `log` verb shares.
@@ -177,11 +181,24 @@ pub struct LoadedPlugin<S: 'static> {
     /// New speech this version had synthesised in the current minute (all its calls).
     pub(crate) tts_minute: std::sync::Mutex<crate::rate::Window>,
     pre: CallPluginPre<CallState<S>>,
+    /// Where the exports are, for instances the warmer makes from `pre`.
+    indices: CallPluginIndices,
+    /// The optional `prepare` export and the config spares get.
+    prepare: prepare::Prepare,
     /// Instances made ahead of their calls (`warm.rs`).
     spares: warm::Spares<S>,
 }
 
 impl<S> LoadedPlugin<S> {
+    /// The optional `prepare` export: "none", "on", or "off" once it trapped.
+    pub fn prepare_state(&self) -> &'static str {
+        match (self.prepare.exported(), self.prepare.is_off()) {
+            (false, _) => "none",
+            (true, false) => "on",
+            (true, true) => "off",
+        }
+    }
+
     /// The guest CPU a call may use: the host's budget, or less if the
     /// manifest asks for less.
     fn cpu_budget(&self, host: Duration) -> Duration {
@@ -190,6 +207,13 @@ impl<S> LoadedPlugin<S> {
             ms => host.min(Duration::from_millis(ms.into())),
         }
     }
+}
+
+/// A component compiled and checked to be a plugin.
+struct Compiled<S: 'static> {
+    pre: CallPluginPre<CallState<S>>,
+    manifest: Manifest,
+    prepare: prepare::Prepare,
 }
 
 /// Compiles plugins and runs calls in them.
@@ -290,7 +314,16 @@ impl<S: Session> PluginHost<S> {
         granted: &Grants,
         caps: &quotas::Quotas,
     ) -> Result<Arc<LoadedPlugin<S>>, PluginError> {
-        let (pre, manifest) = self.compile(name, bytes).await?;
+        let Compiled {
+            pre,
+            manifest,
+            prepare,
+        } = self.compile(name, bytes).await?;
+        let indices =
+            CallPluginIndices::new(pre.instance_pre()).map_err(|e| PluginError::Load {
+                name: name.into(),
+                message: format!("{e:#}"),
+            })?;
         let checked = manifest::check(&manifest, granted, self.budget.memory_mib, caps).map_err(
             |source| PluginError::Manifest {
                 name: name.into(),
@@ -304,6 +337,8 @@ impl<S: Session> PluginHost<S> {
             loaded_at_ms: crate::store::now_ms(),
             tts_minute: std::sync::Mutex::new(crate::rate::Window::new(Instant::now())),
             pre,
+            indices,
+            prepare,
             spares: warm::Spares::new(self.warmer.total.clone()),
         }))
     }
@@ -311,14 +346,10 @@ impl<S: Session> PluginHost<S> {
     /// Compiles a component and reads its manifest, without checking grants
     /// (`hookline plugin check`).
     pub async fn inspect(&self, bytes: &[u8]) -> Result<Manifest, PluginError> {
-        self.compile("(file)", bytes).await.map(|(_, m)| m)
+        self.compile("(file)", bytes).await.map(|c| c.manifest)
     }
 
-    async fn compile(
-        &self,
-        name: &str,
-        bytes: &[u8],
-    ) -> Result<(CallPluginPre<CallState<S>>, Manifest), PluginError> {
+    async fn compile(&self, name: &str, bytes: &[u8]) -> Result<Compiled<S>, PluginError> {
         let err = |message: String| PluginError::Load {
             name: name.into(),
             message,
@@ -357,16 +388,24 @@ impl<S: Session> PluginHost<S> {
             Duration::from_millis(500),
             None,
         );
-        let bindings = pre
+        let instance = pre
+            .instance_pre()
             .instantiate_async(&mut store)
             .await
             .map_err(|e| err(format!("instantiate: {e:#}")))?;
+        let bindings = CallPlugin::new(&mut store, &instance)
+            .map_err(|e| err(format!("not a hookline:call plugin: {e:#}")))?;
+        let prepare = prepare::Prepare::find(&component, &instance, &mut store).map_err(err)?;
         let manifest =
             tokio::time::timeout(Duration::from_secs(5), bindings.call_manifest(&mut store))
                 .await
                 .map_err(|_| err("manifest() did not return within 5 s".into()))?
                 .map_err(|e| err(format!("manifest() trapped: {}", e.root_cause())))?;
-        Ok((pre, manifest))
+        Ok(Compiled {
+            pre,
+            manifest,
+            prepare,
+        })
     }
 
     /// Makes `plugin` the version new calls get; returns the one it replaced.
@@ -439,12 +478,16 @@ impl<S: Session> PluginHost<S> {
             &plugin.name,
             plugin.manifest.quotas.log_lines_per_s,
         );
-        // A spare instance if one is ready (`warm.rs`); the warmer makes the next.
+        // A spare instance if one is ready (`warm.rs`); the warmer makes the
+        // next, prepared with this call's config (`prepare.rs`).
+        plugin.prepare.note(&info.config, info.arguments.as_deref());
         let spare = plugin.spares.take();
         self.warmer.refill(plugin);
         let (mut store, ready) = match spare {
             Some(spare) => {
-                self.warmer.hit();
+                let prepared = spare.prepared.as_deref() == Some(info.config.as_str())
+                    && info.arguments.is_none();
+                self.warmer.hit(prepared);
                 spare.output.fill(&output);
                 let mut store = spare.store;
                 let state = store.data_mut();
@@ -522,6 +565,11 @@ impl<S: Session> PluginHost<S> {
     /// Calls so far that started on a spare instance.
     pub fn warm_hits(&self) -> u64 {
         self.warmer.hits()
+    }
+
+    /// Calls so far that started on a spare prepared with their config.
+    pub fn prepared_hits(&self) -> u64 {
+        self.warmer.prepared_hits()
     }
 
     /// Instantiate + first entry, each call timed on its own, calls starting
@@ -670,6 +718,7 @@ fn new_store<S: Send + 'static>(
         plugin,
         session,
         config: String::new(),
+        prepare_ticks: None,
         used: quotas::CallUse::default(),
         output: None,
     };
@@ -685,6 +734,12 @@ fn new_store<S: Send + 'static>(
         state.cpu_slices += 1;
         if state.cpu_slices > max_slices {
             return Err(wasmtime::Error::msg("CPU budget exhausted"));
+        }
+        if let Some(ticks) = state.prepare_ticks.as_mut() {
+            *ticks += 1;
+            if *ticks >= prepare::MAX_TICKS {
+                return Err(wasmtime::Error::msg("prepare() ran past its 20 ms slice"));
+            }
         }
         Ok(wasmtime::UpdateDeadline::Yield(1))
     });

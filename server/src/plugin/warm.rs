@@ -47,6 +47,8 @@ pub(super) struct Spare<S: 'static> {
     pub(super) store: Store<CallState<S>>,
     pub(super) bindings: CallPlugin,
     pub(super) output: Arc<OutputSlot>,
+    /// The config its `prepare` was given, if it was prepared.
+    pub(super) prepared: Option<Arc<str>>,
 }
 
 /// One plugin version's spares.
@@ -148,6 +150,8 @@ pub(super) struct Warmer<S: 'static> {
     pub(super) total: Arc<AtomicUsize>,
     /// Calls that found a spare ready.
     hits: AtomicU64,
+    /// Of those, calls whose spare was prepared with their own config.
+    prepared_hits: AtomicU64,
 }
 
 impl<S: Send + 'static> Warmer<S> {
@@ -184,6 +188,7 @@ impl<S: Send + 'static> Warmer<S> {
             thread: handle.thread().clone(),
             total,
             hits: AtomicU64::new(0),
+            prepared_hits: AtomicU64::new(0),
         })
     }
 
@@ -204,13 +209,22 @@ impl<S: Send + 'static> Warmer<S> {
         let _ = self.send(Job::Discard(store));
     }
 
-    pub(super) fn hit(&self) {
+    /// A call started on a spare, `prepared` with its own config or not.
+    pub(super) fn hit(&self, prepared: bool) {
         self.hits.fetch_add(1, Ordering::Relaxed);
+        if prepared {
+            self.prepared_hits.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Calls so far that started on a spare instance.
     pub(super) fn hits(&self) -> u64 {
         self.hits.load(Ordering::Relaxed)
+    }
+
+    /// Calls so far that started on a spare prepared with their own config.
+    pub(super) fn prepared_hits(&self) -> u64 {
+        self.prepared_hits.load(Ordering::Relaxed)
     }
 }
 
@@ -288,12 +302,31 @@ async fn refill<S: Send + 'static>(
         plugin.cpu_budget(cpu),
         Some(&output),
     );
-    match plugin.pre.instantiate_async(&mut store).await {
-        Ok(bindings) => plugin.spares.put(Spare {
-            store,
-            bindings,
-            output,
-        }),
+    let made = async {
+        let instance = plugin
+            .pre
+            .instance_pre()
+            .instantiate_async(&mut store)
+            .await?;
+        let bindings = plugin.indices.load(&mut store, &instance)?;
+        Ok::<_, wasmtime::Error>((instance, bindings))
+    };
+    match made.await {
+        Ok((instance, bindings)) => {
+            // A spare whose `prepare` trapped is not fit for a call.
+            if let Ok(prepared) = plugin
+                .prepare
+                .run(&plugin.name, &mut store, &instance)
+                .await
+            {
+                plugin.spares.put(Spare {
+                    store,
+                    bindings,
+                    output,
+                    prepared,
+                });
+            }
+        }
         // The call instantiates its own and meets the error there.
         Err(e) => tracing::debug!(plugin = %plugin.name, "spare instance: {e:#}"),
     }
