@@ -195,9 +195,9 @@ pub fn prepare_config<T: serde::de::DeserializeOwned + 'static>(config: String) 
 /// instance's function table, and that moved entries a call uses onto a
 /// second table page that wasmtime then fills in for every call (the
 /// sample IVR's instance: 28.0 -> 32.0 KiB of plugin memory per call in
-/// `ivr_load`). A value no call takes is left behind, not dropped (a drop
-/// function pointer would do the same): the instance serves one call, and
-/// its memory is reset after it.
+/// `ivr_load`). A value no call takes is left behind, not dropped (its
+/// drop, kept as a function pointer, would go in the table too): the
+/// instance serves one call, and its memory is reset after it.
 mod prepared {
     use std::any::TypeId;
     use std::cell::RefCell;
