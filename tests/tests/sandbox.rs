@@ -197,3 +197,63 @@ fn prepare_runs_ahead_of_the_call_without_call_verbs_and_a_runaway_one_is_cut() 
     assert_eq!(call("prepared"), ["prepared:none"]);
     assert_eq!(call("prepared"), ["prepared:none"]);
 }
+
+/// A `prepare` that waits (a WASI sleep, which the epoch does not see) is
+/// cut by the clock: the warmer goes on making spares and calls go on.
+#[test]
+fn a_prepare_that_sleeps_is_cut_by_the_clock() {
+    let wasm = workspace_root().join("target/wasm32-wasip2/release/hookline_hostile.wasm");
+    let mut extra = format!(
+        "[[plugins]]\nname = \"hostile\"\npath = \"{}\"\n\n",
+        wasm.display()
+    );
+    for mode in ["prepared", "prepare-sleep"] {
+        extra.push_str(&format!(
+            "[[routes]]\nnumber = \"{mode}\"\nplugin = \"hostile\"\nconfig = \"{mode}\"\n\n"
+        ));
+    }
+    let node = TestNode::with_routes(&extra).unwrap();
+    let ua = SipUa::new(node.sip).unwrap();
+    let mut n = 0;
+    let mut call = |mode: &str| -> Vec<String> {
+        n += 1;
+        let id = format!("sleep-{n}");
+        ua.invite(&id, mode, 9).unwrap();
+        let ok = ua
+            .expect(&id, "SIP/2.0 200", Duration::from_secs(20))
+            .unwrap();
+        ua.request("ACK", &id, &hookline_tests::to_tag(&ok), 1, "", "")
+            .unwrap();
+        let record = node
+            .wait_for_call(Duration::from_secs(20), |c| {
+                c["id"] == id && c["hangup_cause"].is_string()
+            })
+            .unwrap();
+        path_of(&record)
+            .into_iter()
+            .filter(|p| p.starts_with("prepared:"))
+            .collect()
+    };
+    let prepare_state = || {
+        let (_, body) = http_get(node.http, "/api/plugins", node.token.as_deref()).unwrap();
+        let list: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let hostile = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "hostile");
+        hostile.unwrap()["prepare"].as_str().unwrap().to_string()
+    };
+    // The first call makes the warmer prepare the next spare with a sleep.
+    assert_eq!(call("prepare-sleep"), ["prepared:none"]);
+    assert!(
+        wait_until(Duration::from_secs(5), || prepare_state() == "off"),
+        "a sleeping prepare was not cut: {}",
+        prepare_state()
+    );
+    let log = node.logs();
+    assert!(log.contains("prepare() waited past 100ms"), "{log}");
+    // The warmer lives on: spares (unprepared now) serve the next calls.
+    assert_eq!(call("prepared"), ["prepared:none"]);
+    assert_eq!(call("prepared"), ["prepared:none"]);
+}

@@ -8,7 +8,8 @@
 //! Its `prepare` (run ahead of a call on a spare instance) keeps what it saw
 //! for the call to note as `prepared:<what>` when the mode starts with
 //! `prepare`: the config (`prepared`), the outcome of verbs tried there
-//! (`prepare-escape`), or it burns CPU forever (`prepare-loop`).
+//! (`prepare-escape`), or it burns CPU forever (`prepare-loop`) or sleeps
+//! (`prepare-sleep`).
 
 use hookline_sdk::media::{RecordOptions, SpeechOptions};
 use hookline_sdk::{data, media, routing, CallError, CallInfo, Manifest, Plugin};
@@ -28,6 +29,11 @@ impl Plugin for Hostile {
     fn prepare(config: String) {
         let mode = mode_of(&config);
         let seen = match mode.as_str() {
+            // Waits (a WASI sleep): the epoch does not see it, the clock must.
+            "prepare-sleep" => {
+                std::thread::sleep(std::time::Duration::from_secs(600));
+                "slept".to_string()
+            }
             "prepare-loop" => {
                 let mut x: u64 = 1;
                 loop {

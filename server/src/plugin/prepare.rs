@@ -11,7 +11,8 @@
 //! What the guest can do in `prepare` is bounded as in a call, and more:
 //! the store has no call and no plugin grants, so every call verb and every
 //! granted service returns an error; its CPU counts against the call's
-//! budget; and it traps on the second epoch tick it meets (20-40 ms). A
+//! budget; and it traps on the second epoch tick it meets (20-40 ms of
+//! computing) or is cut after `MAX_WALL` by the clock (waiting). A
 //! `prepare` that traps costs the spare, and the plugin version is not
 //! prepared again (the warmer is never held up by it twice). Nothing passes
 //! between calls: the config is the operator's route config, and each
@@ -19,6 +20,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use wasmtime::component::{Component, ComponentExportIndex, Instance};
 use wasmtime::Store;
@@ -29,6 +31,10 @@ use super::CallState;
 /// prepare of microseconds that a tick happened to land on (and turn it off
 /// for good); two give it at least one whole 20 ms slice.
 pub(super) const MAX_TICKS: u32 = 2;
+/// Longest a `prepare` may take by the clock: epoch ticks count only time
+/// the guest computes, and one waiting in WASI (a sleep) would hold the
+/// warmer, and every plugin's spares, for as long as it liked.
+const MAX_WALL: Duration = Duration::from_millis(100);
 
 /// One plugin version's `prepare`: the export, and what spares get.
 pub(super) struct Prepare {
@@ -109,7 +115,16 @@ impl Prepare {
         store.data_mut().prepare_ticks = Some(0);
         store.set_epoch_deadline(1);
         let outcome = match instance.get_typed_func::<(&str,), ()>(&mut *store, export) {
-            Ok(prepare) => prepare.call_async(&mut *store, (&config,)).await,
+            Ok(prepare) => {
+                match tokio::time::timeout(MAX_WALL, prepare.call_async(&mut *store, (&config,)))
+                    .await
+                {
+                    Ok(done) => done,
+                    Err(_) => Err(wasmtime::Error::msg(format!(
+                        "prepare() waited past {MAX_WALL:?}"
+                    ))),
+                }
+            }
             Err(e) => Err(e),
         };
         store.data_mut().prepare_ticks = None;

@@ -164,8 +164,12 @@ impl<S: Send + 'static> Warmer<S> {
             .name("plugin-warmer".into())
             .spawn(move || {
                 // Instantiation is async (the store is): a small executor of
-                // its own, with no I/O, drives it.
-                let rt = match tokio::runtime::Builder::new_current_thread().build() {
+                // its own, with no I/O, drives it; with timers, so a guest's
+                // `prepare` that waits (a WASI sleep) is timed out, not a panic.
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_time()
+                    .build()
+                {
                     Ok(rt) => rt,
                     Err(e) => {
                         tracing::warn!("plugin warmer: {e}: instances are made at call start");
