@@ -21,8 +21,11 @@
 //!
 //! Last line: `bench=plugin_instantiate iterations=N ... instantiate_first_entry_us=X p99_us=Y
 //! warm_hits=H prepared_hits=R cpu_us_per_call=C back_to_back_us=B floor_p50_us=F floor_p99_us=G
-//! call_path_faults_per_call=P faults_per_call=Q` (minor page faults per call
-//! while calls arrive: on the calls' own thread, and in the whole process)
+//! beside_warmer=W beside_warmer_p99_us=V alone_p99_us=A
+//! call_path_faults_per_call=P faults_per_call=Q` (calls that ran while the
+//! warmer ran a job, and the p99 of those and of the rest; minor page faults
+//! per call while calls arrive: on the calls' own thread, and in the whole
+//! process)
 
 use std::time::Duration;
 
@@ -100,7 +103,7 @@ fn main() -> anyhow::Result<()> {
         )
     };
     let faults_before = faults();
-    let mut took = rt
+    let timed = rt
         .block_on(
             node.plugins
                 .instantiate_latencies(&plugin, make, &info, iterations, gap, done),
@@ -117,9 +120,14 @@ fn main() -> anyhow::Result<()> {
     let per_call = |n: u64| n as f64 / iterations as f64;
     let call_faults = per_call(faults_after.0 - faults_before.0);
     let all_faults = per_call(faults_after.1 - faults_before.1);
-    took.sort_by(|a, b| a.total_cmp(b));
-    let at = |q: f64| took[((took.len() - 1) as f64 * q) as usize];
-    let (p50, p99) = (at(0.50), at(0.99));
+    let (p50, p99) = percentiles(timed.iter().map(|t| t.0).collect());
+    // Calls that ran while the warmer was making a spare or dropping a store
+    // (on the other core, or preempting the call on its own), and the rest.
+    let beside: Vec<f64> = timed.iter().filter(|t| t.1).map(|t| t.0).collect();
+    let alone: Vec<f64> = timed.iter().filter(|t| !t.1).map(|t| t.0).collect();
+    let (beside_n, alone_n) = (beside.len(), alone.len());
+    let (beside_p50, beside_p99) = percentiles(beside);
+    let (alone_p50, alone_p99) = percentiles(alone);
     // The process's CPU per call while calls arrived, less the idle node's:
     // the call's own path, the warmer making spares and dropping stores, and
     // the sleeps between calls (so an upper bound).
@@ -131,6 +139,10 @@ fn main() -> anyhow::Result<()> {
          sleep, same thread): p50 {floor_p50:.1} µs, p99 {floor_p99:.1} µs"
     );
     eprintln!(
+        "calls that ran beside the warmer's work: {beside_n}, p50 {beside_p50:.1} µs, \
+         p99 {beside_p99:.1}; alone: {alone_n}, p50 {alone_p50:.1}, p99 {alone_p99:.1}"
+    );
+    eprintln!(
         "arrivals: {rate} calls/s, {warm} of {iterations} started on a spare instance; \
          back to back (no spare ready, store dropped by the warmer or inline): {back_to_back:.1} µs"
     );
@@ -139,10 +151,21 @@ fn main() -> anyhow::Result<()> {
          instantiate_first_entry_us={p50:.1} p99_us={p99:.1} warm_hits={warm} prepared_hits={prepared} \
          cpu_us_per_call={cpu_us:.1} back_to_back_us={back_to_back:.1} \
          floor_p50_us={floor_p50:.1} floor_p99_us={floor_p99:.1} \
+         beside_warmer={beside_n} beside_warmer_p99_us={beside_p99:.1} alone_p99_us={alone_p99:.1} \
          call_path_faults_per_call={call_faults:.2} faults_per_call={all_faults:.2} {}",
         hookline_benches::proc_stats::host_fields()
     );
     Ok(())
+}
+
+/// p50 and p99 (NaN for none).
+fn percentiles(mut v: Vec<f64>) -> (f64, f64) {
+    if v.is_empty() {
+        return (f64::NAN, f64::NAN);
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let at = |q: f64| v[((v.len() - 1) as f64 * q) as usize];
+    (at(0.50), at(0.99))
 }
 
 /// What this machine adds to a short timed piece of work on its own: a
@@ -175,9 +198,7 @@ fn noise_floor(target_us: f64, n: u32, gap: Duration) -> (f64, f64) {
         std::hint::black_box(work(rounds));
         took.push(start.elapsed().as_secs_f64() * 1e6);
     }
-    took.sort_by(|a, b| a.total_cmp(b));
-    let at = |q: f64| took[((took.len() - 1) as f64 * q) as usize];
-    (at(0.50), at(0.99))
+    percentiles(took)
 }
 
 fn tempfile_dir() -> std::io::Result<std::path::PathBuf> {

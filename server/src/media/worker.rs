@@ -475,6 +475,7 @@ impl Worker {
                 lock_room(room).mix();
             }
             for i in 0..self.legs.len() {
+                prefetch_ahead(&self.legs, i);
                 // A watched leg was read as its packets arrived.
                 if !self.legs[i].watched {
                     self.receive(i, &mut inbox);
@@ -515,6 +516,38 @@ impl Worker {
 }
 
 /// Two distinct elements of a slice, mutably.
+/// Asks the CPU for the legs the tick reaches next while it works on leg
+/// `i` (its system calls take a microsecond): leg `i + 2`'s own fields and
+/// leg `i + 1`'s first stream, whose address that leg's fields (asked for
+/// one leg earlier) hold. With thousands of legs a tick's leg data does not
+/// stay in the core's cache from one tick to the next, and perf of the IVR
+/// load put most of the worker's own time in loads that missed it.
+fn prefetch_ahead(legs: &[Leg], i: usize) {
+    if let Some(leg) = legs.get(i + 2) {
+        prefetch(leg);
+    }
+    if let Some(stream) = legs.get(i + 1).and_then(|l| l.streams.first()) {
+        prefetch(stream);
+    }
+}
+
+/// Every cache line of `*v`, for reading soon (a hint: nothing faults).
+#[inline(always)]
+fn prefetch<T>(v: &T) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        let p = (v as *const T).cast::<i8>();
+        for line in (0..std::mem::size_of::<T>()).step_by(64) {
+            // SAFETY: a prefetch reads nothing and cannot fault; the address is
+            // inside `*v`.
+            unsafe { _mm_prefetch(p.wrapping_add(line), _MM_HINT_T0) };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = v;
+}
+
 pub(super) fn pair_mut<T>(v: &mut [T], i: usize, j: usize) -> (&mut T, &mut T) {
     assert_ne!(i, j);
     if i < j {

@@ -574,7 +574,8 @@ impl<S: Session> PluginHost<S> {
 
     /// Instantiate + first entry, each call timed on its own, calls starting
     /// `gap` apart (as calls arrive, not back to back): the microseconds
-    /// each took to start and return.
+    /// each took to start and return, and whether the warmer was running a
+    /// job (making a spare, dropping a store) while it did.
     pub async fn instantiate_latencies(
         &self,
         plugin: &Arc<LoadedPlugin<S>>,
@@ -583,7 +584,7 @@ impl<S: Session> PluginHost<S> {
         n: u32,
         gap: Duration,
         expect: impl Fn(&Outcome) -> bool,
-    ) -> Result<Vec<f64>, String> {
+    ) -> Result<Vec<(f64, bool)>, String> {
         let mut took = Vec::with_capacity(n as usize);
         let mut next = Instant::now();
         for i in 0..n {
@@ -593,11 +594,14 @@ impl<S: Session> PluginHost<S> {
             // What the node does before and after the plugin (the call's
             // session and info made, the session's teardown) is not timed.
             let (session, info) = (make(), info.clone());
+            let working = self.warmer.working();
             let start = Instant::now();
             let session = self
                 .run_expecting(plugin, session, info, i, &expect)
                 .await?;
-            took.push(start.elapsed().as_secs_f64() * 1e6);
+            let micros = start.elapsed().as_secs_f64() * 1e6;
+            let beside = working % 2 == 1 || self.warmer.working() != working;
+            took.push((micros, beside));
             drop(session);
         }
         Ok(took)

@@ -120,6 +120,10 @@ struct Shared<S: 'static> {
     asleep: AtomicBool,
     /// The host is gone: the warmer ends.
     closed: AtomicBool,
+    /// Jobs begun plus jobs ended: odd while the warmer runs one. Read by
+    /// the start-up benchmark to tell the calls that ran beside the warmer's
+    /// work from those that ran alone.
+    working: AtomicU64,
 }
 
 impl<S> Shared<S> {
@@ -128,6 +132,7 @@ impl<S> Shared<S> {
             jobs: Mutex::new(VecDeque::with_capacity(JOBS)),
             asleep: AtomicBool::new(false),
             closed: AtomicBool::new(false),
+            working: AtomicU64::new(0),
         }
     }
 
@@ -230,6 +235,11 @@ impl<S: Send + 'static> Warmer<S> {
     pub(super) fn prepared_hits(&self) -> u64 {
         self.prepared_hits.load(Ordering::Relaxed)
     }
+
+    /// Jobs begun plus jobs ended (odd: one is running).
+    pub(super) fn working(&self) -> u64 {
+        self.shared.working.load(Ordering::Relaxed)
+    }
 }
 
 impl<S: 'static> Drop for Warmer<S> {
@@ -265,7 +275,9 @@ fn work<S>(shared: &Shared<S>, mut run: impl FnMut(Job<S>)) {
     loop {
         let job = shared.lock().pop_front();
         if let Some(job) = job {
+            shared.working.fetch_add(1, Ordering::Relaxed);
             run(job);
+            shared.working.fetch_add(1, Ordering::Relaxed);
             last_job = Instant::now();
             continue;
         }
