@@ -118,75 +118,33 @@ fn hostile_plugins_fail_alone_and_their_calls_reach_the_fallback() {
 /// plugin's calls go on without it.
 #[test]
 fn prepare_runs_ahead_of_the_call_without_call_verbs_and_a_runaway_one_is_cut() {
-    let wasm = workspace_root().join("target/wasm32-wasip2/release/hookline_hostile.wasm");
-    let mut extra = format!(
-        "[[plugins]]\nname = \"hostile\"\npath = \"{}\"\n\n",
-        wasm.display()
-    );
-    for mode in ["prepared", "prepare-escape", "prepare-loop"] {
-        extra.push_str(&format!(
-            "[[routes]]\nnumber = \"{mode}\"\nplugin = \"hostile\"\nconfig = \"{mode}\"\n\n"
-        ));
-    }
-    let node = TestNode::with_routes(&extra).unwrap();
-    let ua = SipUa::new(node.sip).unwrap();
-    // One call at a time: what the hostile plugin's `prepare` saw, as its call noted it.
-    let mut n = 0;
-    let mut call = |mode: &str| -> Vec<String> {
-        n += 1;
-        let id = format!("prepare-{n}");
-        ua.invite(&id, mode, 9).unwrap();
-        let ok = ua
-            .expect(&id, "SIP/2.0 200", Duration::from_secs(20))
-            .unwrap();
-        ua.request("ACK", &id, &hookline_tests::to_tag(&ok), 1, "", "")
-            .unwrap();
-        let record = node
-            .wait_for_call(Duration::from_secs(20), |c| {
-                c["id"] == id && c["hangup_cause"].is_string()
-            })
-            .unwrap();
-        let path = path_of(&record);
-        path.into_iter()
-            .filter(|p| p.starts_with("prepared:"))
-            .collect()
-    };
-    let prepare_state = || {
-        let (_, body) = http_get(node.http, "/api/plugins", node.token.as_deref()).unwrap();
-        let list: serde_json::Value = serde_json::from_str(&body).unwrap();
-        let hostile = list
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|p| p["name"] == "hostile");
-        hostile.unwrap()["prepare"].as_str().unwrap().to_string()
-    };
-    assert_eq!(prepare_state(), "on");
+    let node = PrepareNode::new(&["prepared", "prepare-escape", "prepare-loop"]);
+    assert_eq!(node.prepare_state(), "on");
 
     // The first call: no config known yet, so its instance was not prepared.
-    assert_eq!(call("prepared"), ["prepared:none"]);
+    assert_eq!(node.call("prepared"), ["prepared:none"]);
     // The next ones start on spares prepared with the latest call's config.
-    assert_eq!(call("prepared"), ["prepared:config=prepared"]);
+    assert_eq!(node.call("prepared"), ["prepared:config=prepared"]);
     // Another route's first call finds a spare prepared for the previous
     // route (the SDK parses its own config then); the next is its own.
-    assert_eq!(call("prepare-escape"), ["prepared:config=prepared"]);
+    assert_eq!(node.call("prepare-escape"), ["prepared:config=prepared"]);
     assert_eq!(
-        call("prepare-escape"),
+        node.call("prepare-escape"),
         ["prepared:answer=unavailable,kv=not-allowed,hangup=unavailable"]
     );
 
     // A runaway `prepare`: the warmer's next spare spins in it, is cut at
     // its slice and thrown away, and `prepare` is off for this version.
     assert_eq!(
-        call("prepare-loop"),
+        node.call("prepare-loop"),
         ["prepared:answer=unavailable,kv=not-allowed,hangup=unavailable"]
     );
     assert!(
-        wait_until(Duration::from_secs(5), || prepare_state() == "off"),
+        wait_until(Duration::from_secs(5), || node.prepare_state() == "off"),
         "a spinning prepare was not cut: {}",
-        prepare_state()
+        node.prepare_state()
     );
-    let log = node.logs();
+    let log = node.node.logs();
     let said: Vec<&str> = log
         .lines()
         .filter(|l| l.contains("prepare() failed"))
@@ -194,37 +152,74 @@ fn prepare_runs_ahead_of_the_call_without_call_verbs_and_a_runaway_one_is_cut() 
     assert_eq!(said.len(), 1, "{said:?}");
     assert!(said[0].contains("ran past its 20 ms slice"), "{}", said[0]);
     // Calls go on, on spares made without it.
-    assert_eq!(call("prepared"), ["prepared:none"]);
-    assert_eq!(call("prepared"), ["prepared:none"]);
+    assert_eq!(node.call("prepared"), ["prepared:none"]);
+    assert_eq!(node.call("prepared"), ["prepared:none"]);
 }
 
 /// A `prepare` that waits (a WASI sleep, which the epoch does not see) is
 /// cut by the clock: the warmer goes on making spares and calls go on.
 #[test]
 fn a_prepare_that_sleeps_is_cut_by_the_clock() {
-    let wasm = workspace_root().join("target/wasm32-wasip2/release/hookline_hostile.wasm");
-    let mut extra = format!(
-        "[[plugins]]\nname = \"hostile\"\npath = \"{}\"\n\n",
-        wasm.display()
+    let node = PrepareNode::new(&["prepared", "prepare-sleep"]);
+    // The first call makes the warmer prepare the next spare with a sleep.
+    assert_eq!(node.call("prepare-sleep"), ["prepared:none"]);
+    assert!(
+        wait_until(Duration::from_secs(5), || node.prepare_state() == "off"),
+        "a sleeping prepare was not cut: {}",
+        node.prepare_state()
     );
-    for mode in ["prepared", "prepare-sleep"] {
-        extra.push_str(&format!(
-            "[[routes]]\nnumber = \"{mode}\"\nplugin = \"hostile\"\nconfig = \"{mode}\"\n\n"
-        ));
+    let log = node.node.logs();
+    assert!(log.contains("prepare() waited past 100ms"), "{log}");
+    // The warmer lives on: spares (unprepared now) serve the next calls.
+    assert_eq!(node.call("prepared"), ["prepared:none"]);
+    assert_eq!(node.call("prepared"), ["prepared:none"]);
+}
+
+/// A node with the hostile plugin on one route per `prepare` mode, called
+/// one call at a time through SIP.
+struct PrepareNode {
+    node: TestNode,
+    ua: SipUa,
+    calls: std::cell::Cell<u32>,
+}
+
+impl PrepareNode {
+    fn new(modes: &[&str]) -> PrepareNode {
+        let wasm = workspace_root().join("target/wasm32-wasip2/release/hookline_hostile.wasm");
+        let mut extra = format!(
+            "[[plugins]]\nname = \"hostile\"\npath = \"{}\"\n\n",
+            wasm.display()
+        );
+        for mode in modes {
+            extra.push_str(&format!(
+                "[[routes]]\nnumber = \"{mode}\"\nplugin = \"hostile\"\nconfig = \"{mode}\"\n\n"
+            ));
+        }
+        let node = TestNode::with_routes(&extra).unwrap();
+        let ua = SipUa::new(node.sip).unwrap();
+        PrepareNode {
+            node,
+            ua,
+            calls: std::cell::Cell::new(0),
+        }
     }
-    let node = TestNode::with_routes(&extra).unwrap();
-    let ua = SipUa::new(node.sip).unwrap();
-    let mut n = 0;
-    let mut call = |mode: &str| -> Vec<String> {
-        n += 1;
-        let id = format!("sleep-{n}");
-        ua.invite(&id, mode, 9).unwrap();
-        let ok = ua
+
+    /// One call to `mode`'s route: what the hostile plugin's `prepare` saw,
+    /// as its call noted it.
+    fn call(&self, mode: &str) -> Vec<String> {
+        let n = self.calls.get() + 1;
+        self.calls.set(n);
+        let id = format!("prepare-{n}");
+        self.ua.invite(&id, mode, 9).unwrap();
+        let ok = self
+            .ua
             .expect(&id, "SIP/2.0 200", Duration::from_secs(20))
             .unwrap();
-        ua.request("ACK", &id, &hookline_tests::to_tag(&ok), 1, "", "")
+        self.ua
+            .request("ACK", &id, &hookline_tests::to_tag(&ok), 1, "", "")
             .unwrap();
-        let record = node
+        let record = self
+            .node
             .wait_for_call(Duration::from_secs(20), |c| {
                 c["id"] == id && c["hangup_cause"].is_string()
             })
@@ -233,9 +228,12 @@ fn a_prepare_that_sleeps_is_cut_by_the_clock() {
             .into_iter()
             .filter(|p| p.starts_with("prepared:"))
             .collect()
-    };
-    let prepare_state = || {
-        let (_, body) = http_get(node.http, "/api/plugins", node.token.as_deref()).unwrap();
+    }
+
+    /// What `GET /api/plugins` says of the hostile plugin's `prepare`.
+    fn prepare_state(&self) -> String {
+        let (_, body) =
+            http_get(self.node.http, "/api/plugins", self.node.token.as_deref()).unwrap();
         let list: serde_json::Value = serde_json::from_str(&body).unwrap();
         let hostile = list
             .as_array()
@@ -243,17 +241,5 @@ fn a_prepare_that_sleeps_is_cut_by_the_clock() {
             .iter()
             .find(|p| p["name"] == "hostile");
         hostile.unwrap()["prepare"].as_str().unwrap().to_string()
-    };
-    // The first call makes the warmer prepare the next spare with a sleep.
-    assert_eq!(call("prepare-sleep"), ["prepared:none"]);
-    assert!(
-        wait_until(Duration::from_secs(5), || prepare_state() == "off"),
-        "a sleeping prepare was not cut: {}",
-        prepare_state()
-    );
-    let log = node.logs();
-    assert!(log.contains("prepare() waited past 100ms"), "{log}");
-    // The warmer lives on: spares (unprepared now) serve the next calls.
-    assert_eq!(call("prepared"), ["prepared:none"]);
-    assert_eq!(call("prepared"), ["prepared:none"]);
+    }
 }
