@@ -222,10 +222,26 @@ mod prepared {
         READY.with(|r| *r.borrow_mut() = Some(ready));
     }
 
+    /// Whether two texts are the same, compared eight bytes at a time.
+    ///
+    /// Why not `==`: on strings it calls the C library's `memcmp`, which
+    /// wasi-libc compares one byte at a time. For the sample IVR's route
+    /// config that was 10,700 instructions, a quarter of all a call's start
+    /// executes, host side included (callgrind of `plugin_instantiate`).
+    pub(super) fn same_text(a: &str, b: &str) -> bool {
+        let (a, b) = (a.as_bytes(), b.as_bytes());
+        if a.len() != b.len() {
+            return false;
+        }
+        let ((wa, ta), (wb, tb)) = (a.as_chunks::<8>(), b.as_chunks::<8>());
+        let word = |w: &[u8; 8]| u64::from_ne_bytes(*w);
+        wa.iter().zip(wb).all(|(x, y)| word(x) == word(y)) && ta.iter().zip(tb).all(|(x, y)| x == y)
+    }
+
     /// The value parsed from exactly `config` as a `T`, once.
     pub(super) fn take<T: 'static>(config: &str) -> Option<T> {
         let ready = READY.with(|r| r.borrow_mut().take())?;
-        if ready.config != config || ready.ty != TypeId::of::<T>() {
+        if ready.ty != TypeId::of::<T>() || !same_text(&ready.config, config) {
             return None;
         }
         // SAFETY: `value` is the `Box<T>` `keep` made for this very `T` (the
@@ -356,5 +372,22 @@ mod tests {
         assert_eq!(prepared::take::<Conf>(plain).unwrap().attempts, 2);
         prepare_config::<Conf>("{".to_string());
         assert!(prepared::take::<Conf>("{").is_none());
+    }
+
+    #[test]
+    fn texts_are_the_same_only_when_every_byte_is() {
+        let text = r#"{"greeting": ["hello"], "attempts": 2, "menu": ["m"]}"#;
+        assert!(prepared::same_text(text, text));
+        assert!(prepared::same_text("", ""));
+        // A difference in a whole word, in the tail past the last word, in
+        // the very first and the very last byte, and in length.
+        for at in [0, 3, 8, 15, text.len() - 3, text.len() - 1] {
+            let mut other = text.as_bytes().to_vec();
+            other[at] ^= 1;
+            let other = String::from_utf8(other).unwrap();
+            assert!(!prepared::same_text(text, &other), "a change at byte {at}");
+        }
+        assert!(!prepared::same_text(text, &text[..text.len() - 1]));
+        assert!(!prepared::same_text("abcdefgh", "abcdefghi"));
     }
 }

@@ -188,7 +188,13 @@ impl Plugin for Ivr {
     }
 
     fn handle_call(info: CallInfo) -> Result<(), String> {
-        let config: IvrConfig = hookline_sdk::config(&info)?;
+        // Neither is freed at the end: the instance serves this one call and
+        // its memory is reset after it, so freeing the config's hundred-odd
+        // allocations one by one was wasted work: three quarters of the
+        // instructions the guest ran for a call that hangs up at once
+        // (10,700 of 14,000, callgrind of `plugin_instantiate`).
+        let info = std::mem::ManuallyDrop::new(info);
+        let config = std::mem::ManuallyDrop::new(hookline_sdk::config::<IvrConfig>(&info)?);
         hookline_sdk::finish(run(&config, &info.callee))
     }
 }
