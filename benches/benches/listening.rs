@@ -131,6 +131,25 @@ fn main() {
                 let _ = tx.send(chunk);
             }
         }
+        // The last speakers' results come up to a second or so after their
+        // speech (the endpointer's trailing silence, then the decode): the
+        // calls go on hearing silence until every speaker has one, or 5 s,
+        // so the last are not counted as unrecognised for the run's end.
+        for _ in 0..250 {
+            let heard = results
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|r| starts[r.0].is_some())
+                .count();
+            if heard >= speakers.len() {
+                break;
+            }
+            tick.tick().await;
+            for tx in &senders {
+                let _ = tx.send(quiet.clone());
+            }
+        }
         (listen_cpu, kib)
     });
     let ended = ended.lock().unwrap();
