@@ -17,11 +17,14 @@
 //!
 //! The noise floor: a fixed piece of arithmetic as long as the plugin's p50,
 //! timed the same way in the same run, so the plugin's p99 can be read
-//! against what this machine adds to any short timed work.
+//! against what this machine adds to any short timed work. And a memory
+//! floor: a walk over 64 KiB of memory, one dependent load per cache line,
+//! timed hot and after the same sleep, for what memory gone cold across the
+//! sleep costs (the arithmetic floor touches none).
 //!
 //! Last line: `bench=plugin_instantiate iterations=N ... instantiate_first_entry_us=X p99_us=Y
 //! warm_hits=H prepared_hits=R cpu_us_per_call=C back_to_back_us=B floor_p50_us=F floor_p99_us=G
-//! beside_warmer=W beside_warmer_p99_us=V alone_p99_us=A
+//! walk_hot_us=H walk_after_sleep_us=S beside_warmer=W beside_warmer_p99_us=V alone_p99_us=A
 //! call_path_faults_per_call=P faults_per_call=Q` (calls that ran while the
 //! warmer ran a job, and the p99 of those and of the rest; minor page faults
 //! per call while calls arrive: on the calls' own thread, and in the whole
@@ -133,7 +136,13 @@ fn main() -> anyhow::Result<()> {
     // the sleeps between calls (so an upper bound).
     let cpu_us = cpu * 1e6 / iterations as f64;
     let (floor_p50, floor_p99) = noise_floor(p50, iterations, gap);
+    let (cold_hot, cold_p50) = memory_floor(iterations, gap);
     std::fs::remove_dir_all(&data).ok();
+    eprintln!(
+        "memory floor: a walk over {} KiB, one dependent load per 64-byte line: {cold_hot:.1} µs \
+         hot, p50 {cold_p50:.1} µs after the same sleep",
+        WALK_BYTES / 1024
+    );
     eprintln!(
         "noise floor: a fixed {p50:.1} µs of arithmetic, timed the same way (after the same \
          sleep, same thread): p50 {floor_p50:.1} µs, p99 {floor_p99:.1} µs"
@@ -151,6 +160,7 @@ fn main() -> anyhow::Result<()> {
          instantiate_first_entry_us={p50:.1} p99_us={p99:.1} warm_hits={warm} prepared_hits={prepared} \
          cpu_us_per_call={cpu_us:.1} back_to_back_us={back_to_back:.1} \
          floor_p50_us={floor_p50:.1} floor_p99_us={floor_p99:.1} \
+         walk_hot_us={cold_hot:.1} walk_after_sleep_us={cold_p50:.1} \
          beside_warmer={beside_n} beside_warmer_p99_us={beside_p99:.1} alone_p99_us={alone_p99:.1} \
          call_path_faults_per_call={call_faults:.2} faults_per_call={all_faults:.2} {}",
         hookline_benches::proc_stats::host_fields()
@@ -199,6 +209,61 @@ fn noise_floor(target_us: f64, n: u32, gap: Duration) -> (f64, f64) {
         took.push(start.elapsed().as_secs_f64() * 1e6);
     }
     percentiles(took)
+}
+
+/// Bytes the memory floor walks: about what a call's start might touch
+/// (an instance's stacks, heap and tables, a few pages each; a guess, not
+/// a measure of the call).
+const WALK_BYTES: usize = 64 << 10;
+
+/// What this machine adds to work that touches memory: a walk over
+/// `WALK_BYTES`, one load per cache line in a shuffled order, each load's
+/// address from the one before (so neither the prefetcher nor overlapping
+/// loads hide a miss). Timed hot (walked twice in a row, the second timed)
+/// and after the same sleep as the calls, on the same thread: the gap
+/// between the two is what caches and TLB gone cold across the sleep cost
+/// a walk of that size, which the arithmetic floor does not show.
+fn memory_floor(n: u32, gap: Duration) -> (f64, f64) {
+    let lines = WALK_BYTES / 64;
+    let step = 64 / std::mem::size_of::<usize>();
+    // A single cycle through all lines in a shuffled order (Sattolo).
+    let mut order: Vec<usize> = (0..lines).collect();
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    for i in (1..lines).rev() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        order.swap(i, (x % i as u64) as usize);
+    }
+    let mut next = vec![0usize; lines * step];
+    for i in 0..lines {
+        next[i * step] = order[i] * step;
+    }
+    let walk = |next: &[usize]| {
+        let mut at = 0;
+        for _ in 0..lines {
+            at = next[at];
+        }
+        std::hint::black_box(at)
+    };
+    let timed = |next: &[usize]| {
+        let start = std::time::Instant::now();
+        walk(next);
+        start.elapsed().as_secs_f64() * 1e6
+    };
+    let mut hot = Vec::with_capacity(n as usize);
+    for _ in 0..n.min(1000) {
+        walk(&next);
+        hot.push(timed(&next));
+    }
+    let mut after_sleep = Vec::with_capacity(n as usize);
+    let mut due = std::time::Instant::now();
+    for _ in 0..n {
+        std::thread::sleep(due.saturating_duration_since(std::time::Instant::now()));
+        due += gap;
+        after_sleep.push(timed(&next));
+    }
+    (percentiles(hot).0, percentiles(after_sleep).0)
 }
 
 fn tempfile_dir() -> std::io::Result<std::path::PathBuf> {

@@ -226,16 +226,19 @@ mod prepared {
     ///
     /// Why not `==`: on strings it calls the C library's `memcmp`, which
     /// wasi-libc compares one byte at a time. For the sample IVR's route
-    /// config that was 10,700 instructions, a quarter of all a call's start
-    /// executes, host side included (callgrind of `plugin_instantiate`).
+    /// config that was 10,700 instructions, a quarter of all those a call's
+    /// start executed, host side included (callgrind of `plugin_instantiate`).
     pub(super) fn same_text(a: &str, b: &str) -> bool {
         let (a, b) = (a.as_bytes(), b.as_bytes());
         if a.len() != b.len() {
             return false;
         }
-        let ((wa, ta), (wb, tb)) = (a.as_chunks::<8>(), b.as_chunks::<8>());
-        let word = |w: &[u8; 8]| u64::from_ne_bytes(*w);
-        wa.iter().zip(wb).all(|(x, y)| word(x) == word(y)) && ta.iter().zip(tb).all(|(x, y)| x == y)
+        // `chunks_exact`, not `as_chunks`: plugin authors' toolchains may
+        // be older than Rust 1.88.
+        let word = |w: &[u8]| u64::from_ne_bytes(w.try_into().unwrap_or([0; 8]));
+        let (wa, wb) = (a.chunks_exact(8), b.chunks_exact(8));
+        let (ta, tb) = (wa.remainder(), wb.remainder());
+        wa.zip(wb).all(|(x, y)| word(x) == word(y)) && ta == tb
     }
 
     /// The value parsed from exactly `config` as a `T`, once.
