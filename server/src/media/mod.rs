@@ -12,6 +12,7 @@ pub mod mixer;
 pub mod outbox;
 mod play_queue;
 mod ports;
+mod prefetch;
 pub mod prompt;
 pub mod recorder;
 mod tally;
