@@ -28,7 +28,8 @@
 //! call_path_faults_per_call=P faults_per_call=Q` (calls that ran while the
 //! warmer ran a job, and the p99 of those and of the rest; minor page faults
 //! per call while calls arrive: on the calls' own thread, and in the whole
-//! process)
+//! process) `after_idle_p50_us=I after_idle_max_us=M` (the first 50 calls
+//! after the node sat idle 5 s, timed apart from the steady run above)
 
 use std::time::Duration;
 
@@ -95,6 +96,18 @@ fn main() -> anyhow::Result<()> {
     std::thread::sleep(idle);
     let idle_cpu_per_s =
         (hookline_benches::proc_stats::cpu_seconds(pid) - idle_before) / idle.as_secs_f64();
+    // The first calls after the node sat idle find caches, TLB and branch
+    // predictors cold (in one dump, nearly every one of the first ~35 calls
+    // took 25-80 µs): timed apart, so the steady figure is steady arrivals
+    // and the cost of resuming from idle is still on the summary line.
+    let resume = rt
+        .block_on(
+            node.plugins
+                .instantiate_latencies(&plugin, make, &info, RESUME_CALLS, gap, done),
+        )
+        .map_err(|e| anyhow::anyhow!("the IVR did not return ok: {e}"))?;
+    let (resume_p50, _) = percentiles(resume.iter().map(|t| t.0).collect());
+    let resume_max = resume.iter().map(|t| t.0).fold(0.0, f64::max);
     let hits_before = node.plugins.warm_hits();
     let prepared_before = node.plugins.prepared_hits();
     let started = std::time::Instant::now();
@@ -152,6 +165,11 @@ fn main() -> anyhow::Result<()> {
          p99 {beside_p99:.1}; alone: {alone_n}, p50 {alone_p50:.1}, p99 {alone_p99:.1}"
     );
     eprintln!(
+        "the first {RESUME_CALLS} calls after {} s idle (not in the figures above): \
+         p50 {resume_p50:.1} µs, max {resume_max:.1}",
+        idle.as_secs()
+    );
+    eprintln!(
         "arrivals: {rate} calls/s, {warm} of {iterations} started on a spare instance; \
          back to back (no spare ready, store dropped by the warmer or inline): {back_to_back:.1} µs"
     );
@@ -162,11 +180,15 @@ fn main() -> anyhow::Result<()> {
          floor_p50_us={floor_p50:.1} floor_p99_us={floor_p99:.1} \
          walk_hot_us={cold_hot:.1} walk_after_sleep_us={cold_p50:.1} \
          beside_warmer={beside_n} beside_warmer_p99_us={beside_p99:.1} alone_p99_us={alone_p99:.1} \
-         call_path_faults_per_call={call_faults:.2} faults_per_call={all_faults:.2} {}",
+         call_path_faults_per_call={call_faults:.2} faults_per_call={all_faults:.2} \
+         after_idle_p50_us={resume_p50:.1} after_idle_max_us={resume_max:.1} {}",
         hookline_benches::proc_stats::host_fields()
     );
     Ok(())
 }
+
+/// Calls timed apart right after the idle measurement, before the steady run.
+const RESUME_CALLS: u32 = 50;
 
 /// p50 and p99 (NaN for none).
 fn percentiles(mut v: Vec<f64>) -> (f64, f64) {
