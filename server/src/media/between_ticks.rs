@@ -26,6 +26,15 @@ use super::arrival::{Arrivals, RTCP};
 use super::inbox::Inbox;
 use super::worker::Worker;
 
+/// Sockets read between two flushes of the relays within one wake-up.
+/// Measured with every leg sending in the same instant (`bridge_load
+/// --phases 1`, 500 calls, 2026-12-04, runs alternating): relayed latency
+/// p50 1.67-1.83 ms flushing every 16 against 1.98-2.24 flushing once per
+/// wake-up, p99 and CPU within the runs' spread (2.16-2.55 against
+/// 2.32-2.60 ms; 9.9-10.5 % against 6.3-11.1 %). Every 4 and every 64 were
+/// no better than 16.
+const RELAY_BATCH: usize = 16;
+
 impl Worker {
     /// From the end of a tick's work (`now`) until the next tick is due.
     pub(super) fn between_ticks(
@@ -66,8 +75,14 @@ impl Worker {
     }
 
     /// Reads what epoll found readable: bridged legs' and RTCP sockets.
+    /// Relays go out every `RELAY_BATCH` sockets read, not at the end of
+    /// the wake-up, so the first packets of a large burst do not wait for
+    /// the whole burst to be read.
     fn ready(&mut self, arrivals: &Arrivals, buf: &mut [u8], inbox: &mut Inbox) {
-        for id in arrivals.ready() {
+        for (n, id) in arrivals.ready().enumerate() {
+            if n > 0 && n % RELAY_BATCH == 0 {
+                self.flush();
+            }
             let rtcp = id & RTCP != 0;
             if let Some(&i) = self.index.get(&(id & !RTCP)) {
                 if rtcp {
