@@ -77,11 +77,12 @@ impl Worker {
     /// Reads what epoll found readable: bridged legs' and RTCP sockets.
     /// Relays go out every `RELAY_BATCH` sockets read, not at the end of
     /// the wake-up, so the first packets of a large burst do not wait for
-    /// the whole burst to be read.
+    /// the whole burst to be read. Only the sends: the counts reach the
+    /// engine-wide atomics once, at the wake-up's `flush`.
     fn ready(&mut self, arrivals: &Arrivals, buf: &mut [u8], inbox: &mut Inbox) {
         for (n, id) in arrivals.ready().enumerate() {
             if n > 0 && n % RELAY_BATCH == 0 {
-                self.flush();
+                self.outbox.flush();
             }
             let rtcp = id & RTCP != 0;
             if let Some(&i) = self.index.get(&(id & !RTCP)) {

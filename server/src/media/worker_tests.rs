@@ -297,3 +297,78 @@ fn a_leg_bridged_to_itself_is_refused_and_the_worker_goes_on() {
     engine.remove_leg(a);
     engine.remove_leg(b);
 }
+
+/// A burst over more bridged legs than one send batch (`RELAY_BATCH`) of a
+/// wake-up: every packet reaches its own leg's peer, none is lost or sent
+/// to another call's peer when the relays go out in pieces.
+#[test]
+fn a_burst_over_many_bridges_reaches_every_peer() {
+    const PAIRS: usize = 40;
+    let engine = MediaEngine::start(1);
+    let pool = PortPool::new("127.0.0.1".parse().unwrap(), 31800, 32200);
+    let setup = |id, socket, remote: SocketAddr| LegSetup {
+        id,
+        socket,
+        remote,
+        codec: Format::PCMU,
+        dtmf_pt: None,
+        inband_dtmf: false,
+        rtp_timeout: None,
+        latch: false,
+        rtcp: None,
+        events: Box::new(|_| {}),
+    };
+    let mut pairs = Vec::new();
+    for _ in 0..PAIRS {
+        let (sock_a, port_a) = pool.bind().unwrap();
+        let (sock_b, _) = pool.bind().unwrap();
+        let phone_a = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let phone_b = UdpSocket::bind("127.0.0.1:0").unwrap();
+        phone_b
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let a = engine.new_leg_id(None);
+        let b = engine.new_leg_id(Some(a));
+        engine.add_leg(setup(a, sock_a, phone_a.local_addr().unwrap()));
+        engine.add_leg(setup(b, sock_b, phone_b.local_addr().unwrap()));
+        engine.bridge(a, b);
+        pairs.push((a, b, port_a, phone_a, phone_b));
+    }
+    thread::sleep(Duration::from_millis(100));
+    // Each call's packet carries its own byte (0x10.., never μ-law silence).
+    let mut pkt = [0u8; 172];
+    for (i, (.., port_a, phone_a, _)) in pairs.iter().enumerate() {
+        packet::write_header(&mut pkt, true, 0, 1, 160, 9);
+        pkt[12..].fill(0x10 + i as u8);
+        phone_a.send_to(&pkt, ("127.0.0.1", *port_a)).unwrap();
+    }
+    let mut buf = [0u8; 512];
+    let mut missing = Vec::new();
+    for (i, (.., phone_b)) in pairs.iter().enumerate() {
+        let mut heard = None;
+        while let Ok(n) = phone_b.recv(&mut buf) {
+            let p = RtpPacket::parse(&buf[..n]).unwrap();
+            // Keep-alive silence (0xff) may come between; a relayed packet
+            // is all one byte in the callers' range.
+            if let Some(&x) = p
+                .payload
+                .first()
+                .filter(|&&x| (0x10..0x10 + PAIRS as u8).contains(&x))
+            {
+                heard = Some(x);
+                break;
+            }
+        }
+        if heard != Some(0x10 + i as u8) {
+            missing.push((i, heard));
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "calls whose peer did not get their packet: {missing:?}"
+    );
+    for (a, b, ..) in pairs {
+        engine.remove_leg(a);
+        engine.remove_leg(b);
+    }
+}
